@@ -1,0 +1,24 @@
+"""llm-math-notes: machine-checked derivations for the mathematics of large language models."""
+
+from engine.backends.numpy_backend import to_numpy
+from engine.backends.sympy_backend import to_sympy
+from engine.expr import EngineError, Expr
+from engine.parser import Environment, ParseError, build_environment, parse_equation, parse_formula
+from engine.verify import Counterexample, Result, assert_claim, verify, verify_sides
+
+__all__ = [
+    "Counterexample",
+    "EngineError",
+    "Environment",
+    "Expr",
+    "ParseError",
+    "Result",
+    "assert_claim",
+    "build_environment",
+    "parse_equation",
+    "parse_formula",
+    "to_numpy",
+    "to_sympy",
+    "verify",
+    "verify_sides",
+]

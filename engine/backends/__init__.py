@@ -1,0 +1,1 @@
+"""Backends that walk the expression tree: NumPy values, SymPy values, generated code."""

@@ -1,0 +1,88 @@
+"""SymPy backend: evaluates a tree at concrete sizes on arrays of symbols; grad by `sympy.diff`."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from engine.backends.common import concrete_shape, resolve_params
+from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, free_vars
+from engine.functions.base import obj
+from engine.types import TYPES
+
+
+def entry_symbol(name: str, idx: tuple[int, ...], vtype: str) -> sympy.Symbol:
+    """The symbol for one entry: `z[1]`, `Q[0,2]`; scalars keep their own name."""
+    label = name if not idx else f"{name}[{','.join(map(str, idx))}]"
+    return sympy.Symbol(label, **TYPES[vtype].assumptions)
+
+
+def symbol_arrays(vars: dict[str, Var], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """One object array of entry symbols per variable, at concrete sizes."""
+    out = {}
+    for name, var in vars.items():
+        shape = concrete_shape(var.shape, sizes)
+        arr = np.empty(shape, dtype=object)
+        for idx in np.ndindex(shape):
+            arr[idx] = entry_symbol(name, idx, var.vtype)
+        out[name] = obj(arr)
+    return out
+
+
+def evaluate(expr: Expr, values: dict[str, np.ndarray], sizes: dict[str, int]) -> np.ndarray:
+    """The value of `expr` as an object array of SymPy expressions (0-d for a scalar)."""
+    memo: dict[int, np.ndarray] = {}
+    for node in expr.walk():
+        memo[id(node)] = _eval_node(node, memo, values, sizes)
+    return memo[id(expr)]
+
+
+def _eval_node(node: Expr, memo, values, sizes) -> np.ndarray:
+    if isinstance(node, Var):
+        if node.name not in values:
+            raise EngineError(f"no value given for variable {node.name!r}")
+        return obj(values[node.name])
+    if isinstance(node, Const):
+        return obj(node.value)
+    if isinstance(node, Size):
+        return obj(sympy.Integer(sizes[node.name]))
+    if isinstance(node, Ref):
+        return memo[id(node.body)]
+    assert isinstance(node, Call)
+    if node.fn in ("grad", "jacobian"):
+        return _derivative(node, memo, values)
+    args = [memo[id(a)] for a in node.args]
+    return obj(node.spec.sympy(*args, **resolve_params(node, sizes)))
+
+
+def _derivative(node: Call, memo, values) -> np.ndarray:
+    f = memo[id(node.args[0])]
+    xs = obj(values[node.args[1].name])
+    if any(not isinstance(s, sympy.Symbol) for s in xs.flat):
+        raise EngineError("grad/jacobian need symbolic inputs in the SymPy backend")
+    if node.fn == "grad":
+        scalar = f[()]
+        out = np.empty(xs.shape, dtype=object)
+        for idx in np.ndindex(xs.shape):
+            out[idx] = sympy.diff(scalar, xs[idx])
+        return obj(out)
+    out = np.empty((f.shape[0], xs.shape[0]), dtype=object)
+    for i in range(f.shape[0]):
+        for j in range(xs.shape[0]):
+            out[i, j] = sympy.diff(f[i], xs[j])
+    return out
+
+
+def to_sympy(expr: Expr, sizes: dict[str, int]) -> sympy.Expr | sympy.ImmutableMatrix:
+    """The expression at concrete sizes: a SymPy scalar, or a Matrix for vectors and matrices.
+
+    Entries of a variable `Q` are the symbols `Q[i,j]`; vectors become column matrices.
+    """
+    value = evaluate(expr, symbol_arrays(free_vars(expr), sizes), sizes)
+    if value.ndim == 0:
+        return value[()]
+    if value.ndim == 1:
+        return sympy.ImmutableMatrix(value.tolist())
+    if value.ndim == 2:
+        return sympy.ImmutableMatrix(value.tolist())
+    return sympy.ImmutableDenseNDimArray(value.tolist())

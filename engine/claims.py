@@ -1,0 +1,89 @@
+"""Claims files: TOML with [vars], [defs] and [[claim]] tables, checked claim by claim."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.expr import EngineError
+from engine.verify import Result, verify
+
+
+class ClaimsFileError(EngineError):
+    """A claims file that cannot be read as a whole."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One named equation to check, with the variables and definitions it may use."""
+
+    name: str
+    equation: str
+    vars: Mapping[str, str] = field(default_factory=dict)
+    defs: Mapping[str, str] = field(default_factory=dict)
+    expect: str = "pass"  # what the example file documents: "pass" or "fail"
+
+    def check(self, seed: int = 0, numeric_sizes: Mapping[str, int] | None = None) -> Result:
+        return verify(
+            self.equation,
+            self.vars,
+            self.defs,
+            seed=seed,
+            name=self.name,
+            numeric_sizes=numeric_sizes,
+        )
+
+
+def load_claims(path: str | Path) -> list[Claim]:
+    """Read a claims file; raise ClaimsFileError with a one-line reason if it is malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise ClaimsFileError(f"cannot read {path}: {reason}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ClaimsFileError(f"{path}: not valid TOML: {e}") from None
+    return list(claims_from_table(data, str(path)))
+
+
+def claims_from_table(data: Mapping, where: str = "claims") -> Iterator[Claim]:
+    unknown = set(data) - {"vars", "defs", "claim"}
+    if unknown:
+        raise ClaimsFileError(f"{where}: unknown table [{sorted(unknown)[0]}]")
+    vars_ = _string_table(data.get("vars", {}), f"{where}: [vars]")
+    defs = _string_table(data.get("defs", {}), f"{where}: [defs]")
+    claims = data.get("claim", [])
+    if not isinstance(claims, list) or not claims:
+        raise ClaimsFileError(f"{where}: no [[claim]] entries")
+    seen: set[str] = set()
+    for i, c in enumerate(claims, 1):
+        if not isinstance(c, dict):
+            raise ClaimsFileError(f"{where}: claim {i} is not a table")
+        name = c.get("name", f"claim-{i}")
+        equation = c.get("equation")
+        if not isinstance(name, str) or not isinstance(equation, str):
+            raise ClaimsFileError(f"{where}: claim {i} needs a name and an equation (strings)")
+        extra = set(c) - {"name", "equation", "expect", "note"}
+        if extra:
+            raise ClaimsFileError(f"{where}: claim {name!r} has unknown key {sorted(extra)[0]!r}")
+        if name in seen:
+            raise ClaimsFileError(f"{where}: claim name {name!r} is used twice")
+        seen.add(name)
+        expect = c.get("expect", "pass")
+        if expect not in ("pass", "fail"):
+            raise ClaimsFileError(f"{where}: claim {name!r}: expect must be 'pass' or 'fail'")
+        yield Claim(name, equation, vars_, defs, expect)
+
+
+def _string_table(table, where: str) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise ClaimsFileError(f"{where} must be a table")
+    for k, v in table.items():
+        if not isinstance(v, str):
+            raise ClaimsFileError(f"{where}: {k} must be a string")
+    return dict(table)

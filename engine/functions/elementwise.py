@@ -1,0 +1,184 @@
+"""Elementwise functions: NumPy form (complex-step safe), SymPy form, derivative, LaTeX."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.special
+import sympy
+
+from engine.expr import Call, Const, Expr, call
+from engine.functions.base import Function, latex_fn, register, sym_map
+
+# NumPy forms take real or complex arrays. For complex input they are the analytic continuation
+# of the real function (piecewise for relu/abs/step/sign, split on the real part), which is what
+# complex-step differentiation needs.
+
+_SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
+GELU_TANH_C = sympy.Rational(44715, 1000000)
+
+
+def _np_sigmoid(x):
+    x = np.asarray(x)
+    pos = x.real >= 0
+    ex = np.exp(np.where(pos, -x, x))
+    return np.where(pos, 1.0 / (1.0 + ex), ex / (1.0 + ex))
+
+
+def _np_softplus(x):
+    x = np.asarray(x)
+    pos = x.real > 0
+    return np.where(pos, x, 0) + np.log1p(np.exp(np.where(pos, -x, x)))
+
+
+def _np_abs(x):
+    x = np.asarray(x)
+    return np.where(x.real >= 0, x, -x) if np.iscomplexobj(x) else np.abs(x)
+
+
+def _np_gelu_tanh(x):
+    c = float(GELU_TANH_C)
+    return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + c * x**3)))
+
+
+def _sym_sigmoid(x):
+    return 1 / (1 + sympy.exp(-x))
+
+
+def _sym_gelu_tanh(x):
+    return x / 2 * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (x + GELU_TANH_C * x**3)))
+
+
+def elementwise(
+    name: str,
+    np_f: Callable,
+    sym_f: Callable[[sympy.Expr], sympy.Expr],
+    derivative: Callable[[Call, Expr], Expr] | None,
+    latex: Callable[[str], str],
+    doc: str,
+    public: bool = True,
+) -> Function:
+    """Register f(x) applied entrywise, with vjp g * f'(x); `derivative(node, x)` gives f'(x)."""
+    vjp = None if derivative is None else (lambda n, g, i: g * derivative(n, n.args[0]))
+    return register(
+        Function(
+            name=name,
+            nargs=1,
+            shape=lambda s, p: s[0],
+            numpy=lambda x: np.asarray(np_f(np.asarray(x))),
+            sympy=sym_map(sym_f),
+            latex=lambda n, s: latex(s(n.args[0], 0)),
+            vjp=vjp,
+            doc=doc,
+            public=public,
+        )
+    )
+
+
+def _paren(name: str) -> Callable[[str], str]:
+    return lambda a: rf"{name}\left({a}\right)"
+
+
+half = Const(sympy.Rational(1, 2))
+
+elementwise("exp", np.exp, sympy.exp, lambda n, x: n, _paren(r"\exp"), "exponential e^x")
+elementwise("log", np.log, sympy.log, lambda n, x: 1 / x, _paren(r"\log"), "natural logarithm")
+elementwise(
+    "sqrt", np.sqrt, sympy.sqrt, lambda n, x: half / n, lambda a: rf"\sqrt{{{a}}}", "square root"
+)
+elementwise(
+    "abs",
+    _np_abs,
+    sympy.Abs,
+    lambda n, x: call("sign", x),
+    lambda a: rf"\left|{a}\right|",
+    "absolute value",
+)
+elementwise("tanh", np.tanh, sympy.tanh, lambda n, x: 1 - n**2, _paren(r"\tanh"), "tanh")
+elementwise(
+    "sigmoid",
+    _np_sigmoid,
+    _sym_sigmoid,
+    lambda n, x: n * (1 - n),
+    _paren(r"\sigma"),
+    "logistic sigmoid 1 / (1 + e^-x)",
+)
+elementwise("sin", np.sin, sympy.sin, lambda n, x: call("cos", x), _paren(r"\sin"), "sine")
+elementwise("cos", np.cos, sympy.cos, lambda n, x: -call("sin", x), _paren(r"\cos"), "cosine")
+elementwise(
+    "relu",
+    lambda x: np.where(x.real > 0, x, 0),
+    lambda x: sympy.Max(0, x),
+    lambda n, x: call("step", x),
+    _paren(latex_fn("ReLU")),
+    "rectified linear unit max(x, 0)",
+)
+elementwise(
+    "softplus",
+    _np_softplus,
+    lambda x: sympy.log(1 + sympy.exp(x)),
+    lambda n, x: call("sigmoid", x),
+    _paren(latex_fn("softplus")),
+    "softplus log(1 + e^x)",
+)
+elementwise(
+    "silu",
+    lambda x: x * _np_sigmoid(x),
+    lambda x: x * _sym_sigmoid(x),
+    lambda n, x: call("sigmoid", x) * (1 + x * (1 - call("sigmoid", x))),
+    _paren(latex_fn("SiLU")),
+    "sigmoid linear unit x * sigmoid(x)",
+)
+elementwise(
+    "erf",
+    scipy.special.erf,
+    sympy.erf,
+    lambda n, x: 2 / call("sqrt", Const(sympy.pi)) * call("exp", -(x**2)),
+    _paren(latex_fn("erf")),
+    "error function",
+)
+elementwise(
+    "gelu",
+    lambda x: 0.5 * x * (1.0 + scipy.special.erf(x / np.sqrt(2.0))),
+    lambda x: x / 2 * (1 + sympy.erf(x / sympy.sqrt(2))),
+    lambda n, x: (
+        half * (1 + call("erf", x / call("sqrt", Const(2))))
+        + x * call("exp", -(x**2) / 2) / call("sqrt", 2 * Const(sympy.pi))
+    ),
+    _paren(latex_fn("GELU")),
+    "Gaussian error linear unit x * Phi(x) (exact erf form)",
+)
+
+
+def _gelu_tanh_derivative(n: Call, x: Expr) -> Expr:
+    c = Const(GELU_TANH_C)
+    k = call("sqrt", 2 / Const(sympy.pi))
+    t = call("tanh", k * (x + c * x**3))
+    return half * (1 + t) + half * x * (1 - t**2) * k * (1 + 3 * c * x**2)
+
+
+elementwise(
+    "gelu_tanh",
+    _np_gelu_tanh,
+    _sym_gelu_tanh,
+    _gelu_tanh_derivative,
+    _paren(latex_fn("GELU_{tanh}")),
+    "GELU, tanh approximation",
+)
+elementwise(
+    "sign",
+    lambda x: np.sign(x.real),
+    sympy.sign,
+    lambda n, x: 0 * x,
+    _paren(latex_fn("sign")),
+    "sign of x (-1, 0 or 1); derivative 0 almost everywhere",
+)
+elementwise(
+    "step",
+    lambda x: (x.real > 0).astype(float),
+    lambda x: sympy.Heaviside(x, 0),
+    lambda n, x: 0 * x,
+    _paren(latex_fn("step")),
+    "Heaviside step: 1 where x > 0, else 0 (the derivative of relu)",
+)

@@ -1,0 +1,225 @@
+"""Arithmetic operators, the matrix product and the transpose."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from engine.expr import Call, Const, Expr, Shape, ShapeError, call, format_shape
+from engine.functions.base import (
+    PREC_ADD,
+    PREC_MUL,
+    PREC_NEG,
+    PREC_POSTFIX,
+    PREC_POW,
+    Function,
+    broadcast,
+    obj,
+    register,
+)
+
+
+def unbroadcast(g: Expr, shape: Shape) -> Expr:
+    """Sum a cotangent over the axes along which a value of `shape` was broadcast."""
+    while len(g.shape) > len(shape):
+        g = call("sum", g, axis=0)
+    for axis, (dg, ds) in enumerate(zip(g.shape, shape, strict=True)):
+        if ds == 1 and dg != 1:
+            g = call("sum", g, axis=axis, keepdims=True)
+    return g
+
+
+def _is_scalar(e: Expr) -> bool:
+    return e.shape == ()
+
+
+def _binary(name, infix, prec, np_f, sym_f, vjp, latex, doc):
+    return register(
+        Function(
+            name=name,
+            nargs=2,
+            shape=lambda s, p: broadcast(*s),
+            numpy=np_f,
+            sympy=lambda a, b: obj(sym_f(a, b)),
+            latex=latex,
+            vjp=vjp,
+            precedence=prec,
+            infix=infix,
+            doc=doc,
+            public=False,
+        )
+    )
+
+
+_binary(
+    "add",
+    "+",
+    PREC_ADD,
+    np.add,
+    lambda a, b: a + b,
+    lambda n, g, i: unbroadcast(g, n.args[i].shape),
+    lambda n, s: f"{s(n.args[0], PREC_ADD)} + {s(n.args[1], PREC_ADD + 1)}",
+    "elementwise sum with broadcasting",
+)
+_binary(
+    "sub",
+    "-",
+    PREC_ADD,
+    np.subtract,
+    lambda a, b: a - b,
+    lambda n, g, i: unbroadcast(g if i == 0 else -g, n.args[i].shape),
+    lambda n, s: f"{s(n.args[0], PREC_ADD)} - {s(n.args[1], PREC_ADD + 1)}",
+    "elementwise difference with broadcasting",
+)
+
+
+def _mul_latex(n: Call, s) -> str:
+    a, b = n.args
+    left, right = s(a, PREC_MUL), s(b, PREC_MUL + 1)
+    if _is_scalar(a) or _is_scalar(b):
+        return f"{left} \\, {right}" if not isinstance(a, Const) else f"{left} {right}"
+    return f"{left} \\odot {right}"
+
+
+_binary(
+    "mul",
+    "*",
+    PREC_MUL,
+    np.multiply,
+    lambda a, b: a * b,
+    lambda n, g, i: unbroadcast(g * n.args[1 - i], n.args[i].shape),
+    _mul_latex,
+    "elementwise (Hadamard) product with broadcasting",
+)
+_binary(
+    "div",
+    "/",
+    PREC_MUL,
+    np.divide,
+    lambda a, b: a / b,
+    lambda n, g, i: unbroadcast(
+        g / n.args[1] if i == 0 else -(g * n.args[0]) / n.args[1] ** 2, n.args[i].shape
+    ),
+    lambda n, s: rf"\frac{{{s(n.args[0], 0)}}}{{{s(n.args[1], 0)}}}",
+    "elementwise quotient with broadcasting",
+)
+
+
+def _pow_vjp(n: Call, g: Expr, i: int) -> Expr:
+    base, expo = n.args
+    if i == 0:
+        return unbroadcast(g * expo * base ** (expo - 1), base.shape)
+    return unbroadcast(g * n * call("log", base), expo.shape)
+
+
+def _pow_latex(n: Call, s) -> str:
+    base, expo = n.args
+    if isinstance(expo, Const) and expo.value == sympy.Rational(1, 2):
+        return rf"\sqrt{{{s(base, 0)}}}"
+    return f"{s(base, PREC_POW + 1)}^{{{s(expo, 0)}}}"
+
+
+_binary(
+    "pow",
+    "**",
+    PREC_POW,
+    np.power,
+    lambda a, b: a**b,
+    _pow_vjp,
+    _pow_latex,
+    "elementwise power with broadcasting",
+)
+
+register(
+    Function(
+        name="neg",
+        nargs=1,
+        shape=lambda s, p: s[0],
+        numpy=np.negative,
+        sympy=lambda a: obj(-a),
+        latex=lambda n, s: f"-{s(n.args[0], PREC_NEG + 1)}",
+        vjp=lambda n, g, i: -g,
+        precedence=PREC_NEG,
+        infix="-",
+        doc="negation",
+        public=False,
+    )
+)
+
+
+# ---------------------------------------------------------------- matrix product
+
+
+def _matmul_shape(shapes: tuple[Shape, ...], params) -> Shape:
+    a, b = shapes
+    if not a or not b:
+        raise ShapeError("@ needs vectors or matrices, got a scalar; use * for scalars")
+    if len(a) > 2 or len(b) > 2:
+        raise ShapeError("@ is defined for vectors and matrices (rank 1 or 2)")
+    inner_a = a[-1]
+    inner_b = b[0] if len(b) == 1 else b[-2]
+    if inner_a != inner_b:
+        raise ShapeError(
+            f"@: inner dimensions differ: {format_shape(a)} @ {format_shape(b)} "
+            f"({inner_a} vs {inner_b})"
+        )
+    return a[:-1] + b[1:] if len(b) == 2 else a[:-1]
+
+
+def _matmul_vjp(n: Call, g: Expr, i: int) -> Expr:
+    a, b = n.args
+    ra, rb = len(a.shape), len(b.shape)
+    if ra == 2 and rb == 2:
+        return g @ b.T if i == 0 else a.T @ g
+    if ra == 2 and rb == 1:
+        return call("outer", g, b) if i == 0 else a.T @ g
+    if ra == 1 and rb == 2:
+        return b @ g if i == 0 else call("outer", a, g)
+    return g * b if i == 0 else g * a
+
+
+def _matmul_latex(n: Call, s) -> str:
+    a, b = n.args
+    left = s(a, PREC_MUL)
+    right = s(b, PREC_MUL + 1)
+    if len(a.shape) == 1:
+        left = f"{s(a, PREC_POSTFIX + 1)}^\\top"
+    return f"{left} {right}"
+
+
+register(
+    Function(
+        name="matmul",
+        nargs=2,
+        shape=_matmul_shape,
+        numpy=np.matmul,
+        sympy=lambda a, b: obj(np.matmul(a, b)) if a.ndim + b.ndim > 2 else obj(_dot(a, b)),
+        latex=_matmul_latex,
+        vjp=_matmul_vjp,
+        precedence=PREC_MUL,
+        infix="@",
+        doc="matrix product (vector @ vector is the dot product)",
+        public=False,
+    )
+)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> sympy.Expr:
+    return sympy.Add(*[x * y for x, y in zip(a.tolist(), b.tolist(), strict=True)])
+
+
+register(
+    Function(
+        name="transpose",
+        nargs=1,
+        shape=lambda s, p: tuple(reversed(s[0])),
+        numpy=lambda a: np.transpose(a),
+        sympy=lambda a: obj(np.transpose(a)),
+        latex=lambda n, s: f"{s(n.args[0], PREC_POSTFIX + 1)}^\\top",
+        vjp=lambda n, g, i: g.T,
+        precedence=PREC_POSTFIX,
+        infix=".T",
+        doc="transpose (reverses the axes; a vector is unchanged)",
+        public=False,
+    )
+)

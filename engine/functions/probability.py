@@ -1,0 +1,74 @@
+"""Information-theoretic losses: cross-entropy, entropy and KL divergence."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from engine.expr import Call, Expr, call
+from engine.functions.base import Function, broadcast, obj, register, sym_map, sym_sum
+from engine.functions.ops import unbroadcast
+
+
+def _pair_shape(fname: str):
+    def rule(shapes, p):
+        broadcast(*shapes)
+        return ()
+
+    return rule
+
+
+def _ce_vjp(n: Call, g: Expr, i: int) -> Expr:
+    p, y = n.args
+    if i == 0:
+        return unbroadcast(-(g * y) / p, p.shape)
+    return unbroadcast(-g * call("log", p), y.shape)
+
+
+def _kl_vjp(n: Call, g: Expr, i: int) -> Expr:
+    p, q = n.args
+    if i == 0:
+        return unbroadcast(g * (call("log", p / q) + 1), p.shape)
+    return unbroadcast(-(g * p) / q, q.shape)
+
+
+_log = sym_map(sympy.log)
+
+register(
+    Function(
+        name="cross_entropy",
+        nargs=2,
+        shape=_pair_shape("cross_entropy"),
+        numpy=lambda p, y: np.asarray(-np.sum(y * np.log(p))),
+        sympy=lambda p, y: obj(-sym_sum(obj(y * _log(p)))[()]),
+        latex=lambda n, s: rf"\operatorname{{CE}}\left({s(n.args[0], 0)}, {s(n.args[1], 0)}\right)",
+        vjp=_ce_vjp,
+        doc="cross-entropy -sum(y * log(p)) of predictions p against targets y",
+    )
+)
+register(
+    Function(
+        name="entropy",
+        nargs=1,
+        shape=lambda s, p: (),
+        numpy=lambda p: np.asarray(-np.sum(p * np.log(p))),
+        sympy=lambda p: obj(-sym_sum(obj(p * _log(p)))[()]),
+        latex=lambda n, s: rf"H\left({s(n.args[0], 0)}\right)",
+        vjp=lambda n, g, i: -g * (call("log", n.args[0]) + 1),
+        doc="Shannon entropy -sum(p * log(p))",
+    )
+)
+register(
+    Function(
+        name="kl",
+        nargs=2,
+        shape=_pair_shape("kl"),
+        numpy=lambda p, q: np.asarray(np.sum(p * np.log(p / q))),
+        sympy=lambda p, q: obj(sym_sum(obj(p * _log(obj(p / q))))[()]),
+        latex=lambda n, s: (
+            rf"D_{{\mathrm{{KL}}}}\left({s(n.args[0], 0)} \,\middle\|\, {s(n.args[1], 0)}\right)"
+        ),
+        vjp=_kl_vjp,
+        doc="Kullback-Leibler divergence sum(p * log(p / q))",
+    )
+)

@@ -1,0 +1,261 @@
+"""Reductions (sum, mean, var, logsumexp) and the softmax family, with NumPy axis semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from engine.expr import Call, Expr, Shape, call
+from engine.functions.base import (
+    Function,
+    latex_fn,
+    need_rank,
+    normalize_axis,
+    obj,
+    params_of,
+    register,
+    sym_map,
+    sym_sum,
+)
+
+REDUCE_PARAMS = {"axis": None, "keepdims": False}
+
+
+def _reduce_shape(fname: str):
+    def rule(shapes: tuple[Shape, ...], p) -> Shape:
+        (s,) = shapes
+        axis, keep = p["axis"], p["keepdims"]
+        if axis is None:
+            return tuple(sympy.Integer(1) for _ in s) if keep else ()
+        need_rank(fname, s, tuple(range(1, 9)), "an array (not a scalar) when axis is given")
+        a = normalize_axis(axis, len(s), fname)
+        return s[:a] + ((sympy.Integer(1),) if keep else ()) + s[a + 1 :]
+
+    return rule
+
+
+def _axis(node: Call) -> int | None:
+    axis = params_of(node)["axis"]
+    return None if axis is None else axis % len(node.args[0].shape)
+
+
+def count(node: Call) -> Expr:
+    """How many entries a reduction averages over, as an expression of the sizes."""
+    from engine.expr import Const, Size
+
+    shape = node.args[0].shape
+    axis = _axis(node)
+    dims = shape if axis is None else (shape[axis],)
+    total: Expr | None = None
+    for d in dims:
+        term: Expr = Const(d) if d.is_Integer else Size(str(d))
+        total = term if total is None else total * term
+    return total if total is not None else Const(1)
+
+
+def expand_back(g: Expr, node: Call) -> Expr:
+    """Reshape a reduction's cotangent so it broadcasts against the reduced argument."""
+    axis = _axis(node)
+    if axis is None or params_of(node)["keepdims"]:
+        return g
+    return call("expand_dims", g, axis=axis)
+
+
+def _reduce_latex(symbol: str):
+    def rule(n: Call, s) -> str:
+        axis = _axis(n)
+        rank = len(n.args[0].shape)
+        arg = s(n.args[0], 0)
+        if axis is None or rank == 1:
+            return rf"{symbol}\left({arg}\right)"
+        if rank == 2:
+            which = "row" if axis == 1 else "col"
+            return rf"{symbol}_{{\text{{{which}}}}}\left({arg}\right)"
+        return rf"{symbol}_{{\text{{axis}}\,{axis}}}\left({arg}\right)"
+
+    return rule
+
+
+def _np_reduce(f):
+    return lambda x, axis=None, keepdims=False: np.asarray(f(x, axis=axis, keepdims=keepdims))
+
+
+def _np_mean(x, axis=None, keepdims=False):
+    return np.asarray(np.mean(x, axis=axis, keepdims=keepdims))
+
+
+def _np_var(x, axis=None, keepdims=False):
+    # Not np.var: for complex input it takes |x - mean|^2, which breaks complex-step.
+    m = np.mean(x, axis=axis, keepdims=True)
+    return np.asarray(np.mean((x - m) ** 2, axis=axis, keepdims=keepdims))
+
+
+def _np_logsumexp(x, axis=None, keepdims=False):
+    m = np.max(x.real, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return np.asarray(out if keepdims else np.squeeze(out, axis=axis))
+
+
+def _sym_count(x: np.ndarray, axis) -> int:
+    return x.size if axis is None else x.shape[axis]
+
+
+def _sym_mean(x, axis=None, keepdims=False):
+    return obj(sym_sum(x, axis, keepdims) / _sym_count(x, axis))
+
+
+def _sym_var(x, axis=None, keepdims=False):
+    m = sym_sum(x, axis, True) / _sym_count(x, axis)
+    return obj(sym_sum((x - m) ** 2, axis, keepdims) / _sym_count(x, axis))
+
+
+def _sym_logsumexp(x, axis=None, keepdims=False):
+    return sym_map(sympy.log)(sym_sum(sym_map(sympy.exp)(x), axis, keepdims))
+
+
+def reduction(name, np_f, sym_f, vjp, latex, doc):
+    return register(
+        Function(
+            name=name,
+            nargs=1,
+            shape=_reduce_shape(name),
+            numpy=np_f,
+            sympy=sym_f,
+            latex=latex,
+            vjp=vjp,
+            params=dict(REDUCE_PARAMS),
+            doc=doc,
+        )
+    )
+
+
+def _sum_vjp(n: Call, g: Expr, i: int) -> Expr:
+    x = n.args[0]
+    g = expand_back(g, n)
+    return g * call("ones", dims=x.shape) if g.shape != x.shape else g
+
+
+def _mean_vjp(n: Call, g: Expr, i: int) -> Expr:
+    return _sum_vjp(n, g, i) / count(n)
+
+
+def _var_vjp(n: Call, g: Expr, i: int) -> Expr:
+    x = n.args[0]
+    centred = x - call("mean", x, **_keep(n))
+    return 2 * expand_back(g, n) * centred / count(n)
+
+
+def _keep(n: Call) -> dict:
+    axis = params_of(n)["axis"]
+    return {} if axis is None else {"axis": axis, "keepdims": True}
+
+
+def _logsumexp_vjp(n: Call, g: Expr, i: int) -> Expr:
+    x = n.args[0]
+    axis = params_of(n)["axis"]
+    p = call("softmax", x, axis=axis if axis is not None else -1)
+    if axis is None and len(x.shape) != 1:
+        p = call("exp", x - n)
+    return expand_back(g, n) * p
+
+
+reduction(
+    "sum",
+    _np_reduce(np.sum),
+    sym_sum,
+    _sum_vjp,
+    _reduce_latex(r"\textstyle\sum"),
+    "sum of entries (all, or along axis)",
+)
+reduction("mean", _np_mean, _sym_mean, _mean_vjp, _reduce_latex(latex_fn("mean")), "mean")
+reduction(
+    "var",
+    _np_var,
+    _sym_var,
+    _var_vjp,
+    _reduce_latex(latex_fn("Var")),
+    "population variance (ddof = 0)",
+)
+reduction(
+    "logsumexp",
+    _np_logsumexp,
+    _sym_logsumexp,
+    _logsumexp_vjp,
+    _reduce_latex(latex_fn("logsumexp")),
+    "log of the sum of exponentials, computed max-shifted",
+)
+
+
+# ---------------------------------------------------------------- softmax family
+
+
+def _softmax_shape(fname: str):
+    def rule(shapes, p) -> Shape:
+        (s,) = shapes
+        need_rank(fname, s, tuple(range(1, 9)), "a vector or matrix")
+        normalize_axis(p["axis"], len(s), fname)
+        return s
+
+    return rule
+
+
+def _np_softmax(x, axis=-1):
+    m = np.max(x.real, axis=axis, keepdims=True)
+    e = np.exp(x - m)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _np_log_softmax(x, axis=-1):
+    return x - _np_logsumexp(x, axis=axis, keepdims=True)
+
+
+def _sym_softmax(x, axis=-1):
+    e = sym_map(sympy.exp)(x)
+    return obj(e / sym_sum(e, axis, True))
+
+
+def _sym_log_softmax(x, axis=-1):
+    return obj(x - _sym_logsumexp(x, axis, True))
+
+
+def softmax_vjp(n: Call, g: Expr, i: int) -> Expr:
+    """p * (g - sum(p * g, axis, keepdims=True)), with p = softmax(x)."""
+    axis = params_of(n)["axis"]
+    return n * (g - call("sum", n * g, axis=axis, keepdims=True))
+
+
+def log_softmax_vjp(n: Call, g: Expr, i: int) -> Expr:
+    """g - softmax(x) * sum(g, axis, keepdims=True)."""
+    axis = params_of(n)["axis"]
+    p = call("softmax", n.args[0], axis=axis)
+    return g - p * call("sum", g, axis=axis, keepdims=True)
+
+
+def _softmax_latex(name: str):
+    def rule(n: Call, s) -> str:
+        axis = params_of(n)["axis"]
+        rank = len(n.args[0].shape)
+        note = "" if axis % rank == rank - 1 else rf"_{{\text{{axis}}\,{axis % rank}}}"
+        return rf"{latex_fn(name)}{note}\left({s(n.args[0], 0)}\right)"
+
+    return rule
+
+
+for _name, _np_f, _sym_f, _vjp, _doc in (
+    ("softmax", _np_softmax, _sym_softmax, softmax_vjp, "softmax, max-shifted"),
+    ("log_softmax", _np_log_softmax, _sym_log_softmax, log_softmax_vjp, "log of softmax"),
+):
+    register(
+        Function(
+            name=_name,
+            nargs=1,
+            shape=_softmax_shape(_name),
+            numpy=_np_f,
+            sympy=_sym_f,
+            latex=_softmax_latex(_name),
+            vjp=_vjp,
+            params={"axis": -1},
+            doc=_doc,
+        )
+    )

@@ -1,0 +1,360 @@
+"""Whitelist parser: formula-language text to expression trees, via `ast`, never `eval`."""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy
+
+from engine.expr import Const, EngineError, Expr, Ref, Size, Var, call, size_symbol
+from engine.functions import REGISTRY
+from engine.types import TYPES
+
+MAX_TEXT = 4000  # characters in one formula
+MAX_NODES = 1500  # syntax nodes in one formula
+MAX_LITERAL_DIM = 64  # largest integer size written literally (use a size symbol beyond)
+MAX_EXPONENT = 64  # largest constant exponent
+MAX_MAGNITUDE_DIGITS = 300  # a constant power may not exceed 10**300
+MAX_RANK = 4
+
+PUBLIC_FUNCTIONS = frozenset(name for name, f in REGISTRY.items() if f.public)
+SIZE_FUNCTIONS = frozenset({"eye", "ones"})
+DERIVATIVES = frozenset({"grad", "jacobian"})
+RESERVED = PUBLIC_FUNCTIONS | {"pi"}
+
+
+class ParseError(EngineError):
+    """Formula text that is not in the language."""
+
+
+@dataclass
+class Environment:
+    """The names a formula may use: variables, let-bound definitions and size symbols."""
+
+    vars: dict[str, Var] = field(default_factory=dict)
+    defs: dict[str, Ref] = field(default_factory=dict)
+    sizes: dict[str, sympy.Symbol] = field(default_factory=dict)
+
+    def names(self) -> set[str]:
+        return set(self.vars) | set(self.defs) | set(self.sizes)
+
+
+_TYPE_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\[(.*)\])?\s*$", re.DOTALL)
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_identifier(name: str, what: str) -> None:
+    if not isinstance(name, str) or not _IDENT_RE.match(name) or len(name) > 40:
+        raise ParseError(f"{what} name {name!r} is not a valid identifier")
+    if name.startswith("__") or keyword.iskeyword(name):
+        raise ParseError(f"{what} name {name!r} is not allowed")
+    if name in RESERVED:
+        raise ParseError(f"{what} name {name!r} is reserved (a function or constant)")
+
+
+def parse_type(name: str, text: str, env: Environment) -> Var:
+    """`real[n, d]` -> Var(name, 'real', (n, d)); new size symbols are added to `env`."""
+    if not isinstance(text, str):
+        raise ParseError(f"variable {name!r}: its type must be a string such as 'real[n]'")
+    m = _TYPE_RE.match(text)
+    if not m:
+        raise ParseError(
+            f"variable {name!r}: cannot read type {text!r} (expected e.g. 'real[n, d]')"
+        )
+    tname, dims_text = m.group(1), m.group(2)
+    vtype = TYPES.get(tname)
+    if vtype is None:
+        raise ParseError(f"variable {name!r}: unknown type {tname!r} (known: {', '.join(TYPES)})")
+    dims: list[sympy.Expr] = []
+    if dims_text is not None:
+        parts = [p.strip() for p in dims_text.split(",")]
+        if parts == [""]:
+            raise ParseError(f"variable {name!r}: empty shape '[]'; write no brackets for a scalar")
+        for part in parts:
+            if part.isdigit():
+                value = int(part)
+                if not 1 <= value <= MAX_LITERAL_DIM:
+                    raise ParseError(
+                        f"variable {name!r}: size {part} is out of range 1..{MAX_LITERAL_DIM}; "
+                        "use a size symbol"
+                    )
+                dims.append(sympy.Integer(value))
+            else:
+                check_identifier(part, "size")
+                if part in env.vars or part in env.defs or part == name:
+                    raise ParseError(f"variable {name!r}: size {part!r} is already a variable name")
+                env.sizes.setdefault(part, size_symbol(part))
+                dims.append(env.sizes[part])
+    if len(dims) > MAX_RANK:
+        raise ParseError(f"variable {name!r}: rank {len(dims)} is above the limit {MAX_RANK}")
+    if len(dims) < vtype.min_rank:
+        raise ParseError(
+            f"variable {name!r}: type {tname!r} needs at least one axis, e.g. '{tname}[n]'"
+        )
+    return Var(name, tname, tuple(dims))
+
+
+def build_environment(
+    vars: Mapping[str, str], defs: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
+) -> Environment:
+    """Declare variables (name -> type text) and then let-bind definitions in order."""
+    env = Environment()
+    if not isinstance(vars, Mapping):
+        raise ParseError("vars must be a table of name = 'type'")
+    for name, text in vars.items():
+        check_identifier(name, "variable")
+        if name in env.sizes:
+            raise ParseError(f"variable {name!r} is already a size symbol")
+        env.vars[name] = parse_type(name, text, env)
+    items = defs.items() if isinstance(defs, Mapping) else (defs or [])
+    for name, text in items:
+        check_identifier(name, "definition")
+        if name in env.names():
+            raise ParseError(f"definition {name!r}: the name is already taken")
+        try:
+            body = parse_formula(text, env)
+        except EngineError as e:
+            raise ParseError(f"definition {name!r}: {e}") from None
+        env.defs[name] = Ref(name, body)
+    return env
+
+
+def parse_formula(text: str, env: Environment) -> Expr:
+    """Parse one expression of the formula language."""
+    tree = _parse_ast(text)
+    if isinstance(tree.body, ast.Compare):
+        raise ParseError("'==' is only allowed once, between the two sides of an equation")
+    return _Builder(env).build(tree.body)
+
+
+def parse_equation(text: str, env: Environment) -> tuple[Expr, Expr]:
+    """Parse `lhs == rhs`."""
+    tree = _parse_ast(text)
+    body = tree.body
+    if not (
+        isinstance(body, ast.Compare) and len(body.ops) == 1 and isinstance(body.ops[0], ast.Eq)
+    ):
+        raise ParseError("an equation needs exactly one '==' between its two sides")
+    b = _Builder(env)
+    return b.build(body.left), b.build(body.comparators[0])
+
+
+def _parse_ast(text: str) -> ast.Expression:
+    if not isinstance(text, str):
+        raise ParseError("a formula must be text")
+    if len(text) > MAX_TEXT:
+        raise ParseError(f"formula is too long ({len(text)} characters, limit {MAX_TEXT})")
+    if not text.strip():
+        raise ParseError("empty formula")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as e:
+        where = f" at column {e.offset}" if e.offset else ""
+        raise ParseError(f"syntax error{where}: {e.msg}") from None
+    except (ValueError, RecursionError, MemoryError, OverflowError) as e:
+        raise ParseError(f"cannot parse formula: {type(e).__name__}") from None
+    count = sum(1 for _ in ast.walk(tree))
+    if count > MAX_NODES:
+        raise ParseError(f"formula is too large ({count} syntax nodes, limit {MAX_NODES})")
+    return tree
+
+
+_BINOPS = {
+    ast.Add: "add",
+    ast.Sub: "sub",
+    ast.Mult: "mul",
+    ast.Div: "div",
+    ast.Pow: "pow",
+    ast.MatMult: "matmul",
+}
+
+_FORBIDDEN = {
+    ast.Lambda: "lambda expressions",
+    ast.ListComp: "comprehensions",
+    ast.SetComp: "comprehensions",
+    ast.DictComp: "comprehensions",
+    ast.GeneratorExp: "generator expressions",
+    ast.Subscript: "indexing and slicing",
+    ast.Starred: "star arguments",
+    ast.IfExp: "conditional expressions",
+    ast.BoolOp: "'and'/'or'",
+    ast.NamedExpr: "':=' assignments",
+    ast.JoinedStr: "strings",
+    ast.List: "lists",
+    ast.Tuple: "tuples",
+    ast.Dict: "dicts",
+    ast.Set: "sets",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+    ast.Compare: "comparisons inside an expression",
+    ast.Slice: "slicing",
+}
+
+
+class _Builder:
+    def __init__(self, env: Environment):
+        self.env = env
+
+    def build(self, node: ast.AST) -> Expr:
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            what = _FORBIDDEN.get(type(node), f"'{type(node).__name__}' syntax")
+            raise ParseError(f"{what} not allowed in a formula")
+        try:
+            return method(node)
+        except RecursionError:
+            raise ParseError("formula is nested too deeply") from None
+
+    def _BinOp(self, node: ast.BinOp) -> Expr:
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise ParseError(f"operator '{_op_text(node.op)}' is not allowed")
+        left, right = self.build(node.left), self.build(node.right)
+        if op == "pow":
+            _check_power(left, right)
+        return call(op, left, right)
+
+    def _UnaryOp(self, node: ast.UnaryOp) -> Expr:
+        operand = self.build(node.operand)
+        if isinstance(node.op, ast.USub):
+            if isinstance(operand, Const):
+                return Const(-operand.value)
+            return call("neg", operand)
+        if isinstance(node.op, ast.UAdd):
+            return operand
+        raise ParseError(f"operator '{_op_text(node.op)}' is not allowed")
+
+    def _Constant(self, node: ast.Constant) -> Expr:
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ParseError(f"constant {v!r} is not allowed (only numbers)")
+        if isinstance(v, float):
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ParseError("number is out of range")
+            frac = Fraction(repr(v))
+            return Const(sympy.Rational(frac.numerator, frac.denominator))
+        if abs(v) > 10**15:
+            raise ParseError(f"integer {v} is too large (limit 10**15)")
+        return Const(sympy.Integer(v))
+
+    def _Name(self, node: ast.Name) -> Expr:
+        name = node.id
+        if name.startswith("__"):
+            raise ParseError(f"name {name!r} is not allowed")
+        env = self.env
+        if name in env.vars:
+            return env.vars[name]
+        if name in env.defs:
+            return env.defs[name]
+        if name in env.sizes:
+            return Size(name)
+        if name == "pi":
+            return Const(sympy.pi)
+        if name in PUBLIC_FUNCTIONS:
+            raise ParseError(f"function {name!r} must be called with arguments")
+        raise ParseError(f"unknown name {name!r}")
+
+    def _Attribute(self, node: ast.Attribute) -> Expr:
+        if node.attr != "T":
+            raise ParseError(f"attribute '.{node.attr}' is not allowed (only '.T', the transpose)")
+        return call("transpose", self.build(node.value))
+
+    def _Call(self, node: ast.Call) -> Expr:
+        if not isinstance(node.func, ast.Name):
+            raise ParseError("only named functions can be called, e.g. softmax(z)")
+        name = node.func.id
+        if name not in PUBLIC_FUNCTIONS:
+            if name.startswith("__"):
+                raise ParseError(f"name {name!r} is not allowed")
+            raise ParseError(f"unknown function {name!r}")
+        spec = REGISTRY[name]
+        params = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ParseError(f"{name}(): '**' arguments are not allowed")
+            if kw.arg not in spec.params or kw.arg == "dims":
+                raise ParseError(f"{name}() has no parameter {kw.arg!r}")
+            params[kw.arg] = _literal_param(name, kw.arg, kw.value)
+        if name in SIZE_FUNCTIONS:
+            if not node.args:
+                raise ParseError(f"{name}() needs at least one size, e.g. {name}(n)")
+            return call(name, dims=tuple(self._size_arg(name, a) for a in node.args))
+        if name in DERIVATIVES:
+            if len(node.args) != 2:
+                raise ParseError(f"{name}() takes two arguments: {name}(f, x)")
+            f = self.build(node.args[0])
+            wrt = node.args[1]
+            if not (isinstance(wrt, ast.Name) and wrt.id in self.env.vars):
+                raise ParseError(f"{name}(): the second argument must be a declared variable")
+            return call(name, f, self.env.vars[wrt.id])
+        args = tuple(self.build(a) for a in node.args)
+        return call(name, *args, **params)
+
+    def _size_arg(self, fname: str, a: ast.AST) -> sympy.Expr:
+        if isinstance(a, ast.Name) and a.id in self.env.sizes:
+            return self.env.sizes[a.id]
+        if isinstance(a, ast.Constant) and type(a.value) is int:
+            if not 1 <= a.value <= MAX_LITERAL_DIM:
+                raise ParseError(f"{fname}(): size {a.value} is out of range 1..{MAX_LITERAL_DIM}")
+            return sympy.Integer(a.value)
+        raise ParseError(f"{fname}() takes sizes: size symbols or small integers")
+
+
+def _literal_param(fname: str, key: str, value: ast.AST):
+    if key == "keepdims":
+        if isinstance(value, ast.Constant) and isinstance(value.value, bool):
+            return value.value
+        raise ParseError(f"{fname}(): keepdims must be True or False")
+    sign = 1
+    if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub):
+        sign, value = -1, value.operand
+    if isinstance(value, ast.Constant) and type(value.value) is int and abs(value.value) < 16:
+        return sign * value.value
+    raise ParseError(f"{fname}(): {key} must be a small integer")
+
+
+def _op_text(op: ast.AST) -> str:
+    return {
+        ast.Mod: "%",
+        ast.FloorDiv: "//",
+        ast.LShift: "<<",
+        ast.RShift: ">>",
+        ast.BitOr: "|",
+        ast.BitAnd: "&",
+        ast.BitXor: "^",
+        ast.Invert: "~",
+        ast.Not: "not",
+    }.get(type(op), type(op).__name__)
+
+
+def _is_constant(e: Expr) -> bool:
+    return all(not isinstance(n, Var | Size | Ref) for n in e.walk())
+
+
+def _check_power(base: Expr, exponent: Expr) -> None:
+    """Refuse powers that would blow up exact arithmetic (e.g. 10 ** 10 ** 10)."""
+    if not _is_constant(exponent):
+        return
+    from engine.backends.numpy_backend import evaluate
+
+    with _quiet():
+        e = complex(evaluate(exponent, {}, {}))
+    if not abs(e) <= MAX_EXPONENT:
+        raise ParseError(f"exponent is too large (|exponent| <= {MAX_EXPONENT})")
+    if _is_constant(base):
+        with _quiet():
+            b = abs(complex(evaluate(base, {}, {})))
+        if b > 0 and not abs(sympy.log(b, 10) * e.real) <= MAX_MAGNITUDE_DIGITS:
+            raise ParseError("constant power is too large")
+
+
+def _quiet():
+    import numpy as np
+
+    return np.errstate(all="ignore")

@@ -1,0 +1,84 @@
+"""LaTeX printer: textbook notation for trees, through each function's own LaTeX rule."""
+
+from __future__ import annotations
+
+import re
+
+import sympy
+
+from engine.expr import Call, Const, Expr, Ref, Size, Var
+from engine.printing.text import precedence
+
+GREEK = {
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Xi",
+    "Pi",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
+}
+ALIASES = {"eps": r"\epsilon", "lr": r"\eta", "lam": r"\lambda"}
+
+
+def latex_name(name: str) -> str:
+    """`beta1` -> \\beta_{1}, `dQ` -> \\mathrm{d}Q, `xhat` -> \\hat{x}, `W_out` -> W_{out}."""
+    m = re.fullmatch(r"([A-Za-z]+?)_?(\d+)", name)
+    if m:
+        return f"{latex_name(m.group(1))}_{{{m.group(2)}}}"
+    if "_" in name:
+        head, tail = name.split("_", 1)
+        tail = tail.replace("_", r"\_")
+        return f"{latex_name(head)}_{{\\mathrm{{{tail}}}}}"
+    if name.endswith("hat") and len(name) > 3:
+        return rf"\hat{{{latex_name(name[:-3])}}}"
+    if name in GREEK:
+        return "\\" + name
+    if name in ALIASES:
+        return ALIASES[name]
+    if len(name) == 1:
+        return name
+    if name[0] == "d" and len(name) > 1 and (name[1].isupper() or len(name) == 2):
+        return rf"\mathrm{{d}}{latex_name(name[1:])}"
+    return rf"\mathrm{{{name}}}"
+
+
+def to_latex(e: Expr) -> str:
+    """LaTeX for `e` (`\\operatorname{softmax}`, `\\odot`, `^\\top`); definitions print as names."""
+    if isinstance(e, Var | Size | Ref):
+        return latex_name(e.name)
+    if isinstance(e, Const):
+        return sympy.latex(e.value)
+    assert isinstance(e, Call)
+
+    def sub(child: Expr, prec: int) -> str:
+        text = to_latex(child)
+        return rf"\left({text}\right)" if precedence(child) < prec else text
+
+    return e.spec.latex(e, sub)

@@ -1,0 +1,72 @@
+"""Text printer: a tree back to formula-language source that the parser reads again."""
+
+from __future__ import annotations
+
+import sympy
+
+from engine.expr import Call, Const, Expr, Ref, Size, Var
+from engine.functions.base import PREC_ATOM, PREC_MUL, PREC_NEG, PREC_POSTFIX, PREC_POW
+
+
+def const_text(value: sympy.Expr) -> str:
+    if value == sympy.pi:
+        return "pi"
+    if value.is_Integer:
+        return str(value)
+    if value.is_Rational:
+        # A finite decimal prints as a decimal; anything else as a quotient.
+        p, q = int(value.p), int(value.q)
+        q2 = q
+        for f in (2, 5):
+            while q2 % f == 0:
+                q2 //= f
+        if q2 == 1 and len(str(float(value))) < 18:
+            text = repr(float(value))
+            return text[:-2] if text.endswith(".0") else text
+        return f"{p}/{q}"
+    return str(value)
+
+
+def precedence(e: Expr) -> int:
+    if isinstance(e, Const):
+        v = e.value
+        if v.is_Rational and not v.is_Integer and "/" in const_text(v):
+            return PREC_MUL
+        return PREC_NEG if v.is_negative else PREC_ATOM
+    if isinstance(e, Call):
+        return e.spec.precedence
+    return PREC_ATOM
+
+
+def to_text(e: Expr) -> str:
+    """Formula-language source for `e` (definitions print as their names)."""
+    if isinstance(e, Var | Size):
+        return e.name
+    if isinstance(e, Ref):
+        return e.name
+    if isinstance(e, Const):
+        return const_text(e.value)
+    assert isinstance(e, Call)
+
+    def sub(child: Expr, prec: int) -> str:
+        text = to_text(child)
+        return f"({text})" if precedence(child) < prec else text
+
+    spec = e.spec
+    if spec.infix == ".T":
+        return sub(e.args[0], PREC_POSTFIX + 1) + ".T"
+    if spec.name == "neg":
+        return "-" + sub(e.args[0], PREC_NEG + 1)
+    if spec.infix:
+        a, b = e.args
+        if spec.name == "pow":
+            return f"{sub(a, PREC_POW + 1)} ** {sub(b, PREC_NEG)}"
+        left_prec = spec.precedence
+        return f"{sub(a, left_prec)} {spec.infix} {sub(b, left_prec + 1)}"
+    parts = [to_text(a) for a in e.args]
+    for k, v in e.params:
+        if k == "dims":
+            parts.extend(str(d) for d in v)
+        else:
+            parts.append(f"{k}={v}")
+    return f"{spec.name}({', '.join(parts)})"

@@ -1,0 +1,150 @@
+"""Variable types (real, positive, unit, simplex, onehot): their constraints and samplers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+# Numeric sampling profiles: each claim is checked at every one of them.
+PROFILES = ("unit", "wide", "peaked")
+PEAK = 12.0  # the logit added to one entry per row in the "peaked" profile
+
+
+@dataclass(frozen=True)
+class VarType:
+    """A variable type: which values it admits and how to draw them."""
+
+    name: str
+    doc: str
+    min_rank: int
+    assumptions: dict
+    exact: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
+    numeric: Callable[[np.random.Generator, tuple[int, ...], str], np.ndarray]
+    admits: Callable[[np.ndarray], bool]
+    sums_to_one: bool = False
+
+
+def _rationals(rng, shape, lo, hi, den=12, nonzero=True) -> np.ndarray:
+    out = np.empty(shape, dtype=object)
+    for idx in np.ndindex(shape):
+        while True:
+            d = int(rng.integers(1, den + 1))
+            k = int(rng.integers(int(lo * d), int(hi * d) + 1))
+            if (k != 0 or not nonzero) and lo < k / d < hi:
+                out[idx] = sympy.Rational(k, d)
+                break
+    return out
+
+
+def _normalize_rows(w: np.ndarray) -> np.ndarray:
+    if w.ndim == 0:
+        return w
+    totals = np.empty(w.shape[:-1], dtype=object)
+    for idx in np.ndindex(totals.shape):
+        totals[idx] = sympy.Add(*w[idx].tolist())
+    return w / totals[..., None]
+
+
+def _exact_onehot(rng, shape) -> np.ndarray:
+    out = np.full(shape, sympy.Integer(0), dtype=object)
+    for idx in np.ndindex(shape[:-1]):
+        out[idx + (int(rng.integers(shape[-1])),)] = sympy.Integer(1)
+    return out
+
+
+def _real_numeric(rng, shape, profile) -> np.ndarray:
+    x = rng.standard_normal(shape)
+    if profile == "wide":
+        return 4.0 * x
+    if profile == "peaked" and len(shape) >= 1:
+        peak = rng.integers(shape[-1], size=shape[:-1])
+        np.put_along_axis(x, np.expand_dims(peak, -1), PEAK, axis=-1)
+    return x
+
+
+def _positive_numeric(rng, shape, profile) -> np.ndarray:
+    sigma = {"unit": 0.5, "wide": 1.5, "peaked": 0.5}[profile]
+    x = np.exp(sigma * rng.standard_normal(shape))
+    if profile == "peaked" and len(shape) >= 1:
+        peak = rng.integers(shape[-1], size=shape[:-1])
+        np.put_along_axis(x, np.expand_dims(peak, -1), 50.0, axis=-1)
+    return x
+
+
+def _unit_numeric(rng, shape, profile) -> np.ndarray:
+    lo = {"unit": 0.1, "wide": 1e-3, "peaked": 0.01}[profile]
+    return rng.uniform(lo, 1 - lo, size=shape)
+
+
+def _simplex_numeric(rng, shape, profile) -> np.ndarray:
+    z = _real_numeric(rng, shape, profile)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _onehot_numeric(rng, shape, profile) -> np.ndarray:
+    out = np.zeros(shape)
+    idx = rng.integers(shape[-1], size=shape[:-1])
+    np.put_along_axis(out, np.expand_dims(idx, -1), 1.0, axis=-1)
+    return out
+
+
+def _rows_sum_to_one(x: np.ndarray) -> bool:
+    return bool(np.allclose(np.sum(x, axis=-1), 1.0, rtol=0, atol=1e-12))
+
+
+TYPES: dict[str, VarType] = {
+    t.name: t
+    for t in (
+        VarType(
+            "real",
+            "any real number",
+            0,
+            {"real": True},
+            lambda rng, s: _rationals(rng, s, -3, 3),
+            _real_numeric,
+            lambda x: bool(np.all(np.isfinite(x))),
+        ),
+        VarType(
+            "positive",
+            "a real number > 0",
+            0,
+            {"positive": True},
+            lambda rng, s: _rationals(rng, s, 0, 4),
+            _positive_numeric,
+            lambda x: bool(np.all(x > 0)),
+        ),
+        VarType(
+            "unit",
+            "a real number in (0, 1)",
+            0,
+            {"positive": True},
+            lambda rng, s: _rationals(rng, s, 0, 1, den=16),
+            _unit_numeric,
+            lambda x: bool(np.all((x > 0) & (x < 1))),
+        ),
+        VarType(
+            "simplex",
+            "positive entries summing to 1 along the last axis",
+            1,
+            {"positive": True},
+            lambda rng, s: _normalize_rows(_rationals(rng, s, 0, 4)),
+            _simplex_numeric,
+            lambda x: bool(np.all(x > 0)) and _rows_sum_to_one(x),
+            sums_to_one=True,
+        ),
+        VarType(
+            "onehot",
+            "one 1 per last-axis row, zeros elsewhere",
+            1,
+            {"real": True, "nonnegative": True},
+            _exact_onehot,
+            _onehot_numeric,
+            lambda x: bool(np.all((x == 0) | (x == 1))) and _rows_sum_to_one(x),
+            sums_to_one=True,
+        ),
+    )
+}

@@ -1,0 +1,508 @@
+"""The verifier: decides `lhs == rhs` by an exact SymPy check and an independent NumPy check."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import mpmath
+import numpy as np
+import sympy
+
+from engine.backends import numpy_backend, sympy_backend
+from engine.backends.common import concrete_shape
+from engine.expr import Call, EngineError, Expr, Var, format_shape, free_vars, size_names
+from engine.parser import Environment, build_environment, parse_equation
+from engine.types import PROFILES, TYPES
+
+# Exact check: every size assignment is tried at EXACT_POINTS random rational points, evaluated
+# with EXACT_DIGITS significant digits. A difference below EXACT_RTOL (relative to the largest
+# entry of the two sides) is rounding at that precision; a false formula that is analytic in its
+# inputs vanishes at a random point with probability zero, so the only way past is a difference
+# smaller than 1e-30 at every point tried.
+EXACT_DIGITS = 50
+EXACT_POINTS = 2
+EXACT_RTOL = 1e-30
+EXACT_MAX_ENTRIES = 400  # input entries at the small sizes; beyond this use size symbols
+
+# Numeric check: size symbols take these distinct values in declaration order.
+NUMERIC_SIZES = (64, 24, 16, 12, 10, 9, 8, 7)
+# Tolerances, from the noise measured by benchmarks/noise.py over 100 seeds of every shipped
+# example (see benchmarks/RESULTS.md): complex-step and plain float evaluation stay below 1e-12,
+# so 1e-9 leaves three orders of margin and still sees a planted relative error of 1e-6.
+# Central differences (used only for nested derivatives) are good to about 1e-8.
+NUMERIC_RTOL = {"complex-step": 1e-9, "central": 1e-5, "none": 1e-9}
+SCALE_FLOOR = 1e-3  # entries smaller than this fraction of the largest compare in absolute terms
+FULL_LIMIT = 4096  # a top-level grad of more coordinates is checked by directional probes
+PROBES = 2  # random directions per profile when probing
+
+Verdict = Literal["pass", "fail", "error"]
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """Where the two sides of a false claim differ most."""
+
+    check: str
+    sizes: dict[str, int]
+    inputs: dict[str, Any]
+    entry: tuple[int, ...]
+    lhs: float
+    rhs: float
+    difference: float
+    profile: str | None = None
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items()) or "no sizes"
+        where = f"entry [{', '.join(map(str, self.entry))}]" if self.entry else "value"
+        profile = f", {self.profile} inputs" if self.profile else ""
+        lines = [
+            f"{self.check} check at {sizes}{profile}: {where} differs: "
+            f"lhs = {self.lhs:.10g}, rhs = {self.rhs:.10g}, difference = {self.difference:.3g}"
+        ]
+        for name, value in self.inputs.items():
+            lines.append(f"{name} = {_short(value)}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """One route of verification and how it went."""
+
+    method: str  # "exact" or "numeric"
+    passed: bool
+    detail: str
+    max_error: float
+
+
+@dataclass(frozen=True)
+class Result:
+    """The verdict on one claim."""
+
+    name: str
+    verdict: Verdict
+    message: str
+    counterexample: Counterexample | None = None
+    checks: tuple[CheckReport, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    def summary(self) -> str:
+        """One line for a passing claim: how it was verified."""
+        return "; ".join(c.detail for c in self.checks)
+
+    def report(self) -> str:
+        head = f"{self.verdict.upper()} {self.name}"
+        if self.verdict == "pass":
+            return f"{head}  [{self.summary()}]"
+        if self.verdict == "error":
+            return f"ERROR {self.name}: {self.message}"
+        body = [self.message]
+        if self.counterexample is not None:
+            body.append(self.counterexample.describe())
+        return head + "\n" + "\n".join("  " + line for b in body for line in b.splitlines())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "verdict": self.verdict,
+            "message": self.message,
+            "counterexample": None if self.counterexample is None else asdict(self.counterexample),
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def verify(
+    equation: str,
+    vars: Mapping[str, str],
+    defs: Mapping[str, str] | None = None,
+    seed: int = 0,
+    name: str = "claim",
+    numeric_sizes: Mapping[str, int] | None = None,
+) -> Result:
+    """Check the claim `equation` (text `lhs == rhs`) over variables of the given types."""
+    try:
+        env = build_environment(vars, defs)
+        lhs, rhs = parse_equation(equation, env)
+    except EngineError as e:
+        return Result(name, "error", str(e))
+    return verify_sides(lhs, rhs, env, seed=seed, name=name, numeric_sizes=numeric_sizes)
+
+
+def assert_claim(
+    equation: str,
+    vars: Mapping[str, str],
+    defs: Mapping[str, str] | None = None,
+    seed: int = 0,
+    name: str = "claim",
+) -> Result:
+    """Like `verify`, but raise AssertionError with the full report unless the claim passes."""
+    result = verify(equation, vars, defs, seed=seed, name=name)
+    if not result.passed:
+        raise AssertionError(result.report())
+    return result
+
+
+def verify_sides(
+    lhs: Expr,
+    rhs: Expr,
+    env: Environment,
+    seed: int = 0,
+    name: str = "claim",
+    numeric_sizes: Mapping[str, int] | None = None,
+    exact: bool = True,
+) -> Result:
+    """Check two parsed sides against each other: exact at small sizes, numeric at larger ones."""
+    if lhs.shape != rhs.shape:
+        return Result(
+            name,
+            "fail",
+            f"the two sides have different shapes: {format_shape(lhs.shape)} "
+            f"and {format_shape(rhs.shape)}",
+        )
+    used = {**free_vars(lhs), **free_vars(rhs)}
+    order = [s for s in env.sizes if s in _all_size_names(lhs, rhs, used)]
+    checks: list[CheckReport] = []
+    failure: Counterexample | None = None
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if exact:
+                report, cx = _exact_check(lhs, rhs, used, order, seed)
+                checks.append(report)
+                failure = failure or cx
+            # Once the exact check has failed, the verdict is settled: skip the rounding-noise
+            # discount (a long-double re-run) that only matters for telling noise from error.
+            discount = all(c.passed for c in checks)
+            report, cx = _numeric_check(lhs, rhs, used, order, seed, numeric_sizes, discount)
+            checks.append(report)
+            failure = failure or cx
+    except EngineError as e:
+        return Result(name, "error", str(e), checks=tuple(checks))
+    except (ZeroDivisionError, OverflowError, RecursionError, MemoryError) as e:
+        return Result(name, "error", f"cannot evaluate the claim: {type(e).__name__}")
+    if all(c.passed for c in checks):
+        return Result(name, "pass", "verified", None, tuple(checks))
+    failed = [c.method for c in checks if not c.passed]
+    passed = [c.method for c in checks if c.passed]
+    msg = f"the two sides differ ({' and '.join(failed)} check)"
+    if passed:
+        msg += f"; the {' and '.join(passed)} check passed, so the two routes disagree"
+    return Result(name, "fail", msg, failure, tuple(checks))
+
+
+def _all_size_names(lhs: Expr, rhs: Expr, used: dict[str, Var]) -> set[str]:
+    names = size_names(lhs) | size_names(rhs)
+    for v in used.values():
+        for d in v.shape:
+            names.update(str(s) for s in d.free_symbols)
+    return names
+
+
+# ---------------------------------------------------------------- exact check
+
+
+def exact_size_assignments(order: list[str]) -> list[dict[str, int]]:
+    """Two assignments, both with pairwise distinct sizes >= 2 (so transpositions show)."""
+    if not order:
+        return [{}]
+    base = list(range(2, 2 + len(order)))
+    rotated = base[1:] + base[:1] if len(order) > 1 else [3]
+    return [dict(zip(order, base, strict=True)), dict(zip(order, rotated, strict=True))]
+
+
+def _exact_check(lhs, rhs, used, order, seed) -> tuple[CheckReport, Counterexample | None]:
+    worst = 0.0
+    assignments = exact_size_assignments(order)
+    for sizes in assignments:
+        entries = sum(math.prod(concrete_shape(v.shape, sizes)) for v in used.values())
+        if entries > EXACT_MAX_ENTRIES:
+            raise EngineError(
+                f"too many input entries ({entries}) for the exact check; use size symbols "
+                "instead of large literal sizes"
+            )
+        symbols = sympy_backend.symbol_arrays(used, sizes)
+        left = sympy_backend.evaluate(lhs, symbols, sizes)
+        right = sympy_backend.evaluate(rhs, symbols, sizes)
+        rng = np.random.default_rng([seed, 1, *sizes.values()])
+        for _ in range(EXACT_POINTS):
+            point = {
+                name: TYPES[v.vtype].exact(rng, concrete_shape(v.shape, sizes))
+                for name, v in used.items()
+            }
+            subs = {
+                symbols[n][idx]: point[n][idx] for n in used for idx in np.ndindex(point[n].shape)
+            }
+            lv, rv = _exact_values(left, subs, "left"), _exact_values(right, subs, "right")
+            scale = max([abs(v) for v in lv.flat] + [abs(v) for v in rv.flat] + [mpmath.mpf(1e-10)])
+            errors = np.array([abs(a - b) / scale for a, b in zip(lv.flat, rv.flat, strict=True)])
+            k = int(np.argmax(errors)) if errors.size else 0
+            err = float(errors[k]) if errors.size else 0.0
+            worst = max(worst, err)
+            if err > EXACT_RTOL:
+                idx = np.unravel_index(k, lv.shape) if lv.shape else ()
+                cx = Counterexample(
+                    "exact",
+                    dict(sizes),
+                    {n: _rational_list(point[n]) for n in used},
+                    tuple(int(i) for i in idx),
+                    float(lv.flat[k]),
+                    float(rv.flat[k]),
+                    float(lv.flat[k] - rv.flat[k]),
+                )
+                return CheckReport("exact", False, _exact_detail(order, assignments), err), cx
+    return CheckReport("exact", True, _exact_detail(order, assignments), worst), None
+
+
+def _exact_detail(order, assignments) -> str:
+    if not order:
+        return f"exact at {EXACT_POINTS} rational points, {EXACT_DIGITS} digits"
+    sizes = " and ".join(", ".join(f"{k}={v}" for k, v in a.items()) for a in assignments)
+    return f"exact at {sizes}"
+
+
+def _exact_values(arr: np.ndarray, subs: dict, side: str) -> np.ndarray:
+    out = np.empty(arr.shape, dtype=object)
+    for idx in np.ndindex(arr.shape):
+        v = sympy.sympify(arr[idx]).xreplace(subs).evalf(EXACT_DIGITS)
+        if v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+            raise EngineError(f"the {side} side is not finite at the sampled inputs")
+        re, im = v.as_real_imag()
+        if not re.is_number or (im != 0 and abs(im) > 1e-40 * max(1, abs(re))):
+            raise EngineError(
+                f"the {side} side is not real at the sampled inputs (log or sqrt of a negative "
+                "value?); declare such variables 'positive'"
+            )
+        out[idx] = mpmath.mpf(sympy.Float(re, EXACT_DIGITS)._mpf_)
+    return out
+
+
+def _rational_list(arr: np.ndarray) -> Any:
+    if arr.ndim == 0:
+        return str(arr[()])
+    return [_rational_list(np.asarray(a, dtype=object)) for a in arr]
+
+
+# ---------------------------------------------------------------- numeric check
+
+
+def numeric_size_assignment(order: list[str], given: Mapping[str, int] | None) -> dict[str, int]:
+    sizes = {name: NUMERIC_SIZES[i % len(NUMERIC_SIZES)] for i, name in enumerate(order)}
+    sizes.update({k: int(v) for k, v in (given or {}).items() if k in sizes})
+    return sizes
+
+
+def _sample(used, sizes, rng, profile) -> dict[str, np.ndarray]:
+    return {
+        name: TYPES[v.vtype].numeric(rng, concrete_shape(v.shape, sizes), profile)
+        for name, v in used.items()
+    }
+
+
+def _probe_side(side: Expr) -> bool:
+    return isinstance(side, Call) and side.fn in ("grad", "jacobian")
+
+
+def _numeric_check(
+    lhs, rhs, used, order, seed, given, discount_noise=True
+) -> tuple[CheckReport, Counterexample | None]:
+    sizes = numeric_size_assignment(order, given)
+    methods = {
+        numpy_backend.derivative_method(n.args[0])
+        for side in (lhs, rhs)
+        for n in side.walk()
+        if isinstance(n, Call) and n.fn in ("grad", "jacobian")
+    }
+    method = "central" if "central" in methods else ("complex-step" if methods else "none")
+    rtol = NUMERIC_RTOL[method]
+    worst = 0.0
+    probed = False
+    for p, profile in enumerate(PROFILES):
+        rng = np.random.default_rng([seed, 2, p])
+        values = _sample(used, sizes, rng, profile)
+        probe_left = _probe_side(lhs) and _coords(lhs, values) > FULL_LIMIT
+        probe_right = _probe_side(rhs) and _coords(rhs, values) > FULL_LIMIT
+        if probe_left or probe_right:
+            probed = True
+            err, cx = _probe_check(lhs, rhs, probe_left, values, sizes, rng, rtol)
+        else:
+            err, cx = _full_check(lhs, rhs, values, sizes, rtol, discount_noise)
+        worst = max(worst, err)
+        if cx is not None:
+            cx = Counterexample(
+                cx.check,
+                dict(sizes),
+                _float_inputs(values),
+                cx.entry,
+                cx.lhs,
+                cx.rhs,
+                cx.difference,
+                profile,
+            )
+            return CheckReport(
+                "numeric", False, _numeric_detail(sizes, method, probed, worst), err
+            ), cx
+    return CheckReport("numeric", True, _numeric_detail(sizes, method, probed, worst), worst), None
+
+
+def _numeric_detail(sizes, method, probed, worst) -> str:
+    where = ", ".join(f"{k}={v}" for k, v in sizes.items()) or "scalars"
+    how = "" if method == "none" else f", {method}" + (" probes" if probed else "")
+    return f"numeric at {where}{how}, max rel. err {worst:.1e}"
+
+
+def _coords(side: Call, values) -> int:
+    return int(np.size(values[side.args[1].name]))
+
+
+def _finite(arr: np.ndarray, side: str) -> np.ndarray:
+    if not np.all(np.isfinite(arr)):
+        raise EngineError(
+            f"the {side} side is not finite at the sampled inputs "
+            "(overflow, or log/sqrt of a negative value?)"
+        )
+    return np.real(arr).astype(float)
+
+
+def entry_errors(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Relative error per entry, with a floor at SCALE_FLOOR times the largest entry."""
+    scale = max(float(np.max(np.abs(left), initial=0)), float(np.max(np.abs(right), initial=0)))
+    denom = np.maximum(np.abs(left), np.abs(right)) + SCALE_FLOOR * scale + 1e-300
+    return np.abs(left - right) / denom
+
+
+def _full_check(lhs, rhs, values, sizes, rtol, discount_noise=True):
+    left = _finite(numpy_backend.evaluate(lhs, values, sizes), "left")
+    right = _finite(numpy_backend.evaluate(rhs, values, sizes), "right")
+    errors = entry_errors(left, right)
+    if discount_noise and errors.size and float(np.max(errors)) > rtol:
+        # Before calling it false, discount float64 rounding noise: ill-conditioned sides (say a
+        # variance computed as E[z^2] - E[z]^2 at extreme inputs) are noisy, not wrong.
+        noise = rounding_noise(lhs, values, sizes) + rounding_noise(rhs, values, sizes)
+        errors = (
+            np.maximum(np.abs(left - right) - noise, 0) / (np.abs(left - right) + 1e-300) * errors
+        )
+    k = int(np.argmax(errors)) if errors.size else 0
+    err = float(errors.flat[k]) if errors.size else 0.0
+    if err <= rtol:
+        return err, None
+    idx = tuple(int(i) for i in np.unravel_index(k, left.shape)) if left.shape else ()
+    return err, Counterexample(
+        "numeric",
+        {},
+        {},
+        idx,
+        float(left.flat[k]),
+        float(right.flat[k]),
+        float(left.flat[k] - right.flat[k]),
+    )
+
+
+NOISE_SAFETY = 8  # float64 error is taken as up to this multiple of |float64 - long double|
+
+
+def rounding_noise(side: Expr, values, sizes) -> np.ndarray:
+    """An estimate of float64 rounding noise in `side`: how far it is from a long-double run.
+
+    Long double carries 11 more bits, so its difference from float64 is float64's own error.
+    Where a function has no long-double form the estimate is zero (no discount is given).
+    """
+    base = np.real(numpy_backend.evaluate(side, values, sizes))
+    try:
+        wide = {k: np.asarray(v, dtype=np.longdouble) for k, v in values.items()}
+        extended = np.real(numpy_backend.evaluate(side, wide, sizes))
+    except (TypeError, EngineError):
+        return np.zeros(np.shape(base))
+    if extended.dtype != np.longdouble:
+        return np.zeros(np.shape(base))
+    noise = np.abs(base.astype(np.longdouble) - extended).astype(float)
+    return np.nan_to_num(NOISE_SAFETY * noise, nan=0.0, posinf=0.0)
+
+
+def _probe_check(lhs, rhs, probe_left, values, sizes, rng, rtol):
+    """Compare <V, lhs> with <V, rhs> for random directions V; localize a failure by bisection."""
+    side, other = (lhs, rhs) if probe_left else (rhs, lhs)
+    other_value = _finite(numpy_backend.evaluate(other, values, sizes), "other")
+    f, x = side.args
+    worst = 0.0
+    for _ in range(PROBES):
+        u = rng.standard_normal(side.shape[:1]) if side.fn == "jacobian" else None
+        w = rng.standard_normal(np.shape(values[x.name]))
+        mask = np.ones(w.shape, dtype=bool)
+        err = _probe(f, x, side.fn, u, w, mask, other_value, values, sizes)
+        worst = max(worst, err)
+        if err > rtol:
+            return err, _localize(f, x, side, u, w, other_value, values, sizes, probe_left)
+    return worst, None
+
+
+def _probe(f, x, fn, u, w, mask, other_value, values, sizes) -> float:
+    d = w * mask
+    jd = numpy_backend.directional(f, x, d, values, sizes)  # J d, or the directional derivative
+    if fn == "jacobian":
+        got, want, scale = (
+            u @ jd,
+            u @ (other_value @ d),
+            np.abs(u) @ (np.abs(other_value) @ np.abs(d)),
+        )
+    else:
+        got, want, scale = (
+            float(jd),
+            float(np.sum(d * other_value)),
+            float(np.sum(np.abs(d * other_value))),
+        )
+    return abs(got - want) / (scale + 1e-300)
+
+
+def _localize(f, x, side, u, w, other_value, values, sizes, probe_left) -> Counterexample:
+    """Halve the support of the failing direction until one coordinate is left."""
+    candidates = np.arange(w.size)
+    while candidates.size > 1:
+        half = candidates[: candidates.size // 2]
+        mask = np.zeros(w.size, dtype=bool)
+        mask[half] = True
+        err_half = _probe(f, x, side.fn, u, w, mask.reshape(w.shape), other_value, values, sizes)
+        mask2 = np.zeros(w.size, dtype=bool)
+        mask2[candidates[candidates.size // 2 :]] = True
+        err_rest = _probe(f, x, side.fn, u, w, mask2.reshape(w.shape), other_value, values, sizes)
+        candidates = half if err_half >= err_rest else candidates[candidates.size // 2 :]
+    k = int(candidates[0])
+    e = np.zeros(w.shape)
+    e.flat[k] = 1.0
+    column = numpy_backend.directional(f, x, e, values, sizes)
+    if side.fn == "jacobian":
+        row = int(np.argmax(np.abs(column - other_value[:, k])))
+        got, want, idx = float(column[row]), float(other_value[row, k]), (row, k)
+    else:
+        got, want = float(column), float(other_value.flat[k])
+        idx = tuple(int(i) for i in np.unravel_index(k, w.shape))
+    left, right = (got, want) if probe_left else (want, got)
+    return Counterexample("numeric", {}, {}, idx, left, right, left - right)
+
+
+def _float_inputs(values: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {k: np.round(np.asarray(v, dtype=float), 12).tolist() for k, v in values.items()}
+
+
+def _short(value: Any, limit: int = 8) -> str:
+    flat = list(_flatten(value))
+    if isinstance(value, list) and value and isinstance(value[0], list) and len(flat) <= 16:
+        return "[" + ", ".join(_short(row, limit) for row in value) + "]"
+    text = ", ".join(str(v) for v in flat[:limit])
+    if isinstance(value, list):
+        more = f", ... ({len(flat)} entries)" if len(flat) > limit else ""
+        return f"[{text}{more}]"
+    return text
+
+
+def _flatten(value: Any):
+    if isinstance(value, list):
+        for v in value:
+            yield from _flatten(v)
+    else:
+        yield value
