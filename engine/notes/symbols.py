@@ -1,0 +1,128 @@
+"""SymPy building blocks for index-notation steps and identities, and their readable LaTeX."""
+
+from __future__ import annotations
+
+import sympy
+from sympy.printing.latex import LatexPrinter
+
+from engine.expr import size_symbol
+from engine.printing.latex import latex_name
+
+
+def size(name: str) -> sympy.Symbol:
+    """A size symbol such as n (the same symbol the formula language uses)."""
+    return size_symbol(name)
+
+
+def indices(names: str) -> tuple[sympy.Symbol, ...]:
+    """Index symbols, e.g. `i, j, k = indices("i j k")` (plain integer Symbols, not Idx)."""
+    out = sympy.symbols(names, integer=True, nonnegative=True, seq=True)
+    return tuple(out)
+
+
+def array(name: str) -> sympy.IndexedBase:
+    """An array such as z, used as z[i]; declare its type in `Note.arrays`."""
+    return sympy.IndexedBase(name)
+
+
+def param(name: str, kind: str = "real") -> sympy.Symbol:
+    """A scalar parameter; declare the same kind in `Note.params`."""
+    assumptions = {
+        "real": {"real": True},
+        "positive": {"positive": True},
+        "unit": {"positive": True},
+        "integer": {"integer": True, "positive": True},
+    }[kind]
+    return sympy.Symbol(name, **assumptions)
+
+
+def total(expr: sympy.Expr, index: sympy.Symbol, n: sympy.Expr) -> sympy.Sum:
+    """sum over index = 1..n of expr (stored 0-based; printed as \\sum_{index})."""
+    return sympy.Sum(expr, (index, 0, n - 1))
+
+
+def delta(i: sympy.Expr, j: sympy.Expr) -> sympy.Expr:
+    """Kronecker delta, printed \\delta_{ij}."""
+    return sympy.KroneckerDelta(i, j, evaluate=False)
+
+
+class Named(sympy.Expr):
+    """A named quantity with its definition, e.g. p_i := exp(z_i) / sum_k exp(z_k).
+
+    Prints as its name with the indices as subscripts; `doit()` unfolds the definition, so a
+    step may differentiate it: `sympy.Derivative(p(i), z[j])` prints as dp_i/dz_j.
+    """
+
+    is_commutative = True
+
+    def __new__(cls, name: str | sympy.Symbol, body: sympy.Expr, *idx: sympy.Expr):
+        label = sympy.Symbol(name) if isinstance(name, str) else name
+        return sympy.Expr.__new__(cls, label, sympy.sympify(body), *map(sympy.sympify, idx))
+
+    @property
+    def label(self) -> str:
+        return self.args[0].name
+
+    @property
+    def body(self) -> sympy.Expr:
+        return self.args[1]
+
+    @property
+    def idx(self) -> tuple[sympy.Expr, ...]:
+        return self.args[2:]
+
+    def doit(self, **hints):
+        return self.body.doit(**hints) if hints.get("deep", True) else self.body
+
+    def _eval_is_real(self):
+        return self.body.is_real
+
+    def _latex(self, printer) -> str:
+        name = latex_name(self.label)
+        if not self.idx:
+            return name
+        return f"{name}_{{{''.join(printer._print(i) for i in self.idx)}}}"
+
+
+class NoteLatexPrinter(LatexPrinter):
+    """SymPy's printer with index notation kept plain: z_{i}, \\delta_{ij}, \\sum_{k}."""
+
+    def __init__(self, settings=None):
+        super().__init__({"mul_symbol": None, "fold_short_frac": False, **(settings or {})})
+
+    def _print_Symbol(self, expr, style="plain"):
+        return latex_name(expr.name)
+
+    def _print_Indexed(self, expr):
+        base = latex_name(expr.base.label.name)
+        return f"{base}_{{{''.join(self._print(i) for i in expr.indices)}}}"
+
+    def _print_IndexedBase(self, expr):
+        return latex_name(expr.label.name)
+
+    def _print_KroneckerDelta(self, expr, exp=None):
+        i, j = (self._print(a) for a in expr.args[:2])
+        out = rf"\delta_{{{i}{j}}}"
+        return f"{out}^{{{exp}}}" if exp else out
+
+    def _print_Sum(self, expr):
+        subs = "".join(self._print(lim[0]) for lim in expr.limits)
+        body = self._print(expr.function)
+        if expr.function.is_Add:
+            body = rf"\left({body}\right)"
+        return rf"\sum_{{{subs}}} {body}"
+
+    def _print_Derivative(self, expr):
+        inner = expr.expr
+        wrt = "".join(rf"\partial {self._print(v)}" for v, c in expr.variable_count for _ in [c])
+        if isinstance(inner, Named | sympy.Indexed | sympy.Symbol):
+            return rf"\frac{{\partial {self._print(inner)}}}{{{wrt}}}"
+        return rf"\frac{{\partial}}{{{wrt}}} \left({self._print(inner)}\right)"
+
+    def _print_Piecewise(self, expr):  # never leak guards into a note
+        raise ValueError("a Piecewise reached the printer: evaluate sums only at concrete sizes")
+
+
+def sympy_latex(expr: sympy.Basic) -> str:
+    """LaTeX for a SymPy expression in a note."""
+    return NoteLatexPrinter().doprint(expr)
