@@ -85,6 +85,9 @@ class Chain:
     def rows(self) -> tuple[Link, ...]:
         return tuple(x if isinstance(x, Link) else Link(*x) for x in self.links)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "links", tuple(self.links))
+
     def steps(self) -> tuple[Step, ...]:
         return tuple(
             Step((self.lhs, row.rhs), row.why, row.label, kind=self.kind) for row in self.rows()
@@ -164,6 +167,11 @@ class Note:
     params: Mapping[str, str] = field(default_factory=dict)
     references: tuple[Reference, ...] = ()
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        sections = (self.sections,) if isinstance(self.sections, Section) else self.sections
+        object.__setattr__(self, "sections", tuple(sections))
+        object.__setattr__(self, "references", tuple(self.references))
 
     def steps(self) -> list[Step]:
         """Every checked step, in reading order."""

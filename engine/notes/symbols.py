@@ -77,6 +77,10 @@ class Named(sympy.Expr):
     def _eval_is_real(self):
         return self.body.is_real
 
+    def _sympystr(self, printer) -> str:
+        idx = ",".join(printer._print(i) for i in self.idx)
+        return f"{self.label}[{idx}]" if idx else self.label
+
     def _latex(self, printer) -> str:
         name = latex_name(self.label)
         if not self.idx:

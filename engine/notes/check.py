@@ -1,0 +1,506 @@
+"""Checks every step of a note: formula steps by the verifier, index steps and identities here."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy
+
+from engine.expr import EngineError
+from engine.notes.model import Note, Step
+from engine.parser import Environment, build_environment, parse_formula, parse_type
+from engine.types import PROFILES, TYPES
+from engine.verify import (
+    EXACT_DIGITS,
+    EXACT_RTOL,
+    NUMERIC_RTOL,
+    CheckReport,
+    Counterexample,
+    Result,
+    entry_errors,
+    verify_sides,
+)
+
+INDEX_EXACT_SIZES = (2, 3, 4)  # every size symbol takes each of these (distinct when several)
+INDEX_EXACT_POINTS = 2  # random rational points per size assignment
+INDEX_MAX_TUPLES = 64  # free-index values tried per size assignment (all of them up to this)
+INDEX_NUMERIC_SIZE = 9  # the numeric check's size (further sizes count down from it)
+INDEX_NUMERIC_TUPLES = 6  # random free-index values in the numeric check
+IDENTITY_POINTS = 6  # random parameter values, exact and numeric each
+INTEGER_RANGE = (1, 6)  # an `integer` parameter is tried at each of these in turn
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """A step, where it sits in its note, and the verifier's verdict on it."""
+
+    note: str
+    number: int  # 1-based position among the note's checked steps
+    step: Step
+    result: Result
+    cached: bool = False
+
+    @property
+    def title(self) -> str:
+        return step_title(self.step, self.number)
+
+
+def step_title(step: Step, number: int) -> str:
+    """How a step is named in messages: its label, else its number and claim."""
+    tag = f"[{step.label}]" if step.label else f"#{number}"
+    lhs, rhs = step.sides()
+    return f"step {tag} {_side_text(lhs)} == {_side_text(rhs)}"
+
+
+def _side_text(side: Any) -> str:
+    if callable(side) and not isinstance(side, sympy.Basic):
+        return getattr(side, "__name__", "<function>") + "(...)"
+    text = str(side)
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
+# ---------------------------------------------------------------- environment
+
+
+def environment(note: Note) -> Environment:
+    """The formula-language Environment of a note."""
+    return build_environment(dict(note.vars), dict(note.defs))
+
+
+# ---------------------------------------------------------------- cache
+
+
+def engine_fingerprint() -> str:
+    """A hash of the engine's source: any change to the engine invalidates every cached result."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _side_key(side: Any, note_source: str) -> str:
+    if isinstance(side, str):
+        return "text:" + side
+    if isinstance(side, sympy.Basic):
+        return "sympy:" + sympy.srepr(side)
+    # A callable: its source and the whole module's source (closures may use module names).
+    try:
+        src = inspect.getsource(side)
+    except (OSError, TypeError):
+        src = repr(side)
+    return "callable:" + src + hashlib.sha256(note_source.encode()).hexdigest()
+
+
+def step_key(note: Note, step: Step, fingerprint: str, note_source: str = "") -> str:
+    """The cache key of a step: its claim, kind, the note's declarations, seed and engine."""
+    lhs, rhs = step.sides()
+    payload = {
+        "engine": fingerprint,
+        "kind": step.resolved_kind,
+        "lhs": _side_key(lhs, note_source),
+        "rhs": _side_key(rhs, note_source),
+        "vars": sorted(note.vars.items()),
+        "defs": sorted(note.defs.items()),
+        "arrays": sorted(note.arrays.items()),
+        "indices": sorted(note.indices.items()),
+        "params": sorted(note.params.items()),
+        "seed": note.seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class ResultCache:
+    """Passing results on disk, one JSON file per step key. Failures are never stored."""
+
+    def __init__(self, directory: Path | None):
+        self.directory = directory
+
+    def get(self, key: str) -> Result | None:
+        if self.directory is None:
+            return None
+        path = self.directory / f"{key}.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if data.get("verdict") != "pass":
+            return None
+        checks = tuple(CheckReport(**c) for c in data["checks"])
+        return Result(data["name"], "pass", data["message"], None, checks)
+
+    def put(self, key: str, result: Result) -> None:
+        if self.directory is None or not result.passed:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.directory / f"{key}.json", json.dumps(result.to_json()).encode())
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` via a temp file in the same directory; False if unchanged."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+# ---------------------------------------------------------------- checking a note
+
+
+def check_step(note: Note, step: Step, env: Environment, name: str) -> Result:
+    """Check one step of `note` by its kind; an exception becomes an `error` verdict."""
+    kind = step.resolved_kind
+    lhs, rhs = step.sides()
+    try:
+        if kind == "formula":
+            left, right = parse_formula(str(lhs), env), parse_formula(str(rhs), env)
+            return verify_sides(left, right, env, seed=note.seed, name=name)
+        if kind == "index":
+            return check_index(note, lhs, rhs, name)
+        return check_identity(note, lhs, rhs, name)
+    except EngineError as e:
+        return Result(name, "error", str(e))
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError, RecursionError) as e:
+        return Result(name, "error", f"cannot check the step: {type(e).__name__}: {e}")
+
+
+def check_note(
+    note: Note,
+    cache: ResultCache | None = None,
+    fingerprint: str = "",
+    note_source: str = "",
+    progress: Callable[[StepResult], None] | None = None,
+) -> list[StepResult]:
+    """Check every step of `note` (from the cache where a passing result is stored)."""
+    env = environment(note)
+    out = []
+    for number, step in enumerate(note.steps(), start=1):
+        name = f"{note.name}: {step_title(step, number)}"
+        key = step_key(note, step, fingerprint, note_source) if cache else ""
+        result = cache.get(key) if cache else None
+        cached = result is not None
+        if result is None:
+            result = check_step(note, step, env, name)
+            if cache:
+                cache.put(key, result)
+        sr = StepResult(note.name, number, step, result, cached)
+        out.append(sr)
+        if progress:
+            progress(sr)
+    return out
+
+
+# ---------------------------------------------------------------- index notation
+
+
+def _declared_arrays(note: Note) -> tuple[dict[str, tuple[str, tuple]], list[str]]:
+    """name -> (type, symbolic shape), and the size names in declaration order."""
+    scratch = Environment()
+    arrays = {}
+    for name, text in note.arrays.items():
+        var = parse_type(name, text, scratch)
+        arrays[name] = (var.vtype, var.shape)
+    sizes = list(scratch.sizes)
+    for size in note.indices.values():
+        if size not in sizes:
+            sizes.append(size)
+    return arrays, sizes
+
+
+def _size_assignments(order: list[str], values: tuple[int, ...]) -> list[dict[str, int]]:
+    """One assignment per value; several sizes get distinct values (a rotation)."""
+    out = []
+    for a in range(len(values)):
+        out.append({name: values[(a + b) % len(values)] for b, name in enumerate(order)})
+    return out
+
+
+def _by_name(exprs: list[Any]) -> dict[str, sympy.Symbol]:
+    syms: dict[str, sympy.Symbol] = {}
+    for e in exprs:
+        if isinstance(e, sympy.Basic):
+            for s in e.free_symbols:
+                if isinstance(s, sympy.Symbol):
+                    syms.setdefault(s.name, s)
+    return syms
+
+
+def _instantiate(side: sympy.Basic, subs: dict) -> sympy.Expr:
+    return sympy.sympify(side).xreplace(subs).doit()
+
+
+def _entries(expr: sympy.Basic) -> set[sympy.Indexed]:
+    return {a for a in expr.atoms(sympy.Indexed)}
+
+
+def _entry_values(
+    entries: set[sympy.Indexed], arrays: dict[str, np.ndarray]
+) -> dict[sympy.Indexed, Any]:
+    subs = {}
+    for e in entries:
+        name = e.base.label.name
+        if name not in arrays:
+            raise EngineError(f"array {name!r} is not declared in the note's `arrays`")
+        idx = tuple(int(i) for i in e.indices)
+        try:
+            subs[e] = arrays[name][idx]
+        except IndexError as err:
+            raise EngineError(f"{e} is out of range at the sizes tried") from err
+    return subs
+
+
+def _exact(expr: sympy.Expr, subs: dict, side: str) -> mpmath.mpf:
+    v = sympy.sympify(expr).xreplace(subs).evalf(EXACT_DIGITS)
+    if v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or v.free_symbols:
+        raise EngineError(f"the {side} side does not evaluate to a finite number: {v}")
+    re, im = v.as_real_imag()
+    if not re.is_number or (im != 0 and abs(im) > 1e-40 * max(1, abs(re))):
+        raise EngineError(f"the {side} side is not real at the sampled inputs")
+    return mpmath.mpf(sympy.Float(re, EXACT_DIGITS)._mpf_)
+
+
+def _rel(a: Any, b: Any) -> float:
+    scale = max(abs(a), abs(b), mpmath.mpf(1e-10))
+    return float(abs(a - b) / scale)
+
+
+def check_index(note: Note, lhs: sympy.Basic, rhs: sympy.Basic, name: str) -> Result:
+    """Exact at sizes 2, 3, 4 and every free-index value, numeric at a larger size."""
+    arrays, size_order = _declared_arrays(note)
+    syms = _by_name([lhs, rhs])
+    used_sizes = [s for s in size_order if s in syms or _size_in_arrays(s, arrays, lhs, rhs)]
+    free_idx = [syms[i] for i in note.indices if i in syms]
+    for s in free_idx:
+        if note.indices[s.name] not in used_sizes:
+            used_sizes.append(note.indices[s.name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exact, cx = _index_exact(note, lhs, rhs, arrays, used_sizes, free_idx, syms)
+        if cx is not None:
+            return Result(name, "fail", "the two sides differ (exact check)", cx, (exact,))
+        numeric, cx = _index_numeric(note, lhs, rhs, arrays, used_sizes, free_idx, syms)
+    if cx is not None:
+        msg = "the two sides differ (numeric check); the exact check passed"
+        return Result(name, "fail", msg, cx, (exact, numeric))
+    return Result(name, "pass", "verified", None, (exact, numeric))
+
+
+def _size_in_arrays(size: str, arrays, lhs, rhs) -> bool:
+    used = {e.base.label.name for side in (lhs, rhs) for e in _entries(sympy.sympify(side))}
+    return any(size in {str(s) for d in arrays[a][1] for s in d.free_symbols} for a in used)
+
+
+def _index_tuples(free_idx, sizes, note, limit, rng=None) -> list[tuple[int, ...]]:
+    ranges = [range(sizes[note.indices[s.name]]) for s in free_idx]
+    total = math.prod(len(r) for r in ranges)
+    if total <= limit and rng is None:
+        return list(itertools.product(*ranges))
+    rng = rng or np.random.default_rng(0)
+    return [tuple(int(rng.integers(len(r))) for r in ranges) for _ in range(min(limit, total))]
+
+
+def _sample_arrays(arrays, sizes, rng, exact: bool, profile: str = "unit"):
+    out = {}
+    for name, (vtype, shape) in arrays.items():
+        concrete = tuple(int(sympy.sympify(d).subs(_size_subs(sizes))) for d in shape)
+        t = TYPES[vtype]
+        out[name] = t.exact(rng, concrete) if exact else t.numeric(rng, concrete, profile)
+    return out
+
+
+def _size_subs(sizes: Mapping[str, int]) -> dict:
+    return {sympy.Symbol(k, positive=True, integer=True): v for k, v in sizes.items()}
+
+
+def _index_subs(syms, sizes, free_idx, values) -> dict:
+    subs = {syms[k]: sympy.Integer(v) for k, v in sizes.items() if k in syms}
+    subs.update({s: sympy.Integer(v) for s, v in zip(free_idx, values, strict=True)})
+    return subs
+
+
+def _index_exact(note, lhs, rhs, arrays, used_sizes, free_idx, syms):
+    assignments = _size_assignments(used_sizes, INDEX_EXACT_SIZES) if used_sizes else [{}]
+    worst = 0.0
+    for sizes in assignments:
+        tuples = _index_tuples(free_idx, sizes, note, INDEX_MAX_TUPLES)
+        pairs = []
+        for values in tuples:
+            subs = _index_subs(syms, sizes, free_idx, values)
+            pairs.append((values, _instantiate(lhs, subs), _instantiate(rhs, subs)))
+        rng = np.random.default_rng([note.seed, 11, *sizes.values()])
+        for _ in range(INDEX_EXACT_POINTS):
+            point = _sample_arrays(arrays, sizes, rng, exact=True)
+            for values, left, right in pairs:
+                subs = _entry_values(_entries(left) | _entries(right), point)
+                lv, rv = _exact(left, subs, "left"), _exact(right, subs, "right")
+                err = _rel(lv, rv)
+                worst = max(worst, err)
+                if err > EXACT_RTOL:
+                    detail = _index_detail("exact", assignments, free_idx)
+                    cx = _index_cx("exact", sizes, point, free_idx, values, lv, rv, exact=True)
+                    return CheckReport("exact", False, detail, err), cx
+    return CheckReport("exact", True, _index_detail("exact", assignments, free_idx), worst), None
+
+
+def _index_numeric(note, lhs, rhs, arrays, used_sizes, free_idx, syms):
+    sizes = {s: INDEX_NUMERIC_SIZE - k for k, s in enumerate(used_sizes)}
+    rng = np.random.default_rng([note.seed, 12])
+    tuples = _index_tuples(free_idx, sizes, note, INDEX_NUMERIC_TUPLES, rng)
+    compiled = []
+    for values in tuples:
+        subs = _index_subs(syms, sizes, free_idx, values)
+        left, right = _instantiate(lhs, subs), _instantiate(rhs, subs)
+        entries = sorted(_entries(left) | _entries(right), key=sympy.default_sort_key)
+        dummies = [sympy.Dummy() for _ in entries]
+        swap = dict(zip(entries, dummies, strict=True))
+        fn = sympy.lambdify(dummies, [left.xreplace(swap), right.xreplace(swap)], "numpy", cse=True)
+        compiled.append((values, entries, fn))
+    worst = 0.0
+    for p, profile in enumerate(PROFILES):
+        point = _sample_arrays(
+            arrays, sizes, np.random.default_rng([note.seed, 13, p]), False, profile
+        )
+        for values, entries, fn in compiled:
+            args = [
+                float(point[e.base.label.name][tuple(int(i) for i in e.indices)]) for e in entries
+            ]
+            with np.errstate(all="ignore"):
+                lv, rv = (complex(x) for x in fn(*args))
+            if not (np.isfinite(lv) and np.isfinite(rv)):
+                raise EngineError("a side is not finite at the numeric inputs")
+            err = float(entry_errors(np.array([lv.real]), np.array([rv.real]))[0])
+            worst = max(worst, err)
+            if err > NUMERIC_RTOL["none"]:
+                detail = _index_detail("numeric", [sizes], free_idx, worst)
+                cx = _index_cx("numeric", sizes, point, free_idx, values, lv.real, rv.real, False)
+                return CheckReport("numeric", False, detail, err), cx
+    detail = _index_detail("numeric", [sizes], free_idx, worst)
+    return CheckReport("numeric", True, detail, worst), None
+
+
+def _int_tuple(idx) -> tuple[int, ...]:
+    return tuple(int(i) for i in idx)
+
+
+def _index_detail(method, assignments, free_idx, worst: float | None = None) -> str:
+    names = list(assignments[0])
+    if not names:
+        where = "scalars"
+    elif len(names) == 1:
+        where = f"{names[0]}={', '.join(str(a[names[0]]) for a in assignments)}"
+    else:
+        where = " and ".join(", ".join(f"{k}={v}" for k, v in a.items()) for a in assignments)
+    if method == "exact":
+        idx = f", every {', '.join(s.name for s in free_idx)}" if free_idx else ""
+        return f"exact at {where}{idx}"
+    return f"numeric at {where}, float64, max rel. err {worst:.1e}"
+
+
+def _index_cx(check, sizes, point, free_idx, values, lv, rv, exact: bool) -> Counterexample:
+    inputs: dict[str, Any] = {s.name: int(v) for s, v in zip(free_idx, values, strict=True)}
+    for name, arr in point.items():
+        if exact:
+            inputs[name] = np.vectorize(str, otypes=[object])(arr).tolist()
+        else:
+            inputs[name] = np.round(np.asarray(arr, dtype=float), 12).tolist()
+    return Counterexample(check, dict(sizes), inputs, (), float(lv), float(rv), float(lv - rv))
+
+
+# ---------------------------------------------------------------- identities in parameters
+
+
+def _param_values(note: Note, rng, k: int, exact: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for j, (name, kind) in enumerate(note.params.items()):
+        if kind == "integer":
+            lo, hi = INTEGER_RANGE
+            out[name] = sympy.Integer(lo + (k + j) % (hi - lo + 1))
+            continue
+        lo, hi = {"real": (-3, 3), "positive": (0, 4), "unit": (0, 1)}[kind]
+        if exact:
+            while True:
+                den = int(rng.integers(2, 17))
+                num = int(rng.integers(int(lo * den), int(hi * den) + 1))
+                if num != 0 and lo < num / den < hi:
+                    out[name] = sympy.Rational(num, den)
+                    break
+        else:
+            out[name] = sympy.Float(float(rng.uniform(lo, hi) or 0.5), 17)
+    return out
+
+
+def _evaluate_side(side: Any, values: dict[str, Any], digits: int, which: str) -> mpmath.mpf:
+    if callable(side) and not isinstance(side, sympy.Basic):
+        expr = sympy.sympify(side(dict(values)))
+    else:
+        syms = _by_name([side])
+        unknown = [n for n in syms if n not in values]
+        if unknown:
+            raise EngineError(f"undeclared parameter(s) {', '.join(sorted(unknown))} in `params`")
+        expr = sympy.sympify(side).xreplace({syms[n]: values[n] for n in syms})
+    expr = expr.doit()
+    if digits == EXACT_DIGITS:
+        return _exact(expr, {}, which)
+    v = sympy.N(expr, digits)
+    if not v.is_number or v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+        raise EngineError(f"the {which} side is not a finite number: {v}")
+    return mpmath.mpf(float(sympy.re(v)))
+
+
+def check_identity(note: Note, lhs: Any, rhs: Any, name: str) -> Result:
+    """Exact at random rational parameter values (50 digits), then numeric in float64."""
+    reports = []
+    for method in ("exact", "numeric"):
+        exact = method == "exact"
+        rng = np.random.default_rng([note.seed, 21 if exact else 22])
+        worst = 0.0
+        digits = EXACT_DIGITS if exact else 15
+        tol = EXACT_RTOL if exact else NUMERIC_RTOL["none"]
+        for k in range(IDENTITY_POINTS):
+            values = _param_values(note, rng, k, exact)
+            lv = _evaluate_side(lhs, values, digits, "left")
+            rv = _evaluate_side(rhs, values, digits, "right")
+            err = _rel(lv, rv)
+            worst = max(worst, err)
+            if err > tol:
+                detail = _identity_detail(note, method, worst)
+                reports.append(CheckReport(method, False, detail, err))
+                inputs = {n: str(v) for n, v in values.items()}
+                cx = Counterexample(method, {}, inputs, (), float(lv), float(rv), float(lv - rv))
+                msg = f"the two sides differ ({method} check)"
+                return Result(name, "fail", msg, cx, tuple(reports))
+        reports.append(CheckReport(method, True, _identity_detail(note, method, worst), worst))
+    return Result(name, "pass", "verified", None, tuple(reports))
+
+
+def _identity_detail(note: Note, method: str, worst: float) -> str:
+    n = IDENTITY_POINTS
+    if method == "exact":
+        return f"exact at {n} random rational parameter values, {EXACT_DIGITS} digits"
+    return f"numeric at {n} random parameter values, max rel. err {worst:.1e}"
