@@ -11,6 +11,7 @@ from typing import Any, Literal
 import mpmath
 import numpy as np
 import sympy
+from threadpoolctl import threadpool_limits
 
 from engine.backends import numpy_backend, sympy_backend
 from engine.backends.common import concrete_shape
@@ -175,7 +176,14 @@ def verify_sides(
     checks: list[CheckReport] = []
     failure: Counterexample | None = None
     try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # One BLAS thread: the checks make thousands of small complex matmuls, and OpenBLAS's
+        # thread hand-off costs more than the work (attention-grad-Q numeric route: 0.55 s with
+        # one thread, 14 s with two on a busy 2-core machine; benchmarks/RESULTS.md).
+        with (
+            warnings.catch_warnings(),
+            np.errstate(all="ignore"),
+            threadpool_limits(limits=1, user_api="blas"),
+        ):
             warnings.simplefilter("ignore")
             if exact:
                 report, cx = _exact_check(lhs, rhs, used, order, seed)
