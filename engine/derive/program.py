@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from engine.expr import Expr, Ref, Var, call
 from engine.parser import Environment
@@ -35,6 +36,8 @@ class Program:
     steps: tuple[Assignment, ...]
     gradients: tuple[tuple[str, Expr], ...]
     kind: str = "grad"
+    # Verifier results per variable, once `verify` has run (see `with_results`).
+    results: tuple[tuple[str, Result], ...] = ()
 
     def claim_sides(self, wrt: str) -> tuple[Expr, Expr]:
         """The claim `grad(output, x) == gradient` (or jacobian) that certifies one result."""
@@ -48,3 +51,60 @@ class Program:
             lhs, rhs = self.claim_sides(wrt)
             results[wrt] = verify_sides(lhs, rhs, self.env, seed=seed, name=f"d/d{wrt}")
         return results
+
+    def with_results(self, results: dict[str, Result]) -> Program:
+        """The same program, carrying the verifier's results."""
+        return replace(self, results=tuple(results.items()))
+
+    @property
+    def verified(self) -> bool:
+        """True when every gradient has been checked by the verifier and passed."""
+        return bool(self.results) and all(r.passed for _, r in self.results)
+
+    def gradient_name(self, wrt: str) -> str:
+        """The name a gradient is printed under: `dQ`, or `J` for a Jacobian."""
+        return "J" if self.kind == "jacobian" else "d" + wrt
+
+    def verification_line(self) -> str:
+        """One line saying how the program was verified (or that it was not)."""
+        if not self.results:
+            return "not verified"
+        bad = [w for w, r in self.results if not r.passed]
+        if bad:
+            return "NOT verified: the verifier rejected " + ", ".join(bad)
+        worst = max((r for _, r in self.results), key=_numeric_error)
+        return "verified: " + worst.summary()
+
+    def to_text(self) -> str:
+        """The program in the formula language, one `name = expr` per line."""
+        from engine.printing.text import to_text
+
+        lines = [f"{a.name} = {to_text(a.expr)}" for a in self.steps]
+        lines += [f"{self.gradient_name(w)} = {to_text(g)}" for w, g in self.gradients]
+        return "\n".join(lines)
+
+    def to_latex(self) -> str:
+        """The program as a LaTeX `aligned` block in textbook notation."""
+        from engine.printing.latex import latex_name, to_latex
+
+        rows = [f"{latex_name(a.name)} &= {to_latex(a.expr)}" for a in self.steps]
+        rows += [f"{latex_name(self.gradient_name(w))} &= {to_latex(g)}" for w, g in self.gradients]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Steps, gradients and the verification, as plain JSON data."""
+        from engine.printing.text import to_text
+
+        return {
+            "output": to_text(self.output),
+            "kind": self.kind,
+            "program": [{"name": a.name, "expr": to_text(a.expr)} for a in self.steps],
+            "gradients": {w: to_text(g) for w, g in self.gradients},
+            "verified": self.verified,
+            "verification": self.verification_line(),
+            "checks": {w: r.to_json() for w, r in self.results},
+        }
+
+
+def _numeric_error(r: Result) -> float:
+    return max((c.max_error for c in r.checks if c.method == "numeric"), default=0.0)

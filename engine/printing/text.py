@@ -38,6 +38,13 @@ def precedence(e: Expr) -> int:
     return PREC_ATOM
 
 
+def text_precedence(e: Expr) -> int:
+    """Binding strength in the text form: a function call is an atom whatever its LaTeX."""
+    if isinstance(e, Call) and not e.spec.infix:
+        return PREC_ATOM
+    return precedence(e)
+
+
 def to_text(e: Expr) -> str:
     """Formula-language source for `e` (definitions print as their names)."""
     if isinstance(e, Var | Size):
@@ -50,7 +57,7 @@ def to_text(e: Expr) -> str:
 
     def sub(child: Expr, prec: int) -> str:
         text = to_text(child)
-        return f"({text})" if precedence(child) < prec else text
+        return f"({text})" if text_precedence(child) < prec else text
 
     spec = e.spec
     if spec.infix == ".T":

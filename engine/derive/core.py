@@ -1,0 +1,273 @@
+"""`derive`: an expression in, a short verified backward program out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from engine.derive.jacobian import cotangent_var, linearize
+from engine.derive.program import Assignment, Program
+from engine.derive.reverse import DeriveError, canonical_forward, normalization, reverse
+from engine.derive.simplify import Rewriter, is_call
+from engine.expr import Call, Const, EngineError, Expr, Ref, Var
+from engine.parser import Environment, build_environment, parse_formula
+from engine.verify import Result
+
+
+class DerivationFailed(EngineError):
+    """A derived program that the verifier rejected: it is never shown as a result."""
+
+    def __init__(self, program: Program, results: Mapping[str, Result]):
+        self.program = program
+        self.results = dict(results)
+        bad = [r for r in results.values() if not r.passed]
+        super().__init__(
+            "the derived gradient did not verify: " + (bad[0].report() if bad else "unknown")
+        )
+
+
+def derive(
+    expr: str | Expr,
+    wrt: str | Iterable[str] | None = None,
+    vars: Mapping[str, str] | None = None,
+    defs: Mapping[str, str] | None = None,
+    *,
+    env: Environment | None = None,
+    verify: bool = True,
+    seed: int = 0,
+) -> Program:
+    """Differentiate `expr` with respect to the variables `wrt` into a verified `Program`.
+
+    `expr` is formula text (or a parsed tree with `env`); a scalar gives gradients, a vector of
+    a vector gives the Jacobian. `grad(f, x)` / `jacobian(f, x)` are accepted as `expr` too. The
+    program is checked by the verifier (exact and numeric) and `DerivationFailed` is raised if
+    it does not pass; `verify=False` skips the check (for benchmarks), and says so in the result.
+    """
+    if env is None:
+        env = build_environment(vars or {}, defs or {})
+    tree = parse_formula(expr, env) if isinstance(expr, str) else expr
+    if is_call(tree, "grad", "jacobian"):
+        inner_wrt = tree.args[1].name
+        if wrt is not None and _names(wrt) != [inner_wrt]:
+            raise DeriveError(f"{tree.fn}() already names the variable {inner_wrt}; drop --wrt")
+        wrt, tree = inner_wrt, tree.args[0]
+    if wrt is None:
+        raise DeriveError("say which variable(s) to differentiate with respect to (--wrt)")
+    names = _names(wrt)
+    if not names:
+        raise DeriveError("say which variable(s) to differentiate with respect to (--wrt)")
+    for n in names:
+        if n not in env.vars:
+            raise DeriveError(f"--wrt {n}: not a declared variable")
+    if len(set(names)) != len(names):
+        raise DeriveError("a variable is named twice in --wrt")
+    program = build_program(tree, [env.vars[n] for n in names], env)
+    if not verify:
+        return program
+    results = program.verify(seed=seed)
+    program = program.with_results(results)
+    if not all(r.passed for r in results.values()):
+        raise DerivationFailed(program, results)
+    return program
+
+
+def _names(wrt: str | Iterable[str]) -> list[str]:
+    if isinstance(wrt, str):
+        return [w.strip() for w in wrt.split(",") if w.strip()]
+    return [w.strip() for w in wrt]
+
+
+def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
+    """The unverified backward program of `output` with respect to `wrt`."""
+    if output.shape == ():
+        kind = "grad"
+    elif len(output.shape) == 1 and len(wrt) == 1 and len(wrt[0].shape) == 1:
+        kind = "jacobian"
+    else:
+        raise DeriveError(
+            "derive needs a scalar expression (for gradients) or a vector function of one "
+            "vector variable (for a Jacobian)"
+        )
+    from engine.expr import contains_derivative
+
+    if contains_derivative(output):
+        raise DeriveError("cannot differentiate an expression that contains grad() or jacobian()")
+    rewriter = Rewriter(env.defs)
+    taken = set(env.names()) | {"d" + v.name for v in wrt}
+    steps: list[Assignment] = []
+
+    def name_step(name: str, body: Expr) -> Ref:
+        name = _fresh(name, taken)
+        taken.add(name)
+        steps.append(Assignment(name, body))
+        return Ref(name, body)
+
+    forward = canonical_forward(rewriter.name_defs(output))
+    if kind == "grad":
+        grads = reverse(forward, wrt, Const(1), rewriter, name_step)
+    else:
+        m = output.shape[0]
+        u = cotangent_var(m)
+        cot = reverse(forward, wrt, u, rewriter, None)[wrt[0].name]
+        grads = {wrt[0].name: rewriter.simplify(linearize(cot, m).T)}
+    gradients = [(v.name, grads[v.name]) for v in wrt]
+    steps, gradients = _name_common(steps, gradients, taken, rewriter)
+    steps, gradients = _inline_single_use(steps, gradients)
+    return Program(output, env, tuple(steps), tuple(gradients), kind)
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    k = 2
+    while f"{name}{k}" in taken:
+        k += 1
+    return f"{name}{k}"
+
+
+# ---------------------------------------------------------------- naming repeated subexpressions
+
+
+def _occurrences(exprs: list[Expr]) -> Counter:
+    """How often each Call subtree occurs (with multiplicity), not looking inside names."""
+    counts: Counter = Counter()
+
+    def visit(e: Expr) -> None:
+        if isinstance(e, Call):
+            counts[e] += 1
+            for a in e.args:
+                visit(a)
+
+    for e in exprs:
+        visit(e)
+    return counts
+
+
+def _calls(e: Expr) -> int:
+    """Operations in `e`, not counting those behind a name."""
+    if isinstance(e, Call):
+        return 1 + sum(_calls(a) for a in e.args)
+    return 0
+
+
+def _worth_naming(e: Call) -> bool:
+    """Big repeated subexpressions, and a softmax or normalization of a computed value."""
+    calls = _calls(e)
+    if e.fn in ("softmax", "log_softmax") or normalization(e) is not None:
+        return calls >= 2
+    return calls >= 4
+
+
+def _hint(e: Call) -> str:
+    if e.fn == "softmax":
+        return "P" if len(e.shape) == 2 else "p"
+    if normalization(e) is not None:
+        return "xhat"
+    return "t"
+
+
+def _name_common(steps, gradients, taken, rewriter):
+    """Bind subexpressions that occur twice or more as named intermediates (largest first)."""
+    for _ in range(20):
+        exprs = [a.expr for a in steps] + [g for _, g in gradients]
+        counts = _occurrences(exprs)
+        repeated = [e for e, c in counts.items() if c >= 2 and _worth_naming(e)]
+        if not repeated:
+            break
+        target = max(repeated, key=lambda e: sum(1 for _ in e.walk()))
+        hint = _hint(target)
+        name = _fresh(hint if hint != "t" else "t1", taken)
+        taken.add(name)
+        ref = Ref(name, target)
+        steps = [Assignment(a.name, _replace(a.expr, target, ref)) for a in steps]
+        gradients = [(v, _replace(g, target, ref)) for v, g in gradients]
+        steps.insert(0, Assignment(name, target))
+    return _order(steps), gradients
+
+
+def _replace(e: Expr, target: Expr, ref: Ref) -> Expr:
+    if e == target:
+        return ref
+    if isinstance(e, Call) and e.args:
+        args = tuple(_replace(a, target, ref) for a in e.args)
+        if args != e.args:
+            return Call(e.fn, args, e.params, e.shape)
+    return e
+
+
+def _step_refs(e: Expr, names: set[str]) -> set[str]:
+    found: set[str] = set()
+
+    def visit(n: Expr) -> None:
+        if isinstance(n, Ref):
+            if n.name in names:
+                found.add(n.name)
+            return  # a step's own body is listed separately
+        for c in n.children():
+            visit(c)
+
+    visit(e)
+    return found
+
+
+def _order(steps: list[Assignment]) -> list[Assignment]:
+    """Topological order: every step after the steps it uses."""
+    names = {a.name for a in steps}
+    deps = {a.name: _step_refs(a.expr, names) for a in steps}
+    done: list[Assignment] = []
+    placed: set[str] = set()
+    pending = list(steps)
+    while pending:
+        for a in pending:
+            if deps[a.name] <= placed:
+                done.append(a)
+                placed.add(a.name)
+                pending.remove(a)
+                break
+        else:
+            raise DeriveError("internal error: circular intermediates")
+    return done
+
+
+def _inline_single_use(steps, gradients):
+    """A step used once (or never) reads better inline; keep the rest."""
+    while True:
+        names = {a.name for a in steps}
+        uses: Counter = Counter()
+        for e in [a.expr for a in steps] + [g for _, g in gradients]:
+            for n in _ref_occurrences(e, names):
+                uses[n] += 1
+        single = [a for a in steps if uses[a.name] < 2]
+        if not single:
+            return steps, gradients
+        a = single[0]
+        steps = [Assignment(b.name, _inline(b.expr, a.name, a.expr)) for b in steps if b is not a]
+        gradients = [(v, _inline(g, a.name, a.expr)) for v, g in gradients]
+
+
+def _ref_occurrences(e: Expr, names: set[str]) -> list[str]:
+    out: list[str] = []
+
+    def visit(n: Expr) -> None:
+        if isinstance(n, Ref):
+            if n.name in names:
+                out.append(n.name)
+            return
+        for c in n.children():
+            visit(c)
+
+    visit(e)
+    return out
+
+
+def _inline(e: Expr, name: str, body: Expr) -> Expr:
+    if isinstance(e, Ref):
+        return body if e.name == name else e
+    if isinstance(e, Call) and e.args:
+        args = tuple(_inline(a, name, body) for a in e.args)
+        if args != e.args:
+            return Call(e.fn, args, e.params, e.shape)
+    return e
+
+
+__all__ = ["DerivationFailed", "DeriveError", "build_program", "derive"]

@@ -1,0 +1,260 @@
+"""Symbolic reverse mode on whole vectors and matrices: cotangents built from the registry VJPs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.derive.simplify import Rewriter, is_call, is_const, is_scalar, unref
+from engine.expr import Call, EngineError, Expr, Ref, Var, call
+from engine.functions.base import params_of
+
+
+class DeriveError(EngineError):
+    """An expression the symbolic differentiator cannot handle."""
+
+
+# ---------------------------------------------------------------- forward canonicalization
+
+
+def _reduce_kw(node: Call) -> dict:
+    """The axis/keepdims parameters of a reduction, as keywords to rebuild it."""
+    return dict(node.params)
+
+
+def _softmax_axis(reduction: Call) -> int | None:
+    """The softmax axis a keepdims reduction stands for (None if it does not fit)."""
+    x = reduction.args[0]
+    p = params_of(reduction)
+    if len(x.shape) == 1 and p["axis"] in (None, 0, -1):
+        return -1
+    if p["axis"] is not None and p["keepdims"]:
+        return p["axis"]
+    return None
+
+
+def canonical_forward(e: Expr) -> Expr:
+    """Rewrite the forward expression into forms with known compact VJPs.
+
+    exp(x - logsumexp(x)) and exp(x) / sum(exp(x)) become softmax(x); x - logsumexp(x) and
+    log(softmax(x)) become log_softmax(x); (a * b) / s with s a scalar becomes a * (b / s) when
+    b / s is a LayerNorm or RMSNorm normalization. Named definitions are kept.
+    """
+    memo: dict[int, Expr] = {}
+
+    def go(n: Expr) -> Expr:
+        if id(n) in memo:
+            return memo[id(n)]
+        if isinstance(n, Call) and n.args:
+            args = tuple(go(a) for a in n.args)
+            out: Expr = n if args == n.args else Call(n.fn, args, n.params, n.shape)
+            out = _forward_rule(out)
+        else:
+            out = n
+        memo[id(n)] = out
+        return out
+
+    return go(e)
+
+
+def _forward_rule(n: Call) -> Expr:
+    if n.fn == "exp":
+        x = unref(n.args[0])
+        if is_call(x, "sub") and is_call(unref(x.args[1]), "logsumexp"):
+            lse = unref(x.args[1])
+            axis = _softmax_axis(lse)
+            if lse.args[0] == x.args[0] and axis is not None:
+                return _softmax("softmax", x.args[0], axis)
+    if n.fn == "div":
+        a, b = n.args
+        b0 = unref(b)
+        if is_call(unref(a), "exp") and is_call(b0, "sum") and is_call(unref(b0.args[0]), "exp"):
+            x = unref(a).args[0]
+            axis = _softmax_axis(b0)
+            if unref(b0.args[0]).args[0] == x and axis is not None:
+                return _softmax("softmax", x, axis)
+        if is_scalar(b) and is_call(a, "mul"):
+            for keep, inner in ((a.args[0], a.args[1]), (a.args[1], a.args[0])):
+                if normalization(inner / b) is not None:
+                    return keep * (inner / b)
+    if n.fn == "sub" and is_call(unref(n.args[1]), "logsumexp"):
+        lse = unref(n.args[1])
+        axis = _softmax_axis(lse)
+        if lse.args[0] == n.args[0] and axis is not None:
+            return _softmax("log_softmax", n.args[0], axis)
+    if n.fn == "log" and is_call(unref(n.args[0]), "softmax"):
+        sm = unref(n.args[0])
+        return Call("log_softmax", sm.args, sm.params, sm.shape)
+    return n
+
+
+def _softmax(fn: str, x: Expr, axis: int) -> Expr:
+    return call(fn, x) if axis in (-1, len(x.shape) - 1) else call(fn, x, axis=axis)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """A recognized LayerNorm (x - mean(x)) / sqrt(var(x) + eps) or RMSNorm x / sqrt(ms + eps)."""
+
+    kind: str  # "layernorm" or "rmsnorm"
+    x: Expr
+    denominator: Expr
+    params: dict = field(default_factory=dict)  # axis/keepdims of the reductions
+    eps: Expr | None = None
+
+
+def normalization(e: Expr) -> Normalization | None:
+    """Recognize a normalization layer's core, looking through named definitions."""
+    e = unref(e)
+    if not is_call(e, "div"):
+        return None
+    num, den = unref(e.args[0]), e.args[1]
+    root = unref(den)
+    if not is_call(root, "sqrt"):
+        return None
+    inside = unref(root.args[0])
+    eps = None
+    if is_call(inside, "add"):
+        stat, eps = unref(inside.args[0]), inside.args[1]
+        if not is_scalar(eps):
+            return None
+    else:
+        stat = inside
+    if is_call(stat, "var") and is_call(num, "sub") and is_call(unref(num.args[1]), "mean"):
+        x, m = num.args[0], unref(num.args[1])
+        if stat.args[0] == x and m.args[0] == x and stat.params == m.params:
+            if _stat_fits(stat, e.shape):
+                return Normalization("layernorm", x, den, _reduce_kw(stat), eps)
+    if is_call(stat, "mean") and is_call(unref(stat.args[0]), "pow"):
+        sq = unref(stat.args[0])
+        if is_const(sq.args[1], 2) and sq.args[0] == e.args[0] and _stat_fits(stat, e.shape):
+            return Normalization("rmsnorm", e.args[0], den, _reduce_kw(stat), eps)
+    return None
+
+
+def _stat_fits(stat: Call, shape: tuple) -> bool:
+    p = params_of(stat)
+    return p["axis"] is None or p["keepdims"]
+
+
+def normalization_vjp(node: Expr, info: Normalization, g: Expr) -> Expr:
+    """(g - mean(g) - xhat * mean(g * xhat)) / sqrt(var(x) + eps); RMSNorm drops mean(g)."""
+    kw = info.params
+    xhat = node
+    inner = g - xhat * call("mean", g * xhat, **kw)
+    if info.kind == "layernorm":
+        inner = g - call("mean", g, **kw) - xhat * call("mean", g * xhat, **kw)
+    return inner / info.denominator
+
+
+# ---------------------------------------------------------------- reverse accumulation
+
+
+@dataclass
+class Backward:
+    """The cotangents of a reverse pass, plus the intermediates it chose to name."""
+
+    gradients: dict[str, Expr]
+    steps: list[tuple[str, Expr]]
+
+
+def _depends(nodes: list[Expr], names: set[str]) -> set[int]:
+    dep: set[int] = set()
+    for n in nodes:
+        if isinstance(n, Var):
+            if n.name in names:
+                dep.add(id(n))
+        elif any(id(c) in dep for c in n.children()):
+            dep.add(id(n))
+    return dep
+
+
+def reverse(
+    output: Expr,
+    wrt: list[Var],
+    seed: Expr,
+    rewriter: Rewriter,
+    name_step: Callable[[str, Expr], Ref] | None = None,
+) -> dict[str, Expr]:
+    """Cotangents of every `wrt` variable, given the output cotangent `seed`.
+
+    Contributions are added up per node (by identity) in reverse topological order; each node's
+    total is simplified before it is pulled back. The cotangent of a named definition `X` that
+    is more than an atom is offered to `name_step` as `dX`, which may bind it as a program step.
+    """
+    nodes = list(output.walk())
+    dep = _depends(nodes, {v.name for v in wrt})
+    if id(output) not in dep:
+        raise DeriveError("the expression does not depend on " + ", ".join(v.name for v in wrt))
+    parts: dict[int, list[Expr]] = {id(output): [seed]}
+    grads: dict[str, list[Expr]] = {}
+    for node in reversed(nodes):
+        contributions = parts.pop(id(node), None)
+        if contributions is None or id(node) not in dep:
+            continue
+        g = rewriter.simplify(_total(contributions))
+        if isinstance(node, Var):
+            grads.setdefault(node.name, []).append(g)
+            continue
+        if isinstance(node, Ref):
+            if name_step is not None and isinstance(g, Call):
+                g = name_step("d" + node.name, g)
+            parts.setdefault(id(node.body), []).append(g)
+            continue
+        assert isinstance(node, Call)
+        for target, ct in _pullback(node, g, dep):
+            parts.setdefault(id(target), []).append(ct)
+    out = {}
+    for v in wrt:
+        if v.name not in grads:
+            raise DeriveError(f"the expression does not depend on {v.name}")
+        out[v.name] = rewriter.simplify(_total(grads[v.name]))
+    return out
+
+
+def _total(items: list[Expr]) -> Expr:
+    total = items[0]
+    for x in items[1:]:
+        total = total + x
+    return total
+
+
+def _pullback(node: Call, g: Expr, dep: set[int]) -> list[tuple[Expr, Expr]]:
+    """(child, cotangent) pairs for one node: a fused pattern rule if one fits, else the VJPs."""
+    fused = _fused(node, g, dep)
+    if fused is not None:
+        return fused
+    if node.fn in ("grad", "jacobian"):
+        raise DeriveError(f"cannot differentiate through a nested {node.fn}()")
+    spec = node.spec
+    if spec.vjp is None:
+        raise DeriveError(f"{node.fn}() has no derivative rule")
+    out = []
+    for i, arg in enumerate(node.args):
+        if id(arg) in dep:
+            out.append((arg, spec.vjp(node, g, i)))
+    return out
+
+
+def _fused(node: Call, g: Expr, dep: set[int]) -> list[tuple[Expr, Expr]] | None:
+    if node.fn == "cross_entropy":
+        p, y = node.args
+        sm = unref(p)
+        if is_call(sm, "softmax") and sm.shape == y.shape and id(sm.args[0]) in dep:
+            # d/dz CE(softmax(z), y) = sum(y) * softmax(z) - y (row sums along the axis).
+            z = sm.args[0]
+            axis = params_of(sm)["axis"]
+            ysum = call("sum", y) if len(y.shape) == 1 else call("sum", y, axis=axis, keepdims=True)
+            out: list[tuple[Expr, Expr]] = [(z, g * (ysum * p - y))]
+            if id(y) in dep:
+                out.append((y, -(g * call("log_softmax", z, **dict(sm.params)))))
+            return out
+    if node.fn == "div":
+        info = normalization(node)
+        if info is not None and not _eps_depends(info, dep):
+            return [(info.x, normalization_vjp(node, info, g))]
+    return None
+
+
+def _eps_depends(info: Normalization, dep: set[int]) -> bool:
+    return info.eps is not None and any(id(n) in dep for n in info.eps.walk())

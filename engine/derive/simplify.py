@@ -1,0 +1,474 @@
+"""Rule-based rewriter for derived expressions: local algebra rules iterated to a fixed point."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import sympy
+
+from engine.expr import Call, Const, EngineError, Expr, Ref, Var, call
+from engine.functions.base import broadcast, params_of
+from engine.types import TYPES
+
+MAX_PASSES = 30  # whole-tree passes before giving up on a fixed point
+MAX_LOCAL = 50  # rule applications at one node in one pass
+
+ZERO, ONE = sympy.Integer(0), sympy.Integer(1)
+
+
+def is_const(e: Expr, value: int | sympy.Expr | None = None) -> bool:
+    return isinstance(e, Const) and (value is None or e.value == value)
+
+
+def unref(e: Expr) -> Expr:
+    """See through named definitions to the expression they stand for."""
+    while isinstance(e, Ref):
+        e = e.body
+    return e
+
+
+def is_call(e: Expr, *fns: str) -> bool:
+    return isinstance(e, Call) and e.fn in fns
+
+
+def is_scalar(e: Expr) -> bool:
+    return e.shape == ()
+
+
+def _fits(e: Expr, shape: tuple) -> bool:
+    """True if `e` may stand where a value of `shape` stood (same shape after broadcasting)."""
+    return e.shape == tuple(shape)
+
+
+def _broadcasts_to(small: tuple, big: tuple) -> bool:
+    try:
+        return broadcast(small, big) == tuple(big)
+    except EngineError:
+        return False
+
+
+def _fold(fn: str, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
+    """Exact constant folding; None when the result would not be a rational (or pi) number."""
+    try:
+        if fn == "add":
+            v = a + b
+        elif fn == "sub":
+            v = a - b
+        elif fn == "mul":
+            v = a * b
+        elif fn == "div":
+            if b == 0:
+                return None
+            v = a / b
+        elif fn == "pow":
+            if a == 0 and b.is_negative:
+                return None
+            v = a**b
+        else:
+            return None
+    except (ZeroDivisionError, ValueError):
+        return None
+    return v if v.is_Rational else None
+
+
+def _axis(node: Call) -> int | None:
+    axis = params_of(node).get("axis")
+    return None if axis is None else axis % len(node.args[0].shape)
+
+
+def _keepdims(node: Call) -> bool:
+    return bool(params_of(node).get("keepdims", False))
+
+
+def sums_to_one_over(node: Call) -> bool:
+    """`sum(y)` or `sum(y, axis=-1)` of a simplex/onehot variable: the row sums are 1."""
+    x = node.args[0]
+    if not isinstance(x, Var) or not TYPES[x.vtype].sums_to_one:
+        return False
+    axis = _axis(node)
+    rank = len(x.shape)
+    return axis == rank - 1 or (axis is None and rank == 1)
+
+
+def ones_like_shape(shape: tuple) -> Expr:
+    return Const(1) if not shape else call("ones", dims=tuple(shape))
+
+
+Rule = Callable[[Call], Expr | None]
+
+
+def _rule_add(n: Call) -> Expr | None:
+    a, b = n.args
+    if is_const(a) and is_const(b):
+        v = _fold("add", a.value, b.value)
+        return None if v is None else Const(v)
+    if is_const(a, 0) and _fits(b, n.shape):
+        return b
+    if is_const(b, 0) and _fits(a, n.shape):
+        return a
+    if is_call(b, "neg"):
+        return a - b.args[0]
+    if is_call(a, "neg"):
+        return b - a.args[0]
+    if is_const(b) and b.value.is_negative:
+        return a - Const(-b.value)
+    if a == b:
+        return Const(2) * a
+    return None
+
+
+def _rule_sub(n: Call) -> Expr | None:
+    a, b = n.args
+    if is_const(a) and is_const(b):
+        v = _fold("sub", a.value, b.value)
+        return None if v is None else Const(v)
+    if is_const(b, 0) and _fits(a, n.shape):
+        return a
+    if is_const(a, 0) and _fits(b, n.shape):
+        return -b
+    if is_call(b, "neg"):
+        return a + b.args[0]
+    if is_call(a, "neg"):
+        return -(a.args[0] + b)
+    if is_const(b) and b.value.is_negative:
+        return a + Const(-b.value)
+    if a == b and is_scalar(a):
+        return Const(0)
+    return None
+
+
+def _scalar_factor(e: Expr) -> tuple[str, Expr, Expr] | None:
+    """Split `s * A`, `A * s` or `A / s` with s a scalar and A not: (op, s, A)."""
+    if is_call(e, "mul"):
+        a, b = e.args
+        if is_scalar(a) and not is_scalar(b):
+            return "mul", a, b
+        if is_scalar(b) and not is_scalar(a):
+            return "mul", b, a
+    if is_call(e, "div"):
+        a, b = e.args
+        if is_scalar(b) and not is_scalar(a):
+            return "div", b, a
+    return None
+
+
+def _vector_axis(e: Expr) -> tuple[Expr, int] | None:
+    """`expand_dims(v, axis)` of a vector v: (v, axis in 0..1)."""
+    if is_call(e, "expand_dims") and len(e.args[0].shape) == 1:
+        return e.args[0], params_of(e)["axis"] % 2
+    return None
+
+
+def _matrix_product_rule(a: Expr, b: Expr) -> Expr | None:
+    """eye * v -> diag(v); v[:, None] * w[None, :] -> outer(v, w); distribute over eye terms."""
+    for x, y in ((a, b), (b, a)):
+        if is_call(x, "eye"):
+            col = _vector_axis(y)
+            if col is not None and col[0].shape[0] == x.shape[0]:
+                return call("diag", col[0])
+            if len(y.shape) == 1 and y.shape[0] == x.shape[0]:
+                return call("diag", y)
+    ca, cb = _vector_axis(a), _vector_axis(b)
+    if ca is not None and cb is not None and ca[1] != cb[1]:
+        col, row = (ca, cb) if ca[1] == 1 else (cb, ca)
+        return call("outer", col[0], row[0])
+    for x, y in ((a, b), (b, a)):
+        if is_call(x, "add", "sub") and len(x.shape) == 2:
+            terms = [_matrix_product_rule(t, y) for t in x.args]
+            if any(t is not None for t in terms):
+                pairs = zip(terms, x.args, strict=True)
+                left, right = (t if t is not None else u * y for t, u in pairs)
+                return left + right if x.fn == "add" else left - right
+    return None
+
+
+def _rule_mul(n: Call) -> Expr | None:
+    a, b = n.args
+    if len(n.shape) == 2:
+        out = _matrix_product_rule(a, b)
+        if out is not None and out.shape == n.shape:
+            return out
+    if is_const(a) and is_const(b):
+        v = _fold("mul", a.value, b.value)
+        return None if v is None else Const(v)
+    for x, y in ((a, b), (b, a)):
+        if is_const(x, 1) and _fits(y, n.shape):
+            return y
+        if is_const(x, -1) and _fits(y, n.shape):
+            return -y
+        if is_const(x, 0) and is_scalar(y):
+            return Const(0)
+        if is_call(x, "ones") and _broadcasts_to(x.shape, y.shape) and _fits(y, n.shape):
+            return y
+    if is_call(a, "neg"):
+        return -(a.args[0] * b)
+    if is_call(b, "neg"):
+        return -(a * b.args[0])
+    if is_const(b) and not is_const(a):
+        return b * a
+    # Constants gather at the front: c * (d * x) -> (c d) * x, (c * x) * y -> c * (x * y).
+    if is_const(a) and is_call(b, "mul") and is_const(b.args[0]):
+        return (a * b.args[0]) * b.args[1]
+    if is_call(a, "mul") and is_const(a.args[0]) and not is_const(b):
+        return a.args[0] * (a.args[1] * b)
+    if not is_const(a) and is_call(b, "mul") and is_const(b.args[0]):
+        return b.args[0] * (a * b.args[1])
+    # (x / s) * y -> (x * y) / s for a scalar s (the quotient goes outside, as in textbooks).
+    if is_call(a, "div") and is_scalar(a.args[1]) and not is_const(a.args[0], 1):
+        return (a.args[0] * b) / a.args[1]
+    if is_call(b, "div") and is_scalar(b.args[1]) and not is_const(b.args[0], 1):
+        return (a * b.args[0]) / b.args[1]
+    return None
+
+
+def _rule_div(n: Call) -> Expr | None:
+    a, b = n.args
+    if is_const(a) and is_const(b):
+        v = _fold("div", a.value, b.value)
+        return None if v is None else Const(v)
+    if is_const(b, 1) and _fits(a, n.shape):
+        return a
+    if is_const(a, 0) and is_scalar(b):
+        return Const(0)
+    if is_call(a, "neg"):
+        return -(a.args[0] / b)
+    if is_const(b) and b.value != 0 and not is_scalar(a):
+        return Const(1 / b.value) * a
+    if is_call(a, "div") and is_scalar(b) and is_scalar(a.args[1]):
+        return a.args[0] / (a.args[1] * b)
+    return None
+
+
+def _rule_pow(n: Call) -> Expr | None:
+    a, b = n.args
+    if is_const(a) and is_const(b):
+        v = _fold("pow", a.value, b.value)
+        return None if v is None else Const(v)
+    if is_const(b, 1):
+        return a
+    if is_call(a, "pow") and is_const(b) and is_const(a.args[1]):
+        return a.args[0] ** Const(a.args[1].value * b.value)
+    return None
+
+
+def _rule_neg(n: Call) -> Expr | None:
+    (a,) = n.args
+    if is_call(a, "neg"):
+        return a.args[0]
+    if is_const(a):
+        return Const(-a.value)
+    if is_call(a, "sub"):
+        return a.args[1] - a.args[0]
+    if is_call(a, "mul") and is_const(a.args[0]):
+        return Const(-a.args[0].value) * a.args[1]
+    return None
+
+
+def _pull_scalars(n: Call, rebuild: Callable[[Expr, Expr], Expr]) -> Expr | None:
+    """Move scalar factors and signs out of a bilinear operation: (s A) @ B -> s (A @ B)."""
+    a, b = n.args
+    for i, x in enumerate((a, b)):
+        other = b if i == 0 else a
+
+        def put(y: Expr, i=i, other=other) -> Expr:
+            return rebuild(y, other) if i == 0 else rebuild(other, y)
+
+        if is_call(x, "neg") and not is_scalar(x):
+            return -put(x.args[0])
+        split = _scalar_factor(x)
+        if split is not None:
+            op, s, inner = split
+            return s * put(inner) if op == "mul" else put(inner) / s
+    return None
+
+
+def _rule_matmul(n: Call) -> Expr | None:
+    a, b = n.args
+    if is_call(a, "eye"):
+        return b
+    if is_call(b, "eye"):
+        return a
+    return _pull_scalars(n, lambda x, y: x @ y)
+
+
+def _rule_outer(n: Call) -> Expr | None:
+    return _pull_scalars(n, lambda x, y: call("outer", x, y))
+
+
+def _rule_transpose(n: Call) -> Expr | None:
+    (a,) = n.args
+    if len(a.shape) <= 1 or is_call(a, "diag", "eye"):
+        return a
+    if is_call(a, "transpose"):
+        return a.args[0]
+    if is_call(a, "matmul") and len(a.args[0].shape) == 2 and len(a.args[1].shape) == 2:
+        return a.args[1].T @ a.args[0].T
+    if is_call(a, "outer"):
+        return call("outer", a.args[1], a.args[0])
+    if is_call(a, "add", "sub"):
+        parts = [_rule_transpose(Call("transpose", (t,), (), n.shape)) for t in a.args]
+        if all(p is not None and not is_call(p, "transpose") for p in parts):
+            return parts[0] + parts[1] if a.fn == "add" else parts[0] - parts[1]
+    if is_call(a, "neg"):
+        return -(a.args[0].T)
+    split = _scalar_factor(a)
+    if split is not None:
+        op, s, inner = split
+        return s * inner.T if op == "mul" else inner.T / s
+    return None
+
+
+def _rule_reduce(n: Call) -> Expr | None:
+    (x,) = n.args
+    p = dict(n.params)
+    axis, keep = _axis(n), _keepdims(n)
+    if len(x.shape) == 1 and axis is not None and not keep:
+        # Along the only axis of a vector: the plain reduction.
+        return call(n.fn, x)
+    if axis is not None and keep and x.shape[axis] == 1 and n.fn in ("sum", "mean"):
+        return x  # an axis of length 1 (left by unbroadcast) needs no reduction
+    if n.fn == "sum" and sums_to_one_over(n):
+        return ones_like_shape(n.shape)
+    if n.fn in ("sum", "mean"):
+        if is_call(x, "neg"):
+            return -call(n.fn, x.args[0], **p)
+        split = _scalar_factor(x)
+        if split is not None:
+            op, s, inner = split
+            red = call(n.fn, inner, **p)
+            return s * red if op == "mul" else red / s
+        if n.fn == "sum" and is_call(x, "ones") and axis is None:
+            return _count(x.shape)
+        if n.fn == "sum" and is_call(x, "diag") and len(x.shape) == 2 and axis is not None:
+            v = x.args[0]
+            return call("expand_dims", v, axis=axis) if keep else v
+    return None
+
+
+def _count(shape: tuple) -> Expr:
+    from engine.expr import Size
+
+    total: Expr = Const(1)
+    for d in shape:
+        term: Expr = Const(d) if d.is_Integer else Size(str(d))
+        total = term if is_const(total, 1) else total * term
+    return total
+
+
+def _rule_softmax(n: Call) -> Expr | None:
+    (x,) = n.args
+    if len(x.shape) == 1 and dict(n.params).get("axis", -1) not in (-1,):
+        return call(n.fn, x)
+    return None
+
+
+def _rule_elementwise(n: Call) -> Expr | None:
+    (x,) = n.args
+    if n.fn == "log" and is_call(x, "exp"):
+        return x.args[0]
+    if n.fn == "log" and is_call(unref(x), "softmax"):
+        return call("log_softmax", unref(x).args[0], **dict(unref(x).params))
+    if n.fn == "sqrt" and is_const(x):
+        v = sympy.sqrt(x.value)
+        return Const(v) if v.is_Rational else None
+    return None
+
+
+RULES: dict[str, Rule] = {
+    "add": _rule_add,
+    "sub": _rule_sub,
+    "mul": _rule_mul,
+    "div": _rule_div,
+    "pow": _rule_pow,
+    "neg": _rule_neg,
+    "matmul": _rule_matmul,
+    "outer": _rule_outer,
+    "transpose": _rule_transpose,
+    "sum": _rule_reduce,
+    "mean": _rule_reduce,
+    "var": _rule_reduce,
+    "logsumexp": _rule_reduce,
+    "softmax": _rule_softmax,
+    "log_softmax": _rule_softmax,
+    "log": _rule_elementwise,
+    "sqrt": _rule_elementwise,
+}
+
+
+class Rewriter:
+    """Bottom-up rewriting with the local rules, then the user's definitions, to a fixed point."""
+
+    def __init__(self, defs: Mapping[str, Ref] | None = None):
+        # A body seen again is replaced by its definition's name; later definitions build on
+        # earlier ones, so the bottom-up pass finds nested definitions too.
+        self.defs = {ref.body: ref for ref in (defs or {}).values() if isinstance(ref.body, Call)}
+        self.steps = 0
+
+    def name_defs(self, e: Expr) -> Expr:
+        """Only replace subexpressions equal to a definition's body by its name."""
+        memo: dict[int, Expr] = {}
+
+        def go(n: Expr) -> Expr:
+            if id(n) in memo:
+                return memo[id(n)]
+            out = n
+            if isinstance(n, Call) and n.args:
+                args = tuple(go(a) for a in n.args)
+                out = n if args == n.args else Call(n.fn, args, n.params, n.shape)
+            out = self.defs.get(out, out)
+            memo[id(n)] = out
+            return out
+
+        return go(e)
+
+    def simplify(self, e: Expr) -> Expr:
+        for _ in range(MAX_PASSES):
+            memo: dict[int, Expr] = {}
+            out = self._pass(e, memo)
+            if out == e:
+                return out
+            e = out
+        return e
+
+    def _pass(self, e: Expr, memo: dict[int, Expr]) -> Expr:
+        key = id(e)
+        if key in memo:
+            return memo[key]
+        if isinstance(e, Call) and e.args:
+            args = tuple(self._pass(a, memo) for a in e.args)
+            node = e if args == e.args else Call(e.fn, args, e.params, e.shape)
+            node = self._local(node)
+        else:
+            node = e
+        if node in self.defs:
+            node = self.defs[node]
+        memo[key] = node
+        return node
+
+    def _local(self, node: Expr) -> Expr:
+        for _ in range(MAX_LOCAL):
+            if not isinstance(node, Call):
+                return node
+            rule = RULES.get(node.fn)
+            if rule is None:
+                return node
+            out = rule(node)
+            if out is None or out == node:
+                return node
+            if out.shape != node.shape:
+                return node  # a rule must never change a shape; keep the original
+            self.steps += 1
+            if isinstance(out, Call) and out.args:
+                # Re-simplify the children a rule built.
+                args = tuple(self._local(a) for a in out.args)
+                if args != out.args:
+                    out = Call(out.fn, args, out.params, out.shape)
+            if out in self.defs:
+                out = self.defs[out]
+            node = out
+        return node
+
+
+def simplify(e: Expr, defs: Mapping[str, Ref] | None = None) -> Expr:
+    """Simplify `e` with the local rules; subexpressions equal to a definition become its name."""
+    return Rewriter(defs).simplify(e)
