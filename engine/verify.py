@@ -11,6 +11,7 @@ from typing import Any, Literal
 import mpmath
 import numpy as np
 import sympy
+from sympy.core.sympify import _sympify
 from threadpoolctl import threadpool_limits
 
 from engine.backends import numpy_backend, sympy_backend
@@ -283,7 +284,8 @@ def _exact_detail(order, assignments) -> str:
 def _exact_values(arr: np.ndarray, subs: dict, side: str) -> np.ndarray:
     out = np.empty(arr.shape, dtype=object)
     for idx in np.ndindex(arr.shape):
-        v = sympy.sympify(arr[idx]).xreplace(subs).evalf(EXACT_DIGITS)
+        # strict conversion (numbers only, never text): user input is never sympified
+        v = _sympify(arr[idx]).xreplace(subs).evalf(EXACT_DIGITS)
         if v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
             raise EngineError(f"the {side} side is not finite at the sampled inputs")
         re, im = v.as_real_imag()

@@ -127,7 +127,7 @@ register(
 def _check_dims(fname: str, dims: tuple, most: int) -> Shape:
     if not 1 <= len(dims) <= most:
         raise ShapeError(f"{fname}() takes 1 to {most} sizes, got {len(dims)}")
-    return tuple(sympy.sympify(d) for d in dims)
+    return tuple(sympy.Integer(d) if isinstance(d, int) else d for d in dims)
 
 
 def _expand_shape(shapes, p) -> Shape:
