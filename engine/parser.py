@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import sympy
 
-from engine.expr import Const, EngineError, Expr, Ref, Size, Var, call, size_symbol
+from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, call, size_symbol
 from engine.functions import REGISTRY
 from engine.types import TYPES
 
@@ -20,6 +20,9 @@ MAX_NODES = 1500  # syntax nodes in one formula
 MAX_LITERAL_DIM = 64  # largest integer size written literally (use a size symbol beyond)
 MAX_EXPONENT = 64  # largest constant exponent
 MAX_MAGNITUDE_DIGITS = 300  # a constant power may not exceed 10**300
+# Nested constant powers multiply: ((s ** 64) ** 64) ** 64 is s ** 262144, which the exact check
+# must raise a rational to. The product of nested constant exponents is capped here.
+MAX_NESTED_EXPONENT = MAX_EXPONENT**2
 MAX_RANK = 4
 
 PUBLIC_FUNCTIONS = frozenset(name for name, f in REGISTRY.items() if f.public)
@@ -347,11 +350,30 @@ def _check_power(base: Expr, exponent: Expr) -> None:
         e = complex(evaluate(exponent, {}, {}))
     if not abs(e) <= MAX_EXPONENT:
         raise ParseError(f"exponent is too large (|exponent| <= {MAX_EXPONENT})")
+    if abs(e) * _nested_exponent(base) > MAX_NESTED_EXPONENT:
+        raise ParseError(
+            f"nested powers are too large (the product of the exponents must be at most "
+            f"{MAX_NESTED_EXPONENT})"
+        )
     if _is_constant(base):
         with _quiet():
             b = abs(complex(evaluate(base, {}, {})))
         if b > 0 and not abs(sympy.log(b, 10) * e.real) <= MAX_MAGNITUDE_DIGITS:
             raise ParseError("constant power is too large")
+
+
+def _nested_exponent(e: Expr) -> float:
+    """The largest product of constant exponents along a chain of powers nested inside `e`."""
+    from engine.backends.numpy_backend import evaluate
+
+    product: dict[int, float] = {}
+    for node in e.walk():
+        inner = max((product[id(c)] for c in node.children()), default=1.0)
+        if isinstance(node, Call) and node.fn == "pow" and _is_constant(node.args[1]):
+            with _quiet():
+                inner *= abs(complex(evaluate(node.args[1], {}, {})))
+        product[id(node)] = inner
+    return product[id(e)]
 
 
 def _quiet():
