@@ -1,0 +1,436 @@
+"""The common emitter: a derived program as the source of one Python function, for any target.
+
+Walks our own expression tree (never SymPy's printers): lowers it to stable forms, merges equal
+subtrees (structural hashing), names every definition and program step once, names any other
+subtree used twice, and writes each remaining node inline with the target's code form.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import textwrap
+from collections import Counter
+
+import sympy
+
+from engine.derive.program import Program
+from engine.export.forms import (
+    COLUMNS,
+    FORMS,
+    HELPERS,
+    LOWERED,
+    MATH,
+    NOT_EXPORTABLE,
+    P_ATOM,
+    P_MUL,
+    P_NEG,
+    P_POW,
+    Custom,
+    Op,
+    Postfix,
+    Template,
+)
+from engine.export.lower import Lowering
+from engine.export.target import Target
+from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, size_symbol
+from engine.printing.text import to_text
+
+LINE_LIMIT = 72  # longest inline expression before a part of it gets its own line
+RESERVED = (
+    set(keyword.kwlist)
+    | set(dir(builtins))
+    | {"np", "jnp", "jax", "torch", "math", "erf"}
+    | set(HELPERS)
+)
+
+Code = tuple[str, int]  # source text and its Python precedence
+
+
+class ExportError(EngineError):
+    """A program that cannot be written as code for the chosen target."""
+
+
+class Namer:
+    """Hands out distinct Python names, keeping the program's own names where it can."""
+
+    def __init__(self, reserved: set[str]):
+        self.taken = set(reserved)
+
+    def claim(self, wanted: str) -> str:
+        """`wanted` itself if free, else `wanted_1`, `wanted_2`, ..."""
+        if wanted not in self.taken and wanted.isidentifier():
+            self.taken.add(wanted)
+            return wanted
+        return self.fresh(wanted + "_")
+
+    def fresh(self, stem: str) -> str:
+        """`stem` itself if free (except the bare temporary `t`), else `stem1`, `stem2`, ..."""
+        if stem != "t" and stem not in self.taken:
+            self.taken.add(stem)
+            return stem
+        k = 1
+        while f"{stem}{k}" in self.taken:
+            k += 1
+        self.taken.add(f"{stem}{k}")
+        return f"{stem}{k}"
+
+
+def const_code(value: sympy.Expr) -> Code:
+    if value == sympy.pi:
+        return "math.pi", P_ATOM
+    if value.is_Integer:
+        return str(int(value)), (P_NEG if value < 0 else P_ATOM)
+    if value.is_Rational:
+        p, q = int(value.p), int(value.q)
+        f = float(value)
+        if abs(p) < 10**15 and abs(q) < 10**15 and float(repr(f)) == f and p / q == f:
+            # A finite decimal such as 0.5 or 0.044715 prints as itself; 1/3 as a quotient.
+            text = repr(f)
+            if sympy.Rational(text) == value:
+                return text, (P_NEG if f < 0 else P_ATOM)
+        return f"{p} / {q}", P_MUL
+    f = float(value)
+    return repr(f), (P_NEG if f < 0 else P_ATOM)
+
+
+def _wrap(code: Code, need: int) -> str:
+    text, prec = code
+    return f"({text})" if prec < need else text
+
+
+class Emitter:
+    """Writes one program as one function for one target."""
+
+    def __init__(self, program: Program, target: Target, with_value: bool):
+        self.program = program
+        self.target = target
+        self.with_value = with_value
+        self.imports: set[str] = set(target.imports)
+        self.helpers: list[str] = []
+        self.lines: list[str] = []
+        env = program.env
+        self.namer = Namer(RESERVED)
+        self.arg = {v: self.namer.claim(v) for v in env.vars}
+        self.size = {s: self.namer.claim(s) for s in env.sizes}
+        self.sizes_used: set[str] = set()
+        self.vars_used: set[str] = set()
+
+    # ------------------------------------------------------------ the walk
+
+    def roots(self) -> list[tuple[str, Expr]]:
+        lower = Lowering()
+        out: list[tuple[str, Expr]] = []
+        if self.with_value:
+            out.append(("value", lower(self.program.output)))
+        for var, g in self.program.gradients:
+            if var not in self.program.env.vars:
+                raise ExportError(f"gradient for {var!r}, which is not a declared variable")
+            x = self.program.env.vars[var]
+            g = lower(g)
+            if g.shape != x.shape:  # e.g. a constant 0: give it the variable's shape
+                zeros = Call("_zeros_like", (x,), (), x.shape)
+                g = zeros if isinstance(g, Const) and g.value == 0 else zeros + g
+            out.append((var, g))
+        return out
+
+    @staticmethod
+    def postorder(roots: list[Expr]) -> list[Expr]:
+        """Every distinct subtree once (structural equality), children first, roots in order."""
+        order: list[Expr] = []
+        seen: set[Expr] = set()
+        for root in roots:
+            stack: list[tuple[Expr, bool]] = [(root, False)]
+            while stack:
+                node, expanded = stack.pop()
+                if node in seen:
+                    continue
+                if expanded:
+                    seen.add(node)
+                    order.append(node)
+                else:
+                    stack.append((node, True))
+                    stack.extend((c, False) for c in reversed(node.children()) if c not in seen)
+        return order
+
+    def check(self, order: list[Expr]) -> None:
+        for node in order:
+            if not isinstance(node, Call):
+                continue
+            if node.fn in NOT_EXPORTABLE:
+                raise ExportError(f"{node.fn}(): {NOT_EXPORTABLE[node.fn]}")
+            if self.target.column not in FORMS.get(node.fn, {}):
+                raise ExportError(f"{node.fn}() has no {self.target.title} form")
+
+    # ------------------------------------------------------------ emission
+
+    def emit(self) -> tuple[list[str], list[tuple[str, str]], str | None]:
+        """Statements, the (variable, gradient name) pairs and the value's name."""
+        roots = self.roots()
+        order = self.postorder([r for _, r in roots])
+        self.check(order)
+        uses: Counter[Expr] = Counter()
+        for node in order:
+            for c in node.children():
+                uses[c] += 1
+        static: dict[Expr, bool] = {}
+        # Names decided up front: each definition or step once, then the results.
+        named: dict[Expr, str] = {}
+        ref_names: dict[Expr, str] = {}
+        by_name: dict[str, Expr] = {}
+        for node in order:
+            if isinstance(node, Ref):
+                same = by_name.get(node.name)
+                name = node.name if same == node else None
+                if name is None:
+                    name = self.namer.claim(node.name)
+                    by_name.setdefault(node.name, node)
+                ref_names[node] = name
+                if isinstance(node.body, Call) and node.body not in named:
+                    named[node.body] = name
+        for var, root in roots:
+            if isinstance(root, Call) and root not in named:
+                named[root] = self.namer.claim("value" if var == "value" else "d" + var)
+        code: dict[Expr, Code] = {}
+        for node in order:
+            if isinstance(node, Var):
+                self.vars_used.add(node.name)
+                code[node] = (self.arg[node.name], P_ATOM)
+                static[node] = False
+            elif isinstance(node, Size):
+                self.sizes_used.add(node.name)
+                code[node] = (self.size[node.name], P_ATOM)
+                static[node] = True
+            elif isinstance(node, Const):
+                if node.value == sympy.pi:
+                    self.imports.add(MATH)
+                code[node] = const_code(node.value)
+                static[node] = True
+            elif isinstance(node, Ref):
+                name = ref_names[node]
+                static[node] = static[node.body]
+                if named.get(node.body) != name:
+                    self.lines.append(f"{name} = {code[node.body][0]}")
+                code[node] = (name, P_ATOM)
+            else:
+                assert isinstance(node, Call)
+                static[node] = (
+                    node.shape == ()
+                    and all(static[c] for c in node.args)
+                    and "scalar" in FORMS[node.fn]
+                )
+                text = self.render(node, code, static, named)
+                if node in named:
+                    self.lines.append(f"{named[node]} = {text[0]}")
+                    code[node] = (named[node], P_ATOM)
+                elif uses[node] >= 2 and not self.cheap(node):
+                    name = self.namer.fresh(self.hint(node, code))
+                    self.lines.append(f"{name} = {text[0]}")
+                    code[node] = (name, P_ATOM)
+                else:
+                    code[node] = text
+        grads = []
+        value = None
+        for var, root in roots:
+            text = code[root][0]
+            if var == "value":
+                value = text
+            else:
+                grads.append((var, text))
+        return self.lines, grads, value
+
+    def cheap(self, node: Call) -> bool:
+        """A transpose of a named value is a view: write it where it is used."""
+        return node.fn == "transpose" and not isinstance(node.args[0], Call)
+
+    def hint(self, node: Call, code: dict[Expr, Code]) -> str:
+        """A readable name for a temporary: `z_max`, `z_shifted`, `z_exp`, `sqrt_d`, else `t`."""
+
+        def is_shift(e: Expr) -> bool:
+            return _is(e, "sub") and _is(e.args[1], "_amax")
+
+        def base(x: Expr) -> str:
+            text = code[x][0]
+            return text if text.isidentifier() else "x"
+
+        if _is(node, "_amax"):
+            return base(node.args[0]) + "_max"
+        if is_shift(node):
+            return base(node.args[0]) + "_shifted"
+        if _is(node, "exp") and is_shift(node.args[0]):
+            return base(node.args[0].args[0]) + "_exp"
+        if _is(node, "sum") and _is(node.args[0], "exp") and is_shift(node.args[0].args[0]):
+            return base(node.args[0].args[0].args[0]) + "_expsum"
+        arg = code[node.args[0]][0] if node.args else ""
+        if node.fn in ("sqrt", "sigmoid", "tanh", "erf", "log", "exp") and arg.isidentifier():
+            return f"{node.fn}_{arg}"
+        return "t"
+
+    def render(self, node: Call, code: dict[Expr, Code], static, named) -> Code:
+        """The node's source text, naming long inline arguments until the line fits."""
+        while True:
+            column = "scalar" if static[node] else self.target.column
+            text = self._render(node, column, code)
+            if len(text[0]) <= LINE_LIMIT:
+                return text
+            longest = max(
+                (c for c in node.args if isinstance(c, Call) and code[c][1] < P_ATOM + 1),
+                key=lambda c: len(code[c][0]) if not code[c][0].isidentifier() else -1,
+                default=None,
+            )
+            if longest is None or code[longest][0].isidentifier():
+                return text
+            name = self.namer.fresh(self.hint(longest, code))
+            self.lines.append(f"{name} = {code[longest][0]}")
+            code[longest] = (name, P_ATOM)
+
+    def _render(self, node: Call, column: str, code: dict[Expr, Code]) -> Code:
+        f = FORMS[node.fn][column]
+        args = [code[a] for a in node.args]
+        if isinstance(f, Op):
+            if len(args) == 1:
+                return f"{f.symbol}{_wrap(args[0], P_POW)}", P_NEG
+            left, right = args
+            if f.prec == P_POW:
+                return f"{_wrap(left, P_ATOM)} ** {_wrap(right, P_NEG)}", P_POW
+            return f"{_wrap(left, f.prec)} {f.symbol} {_wrap(right, f.prec + 1)}", f.prec
+        if isinstance(f, Postfix):
+            return f"{_wrap(args[0], P_ATOM)}{f.suffix}", P_ATOM
+        self.imports.update(f.imports)
+        for h in f.helpers:
+            if h not in self.helpers:
+                self.helpers.append(h)
+        texts = tuple(t for t, _ in args)
+        if isinstance(f, Template):
+            return f.text.format(*(_wrap(a, f.arg_prec) for a in args)), P_ATOM
+        assert isinstance(f, Custom)
+        dims = dict(node.params).get("dims")
+        if dims is not None:
+            for d in dims:
+                self.sizes_used.update(s.name for s in sympy.sympify(d).free_symbols)
+            renamed = {size_symbol(k): size_symbol(v) for k, v in self.size.items()}
+            new = tuple(sympy.sympify(d).xreplace(renamed) for d in dims)
+            params = tuple((k, new if k == "dims" else v) for k, v in node.params)
+            node = Call(node.fn, node.args, params, node.shape)
+        return f.rule(texts, node), P_ATOM
+
+    # ------------------------------------------------------------ the module
+
+    def size_lines(self) -> list[str]:
+        """`n, d = Q.shape`: each size used is read off the first variable that has it."""
+        out: list[str] = []
+        need = set(self.sizes_used)
+        for name, var in self.program.env.vars.items():
+            syms = [str(d) if d.is_Symbol else None for d in var.shape]
+            here = [s for s in syms if s in need]
+            if not here:
+                continue
+            arg = self.arg[name]
+            if all(s is not None and s in need for s in syms) and len(set(syms)) == len(syms):
+                targets = ", ".join(self.size[s] for s in syms)
+                out.append(f"{targets}{',' if len(syms) == 1 else ''} = {arg}.shape")
+            else:
+                for i, s in enumerate(syms):
+                    if s in need:
+                        out.append(f"{self.size[s]} = {arg}.shape[{i}]")
+                        need.discard(s)
+            need.difference_update(here)
+        if need:
+            raise ExportError(
+                f"size {sorted(need)[0]} is not the length of any variable's axis, "
+                "so the exported function cannot read it"
+            )
+        return out
+
+    def module(self, name: str, verified_summary: str | None) -> str:
+        lines, grads, value = self.emit()
+        env = self.program.env
+        args = [self.arg[v] for v in env.vars]
+        body: list[str] = []
+        # Variables the derivative needs become float64 arrays; sizes are read off their shapes.
+        for v in env.vars:
+            if v in self.vars_used:
+                body.append(f"{self.arg[v]} = {self.target.convert.format(self.arg[v])}")
+        body += self.size_lines()
+        body += lines
+        table = "{" + ", ".join(f'"{v}": {g}' for v, g in grads) + "}"
+        body.append(f"return {value}, {table}" if self.with_value else f"return {table}")
+
+        out_text = to_text(self.program.output)
+        wrt = ", ".join(v for v, _ in self.program.gradients)
+        header = [
+            f"Generated by llm-math-notes ({self.target.title}, float64): "
+            f"the value of {out_text} and its gradients with respect to {wrt}.",
+        ]
+        if verified_summary:
+            header += ["", f"Verified by llm-math-notes: {_doc_safe(verified_summary)}"]
+        else:
+            header += ["", "Not verified at export time: check it with `llm-math verify`."]
+        defs = [
+            f"{r.name} = {to_text(r.body)}"
+            for r in self.postorder([self.program.output])
+            if isinstance(r, Ref)
+        ]
+        returns = f"{{{', '.join(f'{chr(34)}{v}{chr(34)}: d{v}' for v, _ in grads)}}}"
+        doc = [
+            f"{out_text} and its gradients with respect to {wrt}."
+            if self.with_value
+            else f"The gradients of {out_text} with respect to {wrt}.",
+        ]
+        if defs:
+            doc += ["", "where " + "; ".join(defs) + "."]
+        doc += ["", f"Returns (value, {returns})." if self.with_value else f"Returns {returns}."]
+
+        src: list[str] = ['"""' + _fill(header, 0) + '\n"""', ""]
+        std = sorted(i for i in self.imports if i == MATH)
+        third = sorted(i for i in self.imports if i != MATH and i.startswith("import "))
+        third += sorted(i for i in self.imports if i.startswith("from "))
+        if std:
+            src += std + [""]
+        src += third
+        if self.target.prelude:
+            src += [""] + list(self.target.prelude)
+        for h in self.helpers:
+            src += ["", "", HELPERS[h]]
+        src += ["", "", f"def {name}({', '.join(args)}):"]
+        src.append('    """' + _fill(doc, 4) + '\n    """')
+        src += ["    " + line for line in body]
+        return "\n".join(src) + "\n"
+
+
+def _is(e: Expr, fn: str) -> bool:
+    return isinstance(e, Call) and e.fn == fn
+
+
+def _doc_safe(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _fill(paragraphs: list[str], indent: int) -> str:
+    """Docstring text wrapped to 96 columns (the first line follows the opening quotes)."""
+    pad = " " * indent
+    out: list[str] = []
+    for i, para in enumerate(paragraphs):
+        if not para:
+            out.append("")
+            continue
+        wrapped = textwrap.wrap(para, 96 - indent, break_long_words=False, break_on_hyphens=False)
+        out += [(w if (i == 0 and j == 0) else pad + w) for j, w in enumerate(wrapped)]
+    return "\n".join(out)
+
+
+def check_table() -> list[str]:
+    """Registry functions with no form for some target (empty when the table is complete)."""
+    from engine.functions import REGISTRY
+
+    missing = []
+    for fn in REGISTRY:
+        if fn in LOWERED or fn in NOT_EXPORTABLE:
+            continue
+        for column in COLUMNS[:3]:
+            if column not in FORMS.get(fn, {}):
+                missing.append(f"{fn}/{column}")
+    return missing
+
+
+__all__ = ["Emitter", "ExportError", "Namer", "check_table", "const_code"]

@@ -1,0 +1,152 @@
+"""Rewrites a tree into the numerically stable, CSE-friendly forms that code export emits.
+
+softmax becomes exp(x - max) / sum with the max, shifted logits, exponentials and their sum as
+separate nodes, so log(softmax) (as log_softmax), logsumexp and the softmax itself share them
+once common subexpressions are merged. The losses become sums, a full sum of a product becomes
+one `_vdot`, and a double transpose disappears. Internal functions start with an underscore.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from engine.expr import Call, Const, Expr, Ref, call
+from engine.functions.base import params_of
+from engine.functions.elementwise import GELU_TANH_C
+
+HALF = Const(sympy.Rational(1, 2))
+
+
+def strip_refs(e: Expr) -> Expr:
+    while isinstance(e, Ref):
+        e = e.body
+    return e
+
+
+def _reduced_shape(shape, axis: int | None, keepdims: bool):
+    if axis is None:
+        return tuple(sympy.Integer(1) for _ in shape) if keepdims else ()
+    a = axis % len(shape)
+    return shape[:a] + ((sympy.Integer(1),) if keepdims else ()) + shape[a + 1 :]
+
+
+def amax(x: Expr, axis: int | None) -> Expr:
+    """max of x along axis (all axes when None), keeping the reduced axes."""
+    return Call(
+        "_amax", (x,), (("axis", axis), ("keepdims", True)), _reduced_shape(x.shape, axis, True)
+    )
+
+
+def squeeze(x: Expr, axis: int | None, shape) -> Expr:
+    return Call("_squeeze", (x,), (("axis", axis),), shape)
+
+
+def vdot(a: Expr, b: Expr) -> Expr:
+    return Call("_vdot", (a, b), (), ())
+
+
+def _sum_keep(x: Expr, axis: int | None) -> Expr:
+    return (
+        call("sum", x, keepdims=True) if axis is None else call("sum", x, axis=axis, keepdims=True)
+    )
+
+
+class Lowering:
+    """Lowers many roots with one memo, so equal subtrees stay equal (and merge in CSE)."""
+
+    def __init__(self) -> None:
+        self.memo: dict[Expr, Expr] = {}
+
+    def __call__(self, expr: Expr) -> Expr:
+        for node in expr.walk():
+            if node not in self.memo:
+                self.memo[node] = self._lower(node)
+        return self.memo[expr]
+
+    # ------------------------------------------------------------ stable pieces
+
+    def shifted(self, x: Expr, axis: int | None) -> tuple[Expr, Expr]:
+        """(x - max, sum(exp(x - max))) along axis, both keeping the reduced axes."""
+        m = amax(x, axis)
+        sh = x - m
+        return sh, _sum_keep(call("exp", sh), axis)
+
+    def softmax(self, x: Expr, axis: int) -> Expr:
+        sh, s = self.shifted(x, axis)
+        return call("exp", sh) / s
+
+    def log_softmax(self, x: Expr, axis: int) -> Expr:
+        sh, s = self.shifted(x, axis)
+        return sh - call("log", s)
+
+    def log_of(self, original: Expr, lowered: Expr) -> Expr:
+        """log of a value, reading through definitions for log(softmax) and log(sigmoid)."""
+        src = strip_refs(original)
+        if isinstance(src, Call) and src.fn == "softmax":
+            return self.log_softmax(self.memo[src.args[0]], params_of(src)["axis"])
+        if isinstance(src, Call) and src.fn == "sigmoid":
+            return -call("softplus", -self.memo[src.args[0]])
+        return call("log", lowered)
+
+    @staticmethod
+    def total(x: Expr) -> Expr:
+        """sum of every entry, as one fused dot product when x is a product of equal shapes."""
+        if isinstance(x, Call) and x.fn == "mul" and x.shape:
+            a, b = x.args
+            if a.shape == b.shape:
+                return vdot(a, b)
+        return call("sum", x)
+
+    # ------------------------------------------------------------ the rules
+
+    def _lower(self, node: Expr) -> Expr:
+        if isinstance(node, Ref):
+            return Ref(node.name, self.memo[node.body])
+        if not isinstance(node, Call):
+            return node
+        orig = node.args
+        a = tuple(self.memo[x] for x in orig)
+        fn = node.fn
+        p = params_of(node) if fn in _WITH_PARAMS else {}
+        if fn == "transpose":
+            (x,) = a
+            if len(x.shape) < 2:
+                return x
+            if isinstance(x, Call) and x.fn == "transpose":
+                return x.args[0]
+            return call("transpose", x)
+        if fn == "softmax":
+            return self.softmax(a[0], p["axis"])
+        if fn == "log_softmax":
+            return self.log_softmax(a[0], p["axis"])
+        if fn == "logsumexp":
+            x, axis, keep = a[0], p["axis"], p["keepdims"]
+            _, s = self.shifted(x, axis)
+            out = call("log", s) + amax(x, axis)
+            return out if keep else squeeze(out, axis, node.shape)
+        if fn == "log":
+            return self.log_of(orig[0], a[0])
+        if fn == "cross_entropy":
+            return -self.total(a[1] * self.log_of(orig[0], a[0]))
+        if fn == "entropy":
+            return -self.total(a[0] * self.log_of(orig[0], a[0]))
+        if fn == "kl":
+            return self.total(a[0] * call("log", a[0] / a[1]))
+        if fn == "silu":
+            return a[0] * call("sigmoid", a[0])
+        if fn == "gelu":
+            x = a[0]
+            return x * (HALF * (1 + call("erf", x / call("sqrt", Const(2)))))
+        if fn == "gelu_tanh":
+            x = a[0]
+            k = call("sqrt", 2 / Const(sympy.pi))
+            t = call("tanh", k * (x + Const(GELU_TANH_C) * x**3))
+            return x * (HALF * (1 + t))
+        if fn == "sum" and p["axis"] is None and not p["keepdims"]:
+            return self.total(a[0])
+        if a == orig:
+            return node
+        return Call(fn, a, node.params, node.shape)
+
+
+_WITH_PARAMS = frozenset({"softmax", "log_softmax", "logsumexp", "sum"})
