@@ -293,6 +293,9 @@ def _rel(a: Any, b: Any) -> float:
 def check_index(note: Note, lhs: sympy.Basic, rhs: sympy.Basic, name: str) -> Result:
     """Exact at sizes 2, 3, 4 and every free-index value, numeric at a larger size."""
     arrays, size_order = _declared_arrays(note)
+    # Sample only the arrays this step uses: others may have sizes the step never assigns.
+    used = {e.base.label.name for side in (lhs, rhs) for e in _entries(sympy.sympify(side))}
+    arrays = {k: v for k, v in arrays.items() if k in used}
     syms = _by_name([lhs, rhs])
     used_sizes = [s for s in size_order if s in syms or _size_in_arrays(s, arrays, lhs, rhs)]
     free_idx = [syms[i] for i in note.indices if i in syms]
@@ -354,10 +357,13 @@ def _index_exact(note, lhs, rhs, arrays, used_sizes, free_idx, syms):
             subs = _index_subs(syms, sizes, free_idx, values)
             pairs.append((values, _instantiate(lhs, subs), _instantiate(rhs, subs)))
         rng = np.random.default_rng([note.seed, 11, *sizes.values()])
-        for _ in range(INDEX_EXACT_POINTS):
+        for k in range(INDEX_EXACT_POINTS):
             point = _sample_arrays(arrays, sizes, rng, exact=True)
+            pvals = _index_params(note, syms, rng, k, exact=True)
+            point.update({s.name: v for s, v in pvals.items()})
             for values, left, right in pairs:
                 subs = _entry_values(_entries(left) | _entries(right), point)
+                subs.update(pvals)
                 lv, rv = _exact(left, subs, "left"), _exact(right, subs, "right")
                 err = _rel(lv, rv)
                 worst = max(worst, err)
@@ -373,22 +379,28 @@ def _index_numeric(note, lhs, rhs, arrays, used_sizes, free_idx, syms):
     rng = np.random.default_rng([note.seed, 12])
     tuples = _index_tuples(free_idx, sizes, note, INDEX_NUMERIC_TUPLES, rng)
     compiled = []
+    params = [syms[n] for n in note.params if n in syms]
     for values in tuples:
         subs = _index_subs(syms, sizes, free_idx, values)
         left, right = _instantiate(lhs, subs), _instantiate(rhs, subs)
         entries = sorted(_entries(left) | _entries(right), key=sympy.default_sort_key)
+        entries += params
         dummies = [sympy.Dummy() for _ in entries]
         swap = dict(zip(entries, dummies, strict=True))
         fn = sympy.lambdify(dummies, [left.xreplace(swap), right.xreplace(swap)], "numpy", cse=True)
         compiled.append((values, entries, fn))
     worst = 0.0
     for p, profile in enumerate(PROFILES):
-        point = _sample_arrays(
-            arrays, sizes, np.random.default_rng([note.seed, 13, p]), False, profile
-        )
+        prng = np.random.default_rng([note.seed, 13, p])
+        point = _sample_arrays(arrays, sizes, prng, False, profile)
+        pvals = _index_params(note, syms, prng, p, exact=False)
+        point.update({s.name: float(v) for s, v in pvals.items()})
         for values, entries, fn in compiled:
             args = [
-                float(point[e.base.label.name][tuple(int(i) for i in e.indices)]) for e in entries
+                float(pvals[e])
+                if e in pvals
+                else float(point[e.base.label.name][tuple(int(i) for i in e.indices)])
+                for e in entries
             ]
             with np.errstate(all="ignore"):
                 lv, rv = (complex(x) for x in fn(*args))
@@ -402,6 +414,18 @@ def _index_numeric(note, lhs, rhs, arrays, used_sizes, free_idx, syms):
                 return CheckReport("numeric", False, detail, err), cx
     detail = _index_detail("numeric", [sizes], free_idx, worst)
     return CheckReport("numeric", True, detail, worst), None
+
+
+def _index_params(note: Note, syms, rng, k: int, exact: bool) -> dict[sympy.Symbol, Any]:
+    """Values for the note's scalar `params` that an index step uses (e.g. beta1 in a sum).
+
+    They are substituted after the sums are expanded, so a parameter cannot be a sum's limit.
+    """
+    used = [n for n in note.params if n in syms]
+    if not used:
+        return {}
+    values = _param_values(note, rng, k, exact)
+    return {syms[n]: values[n] for n in used}
 
 
 def _int_tuple(idx) -> tuple[int, ...]:
