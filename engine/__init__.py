@@ -2,6 +2,7 @@
 
 from engine.backends.numpy_backend import to_numpy
 from engine.backends.sympy_backend import to_sympy
+from engine.derive import Program, derive
 from engine.expr import EngineError, Expr
 from engine.parser import Environment, ParseError, build_environment, parse_equation, parse_formula
 from engine.verify import Counterexample, Result, assert_claim, verify, verify_sides
@@ -11,10 +12,12 @@ __all__ = [
     "EngineError",
     "Environment",
     "Expr",
+    "Program",
     "ParseError",
     "Result",
     "assert_claim",
     "build_environment",
+    "derive",
     "parse_equation",
     "parse_formula",
     "to_numpy",

@@ -148,3 +148,8 @@ def main() -> None:
         _die(str(e))
     except KeyboardInterrupt:
         _die("interrupted", 130)
+
+
+from engine.derive.cli import derive as _derive_cmd  # noqa: E402 - registered after the group
+
+cli.add_command(_derive_cmd)
