@@ -9,9 +9,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+import numpy as np
 import sympy
 
-from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, call, size_symbol
+from engine.expr import (
+    Call,
+    Const,
+    EngineError,
+    Expr,
+    Ref,
+    Size,
+    Var,
+    call,
+    size_names,
+    size_symbol,
+)
 from engine.functions import REGISTRY
 from engine.types import TYPES
 
@@ -337,46 +349,79 @@ def _op_text(op: ast.AST) -> str:
 
 
 def _is_constant(e: Expr) -> bool:
-    return all(not isinstance(n, Var | Size | Ref) for n in e.walk())
+    """No variables and no sizes (not even as `ones(n)`), so it evaluates without inputs."""
+    return all(not isinstance(n, Var | Size | Ref) for n in e.walk()) and not size_names(e)
+
+
+def _magnitudes(e: Expr) -> np.ndarray:
+    """|entries| of a constant expression (a scalar or a small literal array such as eye(3))."""
+    from engine.backends.numpy_backend import evaluate
+
+    with _quiet():
+        return np.abs(np.asarray(evaluate(e, {}, {}), dtype=complex)).ravel()
 
 
 def _check_power(base: Expr, exponent: Expr) -> None:
     """Refuse powers that would blow up exact arithmetic (e.g. 10 ** 10 ** 10)."""
     if not _is_constant(exponent):
+        _check_size_exponent(exponent)
+        outer = _exponent_magnitude(exponent, 10)
+        if outer is not None and not outer * _nested_exponent(base) <= MAX_NESTED_EXPONENT:
+            raise ParseError(
+                f"nested powers are too large (the product of the exponents must be at most "
+                f"{MAX_NESTED_EXPONENT})"
+            )
         return
-    from engine.backends.numpy_backend import evaluate
-
-    with _quiet():
-        e = complex(evaluate(exponent, {}, {}))
+    e = float(np.max(_magnitudes(exponent)))  # nan stays nan and is refused below
     if not abs(e) <= MAX_EXPONENT:
         raise ParseError(f"exponent is too large (|exponent| <= {MAX_EXPONENT})")
-    if abs(e) * _nested_exponent(base) > MAX_NESTED_EXPONENT:
+    if not abs(e) * _nested_exponent(base) <= MAX_NESTED_EXPONENT:
         raise ParseError(
             f"nested powers are too large (the product of the exponents must be at most "
             f"{MAX_NESTED_EXPONENT})"
         )
     if _is_constant(base):
+        b = _magnitudes(base)
         with _quiet():
-            b = abs(complex(evaluate(base, {}, {})))
-        if b > 0 and not abs(sympy.log(b, 10) * e.real) <= MAX_MAGNITUDE_DIGITS:
+            digits = np.max(np.abs(np.log10(b[b > 0])), initial=0.0) * e
+        if not digits <= MAX_MAGNITUDE_DIGITS:
             raise ParseError("constant power is too large")
 
 
-def _nested_exponent(e: Expr) -> float:
-    """The largest product of constant exponents along a chain of powers nested inside `e`."""
+def _exponent_magnitude(exponent: Expr, size: int) -> float | None:
+    """max |exponent| with every size set to `size`; None if it depends on variables."""
+    if any(isinstance(n, Var | Ref) for n in exponent.walk()):
+        return None
     from engine.backends.numpy_backend import evaluate
 
+    sizes = {name: size for name in size_names(exponent)}
+    with _quiet():
+        return float(np.max(np.abs(np.asarray(evaluate(exponent, {}, sizes), dtype=complex))))
+
+
+def _check_size_exponent(exponent: Expr) -> None:
+    """An exponent made of sizes (x ** n) may not grow past 64**2 at sizes of 64."""
+    e = _exponent_magnitude(exponent, MAX_LITERAL_DIM)
+    if e is not None and not e <= MAX_NESTED_EXPONENT:
+        raise ParseError(
+            f"exponent grows too fast with the sizes (at most {MAX_NESTED_EXPONENT} when "
+            f"every size is {MAX_LITERAL_DIM})"
+        )
+
+
+def _nested_exponent(e: Expr) -> float:
+    """The largest product of exponents along a chain of powers nested inside `e`.
+
+    Exponents made of sizes count at a size of 10, above any size the exact check uses.
+    """
     product: dict[int, float] = {}
     for node in e.walk():
         inner = max((product[id(c)] for c in node.children()), default=1.0)
-        if isinstance(node, Call) and node.fn == "pow" and _is_constant(node.args[1]):
-            with _quiet():
-                inner *= abs(complex(evaluate(node.args[1], {}, {})))
+        if isinstance(node, Call) and node.fn == "pow":
+            inner *= _exponent_magnitude(node.args[1], 10) or 1.0
         product[id(node)] = inner
     return product[id(e)]
 
 
 def _quiet():
-    import numpy as np
-
     return np.errstate(all="ignore")
