@@ -121,18 +121,42 @@ def verify(target, vars_, defs, as_json, seed, sizes) -> None:
 
 
 @cli.command()
-def build() -> None:
-    """Verify the shipped example claims (until the notes pipeline lands)."""
-    root = Path(__file__).resolve().parent.parent / "examples" / "claims.toml"
-    claims = load_claims(root)
-    wrong = []
-    for claim in claims:
-        result = claim.check()
-        click.echo(f"{result.verdict.upper():5} {claim.name} (expected {claim.expect})")
-        if result.verdict != claim.expect:
-            wrong.append(claim.name)
-    if wrong:
-        _die("unexpected verdicts: " + ", ".join(wrong), EXIT_FAIL)
+@click.option(
+    "--only", "only", multiple=True, metavar="NAME", help="Build only this note (repeatable)."
+)
+@click.option(
+    "--format",
+    "formats",
+    default="md,tex",
+    show_default=True,
+    help="Comma-separated: md, tex, pdf (pdf needs pdflatex).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output directory (default: output/ in the repository).",
+)
+@click.option("--no-cache", is_flag=True, help="Re-check every step (ignore cached results).")
+def build(only, formats, out, no_cache) -> None:
+    """Derive, verify and render every note in derivations/ (Markdown, LaTeX, PDF).
+
+    Nothing is written unless every step of every selected note verifies; a failing step
+    is named with its counterexample and the exit status is 1.
+    """
+    from engine.notes.build import OUTPUT, build_cli
+
+    fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
+    sys.exit(build_cli(only, fmts, out or OUTPUT, not no_cache))
+
+
+@cli.command(name="list")
+def list_notes() -> None:
+    """List the notes in derivations/: name, number of checked steps, title."""
+    from engine.notes.build import load_notes
+
+    for x in load_notes():
+        click.echo(f"{x.note.name:24} {len(x.note.steps()):3} steps  {x.note.title}")
 
 
 def _die(message: str, code: int = EXIT_ERROR) -> None:

@@ -1,0 +1,260 @@
+"""Renders checked notes through the Jinja2 templates: Markdown for GitHub, LaTeX notes and book."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import sympy
+
+from engine.notes.markup import prose_md, prose_tex, tex_escape, why_math
+from engine.notes.model import Chain, Definition, Figure, Note, Step
+from engine.notes.symbols import sympy_latex
+from engine.parser import Environment, parse_formula
+from engine.printing.latex import latex_name, to_latex
+from engine.verify import Result
+
+TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class FigureFiles:
+    """Where a figure's files go, relative to the Markdown and the LaTeX directories."""
+
+    svg: str
+    pdf: str
+
+
+def _side_latex(side: Any, env: Environment) -> str:
+    if isinstance(side, str):
+        return to_latex(parse_formula(side, env))
+    if isinstance(side, sympy.Basic):
+        return sympy_latex(side)
+    raise ValueError("a step given as a function needs display= (LaTeX) to be shown")
+
+
+def mark(result: Result) -> str:
+    """The verification mark of a passing step, from the verifier's checks."""
+    return "; ".join(c.detail for c in result.checks)
+
+
+class NoteView:
+    """A note laid out for the templates: numbered equations, resolved references."""
+
+    def __init__(
+        self,
+        note: Note,
+        env: Environment,
+        results: Sequence[Result],
+        figures: Mapping[str, FigureFiles],
+    ):
+        self.note = note
+        self.env = env
+        self.name = note.name
+        self.title = note.title
+        self._results = list(results)
+        self._numbers: dict[str, int] = {}
+        self._figure_numbers: dict[str, int] = {}
+        self._number_everything()
+        self.refs = {r.key: k for k, r in enumerate(note.references, start=1)}
+        self.figure_files = figures
+        self.summary_md = self._md(note.summary)
+        self.summary_tex = self._tex(note.summary)
+        self.title_tex = tex_escape(note.title)
+        self.sections = [self._section(s) for s in note.sections]
+        self.references = [
+            {
+                "number": k,
+                "key": r.key,
+                "md": self._md(r.text) + (f" <{r.url}>" if r.url else ""),
+                "tex": self._tex(r.text),
+                "url": r.url.replace("%", r"\%").replace("#", r"\#") if r.url else None,
+            }
+            for k, r in enumerate(note.references, start=1)
+        ]
+        self.step_count = len(results)
+        self.numbered()
+
+    # numbering and references
+    def _number_everything(self) -> None:
+        number = 0
+        for section in self.note.sections:
+            for item in section.items:
+                steps = item.steps() if isinstance(item, Chain) else [item]
+                for s in steps:
+                    if isinstance(s, Step):
+                        number += 1
+                        if s.label:
+                            self._numbers[s.label] = number
+                if isinstance(item, Figure):
+                    k = len(self._figure_numbers) + 1
+                    self._figure_numbers[item.label or f"figure-{item.name}"] = k
+
+    def tex_label(self, label: str, kind: str = "eq") -> str:
+        return f"{kind}:{self.name}:{label}"
+
+    def _xref_md(self, label: str) -> str:
+        if label in self._numbers:
+            return f"({self._numbers[label]})"
+        return f"Figure {self._figure_numbers[label]}"
+
+    def _xref_tex(self, label: str) -> str:
+        if label in self._numbers:
+            return rf"\eqref{{{self.tex_label(label)}}}"
+        return rf"Figure~\ref{{{self.tex_label(label, 'fig')}}}"
+
+    def _cite_md(self, key: str) -> str:
+        return f"[{self.refs[key]}](#references)"
+
+    def _cite_tex(self, key: str) -> str:
+        return rf"\cite{{{self.name}:{key}}}"
+
+    def _md(self, text: str) -> str:
+        return prose_md(text, self._xref_md, self._cite_md)
+
+    def _tex(self, text: str) -> str:
+        return prose_tex(text, self._xref_tex, self._cite_tex)
+
+    def _why(self, why: str) -> dict[str, str]:
+        return {
+            "why_md": why_math(why, self._xref_md, self._cite_md, tex=False),
+            "why_tex": why_math(why, self._xref_tex, self._cite_tex, tex=True),
+        }
+
+    # blocks
+    def _section(self, section) -> dict[str, Any]:
+        blocks = []
+        for item in section.items:
+            if isinstance(item, str):
+                blocks.append({"type": "prose", "md": self._md(item), "tex": self._tex(item)})
+            elif isinstance(item, Definition):
+                blocks.append(self._definition(item))
+            elif isinstance(item, Step):
+                blocks.append(self._equation([item], first_lhs=True))
+            elif isinstance(item, Chain):
+                blocks.append(self._equation(list(item.steps()), first_lhs=False))
+            elif isinstance(item, Figure):
+                blocks.append(self._figure(item))
+            else:
+                raise TypeError(f"unknown item in section {section.title!r}: {item!r}")
+        return {"title": section.title, "title_tex": tex_escape(section.title), "blocks": blocks}
+
+    def _definition(self, d: Definition) -> dict[str, Any]:
+        if isinstance(d.lhs, str) and d.rhs is None:
+            if d.lhs not in self.env.defs:
+                raise ValueError(f"Definition({d.lhs!r}): no such definition in Note.defs")
+            lhs, rhs = latex_name(d.lhs), to_latex(self.env.defs[d.lhs].body)
+        else:
+            lhs, rhs = _side_latex(d.lhs, self.env), _side_latex(d.rhs, self.env)
+        return {"type": "definition", "lhs": lhs, "rhs": rhs, **self._why(d.why)}
+
+    def _equation(self, steps: list[Step], first_lhs: bool) -> dict[str, Any]:
+        rows = []
+        for k, step in enumerate(steps):
+            result = self._results.pop(0)
+            lhs, rhs = step.sides()
+            if step.display is not None:
+                left, rel, right = step.display, "", ""
+            else:
+                left = _side_latex(lhs, self.env) if (k == 0 or first_lhs) else ""
+                rel, right = "=", _side_latex(rhs, self.env)
+            rows.append(
+                {
+                    "lhs": left,
+                    "rel": rel,
+                    "rhs": right,
+                    "label": step.label,
+                    "result": result,
+                    "mark": mark(result),
+                    **self._why(step.why),
+                }
+            )
+        return {"type": "equation", "rows": rows}
+
+    def _figure(self, f: Figure) -> dict[str, Any]:
+        label = f.label or f"figure-{f.name}"
+        files = self.figure_files[f.name]
+        return {
+            "type": "figure",
+            "number": self._figure_numbers[label],
+            "label": self.tex_label(label, "fig"),
+            "svg": files.svg,
+            "pdf": files.pdf,
+            "caption_md": self._md(f.caption),
+            "caption_tex": self._tex(f.caption),
+        }
+
+    def numbered(self) -> None:
+        """Give every equation row its number and a LaTeX label (after all blocks exist)."""
+        number = 0
+        for section in self.sections:
+            for block in section["blocks"]:
+                if block["type"] != "equation":
+                    continue
+                for row in block["rows"]:
+                    number += 1
+                    row["number"] = number
+                    row["tex_label"] = self.tex_label(row["label"] or f"{number}")
+                    row["mark_tex"] = tex_escape(row["mark"])
+
+
+def environment() -> tuple[jinja2.Environment, jinja2.Environment]:
+    """Jinja2 environments: Markdown ({{ }}), and LaTeX (<< >>, <% %>, <# #>)."""
+    loader = jinja2.FileSystemLoader(str(TEMPLATES))
+    md = jinja2.Environment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    tex = jinja2.Environment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        block_start_string="<%",
+        block_end_string="%>",
+        variable_start_string="<<",
+        variable_end_string=">>",
+        comment_start_string="<#",
+        comment_end_string="#>",
+    )
+    return md, tex
+
+
+def render_note_md(view: NoteView) -> str:
+    md, _ = environment()
+    return _tidy(md.get_template("note.md.j2").render(note=view))
+
+
+def render_note_tex(view: NoteView) -> str:
+    _, tex = environment()
+    return _tidy(tex.get_template("note.tex.j2").render(note=view, standalone=True))
+
+
+def render_book_tex(views: Sequence[NoteView], title: str) -> str:
+    _, tex = environment()
+    return _tidy(tex.get_template("book.tex.j2").render(notes=views, title=title))
+
+
+def render_index_md(views: Sequence[NoteView], paths: Mapping[str, str]) -> str:
+    md, _ = environment()
+    return _tidy(md.get_template("index.md.j2").render(notes=views, paths=paths))
+
+
+def _tidy(text: str) -> str:
+    """No trailing spaces (except none are meaningful), at most one blank line, final newline."""
+    lines = [ln.rstrip() for ln in text.split("\n")]
+    out: list[str] = []
+    for ln in lines:
+        if ln == "" and out and out[-1] == "":
+            continue
+        out.append(ln)
+    return "\n".join(out).strip("\n") + "\n"
