@@ -382,7 +382,7 @@ def _index_numeric(note, lhs, rhs, arrays, used_sizes, free_idx, syms):
     rng = np.random.default_rng([note.seed, 12])
     tuples = _index_tuples(free_idx, sizes, note, INDEX_NUMERIC_TUPLES, rng)
     compiled = []
-    params = [syms[n] for n in note.params if n in syms]
+    params = [syms[n] for n in note.params if n in syms and n not in note.indices]
     for values in tuples:
         subs = _index_subs(syms, sizes, free_idx, values)
         left, right = _instantiate(lhs, subs), _instantiate(rhs, subs)
@@ -423,8 +423,9 @@ def _index_params(note: Note, syms, rng, k: int, exact: bool) -> dict[sympy.Symb
     """Values for the note's scalar `params` that an index step uses (e.g. beta1 in a sum).
 
     They are substituted after the sums are expanded, so a parameter cannot be a sum's limit.
+    A name the note also declares as an index (say the step number t) is an index here.
     """
-    used = [n for n in note.params if n in syms]
+    used = [n for n in note.params if n in syms and n not in note.indices]
     if not used:
         return {}
     values = _param_values(note, rng, k, exact)
