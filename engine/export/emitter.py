@@ -306,10 +306,11 @@ class Emitter:
         assert isinstance(f, Custom)
         dims = dict(node.params).get("dims")
         if dims is not None:
+            dims = tuple(sympy.Integer(d) if isinstance(d, int) else d for d in dims)
             for d in dims:
-                self.sizes_used.update(s.name for s in sympy.sympify(d).free_symbols)
+                self.sizes_used.update(s.name for s in d.free_symbols)
             renamed = {size_symbol(k): size_symbol(v) for k, v in self.size.items()}
-            new = tuple(sympy.sympify(d).xreplace(renamed) for d in dims)
+            new = tuple(d.xreplace(renamed) for d in dims)
             params = tuple((k, new if k == "dims" else v) for k, v in node.params)
             node = Call(node.fn, node.args, params, node.shape)
         return f.rule(texts, node), P_ATOM
@@ -350,7 +351,8 @@ class Emitter:
         # Variables the derivative needs become float64 arrays; sizes are read off their shapes.
         for v in env.vars:
             if v in self.vars_used:
-                body.append(f"{self.arg[v]} = {self.target.convert.format(self.arg[v])}")
+                line = f"{self.arg[v]} = {self.target.convert.format(self.arg[v])}"
+                body.append(line + ("  # noqa: E741" if self.arg[v] in ("l", "O", "I") else ""))
         body += self.size_lines()
         body += lines
         table = "{" + ", ".join(f'"{v}": {g}' for v, g in grads) + "}"
@@ -392,7 +394,9 @@ class Emitter:
             src += [""] + list(self.target.prelude)
         for h in self.helpers:
             src += ["", "", HELPERS[h]]
-        src += ["", "", f"def {name}({', '.join(args)}):"]
+        # Single-letter names such as O are the field's own (dO); ruff's E741 would flag them.
+        ambiguous = "  # noqa: E741" if {"l", "O", "I"} & set(args) else ""
+        src += ["", "", f"def {name}({', '.join(args)}):{ambiguous}"]
         src.append('    """' + _fill(doc, 4) + '\n    """')
         src += ["    " + line for line in body]
         return "\n".join(src) + "\n"
