@@ -1,0 +1,288 @@
+"""derive() reaches the textbook backward programs, and every one of them is verified."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import derive
+from engine.derive import DerivationFailed, DeriveError, Program
+from engine.expr import Call, Const, Expr, Ref, Size, Var
+from engine.functions import REGISTRY
+from engine.parser import build_environment, parse_formula
+
+# ---------------------------------------------------------------- canonical comparison
+
+
+def canonical(e: Expr):
+    """A form that ignores the order of commutative operands and where scalar factors sit.
+
+    Sums and differences become a sorted multiset of signed terms, products a sorted multiset of
+    factors, and a scalar factor of a matrix product moves in front of it (2 * X.T @ v is
+    2 * (X.T @ v)). Nothing else is rewritten, so a program in another form does not match.
+    """
+    if isinstance(e, Var | Ref | Size):
+        return ("name", e.name)
+    if isinstance(e, Const):
+        return ("const", str(e.value))
+    assert isinstance(e, Call)
+    if e.fn in ("add", "sub", "neg"):
+        return ("sum", tuple(sorted(_terms(e, 1), key=repr)))
+    if e.fn == "mul" or (e.fn == "matmul" and _scalar_factors(e)):
+        sign, factors = _factors(e)
+        out = ("prod", tuple(sorted(factors, key=repr)))
+        return out if sign > 0 else ("sum", ((-1, out),))
+    return (e.fn, e.params, tuple(canonical(a) for a in e.args))
+
+
+def _terms(e: Expr, sign: int) -> list:
+    if isinstance(e, Call) and e.fn == "add":
+        return _terms(e.args[0], sign) + _terms(e.args[1], sign)
+    if isinstance(e, Call) and e.fn == "sub":
+        return _terms(e.args[0], sign) + _terms(e.args[1], -sign)
+    if isinstance(e, Call) and e.fn == "neg":
+        return _terms(e.args[0], -sign)
+    return [(sign, canonical(e))]
+
+
+def _scalar_factors(e: Call) -> bool:
+    return any(isinstance(a, Call) and a.fn == "mul" and a.args[0].shape == () for a in e.args)
+
+
+def _factors(e: Expr) -> tuple[int, list]:
+    if isinstance(e, Call) and e.fn == "mul":
+        s1, f1 = _factors(e.args[0])
+        s2, f2 = _factors(e.args[1])
+        return s1 * s2, f1 + f2
+    if isinstance(e, Call) and e.fn == "neg":
+        s, f = _factors(e.args[0])
+        return -s, f
+    if isinstance(e, Call) and e.fn == "matmul":
+        pulled, cores, sign = [], [], 1
+        for a in e.args:
+            if isinstance(a, Call) and a.fn == "mul" and a.args[0].shape == ():
+                pulled.append(canonical(a.args[0]))
+                a = a.args[1]
+            cores.append(a)
+        core = ("matmul", (), tuple(canonical(a) for a in cores))
+        return sign, pulled + [core]
+    return 1, [canonical(e)]
+
+
+def assert_textbook(program: Program, expected: str, vars_: dict, defs: dict) -> None:
+    """The derived program equals `expected` (lines `name = formula`) up to `canonical`."""
+    lines = [ln.split("=", 1) for ln in expected.strip().splitlines()]
+    want_names = [n.strip() for n, _ in lines]
+    got_names = [a.name for a in program.steps] + [
+        program.gradient_name(w) for w, _ in program.gradients
+    ]
+    assert got_names == want_names, program.to_text()
+    steps = {n.strip(): t.strip() for n, t in lines[: len(program.steps)]}
+    env = build_environment(vars_, {**defs, **steps})
+    want = [canonical(parse_formula(t.strip(), env)) for _, t in lines]
+    got = [canonical(a.expr) for a in program.steps] + [canonical(g) for _, g in program.gradients]
+    assert got == want, program.to_text()
+    # Length: characters of the right-hand sides, without spaces.
+    textbook = sum(len("".join(t.split())) for _, t in lines)
+    derived = sum(
+        len("".join(line.split("=", 1)[1].split())) for line in program.to_text().splitlines()
+    )
+    assert derived <= 1.3 * textbook, program.to_text()
+
+
+CASES = {
+    "ce-simplex": (
+        "cross_entropy(softmax(z), y)",
+        ["z"],
+        {"z": "real[n]", "y": "simplex[n]"},
+        {},
+        "dz = softmax(z) - y",
+    ),
+    "ce-onehot-def": (
+        "cross_entropy(p, t)",
+        ["z"],
+        {"z": "real[n]", "t": "onehot[n]"},
+        {"p": "softmax(z)"},
+        "dz = p - t",
+    ),
+    "ce-real": (
+        "cross_entropy(softmax(z), y)",
+        ["z"],
+        {"z": "real[n]", "y": "real[n]"},
+        {},
+        "dz = sum(y) * softmax(z) - y",
+    ),
+    "ce-batch": (
+        "cross_entropy(softmax(Z), Y)",
+        ["Z"],
+        {"Z": "real[b, n]", "Y": "simplex[b, n]"},
+        {},
+        "dZ = softmax(Z) - Y",
+    ),
+    "logsumexp": ("logsumexp(z)", ["z"], {"z": "real[n]"}, {}, "dz = softmax(z)"),
+    "softmax-jacobian": (
+        "jacobian(softmax(z), z)",
+        None,
+        {"z": "real[n]"},
+        {"p": "softmax(z)"},
+        "J = diag(p) - outer(p, p)",
+    ),
+    "softmax-jacobian-nodef": (
+        "softmax(z)",
+        ["z"],
+        {"z": "real[n]"},
+        {},
+        "J = diag(softmax(z)) - outer(softmax(z), softmax(z))",
+    ),
+    "least-squares": (
+        "sum((X @ w - r)**2)",
+        ["w", "X"],
+        {"X": "real[n, k]", "w": "real[k]", "r": "real[n]"},
+        {},
+        "dw = 2 * X.T @ (X @ w - r)\ndX = 2 * outer(X @ w - r, w)",
+    ),
+    "linear": (
+        "sum(G * (X @ W))",
+        ["W", "X"],
+        {"X": "real[n, k]", "W": "real[k, m]", "G": "real[n, m]"},
+        {},
+        "dW = X.T @ G\ndX = G @ W.T",
+    ),
+    "attention": (
+        "sum(O * (softmax(Q @ K.T / sqrt(d)) @ V))",
+        ["V", "Q", "K"],
+        {"Q": "real[n, d]", "K": "real[n, d]", "V": "real[n, d]", "O": "real[n, d]"},
+        {"S": "Q @ K.T / sqrt(d)", "P": "softmax(S)"},
+        """
+        dP = O @ V.T
+        dS = P * (dP - sum(P * dP, axis=-1, keepdims=True))
+        dV = P.T @ O
+        dQ = dS @ K / sqrt(d)
+        dK = dS.T @ Q / sqrt(d)
+        """,
+    ),
+    "layernorm": (
+        "sum(g * (x - mean(x)) / sqrt(var(x) + eps))",
+        ["x"],
+        {"x": "real[n]", "g": "real[n]", "eps": "positive"},
+        {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"},
+        "dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var(x) + eps)",
+    ),
+    "rmsnorm": (
+        "sum(g * x / sqrt(mean(x**2) + eps))",
+        ["x"],
+        {"x": "real[n]", "g": "real[n]", "eps": "positive"},
+        {"xhat": "x / sqrt(mean(x**2) + eps)"},
+        "dx = (g - xhat * mean(g * xhat)) / sqrt(mean(x**2) + eps)",
+    ),
+    "sigmoid": (
+        "sum(sigmoid(s))",
+        ["s"],
+        {"s": "real[n]"},
+        {},
+        "ds = sigmoid(s) * (1 - sigmoid(s))",
+    ),
+    "tanh": ("sum(tanh(s))", ["s"], {"s": "real[n]"}, {}, "ds = 1 - tanh(s)**2"),
+    "softplus": ("sum(softplus(s))", ["s"], {"s": "real[n]"}, {}, "ds = sigmoid(s)"),
+    "exp-weighted": (
+        "sum(u * exp(s))",
+        ["s"],
+        {"s": "real[n]", "u": "real[n]"},
+        {},
+        "ds = u * exp(s)",
+    ),
+    "log": ("sum(log(a))", ["a"], {"a": "positive[n]"}, {}, "da = 1 / a"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_textbook_program(name: str):
+    expr, wrt, vars_, defs, expected = CASES[name]
+    program = derive(expr, wrt, vars_, defs)
+    assert program.verified, program.verification_line()
+    assert program.verification_line().startswith("verified: exact at ")
+    assert_textbook(program, expected, vars_, defs)
+
+
+# ---------------------------------------------------------------- the comparison itself
+
+
+def _canon(text: str, vars_: dict) -> tuple:
+    return canonical(parse_formula(text, build_environment(vars_)))
+
+
+def test_canonical_ignores_order_of_commutative_terms_only():
+    v = {"p": "real[n]", "y": "real[n]", "a": "real[n]", "X": "real[n, k]", "e": "real[n]"}
+    assert _canon("p - y", v) == _canon("-y + p", v)
+    assert _canon("a * p * y", v) == _canon("y * (p * a)", v)
+    assert _canon("2 * X.T @ e", v) == _canon("2 * (X.T @ e)", v)
+    assert _canon("p - y", v) != _canon("y - p", v)
+    assert _canon("a * (p + y)", v) != _canon("a * p + a * y", v)
+    assert _canon("X.T @ e", v) != _canon("2 * (X.T @ e)", v)
+
+
+# ---------------------------------------------------------------- behaviour
+
+
+def test_broken_rule_is_caught_not_shown(monkeypatch):
+    import dataclasses
+
+    wrong = dataclasses.replace(REGISTRY["tanh"], vjp=lambda n, g, i: g * (1 + n**2))
+    monkeypatch.setitem(REGISTRY, "tanh", wrong)
+    with pytest.raises(DerivationFailed) as info:
+        derive("sum(tanh(s))", "s", {"s": "real[n]"})
+    result = info.value.results["s"]
+    assert result.verdict == "fail"
+    assert result.counterexample is not None
+
+
+def test_several_variables_by_comma_and_order_kept():
+    program = derive(
+        "sum(G * (X @ W))", "X, W", {"X": "real[n, k]", "W": "real[k, m]", "G": "real[n, m]"}
+    )
+    assert [w for w, _ in program.gradients] == ["X", "W"]
+    assert program.to_text().splitlines()[:2] == ["dX = G @ W.T", "dW = X.T @ G"]
+
+
+def test_unverified_mode_says_so():
+    program = derive("sum(exp(s))", "s", {"s": "real[n]"}, verify=False)
+    assert not program.verified
+    assert program.verification_line() == "not verified"
+    assert program.to_text() == "ds = exp(s)"
+
+
+def test_grad_wrapper_names_the_variable():
+    program = derive("grad(logsumexp(z), z)", None, {"z": "real[n]"})
+    assert program.to_text() == "dz = softmax(z)"
+
+
+def test_json_and_latex_forms():
+    program = derive(
+        "sum(O * (P @ V))",
+        ["V"],
+        {"O": "real[n, d]", "V": "real[n, d]", "z": "real[n, n]"},
+        {"P": "softmax(z)"},
+    )
+    data = program.to_json()
+    assert data["gradients"] == {"V": "P.T @ O"}
+    assert data["verified"] is True
+    assert data["verification"].startswith("verified: exact at n=2, d=3 and n=3, d=2; numeric at")
+    assert program.to_latex() == "\\begin{aligned}\n\\mathrm{d}V &= P^\\top O\n\\end{aligned}"
+
+
+@pytest.mark.parametrize(
+    "expr,wrt,message",
+    [
+        ("sum(z)", None, "say which variable"),
+        ("sum(z)", "q", "--wrt q: not a declared variable"),
+        ("sum(z)", "z,z", "named twice"),
+        ("sum(y)", "z", "does not depend on z"),
+        ("outer(z, z)", "z", "needs a scalar expression"),
+        ("sum(grad(sum(z**2), z))", "z", "contains grad()"),
+        ("grad(sum(z), z)", "y", "already names the variable z"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(expr, wrt, message):
+    with pytest.raises(DeriveError) as info:
+        derive(expr, wrt, {"z": "real[n]", "y": "real[n]"})
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
