@@ -143,6 +143,8 @@ def parse_formula(text: str, env: Environment) -> Expr:
     """Parse one expression of the formula language."""
     tree = _parse_ast(text)
     if isinstance(tree.body, ast.Compare):
+        if not all(isinstance(op, ast.Eq) for op in tree.body.ops):
+            raise ParseError("comparisons inside an expression not allowed in a formula")
         raise ParseError("'==' is only allowed once, between the two sides of an equation")
     return _Builder(env).build(tree.body)
 
