@@ -125,6 +125,13 @@ def _fresh(name: str, taken: set[str]) -> str:
     return f"{name}{k}"
 
 
+def _numbered(stem: str, taken: set[str]) -> str:
+    k = 1
+    while f"{stem}{k}" in taken:
+        k += 1
+    return f"{stem}{k}"
+
+
 # ---------------------------------------------------------------- naming repeated subexpressions
 
 
@@ -176,7 +183,7 @@ def _name_common(steps, gradients, taken, rewriter):
             break
         target = max(repeated, key=lambda e: sum(1 for _ in e.walk()))
         hint = _hint(target)
-        name = _fresh(hint if hint != "t" else "t1", taken)
+        name = _fresh(hint, taken) if hint != "t" else _numbered("t", taken)
         taken.add(name)
         ref = Ref(name, target)
         steps = [Assignment(a.name, _replace(a.expr, target, ref)) for a in steps]

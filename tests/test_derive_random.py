@@ -1,0 +1,152 @@
+"""Derive-then-verify round trips over random well-shaped expressions of the whole language."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import derive
+from engine.expr import free_vars
+from engine.parser import build_environment, parse_formula
+
+VARS = {
+    "x": "real[n]",
+    "y": "real[n]",
+    "s": "real",
+    "W": "real[n, n]",
+    "A": "real[k, n]",
+    "M": "real[n, n]",
+    "q": "simplex[n]",
+}
+
+# f(...) templates by the shape they produce; {0}, {1} are filled with subexpressions.
+UNARY = [
+    "tanh({0})",
+    "sigmoid({0})",
+    "sin({0})",
+    "cos({0})",
+    "softplus({0})",
+    "silu({0})",
+    "gelu({0})",
+    "gelu_tanh({0})",
+    "erf({0})",
+    "({0}) ** 2",
+    "exp(tanh({0}))",
+    "log(1 + ({0}) ** 2)",
+    "sqrt(1 + ({0}) ** 2)",
+    "-({0})",
+    "({0}) / (1 + ({0}) ** 2)",
+]
+BINARY = ["({0}) + ({1})", "({0}) - ({1})", "({0}) * ({1})", "({0}) / (2 + sin({1}))"]
+VECTOR = [
+    "W @ ({0})",
+    "({0}) @ W",
+    "A.T @ (A @ ({0}))",
+    "softmax({0})",
+    "log_softmax({0})",
+    "diag({M})",
+    "sum({M}, axis=0)",
+    "mean({M}, axis=1)",
+    "softmax({M}, axis=0) @ ({0})",
+    "({0}) * ({s})",
+    "({0}) - mean({0})",
+    "(({0}) - mean({0})) / sqrt(var({0}) + 1)",
+    "({0}) / sqrt(mean(({0}) ** 2) + 1)",
+]
+SCALAR = [
+    "sum({0})",
+    "mean({0})",
+    "var({0})",
+    "logsumexp({0})",
+    "({0}) @ ({1})",
+    "trace({M})",
+    "sum({M})",
+    "cross_entropy(softmax({0}), q)",
+    "cross_entropy(softmax({0}), y)",
+    "kl(q, softmax({0}))",
+    "entropy(softmax({0}))",
+]
+MATRIX = [
+    "outer({0}, {1})",
+    "diag({0})",
+    "({M}) * ({M2})",
+    "({M}) + ({0})",
+    "({M}).T",
+    "W @ ({M})",
+    "softmax({M})",
+    "({M}) - sum({M}, axis=-1, keepdims=True)",
+]
+
+
+@st.composite
+def formula(draw, kind: str, depth: int) -> str:
+    """Formula text of a vector ('v'), scalar ('s') or n-by-n matrix ('m')."""
+    leaves = {"v": ["x", "y", "q"], "s": ["s", "1.5"], "m": ["W", "M"]}[kind]
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        return draw(st.sampled_from(leaves))
+    sub = depth - 1
+    choice = draw(st.integers(0, 2))
+    if choice == 0:
+        template = draw(st.sampled_from(UNARY))
+        return template.format(draw(formula(kind, sub)))
+    if choice == 1:
+        template = draw(st.sampled_from(BINARY))
+        other = draw(st.sampled_from([kind, "s"]))
+        a, b = draw(formula(kind, sub)), draw(formula(other, sub))
+        return template.format(a, b)
+    template = draw(st.sampled_from({"v": VECTOR, "s": SCALAR, "m": MATRIX}[kind]))
+    return template.format(
+        draw(formula("v", sub)),
+        draw(formula("v", sub)),
+        M=draw(formula("m", sub)),
+        M2=draw(formula("m", sub)),
+        s=draw(formula("s", sub)),
+    )
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(formula("s", 3))
+def test_gradient_round_trip(text: str):
+    env = build_environment(VARS)
+    expr = parse_formula(text, env)
+    wrt = sorted(n for n, v in free_vars(expr).items() if v.vtype == "real")
+    if not wrt or expr.shape != ():
+        return
+    program = derive(text, wrt, VARS)  # raises DerivationFailed unless verified
+    assert program.verified, program.verification_line()
+    assert [w for w, _ in program.gradients] == wrt
+    for w, g in program.gradients:
+        assert g.shape == env.vars[w].shape
+
+
+JAC_STEPS = [
+    "tanh({0})",
+    "sigmoid({0})",
+    "exp(tanh({0}))",
+    "softmax({0})",
+    "log_softmax({0})",
+    "W @ ({0})",
+    "({0}) @ W",
+    "({0}) * y",
+    "({0}) + y",
+    "({0}) / (2 + sin(y))",
+    "({0}) - mean({0})",
+    "({0}) * sum({0})",
+    "({0}) ** 2",
+    "-({0})",
+]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(JAC_STEPS), min_size=1, max_size=3))
+def test_jacobian_round_trip(steps: list[str]):
+    text = "x"
+    for template in steps:
+        text = template.format(text)
+    program = derive(text, ["x"], VARS)
+    assert program.kind == "jacobian"
+    assert program.verified, program.verification_line()
