@@ -76,6 +76,9 @@ _binary(
 def _mul_latex(n: Call, s) -> str:
     a, b = n.args
     left, right = s(a, PREC_MUL), s(b, PREC_MUL + 1)
+    if _is_scalar(a) and isinstance(b, Call) and b.fn in ("matmul", "outer"):
+        # A scalar times a product is written by juxtaposition: 2 X^T (X w - r).
+        right = s(b, PREC_MUL)
     if _is_scalar(a) or _is_scalar(b):
         return f"{left} \\, {right}" if not isinstance(a, Const) else f"{left} {right}"
     return f"{left} \\odot {right}"
