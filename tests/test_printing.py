@@ -1,0 +1,105 @@
+"""Printers: text re-parses to the same tree; LaTeX is textbook notation."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.parser import build_environment, parse_formula
+from engine.printing import to_latex, to_text
+from engine.printing.latex import latex_name
+
+VARS = {
+    "x": "real[n]",
+    "y": "real[n]",
+    "s": "real",
+    "X": "real[n, k]",
+    "w": "real[k]",
+    "P": "real[n, n]",
+    "Q": "real[n, k]",
+    "eps": "positive",
+    "beta1": "unit",
+}
+ENV = build_environment(VARS, {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x - y",
+        "x - (y - x)",
+        "-(x + y)",
+        "2 * outer(X @ w - y, w)",
+        "2 * (X.T @ (X @ w - y))",
+        "(2 * X.T) @ (X @ w - y)",
+        "x ** 2 ** s",
+        "(x ** 2) ** s",
+        "-x ** 2",
+        "(-x) ** 2",
+        "P * (P - sum(P * P, axis=-1, keepdims=True))",
+        "Q.T @ P / sqrt(k)",
+        "x / (s * s)",
+        "x / s / s",
+        "softmax(P, axis=0)",
+        "ones(n) * s + eye(n) @ x",
+        "diag(x) - outer(x, x)",
+        "(y - mean(y) - xhat * mean(y * xhat)) / sqrt(var(x) + eps)",
+        "0.5 * x + 1/3 * y",
+    ],
+)
+def test_text_round_trip(text: str):
+    tree = parse_formula(text, ENV)
+    printed = to_text(tree)
+    assert parse_formula(printed, ENV) == tree, printed
+
+
+def test_text_function_calls_need_no_parentheses():
+    tree = parse_formula("2 * outer(x, y)", ENV)
+    assert to_text(tree) == "2 * outer(x, y)"
+    assert to_text(parse_formula("2 * (X.T @ (X @ w))", ENV)) == "2 * (X.T @ (X @ w))"
+
+
+@pytest.mark.parametrize(
+    "name,latex",
+    [
+        ("dQ", r"\mathrm{d}Q"),
+        ("dx", r"\mathrm{d}x"),
+        ("xhat", r"\hat{x}"),
+        ("beta1", r"\beta_{1}"),
+        ("eps", r"\epsilon"),
+        ("W_out", r"W_{\mathrm{out}}"),
+        ("t1", "t_{1}"),
+        ("P", "P"),
+    ],
+)
+def test_latex_names(name: str, latex: str):
+    assert latex_name(name) == latex
+
+
+@pytest.mark.parametrize(
+    "text,latex",
+    [
+        ("diag(x) - outer(x, x)", r"\operatorname{diag}\left(x\right) - x x^\top"),
+        ("2 * (X.T @ (X @ w - y))", r"2 X^\top \left(X w - y\right)"),
+        ("2 * outer(X @ w - y, w)", r"2 \left(X w - y\right) w^\top"),
+        ("Q.T @ P / sqrt(k)", r"\frac{Q^\top P}{\sqrt{k}}"),
+        ("x * (1 - y)", r"x \odot \left(1 - y\right)"),
+        ("softmax(x) - y", r"\operatorname{softmax}\left(x\right) - y"),
+        ("sum(y) * x", r"\textstyle\sum\left(y\right) \, x"),
+        ("ones(n) * s", r"\mathbf{1}_{n} \, s"),
+        (
+            "(y - mean(y) - xhat * mean(y * xhat)) / sqrt(var(x) + eps)",
+            r"\frac{y - \operatorname{mean}\left(y\right) - \hat{x} \, "
+            r"\operatorname{mean}\left(y \odot \hat{x}\right)}"
+            r"{\sqrt{\operatorname{Var}\left(x\right) + \epsilon}}",
+        ),
+    ],
+)
+def test_latex_textbook_forms(text: str, latex: str):
+    assert to_latex(parse_formula(text, ENV)) == latex
+
+
+def test_latex_has_no_internals():
+    tree = parse_formula("sum(P * (P - sum(P, axis=-1, keepdims=True)), axis=0) @ x", ENV)
+    out = to_latex(tree)
+    for bad in ("Call(", "Symbol", "keepdims", "None", "_axis"):
+        assert bad not in out
