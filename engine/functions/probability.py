@@ -34,12 +34,20 @@ def _kl_vjp(n: Call, g: Expr, i: int) -> Expr:
 
 _log = sym_map(sympy.log)
 
+
+def _xlogy(x, y):
+    """x * log(y) with 0 * log(0) = 0: a probability that underflowed to 0 adds 0, not nan."""
+    x, y = np.asarray(x), np.asarray(y)
+    zero = x == 0
+    return np.where(zero, 0, x * np.log(np.where(zero, 1, y)))
+
+
 register(
     Function(
         name="cross_entropy",
         nargs=2,
         shape=_pair_shape("cross_entropy"),
-        numpy=lambda p, y: np.asarray(-np.sum(y * np.log(p))),
+        numpy=lambda p, y: np.asarray(-np.sum(_xlogy(y, p))),
         sympy=lambda p, y: obj(-sym_sum(obj(y * _log(p)))[()]),
         latex=lambda n, s: rf"\operatorname{{CE}}\left({s(n.args[0], 0)}, {s(n.args[1], 0)}\right)",
         vjp=_ce_vjp,
@@ -51,7 +59,7 @@ register(
         name="entropy",
         nargs=1,
         shape=lambda s, p: (),
-        numpy=lambda p: np.asarray(-np.sum(p * np.log(p))),
+        numpy=lambda p: np.asarray(-np.sum(_xlogy(p, p))),
         sympy=lambda p: obj(-sym_sum(obj(p * _log(p)))[()]),
         latex=lambda n, s: rf"H\left({s(n.args[0], 0)}\right)",
         vjp=lambda n, g, i: -g * (call("log", n.args[0]) + 1),
@@ -63,7 +71,7 @@ register(
         name="kl",
         nargs=2,
         shape=_pair_shape("kl"),
-        numpy=lambda p, q: np.asarray(np.sum(p * np.log(p / q))),
+        numpy=lambda p, q: np.asarray(np.sum(_xlogy(p, p / q))),
         sympy=lambda p, q: obj(sym_sum(obj(p * _log(obj(p / q))))[()]),
         latex=lambda n, s: (
             rf"D_{{\mathrm{{KL}}}}\left({s(n.args[0], 0)} \,\middle\|\, {s(n.args[1], 0)}\right)"
