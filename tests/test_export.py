@@ -151,6 +151,10 @@ FUNCTION_CASES = [
     # probability
     ("cross_entropy(p, y)", {"p": "simplex[n, k]", "y": "simplex[n, k]"}),
     ("cross_entropy(p, y)", {"p": "simplex[k]", "y": "onehot[k]"}),
+    ("cross_entropy(softmax(X), Y)", {"X": "real[n, k]", "Y": "simplex[n, k]"}),
+    ("cross_entropy(softmax(X, axis=0), Y)", {"X": "real[n, k]", "Y": "onehot[n, k]"}),
+    ("cross_entropy(softmax(X), Y)", {"X": "real[n, k]", "Y": "positive[n, k]"}),
+    ("cross_entropy(softmax(x), y)", {"x": "real[k]", "y": "onehot[k]"}),
     ("entropy(p)", {"p": "simplex[k]"}),
     ("kl(p, q)", {"p": "simplex[n, k]", "q": "simplex[n, k]"}),
     # linear algebra
@@ -263,7 +267,15 @@ def test_cross_entropy_shares_the_softmax_terms():
     src = to_module(PROGRAMS["cross_entropy"]())
     assert src.count("np.exp(") == 1 and src.count("np.log(") == 1
     assert "np.log(p)" not in src
-    assert "value = -np.vdot(y, z_shifted - np.log(z_expsum))" in src
+    # y is a simplex, so sum(y * log(z_expsum)) = log(z_expsum): no pass over y for it.
+    assert "value = np.sum(np.log(z_expsum)) - np.vdot(y, z_shifted)" in src
+    env = build_environment({"z": "real[n]", "y": "real[n]"}, {"p": "softmax(z)"})
+    general = Program(
+        parse_formula("cross_entropy(p, y)", env), env, (), (("y", parse_formula("-log(p)", env)),)
+    )
+    src = to_module(general)
+    assert "z_log_softmax = z_shifted - np.log(np.sum(np.exp(z_shifted)" in src
+    assert "value = -np.vdot(y, z_log_softmax)" in src and "dy = -z_log_softmax" in src
 
 
 def test_verified_summary_goes_into_the_docstring(tmp_path):

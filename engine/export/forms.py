@@ -75,7 +75,8 @@ LOWERED: dict[str, str] = {
     "softmax": "exp(x - max) / sum, max-shifted",
     "log_softmax": "(x - max) - log(sum(exp(x - max))), sharing the softmax terms",
     "logsumexp": "max + log(sum(exp(x - max)))",
-    "cross_entropy": "-sum(y * log(p)), log(softmax) as log_softmax",
+    "cross_entropy": "-sum(y * log(p)), log(softmax) as log_softmax; for p = softmax(x) and y"
+    " whose rows sum to 1 (simplex, onehot), sum(log(sum(exp(x - max)))) - y . (x - max)",
     "entropy": "-sum(p * log(p))",
     "kl": "sum(p * log(p / q))",
     "silu": "x * sigmoid(x), sharing sigmoid with the derivative",

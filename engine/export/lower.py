@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sympy
 
-from engine.expr import Call, Const, Expr, Ref, call
+from engine.expr import Call, Const, Expr, Ref, Var, call
 from engine.functions.base import params_of
 from engine.functions.elementwise import GELU_TANH_C
+from engine.types import TYPES
 
 HALF = Const(sympy.Rational(1, 2))
 
@@ -88,6 +89,25 @@ class Lowering:
             return -call("softplus", -self.memo[src.args[0]])
         return call("log", lowered)
 
+    def cross_entropy_of_softmax(self, p: Expr, y: Expr) -> Expr | None:
+        """CE(softmax(x), y) for y whose rows sum to 1 (simplex, onehot): sum(log s) - y . (x - m).
+
+        -sum(y * ((x - m) - log s)) with sum(y, axis=-1) = 1 per row, so the log-sum term needs
+        no pass over y. The type is part of the contract: the program's gradient (p - y) holds
+        only for such y, and the verifier samples only such y.
+        """
+        src, target = strip_refs(p), strip_refs(y)
+        if not (isinstance(src, Call) and src.fn == "softmax" and isinstance(target, Var)):
+            return None
+        x = src.args[0]
+        if not TYPES[target.vtype].sums_to_one or target.shape != x.shape:
+            return None
+        axis = params_of(src)["axis"]
+        if axis % len(x.shape) != len(x.shape) - 1:
+            return None
+        sh, s = self.shifted(self.memo[x], axis)
+        return call("sum", call("log", s)) - vdot(self.memo[y], sh)
+
     @staticmethod
     def total(x: Expr) -> Expr:
         """sum of every entry, as one fused dot product when x is a product of equal shapes."""
@@ -127,7 +147,8 @@ class Lowering:
         if fn == "log":
             return self.log_of(orig[0], a[0])
         if fn == "cross_entropy":
-            return -self.total(a[1] * self.log_of(orig[0], a[0]))
+            fast = self.cross_entropy_of_softmax(orig[0], orig[1])
+            return fast if fast is not None else -self.total(a[1] * self.log_of(orig[0], a[0]))
         if fn == "entropy":
             return -self.total(a[0] * self.log_of(orig[0], a[0]))
         if fn == "kl":
