@@ -245,12 +245,21 @@ def _size_assignments(order: list[str], values: tuple[int, ...]) -> list[dict[st
 
 
 def _by_name(exprs: list[Any]) -> dict[str, sympy.Symbol]:
+    """The symbols a step uses freely, by name.
+
+    `free_symbols` misses the index of a derivative variable (j in d/dz_j), so take every
+    Symbol and drop the ones bound by a Sum and the labels of Named quantities.
+    """
+    from engine.notes.symbols import Named
+
     syms: dict[str, sympy.Symbol] = {}
     for e in exprs:
-        if isinstance(e, sympy.Basic):
-            for s in e.free_symbols:
-                if isinstance(s, sympy.Symbol):
-                    syms.setdefault(s.name, s)
+        if not isinstance(e, sympy.Basic):
+            continue
+        bound = {lim[0] for s in e.atoms(sympy.Sum) for lim in s.limits}
+        labels = {a.args[0] for a in e.atoms(Named)}
+        for s in e.atoms(sympy.Symbol) - bound - labels:
+            syms.setdefault(s.name, s)
     return syms
 
 

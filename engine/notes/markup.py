@@ -78,7 +78,7 @@ def tex_inline(text: str, xref: Resolver, cite: Resolver) -> str:
     """One line or paragraph of prose to LaTeX (math kept as written)."""
     out, pos = [], 0
     for m in _TOKEN.finditer(text):
-        out.append(tex_escape(text[pos : m.start()]))
+        out.append(_text(text[pos : m.start()]))
         tok, kind = m.group(0), m.lastgroup
         if kind == "math":
             out.append(tok)
@@ -97,8 +97,17 @@ def tex_inline(text: str, xref: Resolver, cite: Resolver) -> str:
         else:
             out.append(r"\emph{" + tex_inline(tok[1:-1], xref, cite) + "}")
         pos = m.end()
-    out.append(tex_escape(text[pos:]))
+    out.append(_text(text[pos:]))
     return "".join(out)
+
+
+def _text(text: str) -> str:
+    """Plain prose to LaTeX, with "double quotes" as ``typographic'' quotes."""
+    parts = text.split('"')
+    if len(parts) % 2 == 0:
+        raise MarkupError(f"unbalanced double quote in {text!r}")
+    quoted = (f"``{tex_escape(p)}''" if k % 2 else tex_escape(p) for k, p in enumerate(parts))
+    return "".join(quoted)
 
 
 def md_inline(text: str, xref: Resolver, cite: Resolver) -> str:
@@ -189,17 +198,22 @@ def prose_tex(text: str, xref: Resolver, cite: Resolver) -> str:
 
 
 def why_math(why: str, xref: Resolver, cite: Resolver, tex: bool) -> str:
-    """A justification as math-mode material: text parts in \\text{}, $math$ parts as is."""
+    """A justification as math-mode material for the right-hand column of a display.
+
+    LaTeX: the whole line in \\text{} (its $math$ is then inline-sized). Markdown (MathJax
+    has no math inside \\text): text parts in \\text{}, math parts in \\textstyle.
+    """
     if not why:
         return ""
+    if tex:
+        return r"\text{" + tex_inline(why, xref, cite) + "}"
     parts = re.split(r"(?<!\\)\$", why)
     out = []
     for k, part in enumerate(parts):
         if not part:
             continue
         if k % 2:
-            out.append(part)
+            out.append(r"{\textstyle " + part + "}")
         else:
-            body = tex_inline(part, xref, cite) if tex else md_inline(part, xref, cite)
-            out.append(r"\text{" + body + "}")
+            out.append(r"\text{" + md_inline(part, xref, cite) + "}")
     return " ".join(out)

@@ -94,7 +94,11 @@ class NoteLatexPrinter(LatexPrinter):
     def __init__(self, settings=None):
         super().__init__({"mul_symbol": None, "fold_short_frac": False, **(settings or {})})
 
+    shown: dict = {}
+
     def _print_Symbol(self, expr, style="plain"):
+        if expr in self.shown:
+            return self.shown[expr]
         return latex_name(expr.name)
 
     def _print_Indexed(self, expr):
@@ -119,14 +123,58 @@ class NoteLatexPrinter(LatexPrinter):
     def _print_Derivative(self, expr):
         inner = expr.expr
         wrt = "".join(rf"\partial {self._print(v)}" for v, c in expr.variable_count for _ in [c])
-        if isinstance(inner, Named | sympy.Indexed | sympy.Symbol):
+        if _atomic(inner) or (isinstance(inner, sympy.log) and _atomic(inner.args[0])):
             return rf"\frac{{\partial {self._print(inner)}}}{{{wrt}}}"
         return rf"\frac{{\partial}}{{{wrt}}} \left({self._print(inner)}\right)"
+
+    def _print_log(self, expr, exp=None):
+        arg = expr.args[0]
+        body = self._print(arg) if _atomic(arg) else rf"\left({self._print(arg)}\right)"
+        body = f"({self._print(arg)})" if _atomic(arg) else body
+        head = r"\log" if exp is None else rf"\log^{{{exp}}}"
+        return f"{head}{body}"
+
+    def _print_Add(self, expr, order=None):
+        """Terms in SymPy's order, but a positive term first when there is one (a - b)."""
+        terms = list(self._as_ordered_terms(expr, order=order))
+        positive = [t for t in terms if not t.could_extract_minus_sign()]
+        terms = positive + [t for t in terms if t.could_extract_minus_sign()]
+        out = ""
+        for n, term in enumerate(terms):
+            if term.could_extract_minus_sign():
+                out += " - " if n else "- "
+                term = -term
+            elif n:
+                out += " + "
+            text = self._print(term)
+            out += rf"\left({text}\right)" if term.is_Add else text
+        return out
 
     def _print_Piecewise(self, expr):  # never leak guards into a note
         raise ValueError("a Piecewise reached the printer: evaluate sums only at concrete sizes")
 
 
+def _atomic(e: sympy.Basic) -> bool:
+    return isinstance(e, Named | sympy.Indexed | sympy.Symbol)
+
+
+def _hide_named(expr: sympy.Basic) -> tuple[sympy.Basic, dict[sympy.Symbol, str]]:
+    """Named quantities as plain symbols, so the printer treats p_i like z_i (no brackets)."""
+    shown: dict[sympy.Symbol, str] = {}
+    printer = NoteLatexPrinter()
+
+    def swap(node):
+        sym = sympy.Symbol(f"{node.label}[{','.join(map(str, node.idx))}]", real=True)
+        shown[sym] = printer._print(node)
+        return sym
+
+    out = expr.replace(lambda e: isinstance(e, Named), swap)
+    return out, shown
+
+
 def sympy_latex(expr: sympy.Basic) -> str:
     """LaTeX for a SymPy expression in a note."""
-    return NoteLatexPrinter().doprint(expr)
+    hidden, shown = _hide_named(expr)
+    printer = NoteLatexPrinter()
+    printer.shown = shown
+    return printer.doprint(hidden)
