@@ -256,7 +256,9 @@ NOTE = Note(
             Definition(v[ti], beta2 * v[ti - 1] + (1 - beta2) * g[ti] ** 2),
             Definition(mhat[ti], m[ti] / (1 - beta1**ti)),
             Definition(vhat[ti], v[ti] / (1 - beta2**ti)),
-            Definition(theta[ti], theta[ti - 1] - alpha * mhat[ti] / (sympy.sqrt(vhat[ti]) + eps)),
+            "and the parameters move by",
+            "$$\n\\theta_t \\mathrel{:=} \\theta_{t-1} - \\alpha \\, "
+            "\\frac{\\hat{m}_t}{\\sqrt{\\hat{v}_t} + \\epsilon}\n$$",
             "Every operation is elementwise: each parameter has its own $m$ and $v$. The "
             "defaults are $\\beta_1 = 0.9$, $\\beta_2 = 0.999$, $\\epsilon = 10^{-8}$ "
             "[@kingma]; LLM pretraining commonly uses $\\beta_2 = 0.95$ [@gpt3]. The hats are "
@@ -436,22 +438,24 @@ NOTE = Note(
             "and MLP matrices, normalization gains and the output layer receive gradients "
             "that differ by orders of magnitude. By [[scale-invariance]] Adam's step does not "
             "depend on that scale, so a single $\\alpha$ can serve the whole model.",
-            "- **Warmup.** Bias correction fixes the mean of $\\hat{v}_t$ "
-            "([[unbiased-vhat]]) but not its spread: after a few steps it is an average of "
+            "- **Warmup.** Bias correction fixes the mean of $\\hat{v}_t$, by "
+            "[[unbiased-vhat]], but not its spread: after a few steps it is an average of "
             "very few squared gradients, and [[first-step]] shows the earliest steps have "
             "size $\\alpha$ in every coordinate regardless of how reliable the gradient is. "
             "Learning-rate warmup keeps these early steps small; [@radam] analyses this "
             "variance and proposes a correction for it.",
             "- **Stability and $\\beta_2$.** A parameter that has been idle and receives a "
-            "gradient again jumps by $\\alpha(1-\\beta_1)/\\sqrt{1-\\beta_2}$ "
-            "([[no-correction]]): $3.16\\,\\alpha$ with $\\beta_2 = 0.999$, $0.45\\,\\alpha$ "
+            "gradient again jumps by $\\alpha(1-\\beta_1)/\\sqrt{1-\\beta_2}$, by "
+            "[[no-correction]]: $3.16\\,\\alpha$ with $\\beta_2 = 0.999$, $0.45\\,\\alpha$ "
             "with $\\beta_2 = 0.95$. A shorter memory for $v$ also adapts faster when the "
             "gradient scale changes, which is one way to see why LLM pretraining favours "
             "$\\beta_2 = 0.95$.",
-            "- **$\\epsilon$ is a floor.** Coordinates whose gradient RMS is below "
-            "$\\epsilon$ take plain gradient steps $\\alpha g / \\epsilon$ instead of "
-            "normalized ones ([[first-step]]). In very large models per-coordinate gradients "
-            "can be small enough for this to matter.",
+            "- **$\\epsilon$ is a floor.** In [[first-step]], a gradient much smaller than "
+            "$\\epsilon$ gives the step $\\alpha g / \\epsilon$ instead of "
+            "$\\alpha\\,\\operatorname{sign}(g)$; in general, coordinates whose gradient RMS "
+            "$\\sqrt{\\hat{v}_t}$ is well below $\\epsilon$ take plain momentum steps "
+            "$\\alpha \\hat{m}_t / \\epsilon$ instead of normalized ones. In very large "
+            "models per-coordinate gradients can be small enough for this to matter.",
             "- **Weight decay.** An $L_2$ penalty added to the loss is divided by "
             "$\\sqrt{\\hat{v}}$ like the rest of the gradient, so it decays parameters with "
             "large gradients less. AdamW [@adamw] applies the decay to $\\theta$ directly, "

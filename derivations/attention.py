@@ -64,9 +64,23 @@ s_ = array("s")
 i, j, k = indices("i j k")
 
 
+class Visible(sympy.Function):
+    """The Iverson bracket [b <= a]: 1 when key b is visible from query a, else 0."""
+
+    @classmethod
+    def eval(cls, a, b):
+        if a.is_Integer and b.is_Integer:
+            return sympy.S.One if b <= a else sympy.S.Zero
+        return None
+
+    def _latex(self, printer) -> str:
+        a, b = (printer._print(x) for x in self.args)
+        return rf"[\,{b} \le {a}\,]"
+
+
 def gate(a: sympy.Expr, b: sympy.Expr) -> Named:
     """c_ab = exp(M_ab): 1 when key b is visible from query a (b <= a), else 0."""
-    return Named("c", sympy.Heaviside(a - b, 1), a, b)
+    return Named("c", Visible(a, b), a, b)
 
 
 def masked_weight(a: sympy.Expr, b: sympy.Expr) -> Named:
@@ -280,7 +294,7 @@ NOTE = Note(
             "1 on the visible prefix, 0 on the future. In index notation, with scores $s_{ij}$ "
             "and the masked weights $a_{ij}$ (rows and positions numbered from 0 in the checks, "
             "which try every $i, j$ at $n = 2, 3, 4$):",
-            Definition(gate(i, j), sympy.Heaviside(i - j, 1)),
+            Definition(gate(i, j), Visible(i, j)),
             Definition(
                 masked_weight(i, j),
                 gate(i, j)
@@ -439,7 +453,7 @@ NOTE = Note(
             "queries and keys, $|q \\cdot k| / \\sqrt{d} \\le \\|q\\| \\|k\\| / \\sqrt{d}$, so a "
             "head that separates a fact sharply at 4000 tokens may fail to at 400000.",
             Figure(
-                "attention-dilution",
+                "dilution",
                 "Left: the weight $e^s / (e^s + n - 1)$ of one relevant token against $n - 1$ "
                 "irrelevant ones (lines: the verified closed form; dots: the softmax itself "
                 "over $n$ scores). Right: the score gap that keeps the weight at $w$.",
@@ -455,8 +469,8 @@ NOTE = Note(
             "large during training, the softmax saturates and [[local-softmax]] shows the "
             "gradient shrinking with it; this is one reason why some models normalize queries "
             "and keys before the dot product.",
-            "- **Causality is exact.** The mask removes the future entirely "
-            "([[future-gets-nothing]]), so a model trained on all positions in parallel is the "
+            "- **Causality is exact.** The mask removes the future entirely, by "
+            "[[future-gets-nothing]], so a model trained on all positions in parallel is the "
             "same model that later generates one token at a time.",
             "- **Memory.** The backward pass needs $P$ only through products and through the "
             "row sums of [[flash-rowsum]], which is why attention can be trained without ever "
