@@ -1,0 +1,251 @@
+"""Tests of the verifier: true claims pass; each route alone catches a planted 1e-6 error."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import build_environment, parse_equation, verify, verify_sides
+from engine.verify import exact_size_assignments
+
+CE = {"z": "real[n]", "y": "simplex[n]", "e": "onehot[n]"}
+ATTENTION = {
+    "Q": "real[m, d]",
+    "K": "real[m, d]",
+    "V": "real[m, d]",
+    "O": "real[m, d]",
+    "e": "onehot[m]",
+    "f": "onehot[d]",
+}
+P = "softmax(Q @ K.T / sqrt(d))"
+SMALL = {"m": 6, "d": 4}  # numeric sizes that keep the attention cases fast
+
+
+def check(equation: str, vars_: dict, defs=None, **kwargs):
+    env = build_environment(vars_, defs)
+    lhs, rhs = parse_equation(equation, env)
+    return verify_sides(lhs, rhs, env, name="c", **kwargs)
+
+
+# ---------------------------------------------------------------- true claims pass
+
+
+@pytest.mark.parametrize(
+    "equation, vars_",
+    [
+        ("sum(softmax(z)) == 1", CE),
+        ("grad(cross_entropy(softmax(z), y), z) == softmax(z) - y", CE),
+        ("grad(cross_entropy(softmax(z), e), z) == softmax(z) - e", CE),
+        ("jacobian(softmax(z), z) == diag(softmax(z)) - outer(softmax(z), softmax(z))", CE),
+        ("cross_entropy(softmax(z), y) == entropy(y) + kl(y, softmax(z))", CE),
+        ("log_softmax(z) == z - logsumexp(z)", CE),
+        ("var(z) == mean(z ** 2) - mean(z) ** 2", CE),
+        (f"grad(sum(O * ({P} @ V)), V) == {P}.T @ O", ATTENTION),
+        ("(Q @ K.T).T == K @ Q.T", ATTENTION),
+        ("trace(Q.T @ K) == sum(Q * K)", ATTENTION),
+        ("sum(ones(m, d)) == m * d", ATTENTION),
+    ],
+)
+def test_true_claims_pass_both_routes(equation, vars_):
+    result = check(equation, vars_, numeric_sizes=SMALL)
+    assert result.verdict == "pass", result.report()
+    assert [c.method for c in result.checks] == ["exact", "numeric"]
+    assert all(c.passed for c in result.checks)
+    assert result.counterexample is None and result.message == "verified"
+
+
+def test_summary_says_how_it_was_verified():
+    result = check("grad(cross_entropy(softmax(z), y), z) == softmax(z) - y", CE)
+    exact, numeric = result.summary().split("; ")
+    assert exact == "exact at n=2 and n=3"
+    assert numeric.startswith("numeric at n=64, complex-step, max rel. err ")
+    assert float(numeric.rsplit(" ", 1)[1]) < 1e-9
+    assert result.report().startswith("PASS c  [exact at n=2 and n=3; numeric at n=64")
+
+
+# ---------------------------------------------------------------- planted errors
+
+# The right-hand side times (1 + 1e-6 * e) for a one-hot e: a relative error of 1e-6 in exactly
+# one entry, at a position that changes with the sample; the counterexample must point at it.
+PLANTED = [
+    ("grad(cross_entropy(softmax(z), y), z)", "(softmax(z) - y) * (1 + 1e-6 * e)", CE),
+    (f"grad(sum(O * ({P} @ V)), V)", f"{P}.T @ O * (1 + 1e-6 * outer(e, f))", ATTENTION),
+]
+
+
+def one_position(cx, names) -> tuple[int, ...]:
+    """Where the one-hot inputs put their 1 (for the exact route they are rational strings)."""
+    return tuple([float(v) for v in cx.inputs[name]].index(1.0) for name in names)
+
+
+@pytest.mark.parametrize("lhs, rhs, vars_", PLANTED)
+def test_exact_route_alone_catches_a_planted_1e6_error_in_one_entry(lhs, rhs, vars_):
+    result = check(f"{lhs} == {rhs}", vars_, numeric=False)
+    assert result.verdict == "fail"
+    assert [c.method for c in result.checks] == ["exact"]
+    assert result.message == "the two sides differ (exact check)"
+    cx = result.counterexample
+    assert cx.check == "exact" and cx.profile is None
+    onehots = [name for name in ("e", "f") if name in vars_]
+    assert cx.entry == one_position(cx, onehots)
+    assert cx.difference == pytest.approx(cx.lhs - cx.rhs, rel=1e-9)
+    assert abs(cx.difference) == pytest.approx(1e-6 * abs(cx.rhs), rel=1e-3)
+    # and the unplanted claim passes the same route
+    correct = check(f"{lhs} == {rhs.replace('1e-6', '0')}", vars_, numeric=False)
+    assert correct.verdict == "pass", correct.report()
+
+
+@pytest.mark.parametrize("lhs, rhs, vars_", PLANTED)
+def test_numeric_route_alone_catches_a_planted_1e6_error_in_one_entry(lhs, rhs, vars_):
+    result = check(f"{lhs} == {rhs}", vars_, exact=False, numeric_sizes=SMALL)
+    assert result.verdict == "fail"
+    assert [c.method for c in result.checks] == ["numeric"]
+    cx = result.counterexample
+    assert cx.check == "numeric" and cx.profile in ("unit", "wide", "peaked")
+    onehots = [name for name in ("e", "f") if name in vars_]
+    assert cx.entry == one_position(cx, onehots)
+    assert abs(cx.difference) == pytest.approx(1e-6 * abs(cx.rhs), rel=1e-3)
+    correct = check(f"{lhs} == {rhs.replace('1e-6', '0')}", vars_, exact=False)
+    assert correct.verdict == "pass", correct.report()
+
+
+def test_planted_error_in_one_jacobian_entry_is_caught_by_each_route():
+    lhs = "jacobian(softmax(z), z)"
+    rhs = "(diag(softmax(z)) - outer(softmax(z), softmax(z))) * (1 + 1e-6 * outer(e, t))"
+    vars_ = {**CE, "t": "onehot[n]"}
+    for route in ({"numeric": False}, {"exact": False}):
+        result = check(f"{lhs} == {rhs}", vars_, **route)
+        assert result.verdict == "fail", route
+        assert result.counterexample.entry == one_position(result.counterexample, ["e", "t"])
+
+
+def test_numeric_probes_catch_and_localize_a_planted_error_at_large_n():
+    # 5000 coordinates is above FULL_LIMIT: the gradient is checked by directional probes.
+    equation = "grad(sum(z ** 3), z) == 3 * z ** 2 * (1 + 1e-6 * e)"
+    result = check(equation, CE, exact=False, numeric_sizes={"n": 5000})
+    assert result.verdict == "fail"
+    assert "probes" in result.checks[0].detail
+    assert result.counterexample.entry == one_position(result.counterexample, ["e"])
+    good = check(equation.replace("1e-6", "0"), CE, exact=False, numeric_sizes={"n": 5000})
+    assert good.verdict == "pass", good.report()
+
+
+def test_exact_route_sees_errors_far_below_float_precision():
+    equation = "grad(cross_entropy(softmax(z), y), z) == (softmax(z) - y) * (1 + 1e-12 * e)"
+    assert check(equation, CE, numeric=False).verdict == "fail"
+    assert check(equation, CE, exact=False).verdict == "pass"  # 1e-12 is below NUMERIC_RTOL
+
+
+def test_numeric_route_sees_errors_only_present_at_larger_sizes():
+    # (n - 2) * (n - 3) vanishes at both exact sizes n = 2 and n = 3, not at n = 64.
+    equation = "(n - 2) * (n - 3) * z == 0 * z"
+    assert check(equation, CE, numeric=False).verdict == "pass"
+    result = check(equation, CE)
+    assert result.verdict == "fail"
+    assert result.message == (
+        "the two sides differ (numeric check); the exact check passed, so the two routes disagree"
+    )
+
+
+def test_transposition_errors_are_caught_because_exact_sizes_differ():
+    assert exact_size_assignments(["m", "d"]) == [{"m": 2, "d": 3}, {"m": 3, "d": 2}]
+    result = check("(Q @ K.T).T == Q @ K.T", ATTENTION, numeric=False)
+    assert result.verdict == "fail"
+
+
+def test_exact_size_assignments_are_distinct_and_at_least_two():
+    assert exact_size_assignments([]) == [{}]
+    assert exact_size_assignments(["n"]) == [{"n": 2}, {"n": 3}]
+    for k in range(2, 6):
+        names = [f"s{i}" for i in range(k)]
+        for sizes in exact_size_assignments(names):
+            assert len(set(sizes.values())) == k and min(sizes.values()) >= 2
+
+
+# ---------------------------------------------------------------- failures and their reports
+
+
+def test_shape_mismatch_is_a_fail_naming_both_shapes():
+    result = verify("softmax(z) == sum(z)", CE, name="shapes")
+    assert result.verdict == "fail"
+    assert result.message == "the two sides have different shapes: (n,) and scalar"
+    assert result.counterexample is None
+    result = verify("Q @ K.T == Q.T @ K", ATTENTION)
+    assert result.message == "the two sides have different shapes: (m, m) and (d, d)"
+
+
+def test_counterexample_fields_of_a_wrong_sign():
+    result = verify("grad(cross_entropy(softmax(z), y), z) == y - softmax(z)", CE, name="sign")
+    assert result.verdict == "fail"
+    cx = result.counterexample
+    assert cx.check == "exact"
+    assert cx.sizes == {"n": 2}
+    assert set(cx.inputs) == {"z", "y"}
+    assert len(cx.inputs["z"]) == 2 and all(isinstance(v, str) for v in cx.inputs["z"])
+    assert len(cx.entry) == 1 and 0 <= cx.entry[0] < 2
+    assert cx.lhs == pytest.approx(-cx.rhs)  # the wrong sign, visible in the numbers
+    assert cx.difference == pytest.approx(2 * cx.lhs)
+    text = result.report().splitlines()
+    assert text[0] == "FAIL sign"
+    assert text[1] == "  the two sides differ (exact and numeric check)"
+    assert text[2].startswith("  exact check at n=2: entry [")
+    assert text[3].startswith("  z = [") and text[4].startswith("  y = [")
+
+
+def test_json_form_of_a_result():
+    result = verify("sum(softmax(z)) == 2", CE, name="j")
+    data = result.to_json()
+    assert data["name"] == "j" and data["verdict"] == "fail"
+    assert data["counterexample"]["check"] == "exact"
+    assert data["counterexample"]["lhs"] == pytest.approx(1.0)
+    assert data["counterexample"]["rhs"] == 2.0
+    assert data["counterexample"]["entry"] == ()
+    assert {c["method"] for c in data["checks"]} == {"exact", "numeric"}
+
+
+@pytest.mark.parametrize(
+    "equation, vars_, message",
+    [
+        ("log(z) == z", CE, "the left side is not real at the sampled inputs"),
+        ("z == sqrt(z)", CE, "the right side is not real at the sampled inputs"),
+        ("1 / (z - z) == z", CE, "the left side is not finite at the sampled inputs"),
+        ("exp(exp(exp(1000))) == 1", CE, "cannot evaluate the claim"),
+        ("sum(x) == 1", {"x": "real[40, 40]"}, "too many input entries (1600) for the exact check"),
+        ("grad(z, z) == z", CE, "grad() needs a scalar function, got shape (n,)"),
+        ("z == w", {"z": "real[n]", "w": "complex[n]"}, "unknown type 'complex'"),
+        ("z = z", CE, "syntax error"),
+        ("z == unknown(z)", CE, "unknown function 'unknown'"),
+        ("z ** 100 == z", CE, "exponent is too large"),
+    ],
+)
+def test_bad_claims_are_clean_one_line_errors(equation, vars_, message):
+    result = verify(equation, vars_, name="bad")
+    assert result.verdict == "error"
+    assert message in result.message
+    assert result.report() == f"ERROR bad: {result.message}"
+    assert "\n" not in result.report() and "Traceback" not in result.report()
+    assert result.counterexample is None
+
+
+def test_domain_error_is_also_clean_on_the_numeric_route_alone():
+    result = check("log(z) == z", CE, exact=False)
+    assert result.verdict == "error"
+    assert "not finite" in result.message
+
+
+def test_definitions_are_used():
+    result = verify("grad(cross_entropy(p, y), z) == p - y", CE, {"p": "softmax(z)"})
+    assert result.verdict == "pass"
+    result = verify("p == z", CE, {"p": "softmax(q)"})
+    assert result.verdict == "error" and result.message.startswith("definition 'p'")
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_result_and_other_seeds_other_points():
+    equation = "grad(cross_entropy(softmax(z), y), z) == softmax(z) - y + 1e-3 * e"
+    first = verify(equation, CE, seed=3).to_json()
+    assert verify(equation, CE, seed=3).to_json() == first
+    other = verify(equation, CE, seed=4).to_json()
+    assert other["verdict"] == first["verdict"] == "fail"
+    assert other["counterexample"]["inputs"] != first["counterexample"]["inputs"]
