@@ -283,6 +283,9 @@ class _Builder:
         return call("transpose", self.build(node.value))
 
     def _Call(self, node: ast.Call) -> Expr:
+        if isinstance(node.func, ast.Attribute) and node.func.attr != "T":
+            # x.__class__(), os.system(...): name the attribute, as for one that is not called
+            self._Attribute(node.func)
         if not isinstance(node.func, ast.Name):
             raise ParseError("only named functions can be called, e.g. softmax(z)")
         name = node.func.id
