@@ -31,11 +31,10 @@ def _reduced_shape(shape, axis: int | None, keepdims: bool):
     return shape[:a] + ((sympy.Integer(1),) if keepdims else ()) + shape[a + 1 :]
 
 
-def amax(x: Expr, axis: int | None) -> Expr:
-    """max of x along axis (all axes when None), keeping the reduced axes."""
-    return Call(
-        "_amax", (x,), (("axis", axis), ("keepdims", True)), _reduced_shape(x.shape, axis, True)
-    )
+def amax(x: Expr, axis: int | None, keepdims: bool = True) -> Expr:
+    """max of x along axis (all axes when None), keeping the reduced axes unless told not to."""
+    shape = _reduced_shape(x.shape, axis, keepdims)
+    return Call("_amax", (x,), (("axis", axis), ("keepdims", keepdims)), shape)
 
 
 def squeeze(x: Expr, axis: int | None, shape) -> Expr:
@@ -67,9 +66,14 @@ class Lowering:
     # ------------------------------------------------------------ stable pieces
 
     def shifted(self, x: Expr, axis: int | None) -> tuple[Expr, Expr]:
-        """(x - max, sum(exp(x - max))) along axis, both keeping the reduced axes."""
-        m = amax(x, axis)
-        sh = x - m
+        """(x - max, sum(exp(x - max))) along axis, both keeping the reduced axes.
+
+        For a vector the max and the sum are scalars (0-d broadcasts, and is cheaper).
+        """
+        if len(x.shape) == 1:
+            sh = x - amax(x, None, keepdims=False)
+            return sh, call("sum", call("exp", sh))
+        sh = x - amax(x, axis)
         return sh, _sum_keep(call("exp", sh), axis)
 
     def softmax(self, x: Expr, axis: int) -> Expr:
@@ -106,7 +110,8 @@ class Lowering:
         if axis % len(x.shape) != len(x.shape) - 1:
             return None
         sh, s = self.shifted(self.memo[x], axis)
-        return call("sum", call("log", s)) - vdot(self.memo[y], sh)
+        log_s = call("log", s)
+        return (call("sum", log_s) if log_s.shape else log_s) - vdot(self.memo[y], sh)
 
     @staticmethod
     def total(x: Expr) -> Expr:
@@ -141,8 +146,10 @@ class Lowering:
             return self.log_softmax(a[0], p["axis"])
         if fn == "logsumexp":
             x, axis, keep = a[0], p["axis"], p["keepdims"]
-            _, s = self.shifted(x, axis)
-            out = call("log", s) + amax(x, axis)
+            sh, s = self.shifted(x, axis)
+            out = call("log", s) + sh.args[1]  # log(sum(exp(x - m))) + m
+            if len(x.shape) == 1:  # m and s are scalars here
+                return call("expand_dims", out, axis=0) if keep else out
             return out if keep else squeeze(out, axis, node.shape)
         if fn == "log":
             return self.log_of(orig[0], a[0])
