@@ -174,8 +174,11 @@ def _render_note(
     ctx = figs.FigureContext(env, verified)
     for f in note.figures():
         stem = f"{note.name}-{f.name}"
-        with figs.style():
-            svg, pdf = figs.save(f.draw(ctx))
+        try:
+            with figs.style():
+                svg, pdf = figs.save(f.draw(ctx))
+        except Exception as e:  # a figure's code is the note author's: report, do not crash
+            raise BuildError(f"{note.name}: figure {f.name!r}: {type(e).__name__}: {e}") from e
         files[f.name] = FigureFiles(f"figures/{stem}.svg", f"figures/{stem}.pdf")
         if "md" in formats:
             _write(out / "md" / "figures" / f"{stem}.svg", svg, report)

@@ -74,14 +74,14 @@ def tex_escape(text: str) -> str:
 Resolver = Callable[[str], str]
 
 
-def tex_inline(text: str, xref: Resolver, cite: Resolver) -> str:
-    """One line or paragraph of prose to LaTeX (math kept as written)."""
+def tex_inline(text: str, xref: Resolver, cite: Resolver, textstyle: bool = False) -> str:
+    """One line or paragraph of prose to LaTeX (math kept as written, or in \\textstyle)."""
     out, pos = [], 0
     for m in _TOKEN.finditer(text):
         out.append(_text(text[pos : m.start()]))
         tok, kind = m.group(0), m.lastgroup
         if kind == "math":
-            out.append(tok)
+            out.append(r"$\textstyle " + tok[1:] if textstyle else tok)
         elif kind == "code":
             out.append(r"\texttt{" + tex_escape(tok[1:-1]) + "}")
         elif kind == "xref":
@@ -206,7 +206,7 @@ def why_math(why: str, xref: Resolver, cite: Resolver, tex: bool) -> str:
     if not why:
         return ""
     if tex:
-        return r"\text{" + tex_inline(why, xref, cite) + "}"
+        return r"\text{" + tex_inline(why, xref, cite, textstyle=True) + "}"
     parts = re.split(r"(?<!\\)\$", why)
     out = []
     for k, part in enumerate(parts):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,19 @@ class FigureFiles:
     pdf: str
 
 
-def _side_latex(side: Any, env: Environment) -> str:
+def _side_latex(side: Any, env: Environment, sizes: frozenset[str] = frozenset()) -> str:
     if isinstance(side, str):
         return to_latex(parse_formula(side, env))
     if isinstance(side, sympy.Basic):
-        return sympy_latex(side)
+        return sympy_latex(side, sizes)
     raise ValueError("a step given as a function needs display= (LaTeX) to be shown")
+
+
+def _array_sizes(note: Note) -> frozenset[str]:
+    names = set()
+    for text in note.arrays.values():
+        names.update(re.findall(r"[A-Za-z_]\w*", text.partition("[")[2]))
+    return frozenset(names)
 
 
 def mark(result: Result) -> str:
@@ -55,6 +63,7 @@ class NoteView:
         self.env = env
         self.name = note.name
         self.title = note.title
+        self.sizes = frozenset(env.sizes) | frozenset(note.indices.values()) | _array_sizes(note)
         self._results = list(results)
         self._numbers: dict[str, int] = {}
         self._figure_numbers: dict[str, int] = {}
@@ -148,7 +157,10 @@ class NoteView:
                 raise ValueError(f"Definition({d.lhs!r}): no such definition in Note.defs")
             lhs, rhs = latex_name(d.lhs), to_latex(self.env.defs[d.lhs].body)
         else:
-            lhs, rhs = _side_latex(d.lhs, self.env), _side_latex(d.rhs, self.env)
+            lhs, rhs = (
+                _side_latex(d.lhs, self.env, self.sizes),
+                _side_latex(d.rhs, self.env, self.sizes),
+            )
         return {"type": "definition", "lhs": lhs, "rhs": rhs, **self._why(d.why)}
 
     def _equation(self, steps: list[Step], first_lhs: bool) -> dict[str, Any]:
@@ -159,8 +171,8 @@ class NoteView:
             if step.display is not None:
                 left, rel, right = step.display, "", ""
             else:
-                left = _side_latex(lhs, self.env) if (k == 0 or first_lhs) else ""
-                rel, right = "=", _side_latex(rhs, self.env)
+                left = _side_latex(lhs, self.env, self.sizes) if (k == 0 or first_lhs) else ""
+                rel, right = "=", _side_latex(rhs, self.env, self.sizes)
             rows.append(
                 {
                     "lhs": left,

@@ -92,14 +92,16 @@ class NoteLatexPrinter(LatexPrinter):
     """SymPy's printer with index notation kept plain: z_{i}, \\delta_{ij}, \\sum_{k}."""
 
     def __init__(self, settings=None):
-        super().__init__({"mul_symbol": None, "fold_short_frac": False, **(settings or {})})
+        super().__init__({"mul_symbol": None, "fold_short_frac": True, **(settings or {})})
 
     shown: dict = {}
+    sizes: frozenset = frozenset()
+    aliases = {"ell": r"\ell", "eps": r"\epsilon", "mu": r"\mu"}
 
     def _print_Symbol(self, expr, style="plain"):
         if expr in self.shown:
             return self.shown[expr]
-        return latex_name(expr.name)
+        return self.aliases.get(expr.name) or latex_name(expr.name)
 
     def _print_Indexed(self, expr):
         base = latex_name(expr.base.label.name)
@@ -114,11 +116,21 @@ class NoteLatexPrinter(LatexPrinter):
         return f"{out}^{{{exp}}}" if exp else out
 
     def _print_Sum(self, expr):
-        subs = "".join(self._print(lim[0]) for lim in expr.limits)
+        """A sum over a whole index range 0..n-1 of a size n prints as \\sum_{k}; any other
+        range (a sum up to a parameter, a causal sum up to i) prints its limits, 1-based."""
+        heads = []
+        for var, lo, hi in expr.limits:
+            full = lo == 0 and (hi + 1).is_Symbol and (hi + 1).name in self.sizes
+            if full:
+                heads.append(rf"\sum_{{{self._print(var)}}}")
+            else:
+                heads.append(
+                    rf"\sum_{{{self._print(var)}={self._print(lo)}}}^{{{self._print(hi)}}}"
+                )
         body = self._print(expr.function)
         if expr.function.is_Add:
             body = rf"\left({body}\right)"
-        return rf"\sum_{{{subs}}} {body}"
+        return " ".join(heads) + " " + body
 
     def _print_Derivative(self, expr):
         inner = expr.expr
@@ -158,10 +170,11 @@ def _atomic(e: sympy.Basic) -> bool:
     return isinstance(e, Named | sympy.Indexed | sympy.Symbol)
 
 
-def _hide_named(expr: sympy.Basic) -> tuple[sympy.Basic, dict[sympy.Symbol, str]]:
+def _hide_named(expr: sympy.Basic, sizes: frozenset) -> tuple[sympy.Basic, dict]:
     """Named quantities as plain symbols, so the printer treats p_i like z_i (no brackets)."""
     shown: dict[sympy.Symbol, str] = {}
     printer = NoteLatexPrinter()
+    printer.sizes = sizes
 
     def swap(node):
         sym = sympy.Symbol(f"{node.label}[{','.join(map(str, node.idx))}]", real=True)
@@ -172,9 +185,10 @@ def _hide_named(expr: sympy.Basic) -> tuple[sympy.Basic, dict[sympy.Symbol, str]
     return out, shown
 
 
-def sympy_latex(expr: sympy.Basic) -> str:
-    """LaTeX for a SymPy expression in a note."""
-    hidden, shown = _hide_named(expr)
+def sympy_latex(expr: sympy.Basic, sizes: frozenset[str] | set[str] = frozenset()) -> str:
+    """LaTeX for a SymPy expression in a note; `sizes` are the names of the size symbols."""
+    hidden, shown = _hide_named(expr, frozenset(sizes))
     printer = NoteLatexPrinter()
     printer.shown = shown
+    printer.sizes = frozenset(sizes)
     return printer.doprint(hidden)
