@@ -191,6 +191,48 @@ CASES = {
         "ds = u * exp(s)",
     ),
     "log": ("sum(log(a))", ["a"], {"a": "positive[n]"}, {}, "da = 1 / a"),
+    "softmax-from-exp-minus-logsumexp": (
+        "sum(u * exp(z - logsumexp(z)))",
+        ["z"],
+        {"z": "real[n]", "u": "real[n]"},
+        {"p": "softmax(z)"},
+        "dz = u * p - p * sum(u * p)",
+    ),
+    "softmax-from-quotient": (
+        "sum(u * (exp(z) / sum(exp(z))))",
+        ["z"],
+        {"z": "real[n]", "u": "real[n]"},
+        {"p": "softmax(z)"},
+        "dz = p * (u - sum(p * u))",
+    ),
+    "log-softmax-jacobian": (
+        "jacobian(log_softmax(z), z)",
+        None,
+        {"z": "real[n]"},
+        {"p": "softmax(z)"},
+        "J = eye(n) - outer(ones(n), p)",
+    ),
+    "weighted-softmax-jacobian": (
+        "jacobian(y * softmax(z), z)",
+        None,
+        {"z": "real[n]", "y": "real[n]"},
+        {"p": "softmax(z)"},
+        "J = diag(y * p) - outer(y * p, p)",
+    ),
+    "tanh-layer-jacobian": (
+        "jacobian(tanh(W @ z), z)",
+        None,
+        {"z": "real[n]", "W": "real[n, n]"},
+        {},
+        "J = diag(1 - tanh(W @ z)**2) @ W",
+    ),
+    "variance-of-columns": (
+        "mean(var(X, axis=0))",
+        ["X"],
+        {"X": "real[n, k]"},
+        {},
+        "dX = 2 * (X - mean(X, axis=0, keepdims=True)) / (k * n)",
+    ),
 }
 
 

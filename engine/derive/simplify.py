@@ -96,6 +96,29 @@ def ones_like_shape(shape: tuple) -> Expr:
 
 Rule = Callable[[Call], Expr | None]
 
+REDUCTIONS = ("sum", "mean", "var", "logsumexp")
+
+
+def _drop_vector_keepdims(n: Call) -> Expr | None:
+    """v - sum(v, axis=-1, keepdims=True) -> v - sum(v) for vectors: a scalar broadcasts alike."""
+    if len(n.shape) != 1:
+        return None
+    for i, x in enumerate(n.args):
+        other = n.args[1 - i]
+        if is_call(x, *REDUCTIONS) and _keepdims(x) and len(x.args[0].shape) == 1:
+            if other.shape == n.shape:
+                args = list(n.args)
+                args[i] = call(x.fn, x.args[0])
+                return call(n.fn, *args)
+    return None
+
+
+def _elementwise_binary(rule: Rule) -> Rule:
+    def wrapped(n: Call) -> Expr | None:
+        return _drop_vector_keepdims(n) or rule(n)
+
+    return wrapped
+
 
 def _rule_add(n: Call) -> Expr | None:
     a, b = n.args
@@ -162,13 +185,15 @@ def _vector_axis(e: Expr) -> tuple[Expr, int] | None:
 def _matrix_product_rule(a: Expr, b: Expr) -> Expr | None:
     """eye * v -> diag(v); v[:, None] * w[None, :] -> outer(v, w); distribute over eye terms."""
     for x, y in ((a, b), (b, a)):
-        if is_call(x, "eye"):
+        if is_call(x, "eye") or (is_call(x, "diag") and len(x.args[0].shape) == 1):
+            # eye * v is diag(v); diag(v) * w (a row, a column or a vector) is diag(v * w).
             col = _vector_axis(y)
-            if col is not None and col[0].shape[0] == x.shape[0]:
-                return call("diag", col[0])
-            if len(y.shape) == 1 and y.shape[0] == x.shape[0]:
-                return call("diag", y)
-    ca, cb = _vector_axis(a), _vector_axis(b)
+            w = col[0] if col is not None else (y if len(y.shape) == 1 else None)
+            if w is not None and w.shape[0] == x.shape[0]:
+                return call("diag", w if is_call(x, "eye") else x.args[0] * w)
+    # A plain vector in a matrix product broadcasts as a row.
+    ca = _vector_axis(a) or ((a, 0) if len(a.shape) == 1 else None)
+    cb = _vector_axis(b) or ((b, 0) if len(b.shape) == 1 else None)
     if ca is not None and cb is not None and ca[1] != cb[1]:
         col, row = (ca, cb) if ca[1] == 1 else (cb, ca)
         return call("outer", col[0], row[0])
@@ -339,6 +364,8 @@ def _rule_reduce(n: Call) -> Expr | None:
             return s * red if op == "mul" else red / s
         if n.fn == "sum" and is_call(x, "ones") and axis is None:
             return _count(x.shape)
+        if n.fn == "sum" and is_call(x, "eye") and axis is not None:
+            return call("ones", dims=n.shape)
         if n.fn == "sum" and is_call(x, "diag") and len(x.shape) == 2 and axis is not None:
             v = x.args[0]
             return call("expand_dims", v, axis=axis) if keep else v
@@ -355,6 +382,20 @@ def _count(shape: tuple) -> Expr:
     return total
 
 
+def _rule_expand_dims(n: Call) -> Expr | None:
+    (x,) = n.args
+    if is_call(x, "ones"):
+        return call("ones", dims=n.shape) if len(n.shape) <= 2 else None
+    if is_call(x, "neg"):
+        return -call("expand_dims", x.args[0], **dict(n.params))
+    split = _scalar_factor(x)
+    if split is not None:
+        op, s, inner = split
+        inner = call("expand_dims", inner, **dict(n.params))
+        return s * inner if op == "mul" else inner / s
+    return None
+
+
 def _rule_softmax(n: Call) -> Expr | None:
     (x,) = n.args
     if len(x.shape) == 1 and dict(n.params).get("axis", -1) not in (-1,):
@@ -366,6 +407,8 @@ def _rule_elementwise(n: Call) -> Expr | None:
     (x,) = n.args
     if n.fn == "log" and is_call(x, "exp"):
         return x.args[0]
+    if n.fn == "exp" and is_call(x, "log_softmax"):
+        return Call("softmax", x.args, x.params, x.shape)
     if n.fn == "log" and is_call(unref(x), "softmax"):
         return call("log_softmax", unref(x).args[0], **dict(unref(x).params))
     if n.fn == "sqrt" and is_const(x):
@@ -375,10 +418,10 @@ def _rule_elementwise(n: Call) -> Expr | None:
 
 
 RULES: dict[str, Rule] = {
-    "add": _rule_add,
-    "sub": _rule_sub,
-    "mul": _rule_mul,
-    "div": _rule_div,
+    "add": _elementwise_binary(_rule_add),
+    "sub": _elementwise_binary(_rule_sub),
+    "mul": _elementwise_binary(_rule_mul),
+    "div": _elementwise_binary(_rule_div),
     "pow": _rule_pow,
     "neg": _rule_neg,
     "matmul": _rule_matmul,
@@ -391,7 +434,9 @@ RULES: dict[str, Rule] = {
     "softmax": _rule_softmax,
     "log_softmax": _rule_softmax,
     "log": _rule_elementwise,
+    "exp": _rule_elementwise,
     "sqrt": _rule_elementwise,
+    "expand_dims": _rule_expand_dims,
 }
 
 
