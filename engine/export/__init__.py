@@ -22,7 +22,8 @@ def to_module(
     """Python source of a module with one function computing the value and the gradients.
 
     The function takes the program's variables as arguments (in declaration order), reads the
-    sizes off their shapes and returns `(value, {"Q": dQ, ...})` in float64; with
+    sizes off their shapes and returns `(value, {"Q": dQ, ...})` in float64 (for a Jacobian
+    program, `(value, {"z": J})` with J[i, j] = d value_i / d z_j); with
     `with_value=False` it returns the gradients alone and skips work only the value needs.
     `verified_summary` (e.g. `Result.summary()`) goes into the module docstring; without it the
     docstring says the code was not verified at export time.
@@ -31,8 +32,8 @@ def to_module(
         raise ExportError(f"unknown export target {target!r} (known: {', '.join(TARGETS)})")
     if not name.isidentifier() or name.startswith("_"):
         raise ExportError(f"function name {name!r} is not a public Python identifier")
-    if program.kind != "grad":
-        raise ExportError("only gradient programs (of a scalar) can be exported")
+    if program.kind not in ("grad", "jacobian"):
+        raise ExportError(f"cannot export a program of kind {program.kind!r}")
     return Emitter(program, TARGETS[target], with_value).module(name, verified_summary)
 
 
