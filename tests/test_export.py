@@ -351,3 +351,20 @@ def test_bad_arguments():
         to_module(program, "tensorflow")
     with pytest.raises(ExportError, match="identifier"):
         to_module(program, name="not valid")
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_gradients_of_another_shape_are_broadcast(target, tmp_path):
+    """d/dx sum(x) = 1 and d/dw of a sum without w = 0: returned with the variable's shape."""
+    env = build_environment({"x": "real[n]", "w": "real[n, k]"})
+    program = Program(
+        parse_formula("sum(x)", env),
+        env,
+        (),
+        (("x", parse_formula("1", env)), ("w", parse_formula("0", env))),
+    )
+    module = load_module(to_module(program, target), tmp_path, f"bcast_{target}")
+    value, grads = module.value_and_grad(np.array([1.0, 2.0, 4.0]), np.ones((3, 2)))
+    assert float(value) == 7.0
+    assert np.asarray(grads["x"]).tolist() == [1.0, 1.0, 1.0]
+    assert np.asarray(grads["w"]).tolist() == [[0.0, 0.0]] * 3

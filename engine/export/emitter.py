@@ -223,7 +223,7 @@ class Emitter:
                     and all(static[c] for c in node.args)
                     and "scalar" in FORMS[node.fn]
                 )
-                text = self.render(node, code, static, named)
+                text = self.render(node, code, static)
                 if node in named:
                     self.lines.append(f"{named[node]} = {text[0]}")
                     code[node] = (named[node], P_ATOM)
@@ -272,20 +272,17 @@ class Emitter:
             return f"{node.fn}_{arg}"
         return "t"
 
-    def render(self, node: Call, code: dict[Expr, Code], static, named) -> Code:
-        """The node's source text, naming long inline arguments until the line fits."""
+    def render(self, node: Call, code: dict[Expr, Code], static: dict[Expr, bool]) -> Code:
+        """The node's source text, naming its longest inline argument until the line fits."""
         while True:
             column = "scalar" if static[node] else self.target.column
             text = self._render(node, column, code)
             if len(text[0]) <= LINE_LIMIT:
                 return text
-            longest = max(
-                (c for c in node.args if isinstance(c, Call) and code[c][1] < P_ATOM + 1),
-                key=lambda c: len(code[c][0]) if not code[c][0].isidentifier() else -1,
-                default=None,
-            )
-            if longest is None or code[longest][0].isidentifier():
+            inline = [c for c in node.args if isinstance(c, Call) and not code[c][0].isidentifier()]
+            if not inline:
                 return text
+            longest = max(inline, key=lambda c: len(code[c][0]))
             name = self.namer.fresh(self.hint(longest, code))
             self.lines.append(f"{name} = {code[longest][0]}")
             code[longest] = (name, P_ATOM)
