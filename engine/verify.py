@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -248,8 +249,9 @@ def _exact_check(lhs, rhs, used, order, seed) -> tuple[CheckReport, Counterexamp
                 "instead of large literal sizes"
             )
         symbols = sympy_backend.symbol_arrays(used, sizes)
-        left = sympy_backend.evaluate(lhs, symbols, sizes)
-        right = sympy_backend.evaluate(rhs, symbols, sizes)
+        with _not_real_guard():
+            left = sympy_backend.evaluate(lhs, symbols, sizes)
+            right = sympy_backend.evaluate(rhs, symbols, sizes)
         rng = np.random.default_rng([seed, 1, *sizes.values()])
         for _ in range(EXACT_POINTS):
             point = {
@@ -259,9 +261,13 @@ def _exact_check(lhs, rhs, used, order, seed) -> tuple[CheckReport, Counterexamp
             subs = {
                 symbols[n][idx]: point[n][idx] for n in used for idx in np.ndindex(point[n].shape)
             }
-            lv, rv = _exact_values(left, subs, "left"), _exact_values(right, subs, "right")
-            scale = max([abs(v) for v in lv.flat] + [abs(v) for v in rv.flat] + [mpmath.mpf(1e-10)])
-            errors = np.array([abs(a - b) / scale for a, b in zip(lv.flat, rv.flat, strict=True)])
+            with _not_real_guard():
+                lv, rv = _exact_values(left, subs, "left"), _exact_values(right, subs, "right")
+            with mpmath.workdps(EXACT_DIGITS):
+                scale = max([abs(v) for v in (*lv.flat, *rv.flat)] + [mpmath.mpf(1e-10)])
+                errors = np.array(
+                    [abs(a - b) / scale for a, b in zip(lv.flat, rv.flat, strict=True)]
+                )
             k = int(np.argmax(errors)) if errors.size else 0
             err = float(errors[k]) if errors.size else 0.0
             worst = max(worst, err)
@@ -280,6 +286,21 @@ def _exact_check(lhs, rhs, used, order, seed) -> tuple[CheckReport, Counterexamp
     return CheckReport("exact", True, _exact_detail(order, assignments), worst), None
 
 
+@contextlib.contextmanager
+def _not_real_guard() -> Iterator[None]:
+    """SymPy raises ValueError when relu/step/abs/sign meet a complex value (say relu(log(x))
+    at a negative x): report that as the clean error it is, not as a traceback."""
+    try:
+        yield
+    except ValueError as e:
+        if "comparable" not in str(e) and "Real" not in str(e):
+            raise
+        raise EngineError(
+            "the claim is not real at the sampled inputs (a complex value reached relu, step, "
+            "abs or sign: log or sqrt of a negative value?); declare such variables 'positive'"
+        ) from None
+
+
 def _exact_detail(order, assignments) -> str:
     if not order:
         return f"exact at {EXACT_POINTS} rational points, {EXACT_DIGITS} digits"
@@ -295,12 +316,16 @@ def _exact_values(arr: np.ndarray, subs: dict, side: str) -> np.ndarray:
         if v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
             raise EngineError(f"the {side} side is not finite at the sampled inputs")
         re, im = v.as_real_imag()
-        if not re.is_number or (im != 0 and abs(im) > 1e-40 * max(1, abs(re))):
+        # an unevaluated part (Heaviside of a complex value) is not a Number: not real either
+        numbers = isinstance(re, sympy.Number) and isinstance(im, sympy.Number)
+        if not numbers or (im != 0 and abs(im) > 1e-40 * max(1, abs(re))):
             raise EngineError(
                 f"the {side} side is not real at the sampled inputs (log or sqrt of a negative "
                 "value?); declare such variables 'positive'"
             )
-        out[idx] = mpmath.mpf(sympy.Float(re, EXACT_DIGITS)._mpf_)
+        # mpf() rounds to the working precision, which is float64's (15 digits) by default
+        with mpmath.workdps(EXACT_DIGITS):
+            out[idx] = mpmath.mpf(sympy.Float(re, EXACT_DIGITS)._mpf_)
     return out
 
 
