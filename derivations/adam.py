@@ -163,13 +163,6 @@ def draw_comparison(ctx: Any):
 # ---------------------------------------------------------------- the note
 
 
-def _unroll_display(b: str, x: str) -> str:
-    return (
-        rf"(1-\beta_{b})\sum_{{i=1}}^{{t}} \beta_{b}^{{t-i}} {x}_i = \beta_{b} \Big[(1-\beta_{b})"
-        rf"\sum_{{i=1}}^{{t-1}} \beta_{b}^{{t-1-i}} {x}_i\Big] + (1-\beta_{b})\, {x}_t"
-    )
-
-
 NOTE = Note(
     name="adam",
     order=4,
@@ -266,20 +259,23 @@ NOTE = Note(
         ),
         Section(
             "Unrolling the moving averages",
-            "The recursion hides which gradients $m_t$ is made of. The claim is that "
-            "$m_t = (1-\\beta_1) \\sum_{i=1}^{t} \\beta_1^{t-i} g_i$. The closed form starts "
-            "right (at $t = 0$ the sum is empty, $0 = m_0$), and it obeys the same recursion:",
+            "The recursion hides which gradients $m_t$ is made of. Write the candidate closed "
+            "forms",
+            "$$\n\\tilde{m}_t \\mathrel{:=} (1-\\beta_1) \\sum_{i=1}^{t} \\beta_1^{t-i} g_i, "
+            "\\qquad \\tilde{v}_t \\mathrel{:=} (1-\\beta_2) \\sum_{i=1}^{t} "
+            "\\beta_2^{t-i} g_i^2 .\n$$",
+            "They start right: at $t = 0$ the sums are empty, $\\tilde{m}_0 = 0 = m_0$ and "
+            "$\\tilde{v}_0 = 0 = v_0$. And they obey Adam's recursions (checked with the sums "
+            "written out, for every $t$ up to $T = 2, 3, 4$):",
             Step(
                 (
                     unrolled(beta1, "m", _grad, ti),
                     beta1 * unrolled(beta1, "m", _grad, ti - 1) + (1 - beta1) * g[ti],
                 ),
-                "split off the newest term $i = t$; checked for every $t$ up to $T = 2, 3, 4$",
+                "split off the newest term $i = t$",
                 label="unroll-m",
-                display=_unroll_display("1", "g"),
+                display=r"\tilde{m}_t = \beta_1 \tilde{m}_{t-1} + (1-\beta_1)\, g_t",
             ),
-            "By induction the two agree at every step. The same argument with $g_i^2$ in place "
-            "of $g_i$ unrolls $v_t$:",
             Step(
                 (
                     unrolled(beta2, "v", _grad_squared, ti),
@@ -287,10 +283,9 @@ NOTE = Note(
                 ),
                 "as [[unroll-m]], with $g_i^2$ for $g_i$",
                 label="unroll-v",
-                display=_unroll_display("2", "g^2")
-                .replace("g^2_i", "g_i^2")
-                .replace("g^2_t", "g_t^2"),
+                display=r"\tilde{v}_t = \beta_2 \tilde{v}_{t-1} + (1-\beta_2)\, g_t^2",
             ),
+            "By induction $m_t = \\tilde{m}_t$ and $v_t = \\tilde{v}_t$ at every step. "
             "So $m_t$ is a weighted average of all past gradients, with weight "
             "$(1-\\beta_1)\\beta_1^{t-i}$ on $g_i$: the newest gradient gets $1 - \\beta_1$ and "
             "every step back multiplies the weight by $\\beta_1$. The memory is about "

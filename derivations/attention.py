@@ -170,6 +170,7 @@ NOTE = Note(
         "O": "P @ V",
         "dP": "dO @ V.T",
         "dS": "P * (dP - sum(P * dP, axis=-1, keepdims=True))",
+        "A": "softmax(Z)",
     },
     arrays={"s": "real[n, n]"},
     indices={"i": "n", "j": "n"},
@@ -254,8 +255,7 @@ NOTE = Note(
             ),
             Step(
                 (score_variance, d),
-                "the cross terms $\\mathbb{E}[q_i k_i q_j k_j]$, $i \\ne j$, vanish; each square "
-                "contributes $\\mathbb{E}[q_i^2]\\,\\mathbb{E}[k_i^2] = 1$",
+                "cross terms vanish; each square has mean 1",
                 label="score-variance",
                 display=r"\operatorname{Var}\Big(\sum_{i=1}^{d} q_i k_i\Big) = d",
             ),
@@ -355,12 +355,13 @@ NOTE = Note(
             "reaching the attention weights,",
             Definition("dP"),
             "**Through the softmax.** Each row of $P$ is the softmax of the same row of $S$, "
-            "with Jacobian $\\operatorname{diag}(p) - p p^\\top$. Applied to an upstream "
-            "gradient $G$, row by row:",
+            "with Jacobian $\\operatorname{diag}(p) - p p^\\top$. For generic scores $Z$ "
+            "and an upstream gradient $G$, write",
+            Definition("A"),
+            "then, row by row,",
             Step(
-                "grad(sum(G * softmax(Z)), Z) == "
-                "softmax(Z) * (G - sum(softmax(Z) * G, axis=-1, keepdims=True))",
-                "$(\\operatorname{diag}(p) - p p^\\top) g = p \\odot (g - p^\\top g)$ for each row",
+                "grad(sum(G * A), Z) == A * (G - sum(A * G, axis=-1, keepdims=True))",
+                "Jacobian $\\operatorname{diag}(p) - p p^\\top$ on each row",
                 label="local-softmax",
             ),
             "Each entry of a row of scores is pushed up in proportion to its weight and to how "
@@ -435,7 +436,7 @@ NOTE = Note(
             "weight on the fact is",
             Step(
                 f"sum(t * softmax(s * t)) == {DILUTION}",
-                "one entry $e^s$, and $n - 1$ entries $e^0 = 1$ in the denominator",
+                "$n - 1$ entries $e^0 = 1$",
                 label="dilution",
             ),
             "For a fixed gap the weight falls like $e^s / n$ once $n \\gg e^s$. A gap of 4 "

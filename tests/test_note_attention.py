@@ -68,7 +68,7 @@ WRONG_FORMULAS = {
     # dV with P instead of P.T
     "grad-v": "grad(sum(dO * O), V) == P @ dO",
     # softmax backward that forgets the row-mean subtraction
-    "local-softmax": "grad(sum(G * softmax(Z)), Z) == softmax(Z) * G",
+    "local-softmax": "grad(sum(G * A), Z) == A * G",
     # dilution counting n distractors instead of n - 1
     "dilution": "sum(t * softmax(s * t)) == exp(s) / (exp(s) + n)",
     # FlashAttention's row sum with V in place of O
