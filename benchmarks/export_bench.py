@@ -208,7 +208,10 @@ def table(rows, samples: int) -> str:
         "median; BLAS single-threaded; "
         f"NumPy {np.__version__}, Python {platform.python_version()}, {platform.machine()}).",
         "The exported function is the NumPy module from `engine.export.to_module`; "
-        "`with_value=False` exports the gradients alone.",
+        "`with_value=False` exports the gradients alone. The first row is the target as set "
+        "(the export also computes the loss value, one more pass over y); the third compares "
+        "like with like. Both sides are checked to agree before timing.",
+        f"Load average at the start (2 shared cores): {os.getloadavg()[0]:.1f}.",
         "",
         "| case | exported | handwritten | ratio (median) | target |",
         "|---|---|---|---|---|",
