@@ -1,4 +1,4 @@
-"""The PyTorch export target: float64 CPU or GPU tensors (the device of the inputs)."""
+"""The PyTorch export target: float64 tensors (eye and ones are made on the default device)."""
 
 from engine.export.forms import TORCH
 from engine.export.target import Target
