@@ -131,6 +131,7 @@ def sym_map(f: Callable[[sympy.Expr], sympy.Expr]) -> Callable[[np.ndarray], np.
 
 
 def sym_sum(x: np.ndarray, axis: int | None = None, keepdims: bool = False) -> np.ndarray:
+    x = obj(x)  # arithmetic on 0-d object arrays gives a bare SymPy scalar (var of a scalar)
     if x.size == 0:
         raise EngineError("sum over an empty axis")
     if axis is None:
