@@ -64,13 +64,25 @@ def _derivative(node: Call, memo, values) -> np.ndarray:
         scalar = f[()]
         out = np.empty(xs.shape, dtype=object)
         for idx in np.ndindex(xs.shape):
-            out[idx] = sympy.diff(scalar, xs[idx])
+            out[idx] = _diff(scalar, xs[idx], node)
         return obj(out)
     out = np.empty((f.shape[0], xs.shape[0]), dtype=object)
     for i in range(f.shape[0]):
         for j in range(xs.shape[0]):
-            out[i, j] = sympy.diff(f[i], xs[j])
+            out[i, j] = _diff(f[i], xs[j], node)
     return out
+
+
+def _diff(f: sympy.Expr, x: sympy.Symbol, node: Call) -> sympy.Expr:
+    """d f / d x; SymPy leaves it unevaluated only for a non-real argument (sign of a complex
+    value, say), which would later fail to substitute: report it cleanly instead."""
+    d = sympy.diff(f, x)
+    if d.has(sympy.Derivative):
+        raise EngineError(
+            f"{node.fn}(): SymPy cannot differentiate this exactly (is an argument of sign, step "
+            "or abs complex, e.g. a log of a negative value?)"
+        )
+    return d
 
 
 def to_sympy(expr: Expr, sizes: dict[str, int]) -> sympy.Expr | sympy.ImmutableMatrix:
