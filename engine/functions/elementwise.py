@@ -42,6 +42,11 @@ def _np_gelu_tanh(x):
     return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + c * x**3)))
 
 
+def _keep_nan(x, y):
+    """y, but NaN wherever x is NaN: a comparison would turn relu(log(-1)) into a silent 0."""
+    return np.where(np.isnan(x), x, y)
+
+
 def _sym_sigmoid(x):
     return 1 / (1 + sympy.exp(-x))
 
@@ -108,7 +113,7 @@ elementwise("sin", np.sin, sympy.sin, lambda n, x: call("cos", x), _paren(r"\sin
 elementwise("cos", np.cos, sympy.cos, lambda n, x: -call("sin", x), _paren(r"\cos"), "cosine")
 elementwise(
     "relu",
-    lambda x: np.where(x.real > 0, x, 0),
+    lambda x: _keep_nan(x, np.where(x.real > 0, x, 0)),
     lambda x: sympy.Max(0, x),
     lambda n, x: call("step", x),
     _paren(latex_fn("ReLU")),
@@ -176,7 +181,7 @@ elementwise(
 )
 elementwise(
     "step",
-    lambda x: (x.real > 0).astype(float),
+    lambda x: _keep_nan(x, (x.real > 0).astype(float)),
     lambda x: sympy.Heaviside(x, 0),
     lambda n, x: 0 * x,
     _paren(latex_fn("step")),
