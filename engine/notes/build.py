@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import re
 import shutil
@@ -12,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.expr import EngineError
-from engine.notes import figures as figs
 from engine.notes.check import (
     ResultCache,
     StepResult,
@@ -35,7 +35,7 @@ from engine.parser import parse_formula
 ROOT = Path(__file__).resolve().parent.parent.parent
 DERIVATIONS = ROOT / "derivations"
 OUTPUT = ROOT / "output"
-CACHE = ROOT / ".cache" / "llm-math" / "steps"
+CACHE = ROOT / ".cache" / "llm-math"  # steps/ (passing results) and figures/ (SVG and PDF)
 BOOK_TITLE = "The Mathematics of Large Language Models"
 FORMATS = ("md", "tex", "pdf")
 PDF_PACKAGES = "texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk"
@@ -67,8 +67,9 @@ class BuildReport:
     pdfs: list[Path] = field(default_factory=list)
 
 
-def load_notes(directory: Path = DERIVATIONS) -> list[LoadedNote]:
+def load_notes(directory: Path | None = None) -> list[LoadedNote]:
     """Every `NOTE` defined by a module in `directory`, sorted by order then name."""
+    directory = DERIVATIONS if directory is None else directory
     loaded = []
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):
@@ -108,10 +109,10 @@ def failure_report(sr: StepResult) -> str:
 def build(
     only: Sequence[str] = (),
     formats: Sequence[str] = ("md", "tex"),
-    out: Path = OUTPUT,
+    out: Path | None = None,
     use_cache: bool = True,
-    directory: Path = DERIVATIONS,
-    cache_dir: Path = CACHE,
+    directory: Path | None = None,
+    cache_dir: Path | None = None,
     progress: Callable[[str, StepResult | None], None] | None = None,
 ) -> BuildReport:
     """Check every step of the selected notes; if all pass, draw, render and write them.
@@ -119,6 +120,8 @@ def build(
     Nothing is written unless every step passes. Each file is written atomically and only
     when its content changed. The index page and the book are written when all notes are built.
     """
+    out = OUTPUT if out is None else out
+    cache_dir = CACHE if cache_dir is None else cache_dir
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise BuildError(f"unknown format {', '.join(bad)} (choose from {', '.join(FORMATS)})")
@@ -127,8 +130,9 @@ def build(
     problems = [f"{x.note.name}: {p}" for x in notes for p in x.note.problems()]
     if problems:
         raise BuildError("; ".join(problems))
-    cache = ResultCache(cache_dir if use_cache else None)
+    cache = ResultCache(cache_dir / "steps" if use_cache else None)
     fingerprint = engine_fingerprint() if use_cache else ""
+    figure_cache = FigureCache(cache_dir / "figures" if use_cache else None, fingerprint)
     checked: dict[str, list[StepResult]] = {}
     for x in notes:
         results = check_note(
@@ -148,7 +152,8 @@ def build(
     for x in notes:
         if progress:
             progress(x.note.name, None)
-        views.append(_render_note(x.note, checked[x.note.name], formats, out, report))
+        drawn = figure_cache.draw(x, checked[x.note.name])
+        views.append(_render_note(x.note, checked[x.note.name], drawn, formats, out, report))
     if not only:
         _write_collection(views, formats, out, report)
     if "pdf" in formats:
@@ -159,11 +164,45 @@ def build(
     return report
 
 
-def _render_note(
-    note: Note, results: list[StepResult], formats, out: Path, report: BuildReport
-) -> NoteView:
+class FigureCache:
+    """SVG and PDF bytes of each figure, keyed by the note's source, the figure's name, the
+    engine and matplotlib: a rebuild with nothing changed draws nothing."""
+
+    def __init__(self, directory: Path | None, fingerprint: str):
+        self.directory = directory
+        if directory is not None:
+            import matplotlib
+
+            own = (Path(__file__).parent / "figures.py").read_bytes()
+            salt = f"{fingerprint}|{matplotlib.__version__}|".encode() + own
+            self.salt = hashlib.sha256(salt).hexdigest()
+
+    def draw(self, loaded: LoadedNote, results: list[StepResult]) -> dict[str, tuple[bytes, bytes]]:
+        note, out = loaded.note, {}
+        ctx = None
+        for f in note.figures():
+            key = path = None
+            if self.directory is not None:
+                text = f"{self.salt}|{note.name}|{f.name}|{loaded.source}"
+                key = hashlib.sha256(text.encode()).hexdigest()
+                path = self.directory / key
+                try:
+                    out[f.name] = ((path / "f.svg").read_bytes(), (path / "f.pdf").read_bytes())
+                    continue
+                except OSError:
+                    pass
+            ctx = ctx or _figure_context(note, results)
+            out[f.name] = _draw(note, f, ctx)
+            if path is not None:
+                write_atomic(path / "f.svg", out[f.name][0])
+                write_atomic(path / "f.pdf", out[f.name][1])
+        return out
+
+
+def _figure_context(note: Note, results: list[StepResult]):
+    from engine.notes import figures as figs
+
     env = environment(note)
-    files: dict[str, FigureFiles] = {}
     verified: dict[str, tuple] = {}
     for sr in results:
         if sr.step.label:
@@ -171,14 +210,32 @@ def _render_note(
             if sr.step.resolved_kind == "formula":
                 lhs, rhs = parse_formula(str(lhs), env), parse_formula(str(rhs), env)
             verified[sr.step.label] = (lhs, rhs)
-    ctx = figs.FigureContext(env, verified)
+    return figs.FigureContext(env, verified)
+
+
+def _draw(note: Note, f, ctx) -> tuple[bytes, bytes]:
+    from engine.notes import figures as figs
+
+    try:
+        with figs.style():
+            return figs.save(f.draw(ctx))
+    except Exception as e:  # a figure's code is the note author's: report, do not crash
+        raise BuildError(f"{note.name}: figure {f.name!r}: {type(e).__name__}: {e}") from e
+
+
+def _render_note(
+    note: Note,
+    results: list[StepResult],
+    drawn: dict[str, tuple[bytes, bytes]],
+    formats,
+    out: Path,
+    report: BuildReport,
+) -> NoteView:
+    env = environment(note)
+    files: dict[str, FigureFiles] = {}
     for f in note.figures():
         stem = f"{note.name}-{f.name}"
-        try:
-            with figs.style():
-                svg, pdf = figs.save(f.draw(ctx))
-        except Exception as e:  # a figure's code is the note author's: report, do not crash
-            raise BuildError(f"{note.name}: figure {f.name!r}: {type(e).__name__}: {e}") from e
+        svg, pdf = drawn[f.name]
         files[f.name] = FigureFiles(f"figures/{stem}.svg", f"figures/{stem}.pdf")
         if "md" in formats:
             _write(out / "md" / "figures" / f"{stem}.svg", svg, report)
