@@ -113,6 +113,7 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
     gradients = [(v.name, grads[v.name]) for v in wrt]
     steps, gradients = _name_common(steps, gradients, taken, rewriter)
     steps, gradients = _inline_single_use(steps, gradients)
+    steps, gradients = _renumber(steps, gradients, set(env.names()))
     return Program(output, env, tuple(steps), tuple(gradients), kind)
 
 
@@ -250,6 +251,35 @@ def _inline_single_use(steps, gradients):
         a = single[0]
         steps = [Assignment(b.name, _inline(b.expr, a.name, a.expr)) for b in steps if b is not a]
         gradients = [(v, _inline(g, a.name, a.expr)) for v, g in gradients]
+
+
+def _renumber(steps, gradients, reserved: set[str]):
+    """t3, t1, t2 in program order become t1, t2, t3."""
+    import re
+
+    temps = [a.name for a in steps if re.fullmatch(r"t\d+", a.name)]
+    wanted = [f"t{k}" for k in range(1, len(temps) + 1)]
+    if temps == wanted or reserved & set(wanted):
+        return steps, gradients
+    mapping = dict(zip(temps, wanted, strict=True))
+    memo: dict[str, Ref] = {}
+
+    def rename(e: Expr) -> Expr:
+        if isinstance(e, Ref):
+            return memo.get(e.name, e)
+        if isinstance(e, Call) and e.args:
+            args = tuple(rename(a) for a in e.args)
+            if args != e.args:
+                return Call(e.fn, args, e.params, e.shape)
+        return e
+
+    out = []
+    for a in steps:
+        body = rename(a.expr)
+        name = mapping.get(a.name, a.name)
+        memo[a.name] = Ref(name, body)
+        out.append(Assignment(name, body))
+    return out, [(v, rename(g)) for v, g in gradients]
 
 
 def _ref_occurrences(e: Expr, names: set[str]) -> list[str]:

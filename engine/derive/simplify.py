@@ -90,6 +90,15 @@ def sums_to_one_over(node: Call) -> bool:
     return axis == rank - 1 or (axis is None and rank == 1)
 
 
+def zeros(shape: tuple) -> Expr:
+    """A zero of the given shape: 0, or 0 * ones(...)."""
+    return Const(0) if not shape else Const(0) * call("ones", dims=tuple(shape))
+
+
+def is_zero(e: Expr) -> bool:
+    return is_const(e, 0) or (is_call(e, "mul") and is_const(e.args[0], 0))
+
+
 def ones_like_shape(shape: tuple) -> Expr:
     return Const(1) if not shape else call("ones", dims=tuple(shape))
 
@@ -120,14 +129,41 @@ def _elementwise_binary(rule: Rule) -> Rule:
     return wrapped
 
 
+def _coefficient(e: Expr) -> tuple[sympy.Expr, Expr]:
+    """`c * X` -> (c, X); `-X` -> (-1, X); else (1, e)."""
+    if is_call(e, "mul") and is_const(e.args[0]) and not is_const(e.args[1]):
+        return e.args[0].value, e.args[1]
+    if is_call(e, "neg"):
+        c, core = _coefficient(e.args[0])
+        return -c, core
+    return ONE, e
+
+
+def _collect(n: Call) -> Expr | None:
+    """c X + d X -> (c + d) X and c X - d X -> (c - d) X (same X, so the same shape)."""
+    a, b = n.args
+    if is_const(a) or is_const(b):
+        return None
+    (ca, xa), (cb, xb) = _coefficient(a), _coefficient(b)
+    if xa != xb:
+        return None
+    c = ca + cb if n.fn == "add" else ca - cb
+    if c == 0:
+        return Const(0) if is_scalar(xa) else zeros(xa.shape)
+    return xa if c == 1 else Const(c) * xa
+
+
 def _rule_add(n: Call) -> Expr | None:
     a, b = n.args
+    collected = _collect(n)
+    if collected is not None:
+        return collected
     if is_const(a) and is_const(b):
         v = _fold("add", a.value, b.value)
         return None if v is None else Const(v)
-    if is_const(a, 0) and _fits(b, n.shape):
+    if is_zero(a) and _fits(b, n.shape):
         return b
-    if is_const(b, 0) and _fits(a, n.shape):
+    if is_zero(b) and _fits(a, n.shape):
         return a
     if is_call(b, "neg"):
         return a - b.args[0]
@@ -142,12 +178,15 @@ def _rule_add(n: Call) -> Expr | None:
 
 def _rule_sub(n: Call) -> Expr | None:
     a, b = n.args
+    collected = _collect(n)
+    if collected is not None:
+        return collected
     if is_const(a) and is_const(b):
         v = _fold("sub", a.value, b.value)
         return None if v is None else Const(v)
-    if is_const(b, 0) and _fits(a, n.shape):
+    if is_zero(b) and _fits(a, n.shape):
         return a
-    if is_const(a, 0) and _fits(b, n.shape):
+    if is_zero(a) and _fits(b, n.shape):
         return -b
     if is_call(b, "neg"):
         return a + b.args[0]
@@ -221,8 +260,8 @@ def _rule_mul(n: Call) -> Expr | None:
             return y
         if is_const(x, -1) and _fits(y, n.shape):
             return -y
-        if is_const(x, 0) and is_scalar(y):
-            return Const(0)
+        if is_const(x, 0) and (is_scalar(y) or not is_call(y, "ones")):
+            return zeros(n.shape) if len(n.shape) <= 2 else None
         if is_call(x, "ones") and _broadcasts_to(x.shape, y.shape) and _fits(y, n.shape):
             return y
     if is_call(a, "neg"):
@@ -239,10 +278,13 @@ def _rule_mul(n: Call) -> Expr | None:
     if not is_const(a) and is_call(b, "mul") and is_const(b.args[0]):
         return b.args[0] * (a * b.args[1])
     # (x / s) * y -> (x * y) / s for a scalar s (the quotient goes outside, as in textbooks).
-    if is_call(a, "div") and is_scalar(a.args[1]) and not is_const(a.args[0], 1):
+    # (p / q) * r -> (p * r) / q: the quotient goes outside, as in textbooks.
+    if is_call(a, "div"):
         return (a.args[0] * b) / a.args[1]
-    if is_call(b, "div") and is_scalar(b.args[1]) and not is_const(b.args[0], 1):
+    if is_call(b, "div"):
         return (a * b.args[0]) / b.args[1]
+    if a == b:
+        return a ** Const(2)
     return None
 
 
@@ -253,6 +295,8 @@ def _rule_div(n: Call) -> Expr | None:
         return None if v is None else Const(v)
     if is_const(b, 1) and _fits(a, n.shape):
         return a
+    if is_call(a, "ones") and _fits(b, n.shape):
+        return Const(1) / b
     if is_const(a, 0) and is_scalar(b):
         return Const(0)
     if is_call(a, "neg"):
