@@ -46,7 +46,7 @@ def labelled(label: str) -> Step:
 def test_note_is_well_formed():
     assert NOTE.problems() == []
     assert NOTE.order == 4
-    assert len(STEPS) == 14
+    assert len(STEPS) == 15
     assert [f.name for f in NOTE.figures()] == ["optimizers-quadratic"]
 
 
@@ -86,6 +86,8 @@ WRONG = {
     ),
     # the quadratic's gradient without the factor h
     "quadratic-gradient": "grad(sum(h * theta ** 2) / 2, theta) == theta",
+    # H theta is the gradient only for a symmetric H
+    "rotated-gradient": "grad(theta @ (H @ theta) / 2, theta) == H @ theta",
 }
 
 
@@ -179,12 +181,24 @@ def test_momentum_first_two_steps_by_hand(runs):
     np.testing.assert_allclose(path[2], [-3.96 + 0.0756, 0.5 - 0.7], rtol=1e-14)
 
 
+def test_rotation_moves_sgd_and_momentum_paths_rigidly_but_not_adam(runs):
+    ctx = figure_context()
+    r = adam.rotation(np.pi / 4)
+    rotated = adam.run_optimizers(ctx, np.pi / 4)
+    for name in ("sgd", "momentum"):
+        np.testing.assert_allclose(rotated[name][0], runs[name][0] @ r.T, atol=1e-12)
+        np.testing.assert_allclose(rotated[name][1], runs[name][1], rtol=1e-9, atol=1e-15)
+    # the prose: Adam on the rotated valley is "still at a loss of about 0.16"
+    assert round(rotated["adam"][1][-1], 2) == 0.16
+    assert rotated["adam"][1][-1] > 1e4 * runs["adam"][1][-1]
+
+
 def test_figure_draws():
     import matplotlib.pyplot as plt
 
     fig = adam.draw_comparison(figure_context())
     try:
         left, right = fig.axes[:2]
-        assert len(right.get_lines()) == 3
+        assert len(right.get_lines()) == 4  # three optimizers and Adam on the rotated valley
     finally:
         plt.close(fig)
