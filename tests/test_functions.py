@@ -57,6 +57,7 @@ CASES = [
         )
     ],
     *[f"{f}(x)" for f in ("sum", "mean", "var", "logsumexp")],
+    *[f"{f}(s)" for f in ("sum", "mean", "var", "logsumexp")],  # var(s) once crashed
     *[
         f"{f}({arg})"
         for f in ("softmax", "log_softmax")
@@ -236,6 +237,12 @@ def test_numpy_forms_are_stable_at_extreme_inputs():
     np.testing.assert_allclose(
         numpy_value("softplus(z)", z=big), [1000, math.log(2), 0], atol=1e-300
     )
+
+
+def test_numpy_forms_keep_nan():
+    """relu and step used to turn NaN (say log of a negative) into a silent 0."""
+    for f in ("relu", "step", "sign", "abs", "sigmoid", "softplus", "silu", "gelu"):
+        assert np.isnan(numpy_value(f"{f}(z)", z=[np.nan])[0]), f
 
 
 def test_numpy_forms_take_complex_steps():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import build_environment, parse_equation, verify, verify_sides
 from engine.verify import exact_size_assignments
@@ -215,6 +217,13 @@ def test_json_form_of_a_result():
         ("z = z", CE, "syntax error"),
         ("z == unknown(z)", CE, "unknown function 'unknown'"),
         ("z ** 100 == z", CE, "exponent is too large"),
+        # regressions: these crashed with ValueError instead of a clean error
+        ("relu(log(z)) == 0 * z", CE, "not real at the sampled inputs (a complex value reached"),
+        (
+            "grad(sum(sign(entropy(s) ** erf(z))), z) == z",
+            {**CE, "s": "real"},
+            "grad(): SymPy cannot differentiate this exactly",
+        ),
     ],
 )
 def test_bad_claims_are_clean_one_line_errors(equation, vars_, message):
@@ -230,6 +239,46 @@ def test_domain_error_is_also_clean_on_the_numeric_route_alone():
     result = check("log(z) == z", CE, exact=False)
     assert result.verdict == "error"
     assert "not finite" in result.message
+    # relu and step used to turn the NaN of log(-1) into 0, so this passed the numeric route
+    result = check("relu(log(z)) == 0 * z", CE, exact=False)
+    assert result.verdict == "error" and "not finite" in result.message
+
+
+# ---------------------------------------------------------------- random claims
+
+LEAVES = ["z", "u", "y", "e", "r", "s", "n", "2", "0.5", "pi"]
+RANDOM_VARS = {**CE, "u": "positive[n]", "r": "unit[n]", "s": "real"}
+
+
+def formulas(depth: int = 3):
+    leaf = st.sampled_from(LEAVES)
+
+    def extend(inner):
+        elementwise = st.sampled_from(
+            "exp log sqrt abs tanh sigmoid sin cos relu softplus silu gelu gelu_tanh sign step".split()
+        )
+        unary = st.sampled_from("sum mean var logsumexp softmax log_softmax entropy diag".split())
+        return st.one_of(
+            st.builds("{}({})".format, elementwise, inner),
+            st.builds("{}({})".format, unary, inner),
+            st.builds(
+                "({} {} {})".format, inner, st.sampled_from(["+", "-", "*", "/", "**", "@"]), inner
+            ),
+            st.builds("{}({}, {})".format, st.sampled_from(["cross_entropy", "kl"]), inner, inner),
+            st.builds("grad(sum({}), {})".format, inner, st.sampled_from(["z", "u", "s"])),
+        )
+
+    return st.recursive(leaf, extend, max_leaves=depth * 2)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(formulas(), formulas())
+def test_random_claims_get_a_verdict_never_an_exception(left, right):
+    result = verify(f"{left} == {right}", RANDOM_VARS, numeric_sizes={"n": 5})
+    assert result.verdict in ("pass", "fail", "error")
+    assert "\n" not in result.report() or result.verdict == "fail"
+    if left == right and result.verdict != "error":
+        assert result.verdict == "pass", result.report()
 
 
 def test_definitions_are_used():
