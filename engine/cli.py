@@ -72,7 +72,13 @@ def cli() -> None:
     help="Let-bind a definition, e.g. --def 'p=softmax(z)'.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
-@click.option("--seed", default=0, show_default=True, help="Seed for the random test points.")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed for the random test points.",
+)
 @click.option(
     "--size",
     "sizes",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -172,6 +173,8 @@ def verify_sides(
     `exact=False` or `numeric=False` runs one route alone (for tests and benchmarks); a result
     shown to users always comes from both.
     """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        return Result(name, "error", f"the seed must be a non-negative integer, got {seed!r}")
     if lhs.shape != rhs.shape:
         return Result(
             name,
