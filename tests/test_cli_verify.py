@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -211,6 +212,9 @@ def test_missing_file_and_usage_errors_exit_2(tmp_path):
     assert result.exit_code == 2 and "--var/--def go with an inline equation" in result.stderr
     result = run("--var", "z", "z == z")
     assert result.exit_code == 2 and "is not NAME=VALUE" in result.stderr
+    # a negative seed once crashed inside NumPy with a traceback
+    result = run("--seed", "-1", "--var", "z=real[n]", "sum(z) == 1")
+    assert result.exit_code == 2 and "-1 is not in the range x>=0" in result.stderr
 
 
 def test_python_m_engine_prints_no_traceback(claims_file):
@@ -234,3 +238,21 @@ def test_python_m_engine_prints_no_traceback(claims_file):
     assert "ERROR blow-up: nested powers are too large" in proc.stdout
     assert "ERROR escape: " in proc.stdout
     assert proc.stderr.strip() == "2 passed, 1 failed, 4 errors"
+
+
+def test_output_is_the_same_in_fresh_processes(claims_file):
+    """Same file and seed give byte-identical output, whatever the process's hash seed."""
+    path = claims_file(PASSING, FAILING)
+    outputs = []
+    for hash_seed in ("1", "2"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "engine", "verify", path, "--json", "--seed", "3"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        assert proc.returncode == 1
+        outputs.append(proc.stdout)
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0])[2]["verdict"] == "fail"

@@ -247,6 +247,8 @@ def test_domain_error_is_also_clean_on_the_numeric_route_alone():
 # ---------------------------------------------------------------- random claims
 
 LEAVES = ["z", "u", "y", "e", "r", "s", "n", "2", "0.5", "pi"]
+ELEMENTWISE = "exp log sqrt abs tanh sigmoid sin cos relu softplus silu gelu gelu_tanh sign step"
+ELEMENTWISE = ELEMENTWISE.split()
 RANDOM_VARS = {**CE, "u": "positive[n]", "r": "unit[n]", "s": "real"}
 
 
@@ -254,9 +256,7 @@ def formulas(depth: int = 3):
     leaf = st.sampled_from(LEAVES)
 
     def extend(inner):
-        elementwise = st.sampled_from(
-            "exp log sqrt abs tanh sigmoid sin cos relu softplus silu gelu gelu_tanh sign step".split()
-        )
+        elementwise = st.sampled_from(ELEMENTWISE)
         unary = st.sampled_from("sum mean var logsumexp softmax log_softmax entropy diag".split())
         return st.one_of(
             st.builds("{}({})".format, elementwise, inner),
@@ -279,6 +279,12 @@ def test_random_claims_get_a_verdict_never_an_exception(left, right):
     assert "\n" not in result.report() or result.verdict == "fail"
     if left == right and result.verdict != "error":
         assert result.verdict == "pass", result.report()
+
+
+def test_a_negative_seed_is_a_clean_error():
+    result = verify("sum(softmax(z)) == 1", CE, seed=-1)
+    assert result.verdict == "error"
+    assert result.message == "the seed must be a non-negative integer, got -1"
 
 
 def test_definitions_are_used():
