@@ -170,6 +170,7 @@ FUNCTION_CASES = [
     # size and constant scalars (plain Python numbers in every target)
     ("X * sqrt(n) / (k * pi) + exp(-1/3) * tanh(sqrt(2 / pi))", {"X": "real[n, k]"}),
     ("X * sigmoid(n / k) + relu(1 - n) + softplus(k) * abs(-2) + erf(1/2)", {"X": "real[n, k]"}),
+    ("X * (sigmoid(-1000 * n) + sigmoid(1000 * n) + softplus(-1000 * n))", {"X": "real[n, k]"}),
     (
         "X * (sign(n - k) + step(k - n) + gelu(1/2) + silu(n) - log(k) + cos(sin(pi)))",
         {"X": "real[n, k]"},

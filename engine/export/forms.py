@@ -200,7 +200,7 @@ FORMS: dict[str, dict[str, Form]] = {
         "_sigmoid({0})",
         "jax.nn.sigmoid({0})",
         "torch.sigmoid({0})",
-        "(1 / (1 + math.exp(-({0}))))",
+        "(1 / (1 + math.exp(-({0}))) if {0} >= 0 else math.exp({0}) / (1 + math.exp({0})))",
         np_helpers=(SIGMOID_HELPER,),
         jax_imports=(JAX,),
     ),
