@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -350,8 +351,11 @@ def test_bad_arguments():
     program = PROGRAMS["cross_entropy"]()
     with pytest.raises(ExportError, match="unknown export target"):
         to_module(program, "tensorflow")
-    with pytest.raises(ExportError, match="identifier"):
-        to_module(program, name="not valid")
+    for bad in ("not valid", "class", "np", "max", "_private"):
+        with pytest.raises(ExportError, match="identifier"):
+            to_module(program, name=bad)
+    with pytest.raises(ExportError, match="kind"):
+        to_module(dataclasses.replace(program, kind="hessian"))
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.derive.program import Program
-from engine.export.emitter import Emitter, ExportError
+from engine.export.emitter import RESERVED, Emitter, ExportError
 from engine.export.jax_target import JAX_TARGET
 from engine.export.numpy_target import NUMPY
 from engine.export.target import Target
@@ -30,8 +30,11 @@ def to_module(
     """
     if target not in TARGETS:
         raise ExportError(f"unknown export target {target!r} (known: {', '.join(TARGETS)})")
-    if not name.isidentifier() or name.startswith("_"):
-        raise ExportError(f"function name {name!r} is not a public Python identifier")
+    if not name.isidentifier() or name.startswith("_") or name in RESERVED:
+        raise ExportError(
+            f"function name {name!r} is not a public Python identifier free for the module "
+            "(keywords, builtins and the module's imports are taken)"
+        )
     if program.kind not in ("grad", "jacobian"):
         raise ExportError(f"cannot export a program of kind {program.kind!r}")
     return Emitter(program, TARGETS[target], with_value).module(name, verified_summary)
