@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import sympy
 
+from engine.backends import numpy_backend
 from engine.claims import Claim, load_claims
 from engine.expr import Call, Const, Expr, Var, call, free_vars
 from engine.parser import Environment, build_environment, parse_equation
@@ -277,6 +278,54 @@ def probe_noise(claims: list[Claim], seeds: Iterable[int]) -> str:
     return "\n".join(rows)
 
 
+def constants_table(claims: list[Claim], seeds: Iterable[int]) -> str:
+    """Raw float64 errors of the true claims under other SCALE_FLOORs, and how much of the
+    long-double / propagated noise estimate the largest raw errors actually used."""
+    floors = (V.SCALE_FLOOR, 1e-6, 0.0)
+    rows = [
+        "| claim | "
+        + " | ".join(f"max raw err, SCALE_FLOOR={f:g}" for f in floors)
+        + " | max of error / (noise estimate / NOISE_SAFETY) where err > 1e-12 |",
+        "|---|" + "---|" * (len(floors) + 1),
+    ]
+    for claim in claims:
+        lhs, rhs, env = parsed(claim)
+        if claim.expect != "pass":
+            continue
+        used = {**free_vars(lhs), **free_vars(rhs)}
+        order = [s for s in env.sizes if s in V._all_size_names(lhs, rhs, used)]
+        sizes = V.numeric_size_assignment(order, None)
+        worst = dict.fromkeys(floors, 0.0)
+        used_noise = 0.0
+        saved = V.SCALE_FLOOR
+        with np.errstate(all="ignore"), V.threadpool_limits(limits=1, user_api="blas"):
+            for seed in seeds:
+                for p, profile in enumerate(V.PROFILES):
+                    rng = np.random.default_rng([seed, 2, p])
+                    values = V._sample(used, sizes, rng, profile)
+                    left = np.real(numpy_backend.evaluate(lhs, values, sizes))
+                    right = np.real(numpy_backend.evaluate(rhs, values, sizes))
+                    for f in floors:
+                        V.SCALE_FLOOR = f
+                        worst[f] = max(worst[f], float(np.max(V.entry_errors(left, right))))
+                    V.SCALE_FLOOR = saved
+                    err = V.entry_errors(left, right)
+                    if float(np.max(err)) > 1e-12:
+                        noise = sum(
+                            g(side, values, sizes)
+                            for g in (V.rounding_noise, V.propagated_noise)
+                            for side in (lhs, rhs)
+                        )
+                        k = int(np.argmax(err))
+                        diff = abs(float(left.flat[k] - right.flat[k]))
+                        unit = float(np.ravel(noise)[k]) / V.NOISE_SAFETY
+                        used_noise = max(used_noise, diff / unit if unit > 0 else math.inf)
+        print(f"{claim.name:36s} {worst} noise used {used_noise:.2g}", flush=True)
+        cells = " | ".join(f"{worst[f]:.1e}" for f in floors)
+        rows.append(f"| {claim.name} | {cells} | {used_noise:.2g} |")
+    return "\n".join(rows)
+
+
 def write_section(marker: str, body: str, path: Path = RESULTS) -> None:
     """Replace (or append) the text between `<!-- marker:begin -->` and `<!-- marker:end -->`."""
     begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
@@ -308,7 +357,9 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--section", choices=["all", "claims", "planted", "probes"], default="all")
+    ap.add_argument(
+        "--section", choices=["all", "claims", "planted", "probes", "constants"], default="all"
+    )
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--planted-seeds", type=int, default=20)
     ap.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
@@ -355,6 +406,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not args.no_write:
             write_section("noise-probes", body)
+    if args.section == "constants":
+        table = constants_table(claims, range(args.seeds))
+        body = (
+            "### Numeric route: SCALE_FLOOR and NOISE_SAFETY\n\n"
+            + stamp
+            + f"\n\n{args.seeds} seeds x {len(V.PROFILES)} profiles per true claim, raw float64 "
+            "errors (no noise discount). Last column: the largest error among points with error "
+            "above 1e-12, in units of the unscaled noise estimate (long double + propagated); "
+            f"NOISE_SAFETY = {V.NOISE_SAFETY} covers it when the value is below "
+            f"{V.NOISE_SAFETY}.\n\n" + table
+        )
+        if not args.no_write:
+            write_section("noise-constants", body)
     print(f"{failures} false alarms or misses")
     return 1 if failures else 0
 
