@@ -142,3 +142,16 @@ def test_library_form_of_every_function(target, expr, vars, tmp_path):
     assert f.shape == ef.shape and f.dtype == np.float64
     np.testing.assert_allclose(f, ef, rtol=1e-13, atol=1e-14 * float(np.max(np.abs(ef))))
     np.testing.assert_allclose(value, ev, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_jax_export_is_jittable(name, tmp_path):
+    """Sizes come from static shapes and size scalars are Python floats, so jax.jit traces it."""
+    program = PROGRAMS[name]()
+    module = load_module(to_module(program, "jax"), tmp_path, f"jit_{name}")
+    inputs = [jnp.asarray(x) for x in sample_inputs(program, seed=4).values()]
+    value, grads = module.value_and_grad(*inputs)
+    jit_value, jit_grads = jax.jit(module.value_and_grad)(*inputs)
+    _close(jit_value, value, "value")
+    for v in grads:
+        _close(jit_grads[v], grads[v], v)
