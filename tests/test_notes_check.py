@@ -174,3 +174,10 @@ def test_step_key_depends_on_claim_declarations_and_engine():
     assert step_key(note, step, "other engine") != base
     other = Note(**{**note.__dict__, "vars": {"z": "positive[n]"}})
     assert step_key(other, step, "fp") != base
+
+
+def test_reported_errors_do_not_depend_on_earlier_sympy_state():
+    first = run(JACOBIAN)
+    _ = [sympy.Dummy() for _ in range(2000)]  # shifts every later Dummy's sort key
+    second = run(JACOBIAN)
+    assert first.checks == second.checks

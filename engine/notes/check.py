@@ -397,7 +397,9 @@ def _index_numeric(note, lhs, rhs, arrays, used_sizes, free_idx, syms):
         left, right = _instantiate(lhs, subs), _instantiate(rhs, subs)
         entries = sorted(_entries(left) | _entries(right), key=sympy.default_sort_key)
         entries += params
-        dummies = [sympy.Dummy() for _ in entries]
+        # Named symbols, not Dummy: a Dummy's sort key depends on how many were made before
+        # in the process, which reorders the float operations and changes the reported error.
+        dummies = [sympy.Symbol(f"_entry{m:05d}") for m in range(len(entries))]
         swap = dict(zip(entries, dummies, strict=True))
         fn = sympy.lambdify(dummies, [left.xreplace(swap), right.xreplace(swap)], "numpy", cse=True)
         compiled.append((values, entries, fn))
