@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -35,7 +36,8 @@ from engine.parser import parse_formula
 ROOT = Path(__file__).resolve().parent.parent.parent
 DERIVATIONS = ROOT / "derivations"
 OUTPUT = ROOT / "output"
-CACHE = ROOT / ".cache" / "llm-math"  # steps/ (passing results) and figures/ (SVG and PDF)
+# steps/ (passing results) and figures/ (SVG and PDF); LLM_MATH_CACHE moves it (benchmarks).
+CACHE = Path(os.environ.get("LLM_MATH_CACHE") or ROOT / ".cache" / "llm-math")
 BOOK_TITLE = "The Mathematics of Large Language Models"
 FORMATS = ("md", "tex", "pdf")
 PDF_PACKAGES = "texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk"
