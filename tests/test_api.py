@@ -81,6 +81,20 @@ def test_to_numpy_gives_a_callable_with_sizes_inferred():
     np.testing.assert_allclose(h(A=np.arange(6.0).reshape(2, 3)), [6.0, 8.0, 10.0])
 
 
+def test_jacobian_orientation_is_rows_of_outputs():
+    """J[i, j] = d f_i / d x_j: for f = M @ v (M is 3 x 2) the Jacobian is M itself."""
+    env = build_environment({"M": "real[3, 2]", "v": "real[2]"})
+    m = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    jac = to_numpy(parse_formula("jacobian(M @ v, v)", env))(M=m, v=[0.3, -0.7])
+    np.testing.assert_allclose(jac, m, rtol=1e-15)
+    v0, v1 = sympy.symbols("v[0] v[1]", real=True)
+    exact = to_sympy(parse_formula("jacobian(3 * v ** 2, v)", env), {})
+    assert exact == sympy.Matrix([[6 * v0, 0], [0, 6 * v1]])
+    assert verify("jacobian(M @ v, v) == M", {"M": "real[m, n]", "v": "real[n]"}).passed
+    wrong = verify("jacobian(M @ v, v) == M.T", {"M": "real[m, n]", "v": "real[n]"})
+    assert wrong.message == "the two sides have different shapes: (m, n) and (n, m)"
+
+
 def test_to_numpy_agrees_with_to_sympy():
     expr = formula("logsumexp(A, axis=1) * s")
     rng = np.random.default_rng(0)
