@@ -1,7 +1,7 @@
 """Speed of exported NumPy gradient code against handwritten NumPy, measured side by side.
 
     python benchmarks/export_bench.py            # prints the table and updates RESULTS.md
-    python benchmarks/export_bench.py --no-write
+    python benchmarks/export_bench.py --no-write --numpy-only
 
 Cases: cross-entropy gradient at n = 50,000 against `softmax(z) - y`, and the attention
 backward at n = 512, d = 64 against a handwritten backward. The two sides run interleaved
@@ -18,6 +18,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
+import math  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
@@ -129,9 +130,16 @@ def interleaved(a, b, args, samples: int, calls: int) -> tuple[float, float, flo
     return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
 
 
-def run(samples: int) -> list[tuple[str, str, float, float, float, str]]:
+Row = tuple[str, str, int, float, float, float]  # case, target, samples, a, b, median ratio
+
+
+def _row(case: str, target: str, a, b, args, samples: int, calls: int) -> Row:
+    return (case, target, samples, *interleaved(a, b, args, samples, calls))
+
+
+def run(samples: int, libraries: bool) -> list[Row]:
     rng = np.random.default_rng(0)
-    rows = []
+    rows: list[Row] = []
 
     n = 50_000
     z = rng.standard_normal(n) * 3
@@ -143,30 +151,39 @@ def run(samples: int) -> list[tuple[str, str, float, float, float, str]]:
     hv, hg = hand_ce_value_and_grad(z, y)
     assert np.allclose(grads["z"], hand_ce_grad(z, y), rtol=1e-12, atol=1e-18)
     assert np.isclose(value, hv, rtol=1e-12) and np.allclose(grads["z"], hg, rtol=1e-12)
-    exported_ce = lambda z, y: ce.value_and_grad(z, y)  # noqa: E731
-    exported_ce_grad = lambda z, y: ce_grad.value_and_grad(z, y)  # noqa: E731
+    # Short samples (10 calls, ~1 ms), many of them: the two sides see the same machine load.
+    ce_samples = 4 * samples
     rows.append(
-        (
+        _row(
             "CE n=50,000: export value_and_grad / hand `softmax(z) - y`",
             "1.2",
-            *interleaved(exported_ce, hand_ce_grad, (z, y), 4 * samples, 10),
-            "",
+            ce.value_and_grad,
+            hand_ce_grad,
+            (z, y),
+            ce_samples,
+            10,
         )
     )
     rows.append(
-        (
+        _row(
             "CE n=50,000: export with_value=False / hand `softmax(z) - y`",
             "1.2",
-            *interleaved(exported_ce_grad, hand_ce_grad, (z, y), 4 * samples, 10),
-            "",
+            ce_grad.value_and_grad,
+            hand_ce_grad,
+            (z, y),
+            ce_samples,
+            10,
         )
     )
     rows.append(
-        (
+        _row(
             "CE n=50,000: export value_and_grad / hand value and gradient",
             "1.2",
-            *interleaved(exported_ce, hand_ce_value_and_grad, (z, y), 4 * samples, 10),
-            "",
+            ce.value_and_grad,
+            hand_ce_value_and_grad,
+            (z, y),
+            ce_samples,
+            10,
         )
     )
 
@@ -179,48 +196,124 @@ def run(samples: int) -> list[tuple[str, str, float, float, float, str]]:
         (grads["Q"], grads["K"], grads["V"]), hand_attention_backward(Q, K, V, dO), strict=True
     ):
         assert np.allclose(got, want, rtol=1e-10, atol=1e-12)
+    args = (Q, K, V, dO)
     rows.append(
-        (
+        _row(
             "attention n=512, d=64: export value_and_grad / hand backward",
             "1.5",
-            *interleaved(att.value_and_grad, hand_attention_backward, (Q, K, V, dO), samples, 3),
-            "",
+            att.value_and_grad,
+            hand_attention_backward,
+            args,
+            samples,
+            3,
         )
     )
     rows.append(
-        (
+        _row(
             "attention n=512, d=64: export with_value=False / hand backward",
             "1.5",
-            *interleaved(
-                att_grad.value_and_grad, hand_attention_backward, (Q, K, V, dO), samples, 3
-            ),
-            "",
+            att_grad.value_and_grad,
+            hand_attention_backward,
+            args,
+            samples,
+            3,
+        )
+    )
+    if libraries:
+        rows += library_rows(args, samples)
+    return rows
+
+
+def library_rows(args, samples: int) -> list[Row]:
+    """Informational: the torch and jax exports against each library's own autodiff."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    torch.set_num_threads(1)
+    jax.config.update("jax_enable_x64", True)
+    rows: list[Row] = []
+
+    t_args = [torch.tensor(a) for a in args]
+    exported = load(to_module(attention_program(), "torch"), "att_torch")
+
+    def autograd(Q, K, V, dO):
+        Q, K, V = (x.detach().requires_grad_() for x in (Q, K, V))
+        P = torch.softmax(Q @ K.T / math.sqrt(Q.shape[1]), dim=-1)
+        value = torch.sum(dO * (P @ V))
+        return value, torch.autograd.grad(value, (Q, K, V))
+
+    _, grads = exported.value_and_grad(*t_args)
+    for got, want in zip((grads[v] for v in "QKV"), autograd(*t_args)[1], strict=True):
+        assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+    rows.append(
+        _row(
+            "attention n=512, d=64: torch export / torch.autograd",
+            "-",
+            exported.value_and_grad,
+            autograd,
+            t_args,
+            samples,
+            3,
+        )
+    )
+
+    j_args = [jnp.asarray(a) for a in args]
+    exported = load(to_module(attention_program(), "jax"), "att_jax")
+
+    def loss(Q, K, V, dO):
+        P = jax.nn.softmax(Q @ K.T / jnp.sqrt(Q.shape[1]), axis=-1)
+        return jnp.sum(dO * (P @ V))
+
+    mine = jax.jit(exported.value_and_grad)
+    theirs = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    _, grads = mine(*j_args)  # (jit returns the dict with its keys sorted: K, Q, V)
+    for got, want in zip((grads[v] for v in "QKV"), theirs(*j_args)[1], strict=True):
+        assert jnp.allclose(got, want, rtol=1e-10, atol=1e-12)
+
+    def block(f):
+        return lambda *a: jax.block_until_ready(f(*a))
+
+    rows.append(
+        _row(
+            "attention n=512, d=64: jax.jit(export) / jax.jit(jax.value_and_grad)",
+            "-",
+            block(mine),
+            block(theirs),
+            j_args,
+            samples,
+            3,
         )
     )
     return rows
 
 
-def table(rows, samples: int) -> str:
+def table(rows: list[Row]) -> str:
     lines = [
         "## Code export speed (`benchmarks/export_bench.py`)",
         "",
-        f"Command: `python benchmarks/export_bench.py` ({samples} interleaved samples per row, "
-        "median; BLAS single-threaded; "
-        f"NumPy {np.__version__}, Python {platform.python_version()}, {platform.machine()}).",
-        "The exported function is the NumPy module from `engine.export.to_module`; "
+        "Command: `python benchmarks/export_bench.py` (interleaved samples, alternating which "
+        "side goes first; ratio = median of the per-sample ratios; BLAS and torch "
+        f"single-threaded; NumPy {np.__version__}, Python {platform.python_version()}, "
+        f"{platform.machine()}).",
+        "The exported function is the module from `engine.export.to_module`; "
         "`with_value=False` exports the gradients alone. The first row is the target as set "
         "(the export also computes the loss value, one more pass over y); the third compares "
-        "like with like. Both sides are checked to agree before timing.",
+        "like with like. Both sides are checked to agree before timing. The torch and jax rows "
+        "have no target: they compare the exports with each library's own autodiff.",
         f"Load average at the start (2 shared cores): {os.getloadavg()[0]:.1f}.",
         "",
-        "| case | exported | handwritten | ratio (median) | target |",
-        "|---|---|---|---|---|",
+        "| case | samples | exported | reference | ratio (median) | target |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, target, ta, tb, ratio, _ in rows:
-        ok = "met" if ratio <= float(target) else "NOT met"
+    for case, target, samples, ta, tb, ratio in rows:
+        if target == "-":
+            verdict = "-"
+        else:
+            verdict = f"<= {target}x ({'met' if ratio <= float(target) else 'NOT met'})"
         lines.append(
-            f"| {name} | {ta * 1e3:.3f} ms | {tb * 1e3:.3f} ms | {ratio:.2f}x | "
-            f"<= {target}x ({ok}) |"
+            f"| {case} | {samples} | {ta * 1e3:.3f} ms | {tb * 1e3:.3f} ms | {ratio:.2f}x | "
+            f"{verdict} |"
         )
     return "\n".join(lines)
 
@@ -240,8 +333,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=61)
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument(
+        "--numpy-only", action="store_true", help="skip the torch and jax rows (informational)"
+    )
     args = parser.parse_args()
-    text = table(run(args.samples), args.samples)
+    text = table(run(args.samples, not args.numpy_only))
     print(text)
     if not args.no_write:
         write_section(text)
