@@ -8,7 +8,8 @@ Run from the repository root (about 2 minutes on the 2-core machine):
     examples/claims.toml: both routes, the exact route alone and the numeric route alone (median
     of several runs, SymPy's cache cleared before each so every run is cold), next to the same
     claim with OpenBLAS left at its default thread count (the engine before it pinned one BLAS
-    thread), run once.
+    thread), run once, and the exact route with SymPy's evalf entry by entry (the engine before
+    its one-pass mpmath evaluation).
 (b) At n = 50,000: the verifier's numeric check of grad(cross_entropy(softmax(z), y), z) ==
     softmax(z) - y (random directional complex-step probes; exact route off) next to the
     baseline, a central-difference check of every coordinate (2n loss evaluations per input
@@ -65,12 +66,25 @@ def default_blas_threads():
         V.threadpool_limits = saved
 
 
+@contextlib.contextmanager
+def evalf_only():
+    """Run the exact route without its one-pass mpmath evaluation: SymPy evalf entry by entry
+    (the engine before it shared subexpressions; the baseline of the exact route)."""
+    saved = V._fast_values
+    V._fast_values = lambda arr, subs: None
+    try:
+        yield
+    finally:
+        V._fast_values = saved
+
+
 def latency(runs: int) -> tuple[str, float]:
     claims = {c.name: c for c in load_claims(CLAIMS)}
     rows = [
         "| claim | both routes (median) | exact alone | numeric alone | runs (both) | "
-        "baseline: both routes, default BLAS threads (1 run) | baseline / engine |",
-        "|---|---|---|---|---|---|---|",
+        "baseline: both routes, default BLAS threads (1 run) | baseline / engine | "
+        "baseline: exact alone, evalf per entry | baseline / engine |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     attention = 0.0
     for name in ("ce-grad", "attention-grad-Q"):
@@ -82,12 +96,17 @@ def latency(runs: int) -> tuple[str, float]:
         numeric, _ = timed(lambda: V.verify_sides(lhs, rhs, env, exact=False), runs)  # noqa: B023
         with default_blas_threads():
             base, _ = timed(lambda: V.verify_sides(lhs, rhs, env), 1)  # noqa: B023
+        with evalf_only():
+            base_exact, _ = timed(
+                lambda: V.verify_sides(lhs, rhs, env, numeric=False),  # noqa: B023
+                runs,
+            )
         if name == "attention-grad-Q":
             attention = both
         spread = ", ".join(f"{t:.2f}" for t in times)
         rows.append(
             f"| {name} | {both:.3f} s | {exact:.3f} s | {numeric:.3f} s | {spread} | "
-            f"{base:.3f} s | {base / both:.1f}x |"
+            f"{base:.3f} s | {base / both:.1f}x | {base_exact:.3f} s | {base_exact / exact:.1f}x |"
         )
         print(rows[-1], flush=True)
     return "\n".join(rows), attention
