@@ -103,3 +103,12 @@ def test_latex_has_no_internals():
     out = to_latex(tree)
     for bad in ("Call(", "Symbol", "keepdims", "None", "_axis"):
         assert bad not in out
+
+
+def test_latex_function_names_with_underscores():
+    assert to_latex(parse_formula("log_softmax(x)", ENV)) == (
+        r"\log\operatorname{softmax}\left(x\right)"
+    )
+    assert to_latex(parse_formula("gelu_tanh(x)", ENV)) == (
+        r"\operatorname{GELU}_{\tanh}\left(x\right)"
+    )

@@ -168,7 +168,7 @@ elementwise(
     _np_gelu_tanh,
     _sym_gelu_tanh,
     _gelu_tanh_derivative,
-    _paren(latex_fn("GELU_{tanh}")),
+    _paren(latex_fn("GELU") + r"_{\tanh}"),
     "GELU, tanh approximation",
 )
 elementwise(

@@ -237,7 +237,9 @@ def _softmax_latex(name: str):
         axis = params_of(n)["axis"]
         rank = len(n.args[0].shape)
         note = "" if axis % rank == rank - 1 else rf"_{{\text{{axis}}\,{axis % rank}}}"
-        return rf"{latex_fn(name)}{note}\left({s(n.args[0], 0)}\right)"
+        # log_softmax is \log\operatorname{softmax}: an underscore in \operatorname subscripts.
+        head = r"\log\operatorname{softmax}" if name == "log_softmax" else latex_fn(name)
+        return rf"{head}{note}\left({s(n.args[0], 0)}\right)"
 
     return rule
 
