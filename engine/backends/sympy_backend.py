@@ -29,12 +29,41 @@ def symbol_arrays(vars: dict[str, Var], sizes: dict[str, int]) -> dict[str, np.n
     return out
 
 
+# SymPy shares subexpressions, but substituting and evaluating walk them as trees: the tree of
+# A @ A @ A @ A at 16 x 16 has 3.4e6 nodes (7 s), A^5 5.4e7 (75 s), and it grows exponentially.
+# The shipped examples stay below 1e4. Past this limit the exact check refuses the claim.
+MAX_TREE_SIZE = 5_000_000
+
+
 def evaluate(expr: Expr, values: dict[str, np.ndarray], sizes: dict[str, int]) -> np.ndarray:
     """The value of `expr` as an object array of SymPy expressions (0-d for a scalar)."""
     memo: dict[int, np.ndarray] = {}
+    sizes_seen: dict[int, int] = {}
     for node in expr.walk():
-        memo[id(node)] = _eval_node(node, memo, values, sizes)
+        memo[id(node)] = value = _eval_node(node, memo, values, sizes)
+        if sum(tree_size(v, sizes_seen) for v in value.flat) > MAX_TREE_SIZE:
+            raise EngineError(
+                f"the claim is too large for the exact check: its SymPy expressions exceed "
+                f"{MAX_TREE_SIZE} terms at the small sizes (a long chain of matrix products?)"
+            )
     return memo[id(expr)]
+
+
+def tree_size(e, memo: dict[int, int]) -> int:
+    """Nodes in the expression tree of `e` with shared subexpressions counted each time."""
+    if not isinstance(e, sympy.Basic):
+        return 1
+    stack = [(e, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in memo:
+            continue
+        if expanded:
+            memo[id(node)] = 1 + sum(memo[id(a)] for a in node.args)
+        else:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if id(a) not in memo)
+    return memo[id(e)]
 
 
 def _eval_node(node: Expr, memo, values, sizes) -> np.ndarray:
