@@ -151,4 +151,10 @@ def derive(expr, wrt, vars_, defs, spec, fmt, target, seed) -> None:
     except EngineError as e:
         click.echo(f"llm-math: {e}", err=True)
         sys.exit(EXIT_ERROR)
+    except RecursionError:
+        click.echo("llm-math: the expression is nested too deeply to differentiate", err=True)
+        sys.exit(EXIT_ERROR)
+    except Exception as e:  # a bug must not show a user a traceback
+        click.echo(f"llm-math: internal error while deriving ({type(e).__name__}: {e})", err=True)
+        sys.exit(EXIT_ERROR)
     click.echo(text)
