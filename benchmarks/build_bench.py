@@ -2,10 +2,11 @@
 
 Run:  python benchmarks/build_bench.py [--cold 2] [--warm 5] [--write]
 
-Each run is a fresh `python -m engine build` process (imports included), with the result cache
-in a temporary directory (LLM_MATH_CACHE) and output to a temporary directory, so the
-repository's own cache and output/ are not touched. `--write` puts the table into
-benchmarks/RESULTS.md between the build-bench markers.
+Each run is a fresh `python -m engine build` process (imports included) on a snapshot of
+engine/, derivations/ and templates/ copied to a temporary directory (so edits made in the
+working tree during the run cannot invalidate the cache halfway), with the result cache and
+the output there too: the repository's own cache and output/ are not touched. `--write` puts
+the table into benchmarks/RESULTS.md between the build-bench markers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -26,15 +28,23 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- build-bench:start -->", "<!-- build-bench:end -->"
 
 
-def run_build(out: Path, cache: Path) -> tuple[float, str]:
-    env = {**os.environ, "LLM_MATH_CACHE": str(cache)}
+def snapshot(tmp: Path) -> Path:
+    """A copy of what a build reads: the engine, the note sources and the templates."""
+    root = tmp / "repo"
+    for name in ("engine", "derivations", "templates"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def run_build(root: Path, out: Path, cache: Path) -> tuple[float, str]:
+    env = {**os.environ, "LLM_MATH_CACHE": str(cache), "PYTHONPATH": str(root)}
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "engine", "build", "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=root,
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -53,12 +63,13 @@ def main() -> None:
     cold, warm, summary = [], [], {}
     for _ in range(args.cold):
         with tempfile.TemporaryDirectory() as tmp:
+            root = snapshot(Path(tmp))
             out, cache = Path(tmp) / "out", Path(tmp) / "cache"
-            seconds, summary["cold"] = run_build(out, cache)
+            seconds, summary["cold"] = run_build(root, out, cache)
             cold.append(seconds)
             print(f"cold   {seconds:6.2f} s  {summary['cold']}", flush=True)
             for _ in range(args.warm):
-                seconds, summary["warm"] = run_build(out, cache)
+                seconds, summary["warm"] = run_build(root, out, cache)
                 warm.append(seconds)
                 print(f"warm   {seconds:6.2f} s  {summary['warm']}", flush=True)
     cold_med, warm_med = statistics.median(cold), statistics.median(warm)
@@ -68,8 +79,9 @@ def main() -> None:
             "## Notes build time (`benchmarks/build_bench.py`)",
             "",
             f"Command: `python benchmarks/build_bench.py --cold {args.cold} --warm {args.warm} "
-            "--write` (each build a fresh `python -m engine build` process, imports included; "
-            f"cache and output in a temporary directory; Python {platform.python_version()}, "
+            "--write` (each build a fresh `python -m engine build` process, imports included, "
+            "on a snapshot of engine/, derivations/ and templates/ with its cache and output in "
+            f"a temporary directory; Python {platform.python_version()}, "
             f"{platform.machine()}). Load average at the start (2 shared cores): {load:.1f}.",
             "",
             "| build | runs | median | min | max |",
