@@ -303,3 +303,18 @@ def test_pdfs_compile_without_latex_problems(tmp_path):
         log = pdf.with_suffix(".log").read_text(errors="replace")
         assert log_problems(log) == [], pdf.name
         assert "Overfull \\hbox" not in log, (pdf.name, "an equation or line sticks out")
+
+
+def test_stale_files_are_removed_only_in_the_formats_built(tmp_path):
+    out = tmp_path / "out"
+    (out / "md").mkdir(parents=True)
+    (out / "tex").mkdir(parents=True)
+    (out / "md" / "old-note.md").write_text("stale")
+    (out / "tex" / "old-note.tex").write_text("stale")
+    build(formats=("tex",), out=out)
+    assert (out / "md" / "old-note.md").exists()  # Markdown was not built: left alone
+    assert not (out / "tex" / "old-note.tex").exists()  # a note that no longer exists
+    assert (out / "tex" / "book.tex").exists()
+    build(formats=("md",), out=out)
+    assert not (out / "md" / "old-note.md").exists()
+    assert (out / "tex" / "book.tex").exists()

@@ -258,19 +258,21 @@ def _write_collection(views: list[NoteView], formats, out: Path, report: BuildRe
         _write(out / "README.md", render_index_md(views, paths).encode(), report)
     if "tex" in formats or "pdf" in formats:
         _write(out / "tex" / "book.tex", render_book_tex(views, BOOK_TITLE).encode(), report)
-    _remove_stale(out, report)
+    _remove_stale(out, formats, report)
 
 
-def _remove_stale(out: Path, report: BuildReport) -> None:
-    """Delete generated files of notes or figures that no longer exist."""
+def _remove_stale(out: Path, formats, report: BuildReport) -> None:
+    """Delete generated files of notes or figures that no longer exist (in the formats built)."""
     keep = {p.resolve() for p in report.written + report.unchanged}
-    for sub, pattern in (("md", "*.md"), ("md/figures", "*.svg"), ("tex", "*.tex")):
+    places = []
+    if "md" in formats:
+        places += [("md", "*.md"), ("md/figures", "*.svg")]
+    if "tex" in formats or "pdf" in formats:
+        places += [("tex", "*.tex"), ("tex/figures", "*.pdf")]
+    for sub, pattern in places:
         for path in (out / sub).glob(pattern):
             if path.resolve() not in keep:
                 path.unlink()
-    for path in (out / "tex" / "figures").glob("*.pdf"):
-        if path.resolve() not in keep:
-            path.unlink()
 
 
 def _write(path: Path, data: bytes, report: BuildReport) -> None:
