@@ -84,9 +84,13 @@ def environment(note: Note) -> Environment:
 
 
 def engine_fingerprint() -> str:
-    """A hash of the engine's source: any change to the engine invalidates every cached result."""
+    """A hash of the engine's source and of the SymPy/NumPy/mpmath versions: any change to
+    the engine or to those libraries invalidates every cached result."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
+    # The numerical libraries the checks run on are part of the engine too.
+    versions = f"sympy {sympy.__version__} numpy {np.__version__} mpmath {mpmath.__version__}"
+    h.update(versions.encode())
     presentation = {"render.py", "markup.py", "figures.py", "build.py"}  # do not affect checks
     for path in sorted(root.rglob("*.py")):
         if path.parent.name == "notes" and path.name in presentation:
