@@ -33,6 +33,9 @@ def symbol_arrays(vars: dict[str, Var], sizes: dict[str, int]) -> dict[str, np.n
 # A @ A @ A @ A at 16 x 16 has 3.4e6 nodes (7 s), A^5 5.4e7 (75 s), and it grows exponentially.
 # The shipped examples stay below 1e4. Past this limit the exact check refuses the claim.
 MAX_TREE_SIZE = 5_000_000
+# sympy.diff walks the tree once per coordinate, at about 5 microseconds a node: grad(sum(A @ A), A)
+# at 16 x 16 is 3.2e6 node visits and 21 s. Beyond 1e6 (about 5 s) the exact check refuses.
+MAX_DIFF_WORK = 1_000_000
 
 
 def evaluate(expr: Expr, values: dict[str, np.ndarray], sizes: dict[str, int]) -> np.ndarray:
@@ -89,6 +92,13 @@ def _derivative(node: Call, memo, values) -> np.ndarray:
     xs = obj(values[node.args[1].name])
     if any(not isinstance(s, sympy.Symbol) for s in xs.flat):
         raise EngineError("grad/jacobian need symbolic inputs in the SymPy backend")
+    coords = xs.size if node.fn == "grad" else xs.shape[0]
+    work = coords * sum(tree_size(v, {}) for v in f.flat)
+    if work > MAX_DIFF_WORK:
+        raise EngineError(
+            f"{node.fn}() is too large for the exact check ({work} node visits to differentiate, "
+            f"limit {MAX_DIFF_WORK}); use size symbols instead of large literal sizes"
+        )
     if node.fn == "grad":
         scalar = f[()]
         out = np.empty(xs.shape, dtype=object)
