@@ -219,6 +219,8 @@ def test_json_form_of_a_result():
         ("z ** 100 == z", CE, "exponent is too large"),
         # the SymPy tree of a chain of products grows exponentially; this once ran for hours
         (" @ ".join(["A"] * 20) + " == A", {"A": "real[n, n]"}, "too large for the exact check"),
+        # sympy.diff once per coordinate of a 16 x 16 literal: 21 s before the limit
+        ("grad(sum(A @ A), A) == A", {"A": "real[16, 16]"}, "grad() is too large for the exact"),
         # regressions: these crashed with ValueError instead of a clean error
         ("relu(log(z)) == 0 * z", CE, "not real at the sampled inputs (a complex value reached"),
         (
