@@ -54,7 +54,7 @@ def test_index_step_passes_with_both_routes():
     exact, numeric = result.checks
     assert exact.detail == "exact at n=2, 3, 4, every i, j"
     assert exact.max_error < 1e-40
-    assert numeric.detail.startswith("numeric at n=9, float64")
+    assert numeric.detail.startswith("numeric at n=9, float64, complex-step")
     assert numeric.max_error < 1e-12
 
 
@@ -90,6 +90,31 @@ def test_numeric_route_catches_what_small_sizes_hide():
     cx = result.counterexample
     assert cx.check == "numeric" and cx.sizes == {"n": 9}
     assert cx.rhs - cx.lhs == pytest.approx(7 * 6 * 5 * cx.inputs["z"][0], rel=1e-9)
+
+
+def test_numeric_route_differentiates_by_complex_step():
+    # Wrong only at n = 9, inside a derivative step: the exact route passes, and the numeric
+    # route (complex-step derivative of the unfolded p_i) reports the planted difference.
+    planted = (n - 2) * (n - 3) * (n - 4) * p(i) / 1000
+    step = Step((sympy.Derivative(p(i), z[j]), p(i) * (delta(i, j) - p(j)) + planted), "x")
+    result = run(step)
+    assert result.verdict == "fail"
+    assert [c.passed for c in result.checks] == [True, False]
+    assert "complex-step" in result.checks[1].detail
+    cx = result.counterexample
+    zv = np.array(cx.inputs["z"])
+    a, b = cx.inputs["i"], cx.inputs["j"]
+    e = np.exp(zv - zv.max())
+    pv = e / e.sum()
+    assert cx.lhs == pytest.approx(_softmax_jacobian(zv)[a, b], rel=1e-9, abs=1e-15)
+    assert cx.rhs - cx.lhs == pytest.approx(210 * pv[a] / 1000, rel=1e-6)
+
+
+def test_a_sum_of_derivatives_that_cancels_compares_at_the_derivatives_size():
+    step = Step((total(sympy.Derivative(p(i), z[j]), i, n), sympy.Integer(0)), "zero sum")
+    result = run(step)
+    assert result.verdict == "pass", result.report()
+    assert result.checks[1].max_error < 1e-14
 
 
 def test_identity_geometric_series():

@@ -30,7 +30,6 @@ from engine.verify import (
     CheckReport,
     Counterexample,
     Result,
-    entry_errors,
     verify_sides,
 )
 
@@ -390,47 +389,102 @@ def _index_exact(note, lhs, rhs, arrays, used_sizes, free_idx, syms):
     return CheckReport("exact", True, _index_detail("exact", assignments, free_idx), worst), None
 
 
+NON_ANALYTIC = (sympy.Abs, sympy.sign, sympy.Heaviside, sympy.Max, sympy.Min, sympy.floor)
+COMPLEX_STEP = 1e-20
+
+
+class _NumericSide:
+    """One side at concrete sizes and index values, as float64 code.
+
+    Derivatives are taken by complex step on the unfolded expression, not by SymPy, so this
+    route does not share the exact route's symbolic differentiation. A side with nested or
+    higher derivatives, or with a non-analytic function under a derivative, falls back to
+    SymPy's derivative (`method` says which was used).
+    """
+
+    def __init__(self, side: sympy.Basic, subs: dict, params: list[sympy.Symbol]):
+        expr = sympy.sympify(side).xreplace(subs)
+        expr = expr.replace(lambda e: isinstance(e, sympy.Sum), lambda e: e.doit(deep=False))
+        derivs = sorted(expr.atoms(sympy.Derivative), key=sympy.default_sort_key)
+        self.method = "complex-step" if derivs else "none"
+        if any(not self._simple(d) for d in derivs):
+            self.method, derivs = "symbolic", []
+            expr = expr.doit()
+        marks = [sympy.Symbol(f"_deriv{m:03d}") for m in range(len(derivs))]
+        top = expr.xreplace(dict(zip(derivs, marks, strict=True))).doit()
+        inners = [d.expr.doit() for d in derivs]
+        self.wrt = [d.variables[0] for d in derivs]
+        found = set().union(*(_entries(e) for e in [top, *inners]))
+        self.entries = sorted(found, key=sympy.default_sort_key) + [
+            q for q in params if any(e.has(q) for e in [top, *inners])
+        ]
+        # Named symbols, not Dummy: a Dummy's sort key depends on how many were made before
+        # in the process, which reorders the float operations and changes the reported error.
+        names = [sympy.Symbol(f"_entry{m:05d}") for m in range(len(self.entries))]
+        swap = dict(zip(self.entries, names, strict=True))
+        self.top = sympy.lambdify(names + marks, top.xreplace(swap), "numpy", cse=True)
+        self.inner = [sympy.lambdify(names, e.xreplace(swap), "numpy", cse=True) for e in inners]
+
+    @staticmethod
+    def _simple(d: sympy.Derivative) -> bool:
+        return (
+            len(d.variables) == 1
+            and isinstance(d.variables[0], sympy.Indexed | sympy.Symbol)
+            and not d.expr.has(sympy.Derivative)
+            and not d.expr.has(*NON_ANALYTIC)
+        )
+
+    def __call__(self, value_of: Callable[[Any], float]) -> tuple[complex, float]:
+        """The value, and a scale: the largest of |value| and the derivatives it combines
+        (a side that is a sum of derivatives cancelling to zero is compared at their size)."""
+        x = np.array([value_of(e) for e in self.entries], dtype=float)
+        steps = []
+        for var, fn in zip(self.wrt, self.inner, strict=True):
+            if var not in self.entries:
+                steps.append(0.0)
+                continue
+            xc = x.astype(complex)
+            xc[self.entries.index(var)] += 1j * COMPLEX_STEP
+            steps.append(float(np.imag(fn(*xc))) / COMPLEX_STEP)
+        value = complex(self.top(*x, *steps))
+        return value, max([abs(value), *map(abs, steps)])
+
+
 def _index_numeric(note, lhs, rhs, arrays, used_sizes, free_idx, syms):
     sizes = {s: INDEX_NUMERIC_SIZE - k for k, s in enumerate(used_sizes)}
     rng = np.random.default_rng([note.seed, 12])
     tuples = _index_tuples(free_idx, sizes, note, INDEX_NUMERIC_TUPLES, rng)
-    compiled = []
     params = [syms[n] for n in note.params if n in syms and n not in note.indices]
+    compiled = []
     for values in tuples:
         subs = _index_subs(syms, sizes, free_idx, values)
-        left, right = _instantiate(lhs, subs), _instantiate(rhs, subs)
-        entries = sorted(_entries(left) | _entries(right), key=sympy.default_sort_key)
-        entries += params
-        # Named symbols, not Dummy: a Dummy's sort key depends on how many were made before
-        # in the process, which reorders the float operations and changes the reported error.
-        dummies = [sympy.Symbol(f"_entry{m:05d}") for m in range(len(entries))]
-        swap = dict(zip(entries, dummies, strict=True))
-        fn = sympy.lambdify(dummies, [left.xreplace(swap), right.xreplace(swap)], "numpy", cse=True)
-        compiled.append((values, entries, fn))
+        compiled.append((values, _NumericSide(lhs, subs, params), _NumericSide(rhs, subs, params)))
+    methods = {side.method for _, left, right in compiled for side in (left, right)} - {"none"}
+    method = "symbolic" if "symbolic" in methods else next(iter(methods), "none")
     worst = 0.0
     for p, profile in enumerate(PROFILES):
         prng = np.random.default_rng([note.seed, 13, p])
         point = _sample_arrays(arrays, sizes, prng, False, profile)
         pvals = _index_params(note, syms, prng, p, exact=False)
         point.update({s.name: float(v) for s, v in pvals.items()})
-        for values, entries, fn in compiled:
-            args = [
-                float(pvals[e])
-                if e in pvals
-                else float(point[e.base.label.name][tuple(int(i) for i in e.indices)])
-                for e in entries
-            ]
+
+        def value_of(e, pvals=pvals, point=point) -> float:
+            if e in pvals:
+                return float(pvals[e])
+            return float(point[e.base.label.name][_int_tuple(e.indices)])
+
+        for values, left, right in compiled:
             with np.errstate(all="ignore"):
-                lv, rv = (complex(x) for x in fn(*args))
+                (lv, lscale), (rv, rscale) = left(value_of), right(value_of)
             if not (np.isfinite(lv) and np.isfinite(rv)):
                 raise EngineError("a side is not finite at the numeric inputs")
-            err = float(entry_errors(np.array([lv.real]), np.array([rv.real]))[0])
+            err = abs(lv.real - rv.real) / max(lscale, rscale, 1e-300)
             worst = max(worst, err)
-            if err > NUMERIC_RTOL["none"]:
-                detail = _index_detail("numeric", [sizes], free_idx, worst)
+            if err > NUMERIC_RTOL["complex-step"]:
+                detail = _index_detail("numeric", [sizes], free_idx, worst, method)
                 cx = _index_cx("numeric", sizes, point, free_idx, values, lv.real, rv.real, False)
                 return CheckReport("numeric", False, detail, err), cx
-    detail = _index_detail("numeric", [sizes], free_idx, worst)
+    detail = _index_detail("numeric", [sizes], free_idx, worst, method)
     return CheckReport("numeric", True, detail, worst), None
 
 
@@ -451,7 +505,7 @@ def _int_tuple(idx) -> tuple[int, ...]:
     return tuple(int(i) for i in idx)
 
 
-def _index_detail(method, assignments, free_idx, worst: float | None = None) -> str:
+def _index_detail(method, assignments, free_idx, worst=None, derivatives="none") -> str:
     names = list(assignments[0])
     if not names:
         where = "scalars"
@@ -462,7 +516,8 @@ def _index_detail(method, assignments, free_idx, worst: float | None = None) -> 
     if method == "exact":
         idx = f", every {', '.join(s.name for s in free_idx)}" if free_idx else ""
         return f"exact at {where}{idx}"
-    return f"numeric at {where}, float64, max rel. err {worst:.1e}"
+    how = {"none": "", "complex-step": ", complex-step", "symbolic": ", SymPy derivatives"}
+    return f"numeric at {where}, float64{how[derivatives]}, max rel. err {worst:.1e}"
 
 
 def _index_cx(check, sizes, point, free_idx, values, lv, rv, exact: bool) -> Counterexample:
