@@ -160,6 +160,20 @@ CASES = {
         dK = dS.T @ Q / sqrt(d)
         """,
     ),
+    "attention-without-defs": (
+        "sum(O * (softmax(Q @ K.T / sqrt(d)) @ V))",
+        ["Q", "K", "V"],
+        {"Q": "real[n, d]", "K": "real[n, d]", "V": "real[n, d]", "O": "real[n, d]"},
+        {},
+        """
+        P = softmax(Q @ K.T / sqrt(d))
+        dP = O @ V.T
+        dS = P * (dP - sum(P * dP, axis=-1, keepdims=True))
+        dQ = dS @ K / sqrt(d)
+        dK = dS.T @ Q / sqrt(d)
+        dV = P.T @ O
+        """,
+    ),
     "layernorm": (
         "sum(g * (x - mean(x)) / sqrt(var(x) + eps))",
         ["x"],

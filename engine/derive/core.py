@@ -7,7 +7,13 @@ from collections.abc import Iterable, Mapping
 
 from engine.derive.jacobian import cotangent_var, linearize
 from engine.derive.program import Assignment, Program
-from engine.derive.reverse import DeriveError, canonical_forward, normalization, reverse
+from engine.derive.reverse import (
+    DeriveError,
+    canonical_forward,
+    normalization,
+    reverse,
+    roles_of,
+)
 from engine.derive.simplify import Rewriter, is_call
 from engine.expr import Call, Const, EngineError, Expr, Ref, Var
 from engine.parser import Environment, build_environment, parse_formula
@@ -103,15 +109,16 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
         return Ref(name, body)
 
     forward = canonical_forward(rewriter.name_defs(output))
+    hints: dict[Expr, str] = {}
     if kind == "grad":
-        grads = reverse(forward, wrt, Const(1), rewriter, name_step)
+        grads = reverse(forward, wrt, Const(1), rewriter, name_step, roles_of(forward), hints)
     else:
         m = output.shape[0]
         u = cotangent_var(m)
         cot = reverse(forward, wrt, u, rewriter, None)[wrt[0].name]
         grads = {wrt[0].name: rewriter.simplify(linearize(cot, m).T)}
     gradients = [(v.name, grads[v.name]) for v in wrt]
-    steps, gradients = _name_common(steps, gradients, taken, rewriter)
+    steps, gradients = _name_common(steps, gradients, taken, hints)
     steps, gradients = _inline_single_use(steps, gradients)
     steps, gradients = _renumber(steps, gradients, set(env.names()))
     return Program(output, env, tuple(steps), tuple(gradients), kind)
@@ -174,16 +181,20 @@ def _hint(e: Call) -> str:
     return "t"
 
 
-def _name_common(steps, gradients, taken, rewriter):
+def _name_common(steps, gradients, taken, hints: dict[Expr, str]):
     """Bind subexpressions that occur twice or more as named intermediates (largest first)."""
     for _ in range(20):
         exprs = [a.expr for a in steps] + [g for _, g in gradients]
         counts = _occurrences(exprs)
-        repeated = [e for e, c in counts.items() if c >= 2 and _worth_naming(e)]
+        repeated = [
+            e
+            for e, c in counts.items()
+            if c >= 2 and (_worth_naming(e) or (e in hints and _calls(e) > 0))
+        ]
         if not repeated:
             break
         target = max(repeated, key=lambda e: sum(1 for _ in e.walk()))
-        hint = _hint(target)
+        hint = hints.get(target) or _hint(target)
         name = _fresh(hint, taken) if hint != "t" else _numbered("t", taken)
         taken.add(name)
         ref = Ref(name, target)
@@ -219,12 +230,12 @@ def _step_refs(e: Expr, names: set[str]) -> set[str]:
 
 
 def _order(steps: list[Assignment]) -> list[Assignment]:
-    """Topological order: every step after the steps it uses."""
+    """Topological order: every step after the steps it uses; forward values first."""
     names = {a.name for a in steps}
     deps = {a.name: _step_refs(a.expr, names) for a in steps}
     done: list[Assignment] = []
     placed: set[str] = set()
-    pending = list(steps)
+    pending = sorted(steps, key=lambda a: a.name.startswith("d") and len(a.name) > 1)
     while pending:
         for a in pending:
             if deps[a.name] <= placed:

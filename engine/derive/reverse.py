@@ -158,6 +158,18 @@ class Backward:
     steps: list[tuple[str, Expr]]
 
 
+def roles_of(forward: Expr) -> dict[int, str]:
+    """Conventional names of unnamed forward nodes: softmax P = softmax(S), by node id."""
+    roles: dict[int, str] = {}
+    for n in forward.walk():
+        if is_call(n, "softmax"):
+            big = len(n.shape) == 2
+            roles.setdefault(id(n), "P" if big else "p")
+            if not isinstance(n.args[0], Ref | Var):
+                roles.setdefault(id(n.args[0]), "S" if big else "s")
+    return roles
+
+
 def _depends(nodes: list[Expr], names: set[str]) -> set[int]:
     dep: set[int] = set()
     for n in nodes:
@@ -175,12 +187,16 @@ def reverse(
     seed: Expr,
     rewriter: Rewriter,
     name_step: Callable[[str, Expr], Ref] | None = None,
+    roles: dict[int, str] | None = None,
+    hints: dict[Expr, str] | None = None,
 ) -> dict[str, Expr]:
     """Cotangents of every `wrt` variable, given the output cotangent `seed`.
 
     Contributions are added up per node (by identity) in reverse topological order; each node's
     total is simplified before it is pulled back. The cotangent of a named definition `X` that
     is more than an atom is offered to `name_step` as `dX`, which may bind it as a program step.
+    A node with a role (`roles`, by id: "S" for softmax logits, ...) leaves its cotangent in
+    `hints` as "dS", a name for it should it be repeated.
     """
     nodes = list(output.walk())
     dep = _depends(nodes, {v.name for v in wrt})
@@ -193,6 +209,8 @@ def reverse(
         if contributions is None or id(node) not in dep:
             continue
         g = rewriter.simplify(_total(contributions))
+        if roles is not None and hints is not None and id(node) in roles and isinstance(g, Call):
+            hints.setdefault(g, "d" + roles[id(node)])
         if isinstance(node, Var):
             grads.setdefault(node.name, []).append(g)
             continue
