@@ -318,3 +318,14 @@ def test_stale_files_are_removed_only_in_the_formats_built(tmp_path):
     build(formats=("md",), out=out)
     assert not (out / "md" / "old-note.md").exists()
     assert (out / "tex" / "book.tex").exists()
+
+
+def test_a_note_module_that_does_not_load_is_reported_in_one_line(tmp_path, monkeypatch):
+    source = tmp_path / "derivations"
+    source.mkdir()
+    (source / "typo.py").write_text("NOTE = Note(\n")
+    monkeypatch.setattr(build_mod, "DERIVATIONS", source)
+    result = CliRunner().invoke(cli, ["build", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "typo.py: cannot load the note: SyntaxError" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -81,7 +81,10 @@ def load_notes(directory: Path | None = None) -> list[LoadedNote]:
             continue
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # a note module is the author's code: report it as one line
+            raise BuildError(f"{path.name}: cannot load the note: {type(e).__name__}: {e}") from e
         note = getattr(module, "NOTE", None)
         if not isinstance(note, Note):
             raise BuildError(f"{path.name}: defines no NOTE = Note(...)")
