@@ -249,8 +249,9 @@ The shifted form gives $\log(1 + e^{-1} + e^{-2} + e^{-3.5}) \approx 0.44$ for e
   $p_i \approx 0$ wherever the data has $y_i > 0$, so a trained model spreads some
   probability over every continuation it has seen plausible in similar contexts. Sampling
   then sometimes picks one of those low-probability, possibly wrong, tokens. Kalai and
-  Vempala show that a model calibrated in this sense must hallucinate on facts that appear
-  rarely in its training data [@kalai2024].
+  Vempala show that a calibrated language model (calibration is what the log loss rewards)
+  must hallucinate arbitrary facts at a rate close to the fraction of such facts seen only
+  once in its training data [@kalai2024].
 - **No reward for abstaining.** The loss [[ce-onehot]] only asks for probability on the
   observed token. Unless the data contain "I don't know" in the right places, nothing in
   next-token training teaches the model to say it.
