@@ -181,6 +181,33 @@ CASES = {
         {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"},
         "dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var(x) + eps)",
     ),
+    "layernorm-without-def": (
+        "sum(g * (x - mean(x)) / sqrt(var(x) + eps))",
+        ["x"],
+        {"x": "real[n]", "g": "real[n]", "eps": "positive"},
+        {},
+        """
+        xhat = (x - mean(x)) / sqrt(var(x) + eps)
+        dx = (g - mean(g) - xhat * mean(g * xhat)) / sqrt(var(x) + eps)
+        """,
+    ),
+    "layernorm-rows-then-tanh": (
+        "sum(tanh((X - mean(X, axis=-1, keepdims=True)) / sqrt(var(X, axis=-1, keepdims=True)"
+        " + eps)))",
+        ["X"],
+        {"X": "real[b, n]", "eps": "positive"},
+        {},
+        "\n".join(
+            [
+                "Xhat = (X - mean(X, axis=-1, keepdims=True))"
+                " / sqrt(var(X, axis=-1, keepdims=True) + eps)",
+                "dXhat = 1 - tanh(Xhat)**2",
+                "dX = (dXhat - mean(dXhat, axis=-1, keepdims=True)"
+                " - Xhat * mean(dXhat * Xhat, axis=-1, keepdims=True))"
+                " / sqrt(var(X, axis=-1, keepdims=True) + eps)",
+            ]
+        ),
+    ),
     "rmsnorm": (
         "sum(g * x / sqrt(mean(x**2) + eps))",
         ["x"],

@@ -103,6 +103,8 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
     steps: list[Assignment] = []
 
     def name_step(name: str, body: Expr) -> Ref:
+        if body in rewriter.defs:  # the user's definition already names it
+            return rewriter.defs[body]
         name = _fresh(name, taken)
         taken.add(name)
         steps.append(Assignment(name, body))
@@ -183,6 +185,14 @@ def _hint(e: Call) -> str:
 
 def _name_common(steps, gradients, taken, hints: dict[Expr, str]):
     """Bind subexpressions that occur twice or more as named intermediates (largest first)."""
+    for k in range(len(steps)):  # an existing step's body is written as its name elsewhere
+        a = steps[k]
+        steps = [
+            b if j == k else Assignment(b.name, _replace(b.expr, a.expr, a.ref))
+            for j, b in enumerate(steps)
+        ]
+        gradients = [(v, _replace(g, a.expr, a.ref)) for v, g in gradients]
+        hints = {_replace(e, a.expr, a.ref): h for e, h in hints.items()}
     for _ in range(20):
         exprs = [a.expr for a in steps] + [g for _, g in gradients]
         counts = _occurrences(exprs)

@@ -73,7 +73,7 @@ def _forward_rule(n: Call) -> Expr:
             axis = _softmax_axis(b0)
             if unref(b0.args[0]).args[0] == x and axis is not None:
                 return _softmax("softmax", x, axis)
-        if is_scalar(b) and is_call(a, "mul"):
+        if is_call(a, "mul"):
             for keep, inner in ((a.args[0], a.args[1]), (a.args[1], a.args[0])):
                 if normalization(inner / b) is not None:
                     return keep * (inner / b)
@@ -159,9 +159,12 @@ class Backward:
 
 
 def roles_of(forward: Expr) -> dict[int, str]:
-    """Conventional names of unnamed forward nodes: softmax P = softmax(S), by node id."""
+    """Conventional names of forward nodes, by id: P = softmax(S), xhat = normalized x."""
     roles: dict[int, str] = {}
     for n in forward.walk():
+        info = normalization(n) if is_call(n, "div") else None
+        if info is not None:
+            roles.setdefault(id(n), (info.x.name if isinstance(info.x, Var) else "x") + "hat")
         if is_call(n, "softmax"):
             big = len(n.shape) == 2
             roles.setdefault(id(n), "P" if big else "p")
@@ -220,7 +223,7 @@ def reverse(
             parts.setdefault(id(node.body), []).append(g)
             continue
         assert isinstance(node, Call)
-        for target, ct in _pullback(node, g, dep):
+        for target, ct in _pullback(node, g, dep, name_step):
             parts.setdefault(id(target), []).append(ct)
     out = {}
     for v in wrt:
@@ -237,9 +240,9 @@ def _total(items: list[Expr]) -> Expr:
     return total
 
 
-def _pullback(node: Call, g: Expr, dep: set[int]) -> list[tuple[Expr, Expr]]:
+def _pullback(node: Call, g: Expr, dep: set[int], name_step=None) -> list[tuple[Expr, Expr]]:
     """(child, cotangent) pairs for one node: a fused pattern rule if one fits, else the VJPs."""
-    fused = _fused(node, g, dep)
+    fused = _fused(node, g, dep, name_step)
     if fused is not None:
         return fused
     if node.fn in ("grad", "jacobian"):
@@ -254,7 +257,7 @@ def _pullback(node: Call, g: Expr, dep: set[int]) -> list[tuple[Expr, Expr]]:
     return out
 
 
-def _fused(node: Call, g: Expr, dep: set[int]) -> list[tuple[Expr, Expr]] | None:
+def _fused(node: Call, g: Expr, dep: set[int], name_step=None) -> list[tuple[Expr, Expr]] | None:
     if node.fn == "cross_entropy":
         p, y = node.args
         sm = unref(p)
@@ -270,7 +273,12 @@ def _fused(node: Call, g: Expr, dep: set[int]) -> list[tuple[Expr, Expr]] | None
     if node.fn == "div":
         info = normalization(node)
         if info is not None and not _eps_depends(info, dep):
-            return [(info.x, normalization_vjp(node, info, g))]
+            xhat: Expr = node
+            if name_step is not None:
+                # The normalized value keeps its name, so the textbook form survives rewriting.
+                stem = info.x.name if isinstance(info.x, Var) else "x"
+                xhat = name_step(stem + "hat", node)
+            return [(info.x, normalization_vjp(xhat, info, g))]
     return None
 
 
