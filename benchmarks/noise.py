@@ -226,7 +226,7 @@ def sweep_planted(claims: list[Claim], seeds: Iterable[int], sizes=None) -> list
 
 def _rtol_of(detail: str) -> float:
     if "probes" in detail:
-        return getattr(V, "PROBE_RTOL", V.NUMERIC_RTOL["complex-step"])
+        return V.PROBE_RTOL["central" if "central" in detail else "complex-step"]
     for method, tol in V.NUMERIC_RTOL.items():
         if method != "none" and method in detail:
             return tol
