@@ -206,3 +206,24 @@ def test_reported_errors_do_not_depend_on_earlier_sympy_state():
     _ = [sympy.Dummy() for _ in range(2000)]  # shifts every later Dummy's sort key
     second = run(JACOBIAN)
     assert first.checks == second.checks
+
+
+def test_cache_fingerprint_covers_the_checker_and_nothing_unrelated():
+    from engine.notes.check import checker_sources
+
+    names = {"/".join(p.parts[-2:]) for p in checker_sources()}
+    for needed in (
+        "engine/verify.py",
+        "engine/parser.py",
+        "engine/types.py",
+        "functions/ops.py",
+        "functions/calculus.py",
+        "backends/sympy_backend.py",
+        "backends/numpy_backend.py",
+        "notes/check.py",
+        "notes/symbols.py",
+    ):
+        assert needed in names
+    for unrelated in ("engine/cli.py", "notes/render.py", "notes/build.py", "notes/markup.py"):
+        assert unrelated not in names
+    assert not any(n.startswith(("derive/", "export/")) for n in names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import itertools
@@ -82,18 +83,48 @@ def environment(note: Note) -> Environment:
 # ---------------------------------------------------------------- cache
 
 
+def checker_sources() -> list[Path]:
+    """The engine source files a check can run: check.py and everything it imports from the
+    engine, transitively (found statically, lazy imports inside functions included).
+
+    The code generator, `derive`, the renderer and the CLI are not among them, so editing
+    those does not throw away cached verification results.
+    """
+    root = Path(__file__).resolve().parent.parent
+    todo, seen = [Path(__file__).resolve()], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != "engine" or len(parts) == 1:
+                    continue
+                for candidate in (
+                    root.joinpath(*parts[1:]).with_suffix(".py"),
+                    root.joinpath(*parts[1:], "__init__.py"),
+                ):
+                    if candidate.exists():
+                        todo.append(candidate.resolve())
+    return sorted(seen)
+
+
 def engine_fingerprint() -> str:
-    """A hash of the engine's source and of the SymPy/NumPy/mpmath versions: any change to
-    the engine or to those libraries invalidates every cached result."""
+    """A hash of the checker's engine sources (see `checker_sources`) and of the SymPy, NumPy
+    and mpmath versions: a change to any of them invalidates every cached result."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    # The numerical libraries the checks run on are part of the engine too.
     versions = f"sympy {sympy.__version__} numpy {np.__version__} mpmath {mpmath.__version__}"
     h.update(versions.encode())
-    presentation = {"render.py", "markup.py", "figures.py", "build.py"}  # do not affect checks
-    for path in sorted(root.rglob("*.py")):
-        if path.parent.name == "notes" and path.name in presentation:
-            continue
+    for path in checker_sources():
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
