@@ -19,6 +19,8 @@ from engine.expr import Call, Const, EngineError, Expr, Ref, Var
 from engine.parser import Environment, build_environment, parse_formula
 from engine.verify import Result
 
+MAX_NAMES = 200  # repeated subexpressions named per program, at most
+
 
 class DerivationFailed(EngineError):
     """A derived program that the verifier rejected: it is never shown as a result."""
@@ -193,7 +195,7 @@ def _name_common(steps, gradients, taken, hints: dict[Expr, str]):
         ]
         gradients = [(v, _replace(g, a.expr, a.ref)) for v, g in gradients]
         hints = {_replace(e, a.expr, a.ref): h for e, h in hints.items()}
-    for _ in range(20):
+    for _ in range(MAX_NAMES):
         exprs = [a.expr for a in steps] + [g for _, g in gradients]
         counts = _occurrences(exprs)
         repeated = [
