@@ -1,4 +1,9 @@
-"""Rule-based rewriter for derived expressions: local algebra rules iterated to a fixed point."""
+"""Rule-based rewriter for derived expressions: local algebra rules iterated to a fixed point.
+
+Every rule works on the expression tree (whole vectors and matrices) and keeps the shape of the
+node it rewrites; sympy.simplify is never used. Soundness does not rest on the rules alone:
+every derived program is checked by the verifier before it is shown.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ def is_scalar(e: Expr) -> bool:
 
 
 def _fits(e: Expr, shape: tuple) -> bool:
-    """True if `e` may stand where a value of `shape` stood (same shape after broadcasting)."""
+    """True if `e` may stand where a value of `shape` stood (it has exactly that shape)."""
     return e.shape == tuple(shape)
 
 
@@ -48,7 +53,7 @@ def _broadcasts_to(small: tuple, big: tuple) -> bool:
 
 
 def _fold(fn: str, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
-    """Exact constant folding; None when the result would not be a rational (or pi) number."""
+    """Exact constant folding; None when the result would not be a rational number."""
     try:
         if fn == "add":
             v = a + b
