@@ -329,3 +329,13 @@ def test_a_note_module_that_does_not_load_is_reported_in_one_line(tmp_path, monk
     assert result.exit_code == 2
     assert "typo.py: cannot load the note: SyntaxError" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_build_cli_reports_on_stderr_only(tmp_path):
+    result = CliRunner().invoke(cli, ["build", "--only", "softmax", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    steps = next(len(x.note.steps()) for x in load_notes() if x.note.name == "softmax")
+    assert f"1 note(s), {steps} steps verified" in result.stderr
+    assert (tmp_path / "md" / "softmax.md").exists()
+    assert not (tmp_path / "README.md").exists()  # the index is written by full builds only
