@@ -36,6 +36,10 @@ UNARY = [
     "sqrt(1 + ({0}) ** 2)",
     "-({0})",
     "({0}) / (1 + ({0}) ** 2)",
+    "relu({0})",
+    "abs({0})",
+    "sign({0}) * ({0})",
+    "step({0}) * ({0}) ** 2",
 ]
 BINARY = ["({0}) + ({1})", "({0}) - ({1})", "({0}) * ({1})", "({0}) / (2 + sin({1}))"]
 VECTOR = [
@@ -52,6 +56,8 @@ VECTOR = [
     "({0}) - mean({0})",
     "(({0}) - mean({0})) / sqrt(var({0}) + 1)",
     "({0}) / sqrt(mean(({0}) ** 2) + 1)",
+    "sum(expand_dims({0}, axis=0) * ({M}), axis=1)",
+    "ones(n) * ({s}) + eye(n) @ ({0})",
 ]
 SCALAR = [
     "sum({0})",
@@ -102,6 +108,18 @@ def formula(draw, kind: str, depth: int) -> str:
         M2=draw(formula("m", sub)),
         s=draw(formula("s", sub)),
     )
+
+
+def test_templates_cover_the_language():
+    """Every public function appears in some template (derivative nodes cannot be derived)."""
+    import re
+
+    from engine.functions import REGISTRY
+
+    text = " ".join(UNARY + BINARY + VECTOR + SCALAR + MATRIX + JAC_STEPS)
+    used = set(re.findall(r"([a-z_]+)\(", text))
+    public = {name for name, f in REGISTRY.items() if f.public} - {"grad", "jacobian"}
+    assert public <= used, sorted(public - used)
 
 
 @settings(
