@@ -63,7 +63,9 @@ class Program:
 
     def gradient_name(self, wrt: str) -> str:
         """The name a gradient is printed under: `dQ`, or `J` for a Jacobian."""
-        return "J" if self.kind == "jacobian" else "d" + wrt
+        if self.kind == "jacobian":
+            return "J" if "J" not in self.env.names() else "J_" + wrt
+        return "d" + wrt
 
     def verification_line(self) -> str:
         """One line saying how the program was verified (or that it was not)."""
