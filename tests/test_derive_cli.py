@@ -104,6 +104,13 @@ def test_bad_input_is_one_line_exit_2(args, message):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_malformed_option_is_a_usage_error():
+    r = run("sum(z)", "--wrt", "z", "--var", "z real")
+    assert r.exit_code == 2
+    assert "is not NAME=VALUE" in r.output
+    assert "internal error" not in r.output
+
+
 def test_failed_verification_shows_counterexample_not_formula(monkeypatch):
     wrong = dataclasses.replace(REGISTRY["sigmoid"], vjp=lambda n, g, i: g * n)
     monkeypatch.setitem(REGISTRY, "sigmoid", wrong)

@@ -151,6 +151,8 @@ def derive(expr, wrt, vars_, defs, spec, fmt, target, seed) -> None:
     except EngineError as e:
         click.echo(f"llm-math: {e}", err=True)
         sys.exit(EXIT_ERROR)
+    except click.ClickException:
+        raise  # usage errors: click prints them (exit 2)
     except RecursionError:
         click.echo("llm-math: the expression is nested too deeply to differentiate", err=True)
         sys.exit(EXIT_ERROR)
