@@ -320,7 +320,8 @@ def _rule_pow(n: Call) -> Expr | None:
         return None if v is None else Const(v)
     if is_const(b, 1):
         return a
-    if is_call(a, "pow") and is_const(b) and is_const(a.args[1]):
+    if is_call(a, "pow") and is_const(b) and b.value.is_Integer and is_const(a.args[1]):
+        # (x^a)^k = x^(a k) for an integer k; (x^2)^(1/2) is |x|, not x.
         return a.args[0] ** Const(a.args[1].value * b.value)
     return None
 
