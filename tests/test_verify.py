@@ -308,3 +308,18 @@ def test_same_seed_same_result_and_other_seeds_other_points():
     other = verify(equation, CE, seed=4).to_json()
     assert other["verdict"] == first["verdict"] == "fail"
     assert other["counterexample"]["inputs"] != first["counterexample"]["inputs"]
+
+
+def test_log_of_a_real_variable_is_a_domain_error_not_a_false_verdict():
+    # Complex-step through NumPy's complex log would read log(-2 + ih) = log 2 + i*pi as a
+    # derivative of ~1e20; the exact route alone sees 1/z on both sides and passes. Before the
+    # fix the two routes disagreed and the claim was reported FAIL; it is a domain error.
+    r = verify("grad(sum(log(z)), z) == 1 / z", {"z": "real[n]"})
+    assert r.verdict == "error"
+    assert "not finite" in r.message or "not real" in r.message
+    assert verify("grad(sum(log(z)), z) == 1 / z", {"z": "positive[n]"}).passed
+
+
+def test_fractional_power_of_a_negative_base_is_a_domain_error():
+    r = verify("grad(sum(x ** 1.5), x) == 1.5 * x ** 0.5", {"x": "real[n]"})
+    assert r.verdict == "error"

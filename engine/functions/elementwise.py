@@ -19,6 +19,16 @@ _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
 GELU_TANH_C = sympy.Rational(44715, 1000000)
 
 
+def real_domain(x):
+    """NaN where the real function is undefined (negative real part), also for complex-step input.
+
+    NumPy's complex log and sqrt continue past the negative axis (log(-2 + 0j) = log 2 + i pi),
+    which would turn a domain error into a huge, wrong complex-step derivative.
+    """
+    x = np.asarray(x)
+    return np.where(x.real < 0, np.nan, x) if np.iscomplexobj(x) else x
+
+
 def _np_sigmoid(x):
     x = np.asarray(x)
     pos = x.real >= 0
@@ -88,9 +98,21 @@ def _paren(name: str) -> Callable[[str], str]:
 half = Const(sympy.Rational(1, 2))
 
 elementwise("exp", np.exp, sympy.exp, lambda n, x: n, _paren(r"\exp"), "exponential e^x")
-elementwise("log", np.log, sympy.log, lambda n, x: 1 / x, _paren(r"\log"), "natural logarithm")
 elementwise(
-    "sqrt", np.sqrt, sympy.sqrt, lambda n, x: half / n, lambda a: rf"\sqrt{{{a}}}", "square root"
+    "log",
+    lambda x: np.log(real_domain(x)),
+    sympy.log,
+    lambda n, x: 1 / x,
+    _paren(r"\log"),
+    "natural logarithm",
+)
+elementwise(
+    "sqrt",
+    lambda x: np.sqrt(real_domain(x)),
+    sympy.sqrt,
+    lambda n, x: half / n,
+    lambda a: rf"\sqrt{{{a}}}",
+    "square root",
 )
 elementwise(
     "abs",

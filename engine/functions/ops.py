@@ -122,11 +122,20 @@ def _pow_latex(n: Call, s) -> str:
     return f"{s(base, PREC_POW + 1)}^{{{s(expo, 0)}}}"
 
 
+def _np_power(a, b):
+    """np.power, but NaN for a negative base and a non-integer exponent, as for real numbers."""
+    out = np.power(a, b)
+    if np.iscomplexobj(out):
+        bad = (np.real(a) < 0) & (np.real(b) != np.round(np.real(b)))
+        out = np.where(bad, np.nan, out)
+    return out
+
+
 _binary(
     "pow",
     "**",
     PREC_POW,
-    np.power,
+    _np_power,
     lambda a, b: a**b,
     _pow_vjp,
     _pow_latex,
