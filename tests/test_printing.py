@@ -112,3 +112,19 @@ def test_latex_function_names_with_underscores():
     assert to_latex(parse_formula("gelu_tanh(x)", ENV)) == (
         r"\operatorname{GELU}_{\tanh}\left(x\right)"
     )
+
+
+def test_matrix_product_beside_a_hadamard_product_is_parenthesized():
+    # Python gives * and @ one precedence level, so `P * dS @ K` is `(P * dS) @ K`; the printer
+    # says so, and still leaves scalar factors and divisions by scalars bare.
+    env = build_environment({"A": "real[n, n]", "B": "real[n, n]", "x": "real[n]"})
+    cases = {
+        "x * A @ B": "(x * A) @ B",
+        "A @ B * A": "(A @ B) * A",
+        "2 * A @ B": "2 * A @ B",
+        "A @ B / 2": "A @ B / 2",
+    }
+    for source, printed in cases.items():
+        e = parse_formula(source, env)
+        assert to_text(e) == printed
+        assert parse_formula(printed, env) == e

@@ -45,6 +45,15 @@ def text_precedence(e: Expr) -> int:
     return precedence(e)
 
 
+def _mixes_products(parent: Call, left: Expr) -> bool:
+    """A matrix product beside a Hadamard product of arrays (same precedence level in Python)."""
+    if not isinstance(left, Call):
+        return False
+    if parent.fn == "matmul" and left.fn in ("mul", "div"):
+        return all(a.shape for a in left.args)
+    return parent.fn == "mul" and left.fn == "matmul" and bool(parent.args[1].shape)
+
+
 def to_text(e: Expr) -> str:
     """Formula-language source for `e` (definitions print as their names)."""
     if isinstance(e, Var | Size):
@@ -69,7 +78,11 @@ def to_text(e: Expr) -> str:
         if spec.name == "pow":
             return f"{sub(a, PREC_POW + 1)} ** {sub(b, PREC_NEG)}"
         left_prec = spec.precedence
-        return f"{sub(a, left_prec)} {spec.infix} {sub(b, left_prec + 1)}"
+        left = sub(a, left_prec)
+        if _mixes_products(e, a) and not left.startswith("("):
+            # `P * dS @ K` means `(P * dS) @ K` in Python, but few readers know that: say it.
+            left = f"({left})"
+        return f"{left} {spec.infix} {sub(b, left_prec + 1)}"
     parts = [to_text(a) for a in e.args]
     for k, v in e.params:
         if k == "dims":
