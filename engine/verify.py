@@ -27,9 +27,9 @@ from engine.types import PROFILES, TYPES
 # entry of the two sides) is rounding at that precision; a false formula that is analytic in its
 # inputs vanishes at a random point with probability zero, so the only way past is a difference
 # smaller than 1e-30 at every point tried. Measured (benchmarks/noise.py, RESULTS.md): true
-# claims differ by at most 2.8e-52 over 100 seeds; a relative 1e-6 error planted in one entry
-# shows as at least 1.5e-8, and 'sum(softmax(z)) == 1 + 1e-20' as 1e-20: 1e-30 sits some twenty
-# orders from both.
+# claims differ by at most 2.0e-57 over 100 seeds (2.8e-52 with evalf alone); a relative 1e-6
+# error planted in one entry shows as at least 1.5e-8, and 'sum(softmax(z)) == 1 + 1e-20' as
+# 1e-20: 1e-30 sits at least ten orders from both.
 EXACT_DIGITS = 50
 EXACT_POINTS = 2
 EXACT_RTOL = 1e-30
