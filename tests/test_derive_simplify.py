@@ -21,6 +21,8 @@ VARS = {
     "w": "real[k]",
     "A": "real[n, n]",
     "B": "real[n, n]",
+    "v": "positive[n]",
+    "Z": "real[b, n]",
 }
 DEFS = {"p": "softmax(x)", "S": "A @ B / sqrt(n)"}
 ENV = build_environment(VARS, DEFS)
@@ -82,6 +84,23 @@ RULES = [
     ("sum(diag(x), axis=0, keepdims=True)", "expand_dims(x, axis=0)"),
     ("sum(eye(n), axis=1)", "ones(n)"),
     ("expand_dims(ones(n) / a, axis=0) * A", "A / a"),
+    # a factor cancels against a division by the same factor (where the quotient is defined)
+    ("(v * x) / v", "x"),
+    ("(x * v) / v", "x"),
+    ("(v * A) / v", "A"),
+    ("(A * v) / A", "A * v / A"),
+    ("v * (x - y / v)", "v * x - y"),
+    ("(y / v + x) * v", "y + v * x"),
+    ("v * (x - y)", "v * (x - y)"),
+    ("x * (y - s / x)", "x * (y - s / x)"),
+    # the cross-entropy chain: softmax's VJP applied to -y / p
+    ("p * (-(y / p) - sum(p * -(y / p)))", "p * sum(y) - y"),
+    ("p * (-(q / p) - sum(p * -(q / p)))", "p - q"),
+    (
+        "softmax(Z) * (-(Y / softmax(Z)) - sum(softmax(Z) * -(Y / softmax(Z)), axis=-1,"
+        " keepdims=True))",
+        "softmax(Z) - Y",
+    ),
     # softmax family and the user's definitions
     ("log(softmax(x))", "log_softmax(x)"),
     ("exp(log_softmax(x))", "p"),

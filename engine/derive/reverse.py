@@ -218,7 +218,11 @@ def reverse(
             grads.setdefault(node.name, []).append(g)
             continue
         if isinstance(node, Ref):
-            if name_step is not None and isinstance(g, Call):
+            if (
+                name_step is not None
+                and isinstance(g, Call)
+                and _worth_a_name(node, g, dep, rewriter)
+            ):
                 g = name_step("d" + node.name, g)
             parts.setdefault(id(node.body), []).append(g)
             continue
@@ -231,6 +235,33 @@ def reverse(
             raise DeriveError(f"the expression does not depend on {v.name}")
         out[v.name] = rewriter.simplify(_total(grads[v.name]))
     return out
+
+
+def _size(e: Expr) -> int:
+    """Nodes of `e` as written: a name counts as one."""
+    if isinstance(e, Call):
+        return 1 + sum(_size(a) for a in e.args)
+    return 1
+
+
+def _worth_a_name(node: Ref, g: Call, dep: set[int], rewriter: Rewriter) -> bool:
+    """Name the cotangent dX of a definition X unless the next pullback cancels it away.
+
+    A trial pullback through X's body with g written out is compared with one through the name
+    dX: g is inlined only when the written-out result is smaller even than the one that holds
+    the name, i.e. when the rewriter cancelled g away. The CE chain -y / p through
+    p = softmax(z) gives p - y that way; dP = O @ V.T in attention stays named.
+    """
+    body = node.body
+    if not isinstance(body, Call) or body.spec.vjp is None or body.fn in ("grad", "jacobian"):
+        return True
+    placeholder = Ref("d" + node.name, g)
+
+    def cost(ct: Expr) -> int:
+        pulled = [rewriter.simplify(c) for _, c in _pullback(body, ct, dep)]
+        return sum(_size(c) for c in pulled)
+
+    return cost(g) >= cost(placeholder)
 
 
 def _total(items: list[Expr]) -> Expr:
@@ -258,18 +289,6 @@ def _pullback(node: Call, g: Expr, dep: set[int], name_step=None) -> list[tuple[
 
 
 def _fused(node: Call, g: Expr, dep: set[int], name_step=None) -> list[tuple[Expr, Expr]] | None:
-    if node.fn == "cross_entropy":
-        p, y = node.args
-        sm = unref(p)
-        if is_call(sm, "softmax") and sm.shape == y.shape and id(sm.args[0]) in dep:
-            # d/dz CE(softmax(z), y) = sum(y) * softmax(z) - y (row sums along the axis).
-            z = sm.args[0]
-            axis = params_of(sm)["axis"]
-            ysum = call("sum", y) if len(y.shape) == 1 else call("sum", y, axis=axis, keepdims=True)
-            out: list[tuple[Expr, Expr]] = [(z, g * (ysum * p - y))]
-            if id(y) in dep:
-                out.append((y, -(g * call("log_softmax", z, **dict(sm.params)))))
-            return out
     if node.fn == "div":
         info = normalization(node)
         if info is not None and not _eps_depends(info, dep):

@@ -290,6 +290,27 @@ def _rule_mul(n: Call) -> Expr | None:
         return (a * b.args[0]) / b.args[1]
     if a == b:
         return a ** Const(2)
+    return _cancel_into_sum(n)
+
+
+def _cancel_into_sum(n: Call) -> Expr | None:
+    """x * (A - B / x) -> x * A - B (and +, and either order): distribute only to cancel.
+
+    An identity wherever the quotient is defined (x != 0); the product is only distributed when
+    a term is a quotient by the same x, so factored forms like P * (dP - sum(P * dP)) stay.
+    """
+    a, b = n.args
+    for x, s in ((a, b), (b, a)):
+        if not is_call(s, "add", "sub"):
+            continue
+        terms = list(s.args)
+        hit = [is_call(t, "div") and t.args[1] == x and _fits(t.args[0], n.shape) for t in terms]
+        if not any(hit):
+            continue
+        out = [t.args[0] if h else x * t for t, h in zip(terms, hit, strict=True)]
+        if any(o.shape != n.shape for o in out):
+            continue
+        return out[0] + out[1] if s.fn == "add" else out[0] - out[1]
     return None
 
 
@@ -310,6 +331,11 @@ def _rule_div(n: Call) -> Expr | None:
         return Const(1 / b.value) * a
     if is_call(a, "div") and is_scalar(b) and is_scalar(a.args[1]):
         return a.args[0] / (a.args[1] * b)
+    if is_call(a, "mul"):
+        # (x * y) / x -> y wherever the quotient is defined (x != 0).
+        for u, v in (a.args, a.args[::-1]):
+            if u == b and _fits(v, n.shape):
+                return v
     return None
 
 
