@@ -654,20 +654,23 @@ def _probe(f, x, fn, u, w, mask, other_value, values, sizes) -> float:
 
 def _probe_discounted(f, x, fn, u, d, other, other_value, values, sizes) -> float:
     """The probe error after discounting float64 rounding noise, as `_full_check` does: both
-    sums are recomputed in long double and NOISE_SAFETY times the change is taken as noise."""
+    sums are recomputed in long double and NOISE_SAFETY times the change is taken as noise, plus
+    the `propagated_noise` of the other side, summed along the direction."""
     jd = numpy_backend.directional(f, x, d, values, sizes)
     got, want, scale = (float(t) for t in _probe_terms(fn, u, jd, other_value, d))
+    spread = propagated_noise(other, values, sizes)
+    _, noise, _ = _probe_terms(fn, None if u is None else np.abs(u), 0.0, spread, np.abs(d))
+    noise = float(noise) if math.isfinite(noise) else 0.0
     try:
         wide = {k: np.asarray(v, dtype=np.longdouble) for k, v in values.items()}
         jd_wide = np.real(numpy_backend.directional(f, x, d, wide, sizes))
         other_wide = np.real(numpy_backend.evaluate(other, wide, sizes))
     except (TypeError, EngineError):
         jd_wide = other_wide = np.zeros(0)
-    if jd_wide.dtype != np.longdouble or other_wide.dtype != np.longdouble:
-        return abs(got - want) / (scale + 1e-300)  # no long-double form: no discount
-    got_wide, want_wide, _ = _probe_terms(fn, u, jd_wide, other_wide, d)
-    noise = float(abs(got - got_wide) + abs(want - want_wide))
-    noise = NOISE_SAFETY * noise if math.isfinite(noise) else 0.0
+    if jd_wide.dtype == np.longdouble and other_wide.dtype == np.longdouble:
+        got_wide, want_wide, _ = _probe_terms(fn, u, jd_wide, other_wide, d)
+        wide_noise = float(abs(got - got_wide) + abs(want - want_wide))
+        noise += NOISE_SAFETY * wide_noise if math.isfinite(wide_noise) else 0.0
     return max(abs(got - want) - noise, 0.0) / (scale + 1e-300)
 
 
