@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python benchmarks/noise.py                      # every section, 100 seeds, about 20 min
+    python benchmarks/noise.py                      # every section, 100 seeds, about 15 min
     python benchmarks/noise.py --section claims --seeds 100
 
 Sections:
