@@ -24,7 +24,12 @@ VARS = {
     "v": "positive[n]",
     "Z": "real[b, n]",
 }
-DEFS = {"p": "softmax(x)", "S": "A @ B / sqrt(n)"}
+DEFS = {
+    "p": "softmax(x)",
+    "S": "A @ B / sqrt(n)",
+    "xn": "(x - mean(x)) / sqrt(var(x) + a)",
+    "xr": "x / sqrt(mean(x ** 2) + a)",
+}
 ENV = build_environment(VARS, DEFS)
 
 RULES = [
@@ -100,6 +105,38 @@ RULES = [
         "softmax(Z) * (-(Y / softmax(Z)) - sum(softmax(Z) * -(Y / softmax(Z)), axis=-1,"
         " keepdims=True))",
         "softmax(Z) - Y",
+    ),
+    # whole terms: a term's factors regroup into a definition u / w, sums lose constant factors
+    ("(x - mean(x)) * y / sqrt(var(x) + a)", "y * xn"),
+    ("sum(y * (x - mean(x))) / sqrt(var(x) + a)", "sum(y * xn)"),
+    ("sum(y * x / sqrt(mean(x ** 2) + a))", "sum(y * xr)"),
+    ("sum(y) / n", "mean(y)"),
+    ("sum(X) / (n * k)", "mean(X)"),
+    ("sum(X, axis=1, keepdims=True) / k", "mean(X, axis=-1, keepdims=True)"),
+    ("sum(X, axis=0) / n", "mean(X, axis=0)"),
+    (
+        "sum(Y * sum(Z, axis=-1, keepdims=True), axis=-1, keepdims=True) / n",
+        "sum(Z, axis=-1, keepdims=True) * mean(Y, axis=-1, keepdims=True)",
+    ),
+    (
+        "sum(Y * sum(Z, axis=-1, keepdims=True), axis=-1) / n",
+        "mean(Y * sum(Z, axis=-1, keepdims=True), axis=-1)",
+    ),
+    ("x / a - y / a", "(x - y) / a"),
+    ("x / a + y / (a * s)", "(x + y / s) / a"),
+    ("x - ones(n) * s", "x - s"),
+    ("(diag(x) - y).T", "diag(x) - expand_dims(y, axis=-1)"),
+    # the LayerNorm and RMSNorm chains as reverse mode leaves them
+    (
+        "y / sqrt(var(x) + a) - sum(y * (x - mean(x))) * (x - mean(x))"
+        " / (sqrt(var(x) + a) * sqrt(var(x) + a) ** 2 * n)"
+        " - sum(y) * ones(n) / (sqrt(var(x) + a) * n)",
+        "(y - xn * mean(y * xn) - mean(y)) / sqrt(var(x) + a)",
+    ),
+    (
+        "y / sqrt(mean(x ** 2) + a) - sum(y * x) * ones(n) * x"
+        " / (sqrt(mean(x ** 2) + a) * sqrt(mean(x ** 2) + a) ** 2 * n)",
+        "(y - xr * mean(y * xr)) / sqrt(mean(x ** 2) + a)",
     ),
     # softmax family and the user's definitions
     ("log(softmax(x))", "log_softmax(x)"),

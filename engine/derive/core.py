@@ -10,6 +10,7 @@ from engine.derive.program import Assignment, Program
 from engine.derive.reverse import (
     DeriveError,
     canonical_forward,
+    name_normalizations,
     normalization,
     reverse,
     roles_of,
@@ -113,6 +114,8 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
         return Ref(name, body)
 
     forward = canonical_forward(rewriter.name_defs(output))
+    if kind == "grad":
+        forward = name_normalizations(forward, name_step, rewriter)
     hints: dict[Expr, str] = {}
     if kind == "grad":
         grads = reverse(forward, wrt, Const(1), rewriter, name_step, roles_of(forward), hints)

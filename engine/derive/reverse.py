@@ -88,6 +88,33 @@ def _forward_rule(n: Call) -> Expr:
     return n
 
 
+def name_normalizations(e: Expr, name_step: Callable[[str, Expr], Ref], rewriter: Rewriter) -> Expr:
+    """Name each LayerNorm/RMSNorm value xhat in the forward tree (a step `xhat = ...`).
+
+    Only a name: the derivative still comes from the registry's VJPs, and the rewriter, which
+    learns the body, writes the backward terms through xhat where they contain it.
+    """
+    memo: dict[int, Expr] = {}
+
+    def go(n: Expr) -> Expr:
+        if id(n) in memo:
+            return memo[id(n)]
+        out = n
+        if isinstance(n, Call) and n.args:
+            args = tuple(go(a) for a in n.args)
+            out = n if args == n.args else Call(n.fn, args, n.params, n.shape)
+            info = normalization(out)
+            if info is not None:
+                stem = info.x.name if isinstance(info.x, Var) else "x"
+                ref = name_step(stem + "hat", out)
+                rewriter.defs.setdefault(out, ref)
+                out = ref
+        memo[id(n)] = out
+        return out
+
+    return go(e)
+
+
 def _softmax(fn: str, x: Expr, axis: int) -> Expr:
     return call(fn, x) if axis in (-1, len(x.shape) - 1) else call(fn, x, axis=axis)
 
@@ -135,16 +162,6 @@ def normalization(e: Expr) -> Normalization | None:
 def _stat_fits(stat: Call, shape: tuple) -> bool:
     p = params_of(stat)
     return p["axis"] is None or p["keepdims"]
-
-
-def normalization_vjp(node: Expr, info: Normalization, g: Expr) -> Expr:
-    """(g - mean(g) - xhat * mean(g * xhat)) / sqrt(var(x) + eps); RMSNorm drops mean(g)."""
-    kw = info.params
-    xhat = node
-    inner = g - xhat * call("mean", g * xhat, **kw)
-    if info.kind == "layernorm":
-        inner = g - call("mean", g, **kw) - xhat * call("mean", g * xhat, **kw)
-    return inner / info.denominator
 
 
 # ---------------------------------------------------------------- reverse accumulation
@@ -227,7 +244,7 @@ def reverse(
             parts.setdefault(id(node.body), []).append(g)
             continue
         assert isinstance(node, Call)
-        for target, ct in _pullback(node, g, dep, name_step):
+        for target, ct in _pullback(node, g, dep):
             parts.setdefault(id(target), []).append(ct)
     out = {}
     for v in wrt:
@@ -271,11 +288,8 @@ def _total(items: list[Expr]) -> Expr:
     return total
 
 
-def _pullback(node: Call, g: Expr, dep: set[int], name_step=None) -> list[tuple[Expr, Expr]]:
-    """(child, cotangent) pairs for one node: a fused pattern rule if one fits, else the VJPs."""
-    fused = _fused(node, g, dep, name_step)
-    if fused is not None:
-        return fused
+def _pullback(node: Call, g: Expr, dep: set[int]) -> list[tuple[Expr, Expr]]:
+    """(child, cotangent) pairs for one node, from the registry's VJP rules."""
     if node.fn in ("grad", "jacobian"):
         raise DeriveError(f"cannot differentiate through a nested {node.fn}()")
     spec = node.spec
@@ -286,20 +300,3 @@ def _pullback(node: Call, g: Expr, dep: set[int], name_step=None) -> list[tuple[
         if id(arg) in dep:
             out.append((arg, spec.vjp(node, g, i)))
     return out
-
-
-def _fused(node: Call, g: Expr, dep: set[int], name_step=None) -> list[tuple[Expr, Expr]] | None:
-    if node.fn == "div":
-        info = normalization(node)
-        if info is not None and not _eps_depends(info, dep):
-            xhat: Expr = node
-            if name_step is not None:
-                # The normalized value keeps its name, so the textbook form survives rewriting.
-                stem = info.x.name if isinstance(info.x, Var) else "x"
-                xhat = name_step(stem + "hat", node)
-            return [(info.x, normalization_vjp(xhat, info, g))]
-    return None
-
-
-def _eps_depends(info: Normalization, dep: set[int]) -> bool:
-    return info.eps is not None and any(id(n) in dep for n in info.eps.walk())

@@ -127,9 +127,25 @@ def _drop_vector_keepdims(n: Call) -> Expr | None:
     return None
 
 
+def _drop_broadcast_ones(n: Call) -> Expr | None:
+    """a - ones(n) * s -> a - s when a alone has the full shape (broadcasting does the rest)."""
+    if not is_call(n, "add", "sub"):
+        return None
+    for i, x in enumerate(n.args):
+        other = n.args[1 - i]
+        if not is_call(x, "mul") or other.shape != n.shape:
+            continue
+        for o, s in (x.args, x.args[::-1]):
+            if is_call(o, "ones") and not is_call(s, "ones") and _broadcasts_to(s.shape, n.shape):
+                args = list(n.args)
+                args[i] = s
+                return call(n.fn, *args)
+    return None
+
+
 def _elementwise_binary(rule: Rule) -> Rule:
     def wrapped(n: Call) -> Expr | None:
-        return _drop_vector_keepdims(n) or rule(n)
+        return _drop_vector_keepdims(n) or _drop_broadcast_ones(n) or rule(n)
 
     return wrapped
 
@@ -406,8 +422,8 @@ def _rule_transpose(n: Call) -> Expr | None:
         return a.args[1].T @ a.args[0].T
     if is_call(a, "outer"):
         return call("outer", a.args[1], a.args[0])
-    if is_call(a, "add", "sub"):
-        parts = [_rule_transpose(Call("transpose", (t,), (), n.shape)) for t in a.args]
+    if is_call(a, "add", "sub") and len(a.shape) == 2:
+        parts = [_transpose_term(t, a.shape) for t in a.args]
         if all(p is not None and not is_call(p, "transpose") for p in parts):
             return parts[0] + parts[1] if a.fn == "add" else parts[0] - parts[1]
     if is_call(a, "neg"):
@@ -417,6 +433,20 @@ def _rule_transpose(n: Call) -> Expr | None:
         op, s, inner = split
         return s * inner.T if op == "mul" else inner.T / s
     return None
+
+
+def _transpose_term(t: Expr, shape: tuple) -> Expr | None:
+    """The transpose of one summand of a matrix of `shape`, as it broadcasts there.
+
+    A vector broadcasts as a row, so its transpose is a column; a scalar stays.
+    """
+    if t.shape == ():
+        return t
+    if len(t.shape) == 1:
+        return call("expand_dims", t, axis=-1) if t.shape[0] == shape[1] else None
+    if t.shape != tuple(shape):
+        return None
+    return _rule_transpose(Call("transpose", (t,), (), (shape[1], shape[0])))
 
 
 def _rule_reduce(n: Call) -> Expr | None:
@@ -516,6 +546,69 @@ RULES: dict[str, Rule] = {
 }
 
 
+# ---------------------------------------------------------------- terms as monomials
+
+
+Monomial = tuple[sympy.Expr, list[Expr], list[Expr]]  # coefficient, numerator, denominator
+
+
+def monomial(e: Expr) -> Monomial:
+    """`c * f1 * f2 / (h1 * h2)` as (c, [f1, f2], [h1, h2]); x ** k with 1 <= k <= 4 is k factors.
+
+    The factors broadcast together to the shape of `e` (products and quotients are elementwise),
+    so any regrouping of them that keeps the shape is the same value.
+    """
+    if isinstance(e, Const):
+        return e.value, [], []
+    if is_call(e, "neg"):
+        c, num, den = monomial(e.args[0])
+        return -c, num, den
+    if is_call(e, "mul"):
+        ca, na, da = monomial(e.args[0])
+        cb, nb, db = monomial(e.args[1])
+        return ca * cb, na + nb, da + db
+    if is_call(e, "div"):
+        ca, na, da = monomial(e.args[0])
+        cb, nb, db = monomial(e.args[1])
+        if cb != 0:
+            return ca / cb, na + db, da + nb
+    if is_call(e, "pow") and is_const(e.args[1]) and e.args[1].value in (1, 2, 3, 4):
+        return ONE, [e.args[0]] * int(e.args[1].value), []
+    return ONE, [e], []
+
+
+def from_monomial(c: sympy.Expr, num: list[Expr], den: list[Expr]) -> Expr:
+    """The product of the numerator factors (constant first) over the product of the rest."""
+    top: Expr | None = None
+    for f in num:
+        top = f if top is None else top * f
+    if top is None:
+        top = Const(c)
+    elif c != 1:
+        top = Const(c) * top
+    bottom: Expr | None = None
+    for f in den:
+        bottom = f if bottom is None else bottom * f
+    return top if bottom is None else top / bottom
+
+
+def _remove(items: list[Expr], item: Expr) -> bool:
+    for i, x in enumerate(items):
+        if x == item:
+            del items[i]
+            return True
+    return False
+
+
+def _constant_along(f: Expr, red: Call) -> bool:
+    """`f` is constant along the axes `red` reduces, and broadcasts against its result."""
+    x = red.args[0]
+    axis = _axis(red)
+    if axis is None or not _keepdims(red):
+        return is_scalar(f)
+    return _broadcasts_to(f.shape, red.shape) and len(f.shape) <= len(x.shape)
+
+
 class Rewriter:
     """Bottom-up rewriting with the local rules, then the user's definitions, to a fixed point."""
 
@@ -575,6 +668,8 @@ class Rewriter:
                 return node
             out = rule(node)
             if out is None or out == node:
+                out = self._terms(node)
+            if out is None or out == node:
                 return node
             if out.shape != node.shape:
                 return node  # a rule must never change a shape; keep the original
@@ -588,6 +683,101 @@ class Rewriter:
                 out = self.defs[out]
             node = out
         return node
+
+    # ------------------------------------------------------------ whole-term rules
+
+    def _quotient_defs(self) -> list[tuple[Expr, Expr, Ref]]:
+        """Definitions `X = u / w`: the numerator, the denominator and the name."""
+        return [(b.args[0], b.args[1], r) for b, r in self.defs.items() if is_call(b, "div")]
+
+    def _fold(self, num: list[Expr], den: list[Expr]) -> bool:
+        """u ... / (w ...) -> X ... for each definition X = u / w; True if one was used."""
+        used = False
+        for u, w, ref in self._quotient_defs():
+            while u in num and w in den:
+                _remove(num, u)
+                _remove(den, w)
+                num.append(ref)
+                used = True
+        return used
+
+    def _reduction(self, red: Call, num: list[Expr], den: list[Expr]) -> tuple[Expr, bool]:
+        """One reduction factor of a term, regrouped with the term's other factors.
+
+        Factors constant along the reduced axes leave it (sum(s * A) = s * sum(A)); a divisor
+        of the term moves in when that makes a definition appear (sum(g * c) / w = sum(g * X)
+        for X = c / w); sum(A) / N = mean(A) for N the count of the reduced entries.
+        """
+        c, inner_num, inner_den = monomial(red.args[0])
+        for side, outer in ((inner_num, num), (inner_den, den)):
+            for f in list(side):
+                if _constant_along(f, red):
+                    _remove(side, f)
+                    outer.append(f)
+        changed = False
+        for w in list(den):
+            if not _constant_along(w, red):
+                continue
+            trial_num, trial_den = list(inner_num), inner_den + [w]
+            if self._fold(trial_num, trial_den):
+                inner_num, inner_den = trial_num, trial_den
+                _remove(den, w)
+                changed = True
+        fn, params = red.fn, dict(red.params)
+        if fn == "sum":
+            from engine.functions.reductions import count
+
+            _, n_factors, _ = monomial(count(red))
+            if n_factors and all(den.count(f) >= n_factors.count(f) for f in n_factors):
+                for f in n_factors:
+                    _remove(den, f)
+                fn, changed = "mean", True
+                axis = _axis(red)
+                if axis is not None and axis == len(red.args[0].shape) - 1:
+                    params["axis"] = -1
+        inner = from_monomial(c, inner_num, inner_den)
+        if inner.shape != red.args[0].shape:
+            return red, False
+        return call(fn, inner, **params), changed
+
+    def _product(self, node: Call) -> Expr | None:
+        c, num, den = monomial(node)
+        changed = self._fold(num, den)
+        for f in list(num):
+            if is_call(f, "sum", "mean") and not any(r == f for r in self.defs.values()):
+                _remove(num, f)
+                red, moved = self._reduction(f, num, den)
+                num.append(red)
+                changed = changed or moved
+        changed = self._fold(num, den) or changed
+        if not changed:
+            return None
+        return from_monomial(c, num, den)
+
+    def _common_denominator(self, node: Call) -> Expr | None:
+        """a / w + b / (w v) -> (a + b / v) / w for a factor w both terms divide by."""
+        a, b = node.args
+        ca, na, da = monomial(a)
+        cb, nb, db = monomial(b)
+        common = []
+        for w in da:
+            if not isinstance(w, Const) and w in db and w not in common:
+                common.append(w)
+        if not common:
+            return None
+        for w in common:
+            _remove(da, w)
+            _remove(db, w)
+        left, right = from_monomial(ca, na, da), from_monomial(cb, nb, db)
+        inner = left + right if node.fn == "add" else left - right
+        return inner / from_monomial(ONE, common, [])
+
+    def _terms(self, node: Call) -> Expr | None:
+        if node.fn in ("mul", "div"):
+            return self._product(node)
+        if node.fn in ("add", "sub"):
+            return self._common_denominator(node)
+        return None
 
 
 def simplify(e: Expr, defs: Mapping[str, Ref] | None = None) -> Expr:
