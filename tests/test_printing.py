@@ -84,7 +84,7 @@ def test_latex_names(name: str, latex: str):
         ("Q.T @ P / sqrt(k)", r"\frac{Q^\top P}{\sqrt{k}}"),
         ("x * (1 - y)", r"x \odot \left(1 - y\right)"),
         ("softmax(x) - y", r"\operatorname{softmax}\left(x\right) - y"),
-        ("sum(y) * x", r"\textstyle\sum\left(y\right) \, x"),
+        ("sum(y) * x", r"{\textstyle\sum}\left(y\right) \, x"),
         ("ones(n) * s", r"\mathbf{1}_{n} \, s"),
         (
             "(y - mean(y) - xhat * mean(y * xhat)) / sqrt(var(x) + eps)",
@@ -128,3 +128,18 @@ def test_matrix_product_beside_a_hadamard_product_is_parenthesized():
         e = parse_formula(source, env)
         assert to_text(e) == printed
         assert parse_formula(printed, env) == e
+
+
+def test_latex_of_derivatives_and_constant_factors():
+    env = build_environment({"z": "real[n]", "y": "simplex[n]"}, {"p": "softmax(z)"})
+    cases = {
+        "jacobian(p, z)": r"\frac{\partial p}{\partial z}",
+        "jacobian(softmax(z), z)": (
+            r"\frac{\partial}{\partial z} \operatorname{softmax}\left(z\right)"
+        ),
+        "grad(cross_entropy(p, y), z)": r"\nabla_{z} \operatorname{CE}\left(p, y\right)",
+        "z * 2": "2 z",
+        "z * -2": "-2 z",
+    }
+    for source, latex in cases.items():
+        assert to_latex(parse_formula(source, env)) == latex

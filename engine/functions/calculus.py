@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.expr import Call, EngineError, ShapeError, format_shape
-from engine.functions.base import Function, register
+from engine.expr import Call, EngineError, Ref, ShapeError, Size, Var, format_shape
+from engine.functions.base import PREC_ATOM, Function, register
 
 
 def _grad_shape(shapes, p):
@@ -28,11 +28,15 @@ def _no_numpy(*args, **kw):
 
 
 def _grad_latex(n: Call, s) -> str:
-    return rf"\nabla_{{{s(n.args[1], 0)}}} \left({s(n.args[0], 0)}\right)"
+    # A name or a function call needs no brackets: \nabla_z \operatorname{CE}(p, y).
+    return rf"\nabla_{{{s(n.args[1], 0)}}} {s(n.args[0], PREC_ATOM)}"
 
 
 def _jac_latex(n: Call, s) -> str:
-    return rf"\frac{{\partial \left({s(n.args[0], 0)}\right)}}{{\partial {s(n.args[1], 0)}}}"
+    f, x = n.args
+    if isinstance(f, Var | Ref | Size):
+        return rf"\frac{{\partial {s(f, 0)}}}{{\partial {s(x, 0)}}}"
+    return rf"\frac{{\partial}}{{\partial {s(x, 0)}}} {s(f, PREC_ATOM)}"
 
 
 register(

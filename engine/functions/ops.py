@@ -75,6 +75,8 @@ _binary(
 
 def _mul_latex(n: Call, s) -> str:
     a, b = n.args
+    if isinstance(b, Const) and not isinstance(a, Const):
+        a, b = b, a  # a constant factor goes first: 2 z, not z 2
     left, right = s(a, PREC_MUL), s(b, PREC_MUL + 1)
     if _is_scalar(a) and isinstance(b, Call) and b.fn in ("matmul", "outer"):
         # A scalar times a product is written by juxtaposition: 2 X^T (X w - r).

@@ -165,7 +165,7 @@ reduction(
     _np_reduce(np.sum),
     sym_sum,
     _sum_vjp,
-    _reduce_latex(r"\textstyle\sum"),
+    _reduce_latex(r"{\textstyle\sum}"),  # braces: \textstyle must not leak into the rest
     "sum of entries (all, or along axis)",
 )
 reduction("mean", _np_mean, _sym_mean, _mean_vjp, _reduce_latex(latex_fn("mean")), "mean")
