@@ -122,6 +122,12 @@ RULES = [
         "sum(Y * sum(Z, axis=-1, keepdims=True), axis=-1) / n",
         "mean(Y * sum(Z, axis=-1, keepdims=True), axis=-1)",
     ),
+    # ... but not when the factor left behind would not have the summand's shape
+    (
+        "sum(sum(Z, axis=-1, keepdims=True) * x, axis=-1, keepdims=True) / n",
+        "sum(sum(Z, axis=-1, keepdims=True) * x, axis=-1, keepdims=True) / n",
+    ),
+    ("sum(Z * x ** 2 * x, axis=-1, keepdims=True) / n", "mean(Z * x ** 3, axis=-1, keepdims=True)"),
     ("x / a - y / a", "(x - y) / a"),
     ("x / a + y / (a * s)", "(x + y / s) / a"),
     ("x - ones(n) * s", "x - s"),

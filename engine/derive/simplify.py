@@ -579,17 +579,25 @@ def monomial(e: Expr) -> Monomial:
 
 def from_monomial(c: sympy.Expr, num: list[Expr], den: list[Expr]) -> Expr:
     """The product of the numerator factors (constant first) over the product of the rest."""
-    top: Expr | None = None
-    for f in num:
-        top = f if top is None else top * f
+    top = _product_of(num)
     if top is None:
         top = Const(c)
     elif c != 1:
         top = Const(c) * top
-    bottom: Expr | None = None
-    for f in den:
-        bottom = f if bottom is None else bottom * f
+    bottom = _product_of(den)
     return top if bottom is None else top / bottom
+
+
+def _product_of(factors: list[Expr]) -> Expr | None:
+    """f1 * f2 * ..., a repeated factor written once as a power (in order of first use)."""
+    counts: dict[Expr, int] = {}
+    for f in factors:
+        counts[f] = counts.get(f, 0) + 1
+    out: Expr | None = None
+    for f, k in counts.items():
+        term = f if k == 1 else f ** Const(k)
+        out = term if out is None else out * term
+    return out
 
 
 def _remove(items: list[Expr], item: Expr) -> bool:
@@ -709,42 +717,44 @@ class Rewriter:
         for X = c / w); sum(A) / N = mean(A) for N the count of the reduced entries.
         """
         c, inner_num, inner_den = monomial(red.args[0])
-        for side, outer in ((inner_num, num), (inner_den, den)):
+        out_num, out_den = list(num), list(den)  # the term's other factors, changed on success
+        for side, outer in ((inner_num, out_num), (inner_den, out_den)):
             for f in list(side):
                 if _constant_along(f, red):
                     _remove(side, f)
                     outer.append(f)
         changed = False
-        for w in list(den):
+        for w in list(out_den):
             if not _constant_along(w, red):
                 continue
             trial_num, trial_den = list(inner_num), inner_den + [w]
             if self._fold(trial_num, trial_den):
                 inner_num, inner_den = trial_num, trial_den
-                _remove(den, w)
+                _remove(out_den, w)
                 changed = True
         fn, params = red.fn, dict(red.params)
         if fn == "sum":
             from engine.functions.reductions import count
 
             _, n_factors, _ = monomial(count(red))
-            if n_factors and all(den.count(f) >= n_factors.count(f) for f in n_factors):
+            if n_factors and all(out_den.count(f) >= n_factors.count(f) for f in n_factors):
                 for f in n_factors:
-                    _remove(den, f)
+                    _remove(out_den, f)
                 fn, changed = "mean", True
                 axis = _axis(red)
                 if axis is not None and axis == len(red.args[0].shape) - 1:
                     params["axis"] = -1
         inner = from_monomial(c, inner_num, inner_den)
-        if inner.shape != red.args[0].shape:
+        if not changed or inner.shape != red.args[0].shape:
             return red, False
-        return call(fn, inner, **params), changed
+        num[:], den[:] = out_num, out_den
+        return call(fn, inner, **params), True
 
     def _product(self, node: Call) -> Expr | None:
         c, num, den = monomial(node)
         changed = self._fold(num, den)
         for f in list(num):
-            if is_call(f, "sum", "mean") and not any(r == f for r in self.defs.values()):
+            if is_call(f, "sum", "mean"):
                 _remove(num, f)
                 red, moved = self._reduction(f, num, den)
                 num.append(red)
