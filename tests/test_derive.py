@@ -318,6 +318,29 @@ def test_broken_rule_is_caught_not_shown(monkeypatch):
     assert result.counterexample is not None
 
 
+@pytest.mark.parametrize(
+    "case,fn",
+    [
+        ("ce-simplex", "softmax"),
+        ("ce-batch", "cross_entropy"),
+        ("layernorm", "var"),
+        ("layernorm-without-def", "mean"),
+        ("rmsnorm", "sqrt"),
+    ],
+)
+def test_textbook_forms_come_from_the_registry_vjps(monkeypatch, case, fn):
+    """No fused rule: a wrong VJP of an inner function gives a gradient the verifier rejects."""
+    import dataclasses
+
+    rule = REGISTRY[fn].vjp
+    wrong = dataclasses.replace(REGISTRY[fn], vjp=lambda n, g, i: 2 * rule(n, g, i))
+    monkeypatch.setitem(REGISTRY, fn, wrong)
+    expr, wrt, vars_, defs, _ = CASES[case]
+    with pytest.raises(DerivationFailed) as info:
+        derive(expr, wrt, vars_, defs)
+    assert info.value.results[wrt[0]].verdict == "fail"
+
+
 def test_several_variables_by_comma_and_order_kept():
     program = derive(
         "sum(G * (X @ W))", "X, W", {"X": "real[n, k]", "W": "real[k, m]", "G": "real[n, m]"}
