@@ -128,6 +128,8 @@ RULES = [
         "sum(sum(Z, axis=-1, keepdims=True) * x, axis=-1, keepdims=True) / n",
     ),
     ("sum(Z * x ** 2 * x, axis=-1, keepdims=True) / n", "mean(Z * x ** 3, axis=-1, keepdims=True)"),
+    ("x - y * (x + y) - s", "x - s - y * (x + y)"),
+    ("x - s - y * (x + y)", "x - s - y * (x + y)"),
     ("x / a - y / a", "(x - y) / a"),
     ("x / a + y / (a * s)", "(x + y / s) / a"),
     ("x - ones(n) * s", "x - s"),
@@ -137,7 +139,7 @@ RULES = [
         "y / sqrt(var(x) + a) - sum(y * (x - mean(x))) * (x - mean(x))"
         " / (sqrt(var(x) + a) * sqrt(var(x) + a) ** 2 * n)"
         " - sum(y) * ones(n) / (sqrt(var(x) + a) * n)",
-        "(y - xn * mean(y * xn) - mean(y)) / sqrt(var(x) + a)",
+        "(y - mean(y) - xn * mean(y * xn)) / sqrt(var(x) + a)",
     ),
     (
         "y / sqrt(mean(x ** 2) + a) - sum(y * x) * ones(n) * x"

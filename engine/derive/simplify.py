@@ -217,7 +217,14 @@ def _rule_sub(n: Call) -> Expr | None:
         return a + Const(-b.value)
     if a == b and is_scalar(a):
         return Const(0)
+    if is_call(a, "sub") and _nodes(b) < _nodes(a.args[1]):
+        # (a - B) - c -> (a - c) - B: the shorter subtrahend first, as textbooks write it.
+        return (a.args[0] - b) - a.args[1]
     return None
+
+
+def _nodes(e: Expr) -> int:
+    return sum(1 for _ in e.walk())
 
 
 def _scalar_factor(e: Expr) -> tuple[str, Expr, Expr] | None:
