@@ -624,6 +624,35 @@ def _constant_along(f: Expr, red: Call) -> bool:
     return _broadcasts_to(f.shape, red.shape) and len(f.shape) <= len(x.shape)
 
 
+def _span(factors: list[Expr]) -> tuple:
+    """The shape the factors broadcast to together."""
+    return broadcast(*(f.shape for f in factors)) if factors else ()
+
+
+def _cancel(num: list[Expr], den: list[Expr], shape: tuple) -> bool:
+    """x ... / (x ...) -> ... (where x != 0), and drop ones(...) factors other factors cover.
+
+    A factor goes only if the rest still broadcasts to the term's shape.
+    """
+    changed = False
+    for f in list(num):
+        if f in den and _span([g for g in num + den if g is not f]) == tuple(shape):
+            trial_num, trial_den = list(num), list(den)
+            _remove(trial_num, f)
+            _remove(trial_den, f)
+            if _span(trial_num + trial_den) == tuple(shape):
+                num[:], den[:] = trial_num, trial_den
+                changed = True
+    for f in list(num):
+        if is_call(f, "ones"):
+            rest = list(num)
+            _remove(rest, f)
+            if _span(rest + den) == tuple(shape):
+                num[:] = rest
+                changed = True
+    return changed
+
+
 class Rewriter:
     """Bottom-up rewriting with the local rules, then the user's definitions, to a fixed point."""
 
@@ -767,6 +796,7 @@ class Rewriter:
                 num.append(red)
                 changed = changed or moved
         changed = self._fold(num, den) or changed
+        changed = _cancel(num, den, node.shape) or changed
         if not changed:
             return None
         return from_monomial(c, num, den)
