@@ -215,6 +215,29 @@ CASES = {
         {"xhat": "x / sqrt(mean(x**2) + eps)"},
         "dx = (g - xhat * mean(g * xhat)) / sqrt(mean(x**2) + eps)",
     ),
+    "layernorm-with-gain": (
+        "sum(g * (w * (x - mean(x)) / sqrt(var(x) + eps)))",
+        ["x", "w"],
+        {"x": "real[n]", "g": "real[n]", "w": "real[n]", "eps": "positive"},
+        {},
+        """
+        xhat = (x - mean(x)) / sqrt(var(x) + eps)
+        dxhat = g * w
+        dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var(x) + eps)
+        dw = g * xhat
+        """,
+    ),
+    "rmsnorm-rows": (
+        "sum(G * X / sqrt(mean(X**2, axis=-1, keepdims=True) + eps))",
+        ["X"],
+        {"X": "real[b, n]", "G": "real[b, n]", "eps": "positive"},
+        {},
+        """
+        t1 = sqrt(mean(X**2, axis=-1, keepdims=True) + eps)
+        Xhat = X / t1
+        dX = (G - Xhat * mean(G * Xhat, axis=-1, keepdims=True)) / t1
+        """,
+    ),
     "sigmoid": (
         "sum(sigmoid(s))",
         ["s"],

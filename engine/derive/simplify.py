@@ -1,8 +1,14 @@
 """Rule-based rewriter for derived expressions: local algebra rules iterated to a fixed point.
 
 Every rule works on the expression tree (whole vectors and matrices) and keeps the shape of the
-node it rewrites; sympy.simplify is never used. Soundness does not rest on the rules alone:
-every derived program is checked by the verifier before it is shown.
+node it rewrites; sympy.simplify is never used. Each rule is an identity wherever its left side
+is defined (x * y / x -> y needs x != 0, as the left side does). Besides the local rules, a
+product is read as a monomial (constant, numerator and denominator factors) and regrouped:
+factors cancel, reach a definition X = u / w, leave a reduction they are constant along, and
+sum(A) / N becomes mean(A); a sum of two terms with a common divisor is written over it. These
+take cross-entropy of softmax to p - y and LayerNorm/RMSNorm to their textbook forms from the
+plain VJPs. Soundness does not rest on the rules alone: every derived program is checked by
+the verifier before it is shown.
 """
 
 from __future__ import annotations
