@@ -36,8 +36,7 @@ class Claim:
         )
 
 
-def load_claims(path: str | Path) -> list[Claim]:
-    """Read a claims file; raise ClaimsFileError with a one-line reason if it is malformed."""
+def _read_toml(path: str | Path) -> dict:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -45,18 +44,32 @@ def load_claims(path: str | Path) -> list[Claim]:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         raise ClaimsFileError(f"cannot read {path}: {reason}") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ClaimsFileError(f"{path}: not valid TOML: {e}") from None
-    return list(claims_from_table(data, str(path)))
 
 
-def claims_from_table(data: Mapping, where: str = "claims") -> Iterator[Claim]:
+def load_claims(path: str | Path) -> list[Claim]:
+    """Read a claims file; raise ClaimsFileError with a one-line reason if it is malformed."""
+    return list(claims_from_table(_read_toml(path), str(path)))
+
+
+def load_declarations(path: str | Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The [vars] and [defs] tables of a claims or spec file (its claims, if any, unread)."""
+    return declarations(_read_toml(path), str(path))
+
+
+def declarations(data: Mapping, where: str) -> tuple[dict[str, str], dict[str, str]]:
     unknown = set(data) - {"vars", "defs", "claim"}
     if unknown:
         raise ClaimsFileError(f"{where}: unknown table [{sorted(unknown)[0]}]")
     vars_ = _string_table(data.get("vars", {}), f"{where}: [vars]")
     defs = _string_table(data.get("defs", {}), f"{where}: [defs]")
+    return vars_, defs
+
+
+def claims_from_table(data: Mapping, where: str = "claims") -> Iterator[Claim]:
+    vars_, defs = declarations(data, where)
     claims = data.get("claim", [])
     if not isinstance(claims, list) or not claims:
         raise ClaimsFileError(f"{where}: no [[claim]] entries")

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from engine.claims import Claim, ClaimsFileError, load_claims
+from engine.cli_options import def_option, parse_pairs, seed_option, var_option
 from engine.expr import EngineError
 from engine.verify import Result
 
@@ -23,19 +24,9 @@ def exit_code(results: list[Result]) -> int:
     return EXIT_PASS
 
 
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=f"--{what}")
-        out[name.strip()] = value.strip()
-    return out
-
-
 def _sizes(values: tuple[str, ...]) -> dict[str, int]:
     out = {}
-    for name, value in _pairs(values, "size").items():
+    for name, value in parse_pairs(values, "size").items():
         if not value.isdigit() or not 1 <= int(value) <= 10_000_000:
             raise click.BadParameter(
                 f"{name}={value}: a size is an integer from 1 to 10**7", param_hint="--size"
@@ -56,29 +47,10 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("target", required=False)
-@click.option(
-    "--var",
-    "vars_",
-    multiple=True,
-    metavar="NAME=TYPE",
-    help="Declare a variable, e.g. --var 'z=real[n]'. Types: real, positive, unit, "
-    "simplex, onehot.",
-)
-@click.option(
-    "--def",
-    "defs",
-    multiple=True,
-    metavar="NAME=EXPR",
-    help="Let-bind a definition, e.g. --def 'p=softmax(z)'.",
-)
+@var_option
+@def_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Seed for the random test points.",
-)
+@seed_option
 @click.option(
     "--size",
     "sizes",
@@ -109,7 +81,7 @@ def verify(target, vars_, defs, as_json, seed, sizes) -> None:
         except ClaimsFileError as e:
             _die(str(e))
     else:
-        claims = [Claim("claim", target, _pairs(vars_, "var"), _pairs(defs, "def"))]
+        claims = [Claim("claim", target, parse_pairs(vars_, "var"), parse_pairs(defs, "def"))]
     results = []
     for claim in claims:
         result = claim.check(seed=seed, numeric_sizes=numeric_sizes)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
-from pathlib import Path
 
 import click
 
+from engine.claims import load_declarations
+from engine.cli_options import def_option, parse_pairs, seed_option, var_option
 from engine.derive.core import DerivationFailed
 from engine.derive.core import derive as derive_program
 from engine.derive.program import Program
@@ -17,38 +17,6 @@ from engine.expr import EngineError
 EXIT_FAIL, EXIT_ERROR = 1, 2
 FORMATS = ("text", "latex", "json", "python")
 TARGETS = ("numpy", "jax", "torch")
-
-
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=f"--{what}")
-        out[name.strip()] = value.strip()
-    return out
-
-
-def read_spec(path: str) -> tuple[dict[str, str], dict[str, str]]:
-    """[vars] and [defs] of a TOML file (a claims file works too: its claims are ignored)."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise EngineError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
-    except UnicodeDecodeError:
-        raise EngineError(f"cannot read {path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise EngineError(f"{path}: not valid TOML: {e}") from None
-    unknown = set(data) - {"vars", "defs", "claim"}
-    if unknown:
-        raise EngineError(f"{path}: unknown table [{sorted(unknown)[0]}]")
-    tables = []
-    for key in ("vars", "defs"):
-        table = data.get(key, {})
-        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-            raise EngineError(f"{path}: [{key}] must be a table of strings")
-        tables.append(dict(table))
-    return tables[0], tables[1]
 
 
 def render(program: Program, fmt: str, target: str = "numpy") -> str:
@@ -80,21 +48,8 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
     metavar="VAR",
     help="Variable to differentiate with respect to; repeat it (or use commas) for several.",
 )
-@click.option(
-    "--var",
-    "vars_",
-    multiple=True,
-    metavar="NAME=TYPE",
-    help="Declare a variable, e.g. --var 'z=real[n]'. Types: real, positive, unit, "
-    "simplex, onehot.",
-)
-@click.option(
-    "--def",
-    "defs",
-    multiple=True,
-    metavar="NAME=EXPR",
-    help="Let-bind a definition, e.g. --def 'p=softmax(z)'; the result uses its name.",
-)
+@var_option
+@def_option
 @click.option(
     "--file",
     "spec",
@@ -117,7 +72,7 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
     show_default=True,
     help="Array library of --format python.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed for the verifier's test points.")
+@seed_option
 def derive(expr, wrt, vars_, defs, spec, fmt, target, seed) -> None:
     """Derive the gradient of EXPR as a short program, verified before it is shown.
 
@@ -136,9 +91,9 @@ def derive(expr, wrt, vars_, defs, spec, fmt, target, seed) -> None:
     Exit status: 0 verified, 1 the verifier rejected the derivation, 2 bad input.
     """
     try:
-        variables, definitions = read_spec(spec) if spec else ({}, {})
-        variables.update(_pairs(vars_, "var"))
-        definitions.update(_pairs(defs, "def"))
+        variables, definitions = load_declarations(spec) if spec else ({}, {})
+        variables.update(parse_pairs(vars_, "var"))
+        definitions.update(parse_pairs(defs, "def"))
         names = [w for item in wrt for w in item.split(",") if w.strip()] or None
         program = derive_program(expr, names, variables, definitions, seed=seed)
         text = render(program, fmt, target)
