@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sympy
@@ -235,6 +235,26 @@ def call(fn: str, *args: Expr, **params: Any) -> Expr:
     if spec is None:
         raise EngineError(f"unknown function '{fn}'")
     return spec.build(args, params)
+
+
+def map_calls(expr: Expr, rule: Callable[[Call], Expr]) -> Expr:
+    """Rebuild `expr` children first, passing every call through `rule`; shared nodes once.
+
+    Named definitions (`Ref`) are left as they are: a rule sees their names, not their bodies.
+    """
+    memo: dict[int, Expr] = {}
+
+    def go(n: Expr) -> Expr:
+        if id(n) in memo:
+            return memo[id(n)]
+        out = n
+        if isinstance(n, Call):
+            args = tuple(go(a) for a in n.args)
+            out = rule(n if args == n.args else Call(n.fn, args, n.params, n.shape))
+        memo[id(n)] = out
+        return out
+
+    return go(expr)
 
 
 def free_vars(expr: Expr) -> dict[str, Var]:

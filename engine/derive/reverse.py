@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.derive.simplify import Rewriter, is_call, is_const, is_scalar, unref
-from engine.expr import Call, EngineError, Expr, Ref, Var, call
+from engine.expr import Call, EngineError, Expr, Ref, Var, call, map_calls
 from engine.functions.base import params_of
 
 
@@ -40,21 +40,7 @@ def canonical_forward(e: Expr) -> Expr:
     log(softmax(x)) become log_softmax(x); (a * b) / s with s a scalar becomes a * (b / s) when
     b / s is a LayerNorm or RMSNorm normalization. Named definitions are kept.
     """
-    memo: dict[int, Expr] = {}
-
-    def go(n: Expr) -> Expr:
-        if id(n) in memo:
-            return memo[id(n)]
-        if isinstance(n, Call) and n.args:
-            args = tuple(go(a) for a in n.args)
-            out: Expr = n if args == n.args else Call(n.fn, args, n.params, n.shape)
-            out = _forward_rule(out)
-        else:
-            out = n
-        memo[id(n)] = out
-        return out
-
-    return go(e)
+    return map_calls(e, _forward_rule)
 
 
 def _forward_rule(n: Call) -> Expr:
@@ -94,25 +80,17 @@ def name_normalizations(e: Expr, name_step: Callable[[str, Expr], Ref], rewriter
     Only a name: the derivative still comes from the registry's VJPs, and the rewriter, which
     learns the body, writes the backward terms through xhat where they contain it.
     """
-    memo: dict[int, Expr] = {}
 
-    def go(n: Expr) -> Expr:
-        if id(n) in memo:
-            return memo[id(n)]
-        out = n
-        if isinstance(n, Call) and n.args:
-            args = tuple(go(a) for a in n.args)
-            out = n if args == n.args else Call(n.fn, args, n.params, n.shape)
-            info = normalization(out)
-            if info is not None:
-                stem = info.x.name if isinstance(info.x, Var) else "x"
-                ref = name_step(stem + "hat", out)
-                rewriter.defs.setdefault(out, ref)
-                out = ref
-        memo[id(n)] = out
-        return out
+    def name(n: Call) -> Expr:
+        info = normalization(n)
+        if info is None:
+            return n
+        stem = info.x.name if isinstance(info.x, Var) else "x"
+        ref = name_step(stem + "hat", n)
+        rewriter.defs.setdefault(n, ref)
+        return ref
 
-    return go(e)
+    return map_calls(e, name)
 
 
 def _softmax(fn: str, x: Expr, axis: int) -> Expr:

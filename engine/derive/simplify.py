@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import sympy
 
-from engine.expr import Call, Const, EngineError, Expr, Ref, Var, call
+from engine.expr import Call, Const, EngineError, Expr, Ref, Var, call, map_calls
 from engine.functions.base import broadcast, params_of
 from engine.types import TYPES
 
@@ -670,20 +670,7 @@ class Rewriter:
 
     def name_defs(self, e: Expr) -> Expr:
         """Only replace subexpressions equal to a definition's body by its name."""
-        memo: dict[int, Expr] = {}
-
-        def go(n: Expr) -> Expr:
-            if id(n) in memo:
-                return memo[id(n)]
-            out = n
-            if isinstance(n, Call) and n.args:
-                args = tuple(go(a) for a in n.args)
-                out = n if args == n.args else Call(n.fn, args, n.params, n.shape)
-            out = self.defs.get(out, out)
-            memo[id(n)] = out
-            return out
-
-        return go(e)
+        return map_calls(e, lambda n: self.defs.get(n, n))
 
     def simplify(self, e: Expr) -> Expr:
         for _ in range(MAX_PASSES):
