@@ -2,45 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import sympy
+from note_support import NoteUnderTest
 
 from engine.notes import Step
-from engine.notes.check import check_step, environment
 from engine.notes.figures import FigureContext
 from engine.parser import parse_formula
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"derivations.{name}", ROOT / "derivations" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-adam = _load("adam")
-NOTE = adam.NOTE
-ENV = environment(NOTE)
-STEPS = NOTE.steps()
-
-
-def check(step: Step):
-    return check_step(NOTE, step, ENV, f"test: {step.label}")
-
-
-def labelled(label: str) -> Step:
-    return next(s for s in STEPS if s.label == label)
+UNDER_TEST = NoteUnderTest("adam")
+adam = UNDER_TEST.module
+NOTE = UNDER_TEST.note
+ENV = UNDER_TEST.env
+STEPS = UNDER_TEST.steps
+check = UNDER_TEST.check
+labelled = UNDER_TEST.labelled
 
 
 def test_note_is_well_formed():

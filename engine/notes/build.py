@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from engine.expr import EngineError
 from engine.notes.check import (
@@ -69,6 +70,17 @@ class BuildReport:
     pdfs: list[Path] = field(default_factory=list)
 
 
+def load_module(path: Path) -> ModuleType:
+    """Import one note source file as the module `derivations.<stem>`."""
+    spec = importlib.util.spec_from_file_location(f"derivations.{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_notes(directory: Path | None = None) -> list[LoadedNote]:
     """Every `NOTE` defined by a module in `directory`, sorted by order then name."""
     directory = DERIVATIONS if directory is None else directory
@@ -76,13 +88,8 @@ def load_notes(directory: Path | None = None) -> list[LoadedNote]:
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        spec = importlib.util.spec_from_file_location(f"derivations.{path.stem}", path)
-        if spec is None or spec.loader is None:
-            continue
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
         try:
-            spec.loader.exec_module(module)
+            module = load_module(path)
         except Exception as e:  # a note module is the author's code: report it as one line
             raise BuildError(f"{path.name}: cannot load the note: {type(e).__name__}: {e}") from e
         note = getattr(module, "NOTE", None)
