@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine import derive
@@ -128,6 +128,8 @@ def test_templates_cover_the_language():
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 @given(formula("s", 3))
+# Found by CI: SymPy left d/ds sign(s / (2 + sin(s))) unevaluated, so the exact route refused it.
+@example(text="sign((s) / (2 + sin(s))) * ((s) / (2 + sin(s)))")
 def test_gradient_round_trip(text: str):
     env = build_environment(VARS)
     expr = parse_formula(text, env)

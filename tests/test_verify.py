@@ -323,3 +323,15 @@ def test_log_of_a_real_variable_is_a_domain_error_not_a_false_verdict():
 def test_fractional_power_of_a_negative_base_is_a_domain_error():
     r = verify("grad(sum(x ** 1.5), x) == 1.5 * x ** 0.5", {"x": "real[n]"})
     assert r.verdict == "error"
+
+
+def test_kinked_functions_of_arguments_sympy_cannot_prove_real():
+    # SymPy leaves d/ds sign(s / (2 + sin(s))) unevaluated (it cannot show 2 + sin(s) != 0);
+    # the exact route resolves it as 0 away from the kink, abs as sign(u) u', step as 0.
+    env_vars = {"s": "real"}
+    u = "s / (2 + sin(s))"
+    assert verify(f"grad(sign({u}) * {u}, s) == sign({u}) * grad({u}, s)", env_vars).passed
+    assert verify(f"grad(abs({u}), s) == sign({u}) * grad({u}, s)", env_vars).passed
+    assert verify(f"grad(step({u}) * {u}, s) == step({u}) * grad({u}, s)", env_vars).passed
+    wrong = verify(f"grad(abs({u}), s) == grad({u}, s)", env_vars, seed=1)
+    assert wrong.verdict == "fail"

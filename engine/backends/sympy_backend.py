@@ -112,10 +112,35 @@ def _derivative(node: Call, memo, values) -> np.ndarray:
     return out
 
 
+# Derivatives of the kinked functions for a real argument u, away from the kink (a set of
+# measure zero that random points miss). SymPy applies them itself only when it can prove u
+# real, which it cannot for, e.g., s / (2 + sin(s)) (it does not know 2 + sin(s) != 0). Every
+# value the verifier compares is checked to be real, so using them is sound here.
+_REAL_KINK_DERIVATIVES = {
+    sympy.sign: lambda u, du: sympy.Integer(0),
+    sympy.Heaviside: lambda u, du: sympy.Integer(0),
+    sympy.Abs: lambda u, du: sympy.sign(u) * du,
+}
+
+
+def _resolve_kinks(d: sympy.Expr) -> sympy.Expr:
+    def rule(e: sympy.Derivative) -> sympy.Expr:
+        inner, variables = e.expr, e.variables
+        derivative = _REAL_KINK_DERIVATIVES.get(type(inner))
+        if derivative is None or len(variables) != 1:
+            return e
+        u = inner.args[0]
+        return derivative(u, sympy.diff(u, variables[0]))
+
+    return d.replace(lambda e: isinstance(e, sympy.Derivative), rule)
+
+
 def _diff(f: sympy.Expr, x: sympy.Symbol, node: Call) -> sympy.Expr:
-    """d f / d x; SymPy leaves it unevaluated only for a non-real argument (sign of a complex
-    value, say), which would later fail to substitute: report it cleanly instead."""
+    """d f / d x; SymPy may leave the derivative of sign, step or abs unevaluated when it cannot
+    prove the argument real: resolve it, and report anything else cleanly."""
     d = sympy.diff(f, x)
+    if d.has(sympy.Derivative):
+        d = _resolve_kinks(d)
     if d.has(sympy.Derivative):
         raise EngineError(
             f"{node.fn}(): SymPy cannot differentiate this exactly (is an argument of sign, step "
