@@ -463,19 +463,30 @@ def _numeric_check(
     rtol = NUMERIC_RTOL[method]
     worst = 0.0
     probed = False
+    skipped: list[NotFinite] = []
     for p, profile in enumerate(PROFILES):
         rng = np.random.default_rng([seed, 2, p])
         values = _sample(used, sizes, rng, profile)
         probe_left = _probe_side(lhs) and _coords(lhs, values) > FULL_LIMIT
         probe_right = _probe_side(rhs) and _coords(rhs, values) > FULL_LIMIT
-        if probe_left or probe_right:
-            probed = True
-            probe_rtol = PROBE_RTOL.get(method, rtol)
-            err, cx = _probe_check(
-                lhs, rhs, probe_left, values, sizes, rng, probe_rtol, discount_noise
-            )
-        else:
-            err, cx = _full_check(lhs, rhs, values, sizes, rtol, discount_noise)
+        try:
+            if probe_left or probe_right:
+                probed = True
+                probe_rtol = PROBE_RTOL.get(method, rtol)
+                err, cx = _probe_check(
+                    lhs, rhs, probe_left, values, sizes, rng, probe_rtol, discount_noise
+                )
+            else:
+                err, cx = _full_check(lhs, rhs, values, sizes, rtol, discount_noise)
+        except NotFinite as e:
+            # Float64 overflow at one input scale (say softmax of logits in the thousands) says
+            # nothing about the claim; the other profiles still decide. All of them failing is
+            # an error: then no numeric check happened.
+            skipped.append(e.at(profile))
+            if len(skipped) == len(PROFILES):
+                message = str(skipped[0]).replace("at the sampled", "at every scale of sampled")
+                raise NotFinite(message) from None
+            continue
         worst = max(worst, err)
         if cx is not None:
             cx = Counterexample(
@@ -488,16 +499,29 @@ def _numeric_check(
                 cx.difference,
                 profile,
             )
-            return CheckReport(
-                "numeric", False, _numeric_detail(sizes, method, probed, worst), err
-            ), cx
-    return CheckReport("numeric", True, _numeric_detail(sizes, method, probed, worst), worst), None
+            detail = _numeric_detail(sizes, method, probed, worst, skipped)
+            return CheckReport("numeric", False, detail, err), cx
+    detail = _numeric_detail(sizes, method, probed, worst, skipped)
+    return CheckReport("numeric", True, detail, worst), None
 
 
-def _numeric_detail(sizes, method, probed, worst) -> str:
+def _numeric_detail(sizes, method, probed, worst, skipped=()) -> str:
     where = ", ".join(f"{k}={v}" for k, v in sizes.items()) or "scalars"
     how = "" if method == "none" else f", {method}" + (" probes" if probed else "")
-    return f"numeric at {where}{how}, max rel. err {worst:.1e}"
+    left_out = ""
+    if skipped:
+        left_out = f" ({', '.join(e.profile for e in skipped)} inputs overflowed float64, skipped)"
+    return f"numeric at {where}{how}, max rel. err {worst:.1e}{left_out}"
+
+
+class NotFinite(EngineError):
+    """A side evaluated to inf or NaN in float64 at one input profile."""
+
+    profile = ""
+
+    def at(self, profile: str) -> NotFinite:
+        self.profile = profile
+        return self
 
 
 def _coords(side: Call, values) -> int:
@@ -506,7 +530,7 @@ def _coords(side: Call, values) -> int:
 
 def _finite(arr: np.ndarray, side: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
-        raise EngineError(
+        raise NotFinite(
             f"the {side} side is not finite at the sampled inputs "
             "(overflow, or log/sqrt of a negative value?)"
         )

@@ -335,3 +335,21 @@ def test_kinked_functions_of_arguments_sympy_cannot_prove_real():
     assert verify(f"grad(step({u}) * {u}, s) == step({u}) * grad({u}, s)", env_vars).passed
     wrong = verify(f"grad(abs({u}), s) == grad({u}, s)", env_vars, seed=1)
     assert wrong.verdict == "fail"
+
+
+def test_an_overflowing_input_scale_is_skipped_and_said():
+    # x * (W @ x) at the wide scale gives logits in the thousands: softmax underflows and the
+    # cross-entropy is inf in float64. The other scales still check the claim, and the detail
+    # says which scale was left out.
+    declared = {"x": "real[n]", "W": "real[n, n]", "q": "simplex[n]"}
+    p = "softmax(x * (W @ x))"
+    right = f"grad(cross_entropy({p}, q), x) == ({p} - q) * (W @ x) + W.T @ (({p} - q) * x)"
+    r = verify(right, declared)
+    assert r.passed, r.report()
+    assert "wide inputs overflowed float64, skipped" in r.summary()
+    # The scales that remain still catch a missing transpose, by the numeric route alone.
+    env = build_environment(declared)
+    lhs, rhs = parse_equation(right.replace("W.T @", "W @"), env)
+    wrong = verify_sides(lhs, rhs, env, exact=False)
+    assert wrong.verdict == "fail"
+    assert wrong.counterexample.profile in ("unit", "peaked")
