@@ -140,6 +140,7 @@ def test_latex_of_derivatives_and_constant_factors():
         "grad(cross_entropy(p, y), z)": r"\nabla_{z} \operatorname{CE}\left(p, y\right)",
         "z * 2": "2 z",
         "z * -2": "-2 z",
+        "0 * ones(n)": r"\mathbf{0}_{n}",
     }
     for source, latex in cases.items():
         assert to_latex(parse_formula(source, env)) == latex

@@ -77,6 +77,9 @@ def _mul_latex(n: Call, s) -> str:
     a, b = n.args
     if isinstance(b, Const) and not isinstance(a, Const):
         a, b = b, a  # a constant factor goes first: 2 z, not z 2
+    if isinstance(a, Const) and a.value == 0 and isinstance(b, Call) and b.fn == "ones":
+        dims = r" \times ".join(sympy.latex(d) for d in b.param("dims"))
+        return rf"\mathbf{{0}}_{{{dims}}}"  # 0 * ones(n): the zero vector, not "0 1_n"
     left, right = s(a, PREC_MUL), s(b, PREC_MUL + 1)
     if _is_scalar(a) and isinstance(b, Call) and b.fn in ("matmul", "outer"):
         # A scalar times a product is written by juxtaposition: 2 X^T (X w - r).
