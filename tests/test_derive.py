@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from engine import derive
@@ -307,6 +308,110 @@ def test_textbook_program(name: str):
     assert program.verified, program.verification_line()
     assert program.verification_line().startswith("verified: exact at ")
     assert_textbook(program, expected, vars_, defs)
+
+
+# ---------------------------------------------------------------- naming repeated subexpressions
+
+# A subexpression written three or more times in the finished program becomes t1, t2, ...; the
+# names the program already has (xhat here) are kept. The derivatives are checked by hand:
+# sigmoid' = s (1 - s), so d/dw mean((s - t)^2) = 2 X^T ((s - t) s (1 - s)) / n; gelu'(u) =
+# Phi(u) + u phi(u) = 0.5 (1 + erf(u / sqrt 2)) + u exp(-u^2 / 2) / sqrt(2 pi).
+NAMED = {
+    "sigmoid-regression": (
+        "mean((sigmoid(X @ w) - t) ** 2)",
+        ["w"],
+        {"X": "real[n, d]", "w": "real[d]", "t": "unit[n]"},
+        """
+        t1 = sigmoid(X @ w)
+        dw = 2 * (X.T @ ((t1 - t) * (t1 * (1 - t1)))) / n
+        """,
+    ),
+    "gelu-mlp": (
+        "sum(G * (gelu(X @ W1) @ W2))",
+        ["W1"],
+        {"G": "real[n, k]", "X": "real[n, d]", "W1": "real[d, h]", "W2": "real[h, k]"},
+        """
+        t1 = X @ W1
+        dW1 = X.T @ ((G @ W2.T) * (0.5 * (1 + erf(t1 / sqrt(2))) + t1 * exp(-0.5 * t1 ** 2) / sqrt(2 * pi)))
+        """,  # noqa: E501
+    ),
+    "layernorm-of-a-product": (
+        "sum(G * ((X @ W - mean(X @ W, axis=-1, keepdims=True))"
+        " / sqrt(var(X @ W, axis=-1, keepdims=True) + 1)))",
+        ["W"],
+        {"X": "real[n, d]", "W": "real[d, d]", "G": "real[n, d]"},
+        """
+        t1 = X @ W
+        t2 = sqrt(var(t1, axis=-1, keepdims=True) + 1)
+        xhat = (t1 - mean(t1, axis=-1, keepdims=True)) / t2
+        dW = X.T @ (G / t2) - (X.T @ (xhat * mean(G * xhat, axis=-1, keepdims=True) / t2) + X.T @ (ones(n, d) * mean(G, axis=-1, keepdims=True) / t2))
+        """,  # noqa: E501
+    ),
+}
+
+
+def _lines(text: str) -> str:
+    return "\n".join(line.strip() for line in text.strip().splitlines())
+
+
+@pytest.mark.parametrize("name", list(NAMED))
+def test_repeated_subexpressions_are_named(name: str):
+    expr, wrt, vars_, expected = NAMED[name]
+    program = derive(expr, wrt, vars_)
+    assert program.verified, program.verification_line()
+    assert program.to_text() == _lines(expected)
+
+
+@pytest.mark.parametrize("name", list(NAMED))
+def test_named_program_reparses_to_the_same_trees(name: str):
+    expr, wrt, vars_, _ = NAMED[name]
+    program = derive(expr, wrt, vars_)
+    env = build_environment(vars_, [(a.name, str(a.expr)) for a in program.steps])
+    assert [env.defs[a.name] for a in program.steps] == [a.ref for a in program.steps]
+    for _, g in program.gradients:
+        assert parse_formula(str(g), env) == g
+
+
+def _gelu_prime(u):
+    from math import erf
+
+    return 0.5 * (1 + np.vectorize(erf)(u / np.sqrt(2))) + u * np.exp(-0.5 * u**2) / np.sqrt(
+        2 * np.pi
+    )
+
+
+@pytest.mark.parametrize("name", ["sigmoid-regression", "gelu-mlp"])
+def test_named_program_exports_and_matches_the_hand_gradient(name: str, tmp_path):
+    from test_export_programs import load_module
+
+    from engine.export import to_module
+
+    expr, wrt, vars_, _ = NAMED[name]
+    program = derive(expr, wrt, vars_)
+    source = to_module(program)
+    module = load_module(source, tmp_path, f"named_{name.replace('-', '_')}")
+    rng = np.random.default_rng(3)
+    n, d, h, k = 7, 5, 4, 6
+    if name == "sigmoid-regression":
+        X, w, t = rng.normal(size=(n, d)), rng.normal(size=d), rng.uniform(size=n)
+        _, grads = module.value_and_grad(X, w, t)
+        s = 1 / (1 + np.exp(-(X @ w)))
+        want = 2 * X.T @ ((s - t) * s * (1 - s)) / n
+        np.testing.assert_allclose(grads["w"], want, rtol=1e-12, atol=1e-14)
+    else:
+        G, X = rng.normal(size=(n, k)), rng.normal(size=(n, d))
+        W1, W2 = rng.normal(size=(d, h)), rng.normal(size=(h, k))
+        _, grads = module.value_and_grad(G, X, W1, W2)
+        want = X.T @ ((G @ W2.T) * _gelu_prime(X @ W1))
+        np.testing.assert_allclose(grads["W1"], want, rtol=1e-12, atol=1e-14)
+
+
+def test_two_copies_or_a_function_of_one_name_stay_written_out():
+    """X @ w - r twice (least squares) and softmax(z) three times (its Jacobian) get no name."""
+    ls = derive("sum((X @ w - r) ** 2)", ["w"], {"X": "real[k, n]", "w": "real[n]", "r": "real[k]"})
+    assert ls.to_text() == "dw = 2 * (X.T @ (X @ w - r))"
+    jac = derive("softmax(z)", ["z"], {"z": "real[n]"})
+    assert jac.to_text() == "J = diag(softmax(z)) - outer(softmax(z), softmax(z))"
 
 
 # ---------------------------------------------------------------- the comparison itself

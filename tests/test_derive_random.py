@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine import derive
-from engine.expr import free_vars
+from engine.derive import build_program, core
+from engine.expr import Call, Expr, Ref, free_vars
 from engine.parser import build_environment, parse_formula
 
 VARS = {
@@ -141,6 +144,42 @@ def test_gradient_round_trip(text: str):
     assert [w for w, _ in program.gradients] == wrt
     for w, g in program.gradients:
         assert g.shape == env.vars[w].shape
+
+
+def _written_out(e: Expr, steps: set[str]) -> Expr:
+    """`e` with every program step written out in full (the user's definitions stay names)."""
+    if isinstance(e, Ref) and e.name in steps:
+        return _written_out(e.body, steps)
+    if isinstance(e, Call) and e.args:
+        return Call(e.fn, tuple(_written_out(a, steps) for a in e.args), e.params, e.shape)
+    return e
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(formula("s", 3))
+def test_final_naming_only_names(text: str):
+    """The t<k> pass changes no value: written out, the gradients are the very same trees."""
+    env = build_environment(VARS)
+    expr = parse_formula(text, env)
+    wrt = [env.vars[n] for n, v in sorted(free_vars(expr).items()) if v.vtype == "real"]
+    if not wrt:
+        return
+    named = build_program(expr, wrt, env)
+    with patch.object(core, "MIN_COPIES", 10**9):
+        plain = build_program(expr, wrt, env)
+    for p in (named, plain):
+        assert len({a.name for a in p.steps}) == len(p.steps)
+    named_steps = {a.name for a in named.steps}
+    plain_steps = {a.name for a in plain.steps}
+    # Every name the program had before the pass is still there, apart from renumbered t<k>.
+    assert {m for m in plain_steps if not m[1:].isdigit()} <= named_steps
+    for (w, g), (w2, g2) in zip(named.gradients, plain.gradients, strict=True):
+        assert w == w2
+        assert _written_out(g, named_steps) == _written_out(g2, plain_steps)
 
 
 JAC_STEPS = [

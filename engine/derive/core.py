@@ -21,6 +21,9 @@ from engine.parser import Environment, build_environment, parse_formula
 from engine.verify import Result
 
 MAX_NAMES = 200  # repeated subexpressions named per program, at most
+# The final pass names a subexpression written this often: with two copies a name adds a line
+# and saves one copy (X @ w - r in least squares reads better written out in dw and dX).
+MIN_COPIES = 3
 
 
 class DerivationFailed(EngineError):
@@ -127,6 +130,7 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
     gradients = [(v.name, grads[v.name]) for v in wrt]
     steps, gradients = _name_common(steps, gradients, taken, hints)
     steps, gradients = _inline_single_use(steps, gradients)
+    steps, gradients = _name_repeated(steps, gradients, taken | {a.name for a in steps})
     steps, gradients = _renumber(steps, gradients, set(env.names()))
     return Program(output, env, tuple(steps), tuple(gradients), kind)
 
@@ -263,15 +267,15 @@ def _order(steps: list[Assignment]) -> list[Assignment]:
     return done
 
 
-def _inline_single_use(steps, gradients):
-    """A step used once (or never) reads better inline; keep the rest."""
+def _inline_single_use(steps, gradients, only: set[str] | None = None):
+    """A step used once (or never) reads better inline; keep the rest (and any not in `only`)."""
     while True:
         names = {a.name for a in steps}
         uses: Counter = Counter()
         for e in [a.expr for a in steps] + [g for _, g in gradients]:
             for n in _ref_occurrences(e, names):
                 uses[n] += 1
-        single = [a for a in steps if uses[a.name] < 2]
+        single = [a for a in steps if uses[a.name] < 2 and (only is None or a.name in only)]
         if not single:
             return steps, gradients
         a = single[0]
@@ -288,6 +292,88 @@ def _renumber(steps, gradients, reserved: set[str]):
     if temps == wanted or reserved & set(wanted):
         return steps, gradients
     mapping = dict(zip(temps, wanted, strict=True))
+    memo: dict[str, Ref] = {}
+
+    def rename(e: Expr) -> Expr:
+        if isinstance(e, Ref):
+            return memo.get(e.name, e)
+        if isinstance(e, Call) and e.args:
+            args = tuple(rename(a) for a in e.args)
+            if args != e.args:
+                return Call(e.fn, args, e.params, e.shape)
+        return e
+
+    out = []
+    for a in steps:
+        body = rename(a.expr)
+        name = mapping.get(a.name, a.name)
+        memo[a.name] = Ref(name, body)
+        out.append(Assignment(name, body))
+    return out, [(v, rename(g)) for v, g in gradients]
+
+
+# ---------------------------------------------------------------- the final naming pass
+
+
+def _trivial(e: Expr) -> bool:
+    """Reads as well as a name: a leaf, a constant like sqrt(2), or a function of one name.
+
+    A function of one name is a call whose arguments are all leaves, exactly one of them a
+    variable or a named step: softmax(z), sigmoid(s), W.T, -y, x ** 2, 2 * x. X @ W1 (two
+    names) and sigmoid(X @ w) (a computed argument) are not trivial.
+    """
+    if not isinstance(e, Call):
+        return True
+    names = [n for n in _unnamed_nodes(e) if isinstance(n, Var | Ref)]
+    if not names:
+        return True
+    return len(names) == 1 and not any(isinstance(a, Call) for a in e.args)
+
+
+def _unnamed_nodes(e: Expr) -> list[Expr]:
+    """The nodes of `e` as written: a name is one node, its body is not entered."""
+    out: list[Expr] = [e]
+    if isinstance(e, Call):
+        for a in e.args:
+            out += _unnamed_nodes(a)
+    return out
+
+
+def _name_repeated(steps, gradients, taken: set[str]):
+    """Name every non-trivial subexpression written `MIN_COPIES` times as the next free `t<k>`.
+
+    Runs on the finished program, so the names it already has (P, dS, xhat, ...) are kept;
+    the largest repeated subexpression is bound first, and a new name that ends up used only
+    once (inside a larger new name) is written out again. `_renumber` then numbers all the
+    temporaries t1, t2, ... in program order, so an inner one comes first.
+    """
+    new: list[str] = []
+    for _ in range(MAX_NAMES):
+        counts = _occurrences([a.expr for a in steps] + [g for _, g in gradients])
+        repeated = [e for e, c in counts.items() if c >= MIN_COPIES and not _trivial(e)]
+        if not repeated:
+            break
+        target = max(repeated, key=lambda e: len(_unnamed_nodes(e)))
+        name = f"_t{len(new)}"  # placeholder, numbered below
+        new.append(name)
+        ref = Ref(name, target)
+        steps = [Assignment(a.name, _replace(a.expr, target, ref)) for a in steps]
+        gradients = [(v, _replace(g, target, ref)) for v, g in gradients]
+        steps.insert(0, Assignment(name, target))
+    if not new:
+        return steps, gradients
+    steps, gradients = _inline_single_use(steps, gradients, set(new))
+    steps = _order(steps)
+    mapping: dict[str, str] = {}
+    for a in steps:
+        if a.name in new:
+            mapping[a.name] = _numbered("t", taken)
+            taken.add(mapping[a.name])
+    return _rename(steps, gradients, mapping)
+
+
+def _rename(steps, gradients, mapping: dict[str, str]):
+    """Steps renamed by `mapping`, every reference to them rewritten (steps in program order)."""
     memo: dict[str, Ref] = {}
 
     def rename(e: Expr) -> Expr:
