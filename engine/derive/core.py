@@ -291,25 +291,7 @@ def _renumber(steps, gradients, reserved: set[str]):
     wanted = [f"t{k}" for k in range(1, len(temps) + 1)]
     if temps == wanted or reserved & set(wanted):
         return steps, gradients
-    mapping = dict(zip(temps, wanted, strict=True))
-    memo: dict[str, Ref] = {}
-
-    def rename(e: Expr) -> Expr:
-        if isinstance(e, Ref):
-            return memo.get(e.name, e)
-        if isinstance(e, Call) and e.args:
-            args = tuple(rename(a) for a in e.args)
-            if args != e.args:
-                return Call(e.fn, args, e.params, e.shape)
-        return e
-
-    out = []
-    for a in steps:
-        body = rename(a.expr)
-        name = mapping.get(a.name, a.name)
-        memo[a.name] = Ref(name, body)
-        out.append(Assignment(name, body))
-    return out, [(v, rename(g)) for v, g in gradients]
+    return _rename(steps, gradients, dict(zip(temps, wanted, strict=True)))
 
 
 # ---------------------------------------------------------------- the final naming pass
