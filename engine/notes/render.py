@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -213,24 +214,20 @@ class NoteView:
                     row["mark_tex"] = tex_escape(row["mark"])
 
 
+@functools.cache
 def environment() -> tuple[jinja2.Environment, jinja2.Environment]:
-    """Jinja2 environments: Markdown ({{ }}), and LaTeX (<< >>, <% %>, <# #>)."""
-    loader = jinja2.FileSystemLoader(str(TEMPLATES))
-    md = jinja2.Environment(
-        loader=loader,
+    """Jinja2 environments, made once: Markdown ({{ }}), and LaTeX (<< >>, <% %>, <# #>)."""
+    common = dict(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
     )
+    md = jinja2.Environment(**common)
     tex = jinja2.Environment(
-        loader=loader,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
+        **common,
         block_start_string="<%",
         block_end_string="%>",
         variable_start_string="<<",
