@@ -32,10 +32,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.derive.program import Assignment, Program  # noqa: E402
+from engine.derive import derive  # noqa: E402
+from engine.derive.program import Program  # noqa: E402
 from engine.export import to_module  # noqa: E402
-from engine.expr import Size, call  # noqa: E402
-from engine.parser import build_environment, parse_formula  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- export_bench:start -->", "<!-- export_bench:end -->"
@@ -44,30 +43,26 @@ START, END = "<!-- export_bench:start -->", "<!-- export_bench:end -->"
 # ---------------------------------------------------------------- the programs
 
 
+# Derived and verified by `engine.derive`, as `llm-math derive --format python` would export
+# them; the generated modules are the same text as those of the hand-written textbook programs
+# in tests/test_export_programs.py.
+
+
 def ce_program() -> Program:
-    env = build_environment({"z": "real[n]", "y": "simplex[n]"}, {"p": "softmax(z)"})
-    return Program(
-        parse_formula("cross_entropy(p, y)", env), env, (), (("z", parse_formula("p - y", env)),)
+    return derive(
+        "cross_entropy(p, y)",
+        wrt=["z"],
+        vars={"z": "real[n]", "y": "simplex[n]"},
+        defs={"p": "softmax(z)"},
     )
 
 
 def attention_program() -> Program:
-    env = build_environment(
-        {"Q": "real[n, d]", "K": "real[n, d]", "V": "real[n, d]", "O": "real[n, d]"},
-        {"P": "softmax(Q @ K.T / sqrt(d))"},
-    )
-    P = env.defs["P"]
-    dV = Assignment("dV", parse_formula("P.T @ O", env))
-    dP = Assignment("dP", parse_formula("O @ V.T", env))
-    dS = Assignment("dS", P * (dP.ref - call("sum", P * dP.ref, axis=-1, keepdims=True)))
-    sqrt_d = call("sqrt", Size("d"))
-    dQ = Assignment("dQ", dS.ref @ env.vars["K"] / sqrt_d)
-    dK = Assignment("dK", dS.ref.T @ env.vars["Q"] / sqrt_d)
-    return Program(
-        parse_formula("sum(O * (P @ V))", env),
-        env,
-        (dV, dP, dS, dQ, dK),
-        (("Q", dQ.ref), ("K", dK.ref), ("V", dV.ref)),
+    return derive(
+        "sum(O * (P @ V))",
+        wrt=["Q", "K", "V"],
+        vars={"Q": "real[n, d]", "K": "real[n, d]", "V": "real[n, d]", "O": "real[n, d]"},
+        defs={"P": "softmax(Q @ K.T / sqrt(d))"},
     )
 
 
