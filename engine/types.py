@@ -25,6 +25,13 @@ class VarType:
     numeric: Callable[[np.random.Generator, tuple[int, ...], str], np.ndarray]
     admits: Callable[[np.ndarray], bool]
     sums_to_one: bool = False
+    # Draws at a magnitude `scale` (an exact Rational for the exact route, a float for the numeric
+    # one): real entries of size about `scale` with both signs, positive ones about `scale`, unit
+    # and simplex entries about `scale` away from 0 (and, for unit, from 1) when scale < 1.
+    exact_at: (
+        Callable[[np.random.Generator, tuple[int, ...], sympy.Rational], np.ndarray] | None
+    ) = None
+    numeric_at: Callable[[np.random.Generator, tuple[int, ...], float], np.ndarray] | None = None
 
 
 def _rationals(rng, shape, lo, hi, den=12, nonzero=True) -> np.ndarray:
@@ -92,6 +99,65 @@ def _onehot_numeric(rng, shape, profile) -> np.ndarray:
     return out
 
 
+def _exact_real_at(rng, shape, scale) -> np.ndarray:
+    return _rationals(rng, shape, -3, 3) * (sympy.Rational(scale) / 2)
+
+
+def _exact_positive_at(rng, shape, scale) -> np.ndarray:
+    return _rationals(rng, shape, 0, 3) * (sympy.Rational(scale) / 2)
+
+
+def _exact_unit_at(rng, shape, scale) -> np.ndarray:
+    """Entries about `scale` from 0 or (half of them) from 1; plain unit draws for scale >= 1/2."""
+    scale = sympy.Rational(scale)
+    if scale >= sympy.Rational(1, 2):
+        return _rationals(rng, shape, 0, 1, den=16)
+    near = _rationals(rng, shape, 0, 2) * (scale / 2)
+    flip = rng.random(shape) < 0.5
+    out = np.empty(shape, dtype=object)
+    for idx in np.ndindex(shape):
+        out[idx] = 1 - near[idx] if flip[idx] else near[idx]
+    return out
+
+
+def _exact_simplex_at(rng, shape, scale) -> np.ndarray:
+    """Rows with about half their entries `scale` times smaller than the rest (for scale < 1)."""
+    w = _rationals(rng, shape, 0, 4)
+    scale = sympy.Rational(scale)
+    if scale < 1:
+        small = rng.random(shape) < 0.5
+        for idx in np.ndindex(shape):
+            if small[idx]:
+                w[idx] = w[idx] * scale
+    return _normalize_rows(w)
+
+
+def _numeric_real_at(rng, shape, scale) -> np.ndarray:
+    return scale * rng.standard_normal(shape)
+
+
+def _numeric_positive_at(rng, shape, scale) -> np.ndarray:
+    return scale * np.exp(0.5 * rng.standard_normal(shape))
+
+
+def _numeric_unit_at(rng, shape, scale) -> np.ndarray:
+    if scale >= 0.5:
+        return _unit_numeric(rng, shape, "wide")
+    near = scale * np.exp(0.5 * rng.standard_normal(shape))
+    near = np.minimum(near, 0.5)
+    return np.where(rng.random(shape) < 0.5, 1 - near, near)
+
+
+def _numeric_simplex_at(rng, shape, scale) -> np.ndarray:
+    """Softmax rows whose smallest entries are about `scale` (for scale < 1)."""
+    if scale >= 1:
+        return _simplex_numeric(rng, shape, "wide")
+    spread = max(1.0, np.log(1 / scale) / 2)
+    z = spread * rng.standard_normal(shape)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def _rows_sum_to_one(x: np.ndarray) -> bool:
     return bool(np.allclose(np.sum(x, axis=-1), 1.0, rtol=0, atol=1e-12))
 
@@ -107,6 +173,8 @@ TYPES: dict[str, VarType] = {
             lambda rng, s: _rationals(rng, s, -3, 3),
             _real_numeric,
             lambda x: bool(np.all(np.isfinite(x))),
+            exact_at=_exact_real_at,
+            numeric_at=_numeric_real_at,
         ),
         VarType(
             "positive",
@@ -116,6 +184,8 @@ TYPES: dict[str, VarType] = {
             lambda rng, s: _rationals(rng, s, 0, 4),
             _positive_numeric,
             lambda x: bool(np.all(x > 0)),
+            exact_at=_exact_positive_at,
+            numeric_at=_numeric_positive_at,
         ),
         VarType(
             "unit",
@@ -125,6 +195,8 @@ TYPES: dict[str, VarType] = {
             lambda rng, s: _rationals(rng, s, 0, 1, den=16),
             _unit_numeric,
             lambda x: bool(np.all((x > 0) & (x < 1))),
+            exact_at=_exact_unit_at,
+            numeric_at=_numeric_unit_at,
         ),
         VarType(
             "simplex",
@@ -135,6 +207,8 @@ TYPES: dict[str, VarType] = {
             _simplex_numeric,
             lambda x: bool(np.all(x > 0)) and _rows_sum_to_one(x),
             sums_to_one=True,
+            exact_at=_exact_simplex_at,
+            numeric_at=_numeric_simplex_at,
         ),
         VarType(
             "onehot",
@@ -145,6 +219,8 @@ TYPES: dict[str, VarType] = {
             _onehot_numeric,
             lambda x: bool(np.all((x == 0) | (x == 1))) and _rows_sum_to_one(x),
             sums_to_one=True,
+            exact_at=lambda rng, s, scale: _exact_onehot(rng, s),
+            numeric_at=lambda rng, s, scale: _onehot_numeric(rng, s, "unit"),
         ),
     )
 }

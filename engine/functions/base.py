@@ -39,6 +39,10 @@ class Function:
     infix: str | None = None  # text form of an operator (`+`, `@`, ...)
     doc: str = ""
     public: bool = True  # callable by name from the formula language
+    # Piecewise with a kink where its (first) argument crosses 0 (relu, abs, step, sign): the
+    # verifier places inputs on both sides of every kink, and its derivative at the kink follows
+    # PyTorch's convention (relu'(0) = abs'(0) = step'(0) = sign'(0) = 0) in every backend.
+    kink: bool = False
 
     def build(self, args: tuple[Expr, ...], params: dict[str, Any]) -> Call:
         if len(args) != self.nargs:

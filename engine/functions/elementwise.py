@@ -43,8 +43,11 @@ def _np_softplus(x):
 
 
 def _np_abs(x):
+    """|x|, continued for complex-step input with the slope 0 at x = 0 (PyTorch's abs'(0))."""
     x = np.asarray(x)
-    return np.where(x.real >= 0, x, -x) if np.iscomplexobj(x) else np.abs(x)
+    if not np.iscomplexobj(x):
+        return np.abs(x)
+    return np.where(x.real > 0, x, np.where(x.real < 0, -x, x.real))
 
 
 def _np_gelu_tanh(x):
@@ -53,8 +56,90 @@ def _np_gelu_tanh(x):
 
 
 def _keep_nan(x, y):
-    """y, but NaN wherever x is NaN: a comparison would turn relu(log(-1)) into a silent 0."""
+    """y, but NaN wherever x is NaN: a comparison would turn relu(log(-1)) into a silent 0.
+    (Object arrays, the verifier's high-precision numbers, carry no NaN: a domain error raises.)"""
+    if np.asarray(x).dtype == object:
+        return y
     return np.where(np.isnan(x), x, y)
+
+
+class Relu(sympy.Function):
+    """max(x, 0) with relu'(0) = 0 (PyTorch's subgradient); SymPy's Max would give 1/2."""
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        # only numbers: relu(x) = x for a symbol known >= 0 would lose the kink at 0
+        if x.is_number and x.is_comparable:
+            return x if x > 0 else sympy.Integer(0)
+        return None
+
+    def fdiff(self, argindex=1):
+        return Step(self.args[0])
+
+    def _eval_evalf(self, prec):
+        v = self.args[0]._eval_evalf(prec)
+        if v is None or not v.is_comparable:
+            return None
+        return v if v > 0 else sympy.Float(0)
+
+
+class Step(sympy.Function):
+    """The Heaviside step, 1 for x > 0 and 0 for x <= 0, with derivative 0 everywhere."""
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_extended_positive:
+            return sympy.Integer(1)
+        if x.is_extended_nonpositive:
+            return sympy.Integer(0)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class Sign(sympy.Function):
+    """sign(x) in {-1, 0, 1} with derivative 0 everywhere (PyTorch's convention)."""
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_extended_positive:
+            return sympy.Integer(1)
+        if x.is_extended_negative:
+            return sympy.Integer(-1)
+        if x.is_zero:
+            return sympy.Integer(0)
+        return None
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class Absolute(sympy.Function):
+    """|x| with abs'(x) = sign(x), so abs'(0) = 0 (PyTorch's convention)."""
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_number and x.is_comparable:  # only numbers, as for Relu
+            return x if x >= 0 else -x
+        return None
+
+    def _eval_evalf(self, prec):
+        v = self.args[0]._eval_evalf(prec)
+        if v is None or not v.is_comparable:
+            return None
+        return abs(v)
+
+    def fdiff(self, argindex=1):
+        return Sign(self.args[0])
 
 
 def _sym_sigmoid(x):
@@ -73,6 +158,7 @@ def elementwise(
     latex: Callable[[str], str],
     doc: str,
     public: bool = True,
+    kink: bool = False,
 ) -> Function:
     """Register f(x) applied entrywise, with vjp g * f'(x); `derivative(node, x)` gives f'(x)."""
     vjp = None if derivative is None else (lambda n, g, i: g * derivative(n, n.args[0]))
@@ -87,6 +173,7 @@ def elementwise(
             vjp=vjp,
             doc=doc,
             public=public,
+            kink=kink,
         )
     )
 
@@ -117,10 +204,11 @@ elementwise(
 elementwise(
     "abs",
     _np_abs,
-    sympy.Abs,
+    Absolute,
     lambda n, x: call("sign", x),
     lambda a: rf"\left|{a}\right|",
     "absolute value",
+    kink=True,
 )
 elementwise("tanh", np.tanh, sympy.tanh, lambda n, x: 1 - n**2, _paren(r"\tanh"), "tanh")
 elementwise(
@@ -136,10 +224,11 @@ elementwise("cos", np.cos, sympy.cos, lambda n, x: -call("sin", x), _paren(r"\co
 elementwise(
     "relu",
     lambda x: _keep_nan(x, np.where(x.real > 0, x, 0)),
-    lambda x: sympy.Max(0, x),
+    Relu,
     lambda n, x: call("step", x),
     _paren(latex_fn("ReLU")),
     "rectified linear unit max(x, 0)",
+    kink=True,
 )
 elementwise(
     "softplus",
@@ -196,16 +285,18 @@ elementwise(
 elementwise(
     "sign",
     lambda x: np.sign(x.real),
-    sympy.sign,
+    Sign,
     lambda n, x: 0 * x,
     _paren(latex_fn("sign")),
-    "sign of x (-1, 0 or 1); derivative 0 almost everywhere",
+    "sign of x (-1, 0 or 1); derivative 0 (also at 0, as in PyTorch)",
+    kink=True,
 )
 elementwise(
     "step",
     lambda x: _keep_nan(x, (x.real > 0).astype(float)),
-    lambda x: sympy.Heaviside(x, 0),
+    Step,
     lambda n, x: 0 * x,
     _paren(latex_fn("step")),
-    "Heaviside step: 1 where x > 0, else 0 (the derivative of relu)",
+    "Heaviside step: 1 where x > 0, else 0 (the derivative of relu); derivative 0",
+    kink=True,
 )

@@ -6,7 +6,7 @@ import numpy as np
 import sympy
 
 from engine.expr import Call, Expr, call
-from engine.functions.base import Function, broadcast, obj, register, sym_map, sym_sum
+from engine.functions.base import Function, broadcast, obj, register, sym_sum
 from engine.functions.ops import unbroadcast
 
 
@@ -32,7 +32,28 @@ def _kl_vjp(n: Call, g: Expr, i: int) -> Expr:
     return unbroadcast(-(g * p) / q, q.shape)
 
 
-_log = sym_map(sympy.log)
+class XLogY(sympy.Function):
+    """x * log(y) with 0 * log(y) = 0 for every y, so 0 * log 0 = 0 in the exact route too."""
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_zero:
+            return sympy.Integer(0)
+        if x.is_number and y.is_number:
+            return x * sympy.log(y)
+        return None
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        return sympy.log(y) if argindex == 1 else x / y
+
+
+_xlogy_sym = np.frompyfunc(XLogY, 2, 1)
+
+
+def _sym_xlogy(x, y) -> np.ndarray:
+    """Entrywise XLogY of two object arrays, broadcast as NumPy does."""
+    return obj(_xlogy_sym(obj(x), obj(y)))
 
 
 def _xlogy(x, y):
@@ -48,7 +69,7 @@ register(
         nargs=2,
         shape=_pair_shape("cross_entropy"),
         numpy=lambda p, y: np.asarray(-np.sum(_xlogy(y, p))),
-        sympy=lambda p, y: obj(-sym_sum(obj(y * _log(p)))[()]),
+        sympy=lambda p, y: obj(-sym_sum(_sym_xlogy(y, p))[()]),
         latex=lambda n, s: rf"\operatorname{{CE}}\left({s(n.args[0], 0)}, {s(n.args[1], 0)}\right)",
         vjp=_ce_vjp,
         doc="cross-entropy -sum(y * log(p)) of predictions p against targets y",
@@ -60,7 +81,7 @@ register(
         nargs=1,
         shape=lambda s, p: (),
         numpy=lambda p: np.asarray(-np.sum(_xlogy(p, p))),
-        sympy=lambda p: obj(-sym_sum(obj(p * _log(p)))[()]),
+        sympy=lambda p: obj(-sym_sum(_sym_xlogy(p, p))[()]),
         latex=lambda n, s: rf"H\left({s(n.args[0], 0)}\right)",
         vjp=lambda n, g, i: -g * (call("log", n.args[0]) + 1),
         doc="Shannon entropy -sum(p * log(p))",
@@ -72,7 +93,7 @@ register(
         nargs=2,
         shape=_pair_shape("kl"),
         numpy=lambda p, q: np.asarray(np.sum(_xlogy(p, p / q))),
-        sympy=lambda p, q: obj(sym_sum(obj(p * _log(obj(p / q))))[()]),
+        sympy=lambda p, q: obj(sym_sum(_sym_xlogy(p, obj(p / q)))[()]),
         latex=lambda n, s: (
             rf"D_{{\mathrm{{KL}}}}\left({s(n.args[0], 0)} \,\middle\|\, {s(n.args[1], 0)}\right)"
         ),

@@ -1,0 +1,118 @@
+"""Deciding a claim: the exact and numeric routes run in turn and must agree."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from engine.expr import EngineError, Expr, Var, format_shape, free_vars, size_names
+from engine.parser import Environment, build_environment, parse_equation
+from engine.verify.exact import exact_check
+from engine.verify.numeric import numeric_check
+from engine.verify.result import CheckReport, Counterexample, Result
+
+
+def verify(
+    equation: str,
+    vars: Mapping[str, str],
+    defs: Mapping[str, str] | None = None,
+    seed: int = 0,
+    name: str = "claim",
+    numeric_sizes: Mapping[str, int] | None = None,
+) -> Result:
+    """Check the claim `equation` (text `lhs == rhs`) over variables of the given types."""
+    try:
+        env = build_environment(vars, defs)
+        lhs, rhs = parse_equation(equation, env)
+    except EngineError as e:
+        return Result(name, "error", str(e))
+    return verify_sides(lhs, rhs, env, seed=seed, name=name, numeric_sizes=numeric_sizes)
+
+
+def assert_claim(
+    equation: str,
+    vars: Mapping[str, str],
+    defs: Mapping[str, str] | None = None,
+    seed: int = 0,
+    name: str = "claim",
+) -> Result:
+    """Like `verify`, but raise AssertionError with the full report unless the claim passes."""
+    result = verify(equation, vars, defs, seed=seed, name=name)
+    if not result.passed:
+        raise AssertionError(result.report())
+    return result
+
+
+def verify_sides(
+    lhs: Expr,
+    rhs: Expr,
+    env: Environment,
+    seed: int = 0,
+    name: str = "claim",
+    numeric_sizes: Mapping[str, int] | None = None,
+    exact: bool = True,
+    numeric: bool = True,
+) -> Result:
+    """Check two parsed sides against each other: exact at small sizes, numeric at larger ones.
+
+    `exact=False` or `numeric=False` runs one route alone (for tests and benchmarks); a result
+    shown to users always comes from both.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        return Result(name, "error", f"the seed must be a non-negative integer, got {seed!r}")
+    if lhs.shape != rhs.shape:
+        return Result(
+            name,
+            "fail",
+            f"the two sides have different shapes: {format_shape(lhs.shape)} "
+            f"and {format_shape(rhs.shape)}",
+        )
+    used = {**free_vars(lhs), **free_vars(rhs)}
+    order = [s for s in env.sizes if s in _all_size_names(lhs, rhs, used)]
+    checks: list[CheckReport] = []
+    failure: Counterexample | None = None
+    try:
+        # One BLAS thread: the checks make thousands of small complex matmuls, and OpenBLAS's
+        # thread hand-off costs more than the work (attention-grad-Q numeric route: 0.55 s with
+        # one thread, 14 s with two on a busy 2-core machine; benchmarks/RESULTS.md).
+        with (
+            warnings.catch_warnings(),
+            np.errstate(all="ignore"),
+            threadpool_limits(limits=1, user_api="blas"),
+        ):
+            warnings.simplefilter("ignore")
+            if exact:
+                report, cx = exact_check(lhs, rhs, used, order, seed)
+                checks.append(report)
+                failure = failure or cx
+            # Once the exact check has failed, the verdict is settled: skip the rounding-noise
+            # discount (a long-double re-run) that only matters for telling noise from error.
+            discount = all(c.passed for c in checks)
+            if numeric:
+                report, cx = numeric_check(lhs, rhs, used, order, seed, numeric_sizes, discount)
+                checks.append(report)
+                failure = failure or cx
+    except EngineError as e:
+        return Result(name, "error", str(e), checks=tuple(checks))
+    except (ZeroDivisionError, OverflowError, RecursionError, MemoryError) as e:
+        return Result(name, "error", f"cannot evaluate the claim: {type(e).__name__}")
+    if all(c.passed for c in checks):
+        return Result(name, "pass", "verified", None, tuple(checks))
+    failed = [c.method for c in checks if not c.passed]
+    passed = [c.method for c in checks if c.passed]
+    msg = f"the two sides differ ({' and '.join(failed)} check)"
+    if passed:
+        msg += f"; the {' and '.join(passed)} check passed, so the two routes disagree"
+    return Result(name, "fail", msg, failure, tuple(checks))
+
+
+def _all_size_names(lhs: Expr, rhs: Expr, used: dict[str, Var]) -> set[str]:
+    names = size_names(lhs) | size_names(rhs)
+    for v in used.values():
+        for d in v.shape:
+            names.update(str(s) for s in d.free_symbols)
+    return names

@@ -1,0 +1,339 @@
+"""The exact route: both sides in SymPy at small concrete sizes, compared at rational points."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy
+from sympy.core.sympify import _sympify
+
+from engine.backends import sympy_backend
+from engine.backends.common import concrete_shape
+from engine.expr import EngineError
+from engine.functions.elementwise import Absolute, Relu, Sign, Step
+from engine.functions.probability import XLogY
+from engine.types import TYPES
+from engine.verify.result import CheckReport, Counterexample
+from engine.verify.sampling import (
+    KinkCoverage,
+    describe_scales,
+    exact_point,
+    exact_size_assignments,
+    input_scales,
+    kink_arguments,
+    kink_search,
+)
+
+# Every size assignment is tried at EXACT_POINTS random rational points of unit magnitude (the
+# first assignment also at one point per input scale and at the kink-search points), evaluated
+# with EXACT_DIGITS significant digits plus FAST_GUARD_DIGITS. Entries are compared relative to
+# their own magnitude, with no absolute floor: a factor 2 between two values of 1e-44 is a
+# difference. A difference above EXACT_RTOL is then re-judged at HIGH_DIGITS: what changes
+# between the two precisions is rounding (a true 0 computed as a residue of 1e-70), and a
+# difference within ROUNDING_SAFETY times that change is not a difference. A false formula that
+# is analytic in its inputs differs at a random point with probability one. Measured
+# (benchmarks/noise.py, RESULTS.md): true claims differ by at most 2.0e-57 relative; a relative
+# 1e-6 error planted in one entry shows as about 1e-6: 1e-30 sits far from both.
+EXACT_DIGITS = 50
+FAST_GUARD_DIGITS = 20  # extra working digits of the mpmath pass over EXACT_DIGITS
+HIGH_DIGITS = 140
+ROUNDING_SAFETY = 1000
+EXACT_POINTS = 2
+EXACT_RTOL = 1e-30
+EXACT_MAX_ENTRIES = 400  # input entries at the small sizes; beyond this use size symbols
+
+
+def exact_check(lhs, rhs, used, order, seed) -> tuple[CheckReport, Counterexample | None]:
+    """Compare the two sides exactly at the small size assignments (see the module docstring)."""
+    worst = 0.0
+    assignments = exact_size_assignments(order)
+    scales = input_scales(lhs, rhs)
+    coverage = KinkCoverage.of(kink_arguments(lhs, rhs))
+    done: list[dict[str, int]] = []
+    skipped: list[dict[str, int]] = []
+    outside = 0
+    for a, sizes in enumerate(assignments):
+        entries = sum(math.prod(concrete_shape(v.shape, sizes)) for v in used.values())
+        large = a == 2
+        if entries > EXACT_MAX_ENTRIES:
+            if large:
+                skipped.append(sizes)
+                continue
+            raise EngineError(
+                f"too many input entries ({entries}) for the exact check; use size symbols "
+                "instead of large literal sizes"
+            )
+        symbols = sympy_backend.symbol_arrays(used, sizes)
+        try:
+            with not_real_guard():
+                left = sympy_backend.evaluate(lhs, symbols, sizes)
+                right = sympy_backend.evaluate(rhs, symbols, sizes)
+        except EngineError:
+            if large:  # the large assignment is an addition; too big a claim skips it
+                skipped.append(sizes)
+                continue
+            raise
+        done.append(sizes)
+        rng = np.random.default_rng([seed, 1, *sizes.values()])
+        # (point, required): a point at an extra scale or from the kink search may lie outside
+        # the claim's domain (log(x + 5) at x = -15); it is then left out, not an error
+        points = [
+            (exact_point(used, sizes, rng, None), True) for _ in range(1 if large else EXACT_POINTS)
+        ]
+        if a == 0:
+            points += [(exact_point(used, sizes, rng, s), False) for s in scales]
+            if coverage.arguments:
+                for point, _ in points:
+                    coverage.add(_as_float(point), sizes)
+                extra = kink_search(coverage, used, sizes, rng, scales)
+                points += [(_rationalize(p, used), False) for p in extra]
+        for point, required in points:
+            subs = {
+                symbols[n][idx]: point[n][idx] for n in used for idx in np.ndindex(point[n].shape)
+            }
+            try:
+                err, k, lv, rv = _compare(left, right, subs)
+            except EngineError:
+                if required:
+                    raise
+                outside += 1
+                continue
+            worst = max(worst, err)
+            if err > EXACT_RTOL:
+                idx = np.unravel_index(k, lv.shape) if lv.shape else ()
+                cx = Counterexample(
+                    "exact",
+                    dict(sizes),
+                    {n: _rational_list(point[n]) for n in used},
+                    tuple(int(i) for i in idx),
+                    float(lv.flat[k]),
+                    float(rv.flat[k]),
+                    float(lv.flat[k] - rv.flat[k]),
+                    values_text=_values_text(lv.flat[k], rv.flat[k]),
+                )
+                detail = _detail(order, done, skipped, scales, coverage, outside)
+                return CheckReport("exact", False, detail, err), cx
+    return CheckReport(
+        "exact", True, _detail(order, done, skipped, scales, coverage, outside), worst
+    ), None
+
+
+def _as_float(point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=float) for k, v in point.items()}
+
+
+def _rationalize(point: dict[str, np.ndarray], used) -> dict[str, np.ndarray]:
+    """A float point as exact rationals; rows of simplex variables renormalized exactly."""
+    out = {}
+    for name, v in point.items():
+        arr = np.empty(np.shape(v), dtype=object)
+        for idx in np.ndindex(arr.shape):
+            arr[idx] = sympy.Rational(float(v[idx]))
+        if TYPES[used[name].vtype].sums_to_one and arr.ndim:
+            for idx in np.ndindex(arr.shape[:-1]):
+                total = sympy.Add(*arr[idx].tolist())
+                arr[idx] = np.array([x / total for x in arr[idx]], dtype=object)
+        out[name] = arr
+    return out
+
+
+def _compare(left, right, subs) -> tuple[float, int, np.ndarray, np.ndarray]:
+    """(largest relative error, its flat index, lhs, rhs) at one rational point."""
+    with not_real_guard():
+        lv, rv = (
+            values_at(left, subs, EXACT_DIGITS, "left"),
+            values_at(right, subs, EXACT_DIGITS, "right"),
+        )
+        errors = own_relative_errors(lv, rv)
+        if errors.size and float(np.max(errors)) > EXACT_RTOL:
+            # a difference, or rounding at this precision (a true 0 computed as a residue)
+            lh = values_at(left, subs, HIGH_DIGITS, "left")
+            rh = values_at(right, subs, HIGH_DIGITS, "right")
+            with mpmath.workdps(HIGH_DIGITS):
+                noise = [
+                    abs(a - b) + abs(c - d)
+                    for a, b, c, d in zip(lv.flat, lh.flat, rv.flat, rh.flat, strict=True)
+                ]
+            errors = own_relative_errors(lh, rh, noise)
+            lv, rv = lh, rh
+    k = int(np.argmax(errors)) if errors.size else 0
+    return (float(errors[k]) if errors.size else 0.0), k, lv, rv
+
+
+def own_relative_errors(lv: np.ndarray, rv: np.ndarray, noise=None) -> np.ndarray:
+    """|lhs - rhs| per entry relative to the larger of the two entries themselves (no floor);
+    with `noise`, less ROUNDING_SAFETY times the rounding estimate of each entry."""
+    out = np.zeros(lv.size)
+    with mpmath.workdps(HIGH_DIGITS):
+        for i, (a, b) in enumerate(zip(lv.flat, rv.flat, strict=True)):
+            diff = abs(a - b)
+            if noise is not None:
+                diff = max(diff - ROUNDING_SAFETY * noise[i], 0)
+            if diff == 0:
+                continue
+            out[i] = float(diff / max(abs(a), abs(b)))
+    return out
+
+
+def values_at(arr: np.ndarray, subs: dict, digits: int, side: str) -> np.ndarray:
+    """The entries of `arr` at the rational point `subs`, to `digits` significant digits."""
+    fast = _fast_values(arr, subs, digits + FAST_GUARD_DIGITS)
+    return fast if fast is not None else _exact_values(arr, subs, side, digits)
+
+
+@contextlib.contextmanager
+def not_real_guard() -> Iterator[None]:
+    """SymPy raises ValueError when relu/step/abs/sign meet a complex value (say relu(log(x))
+    at a negative x): report that as the clean error it is, not as a traceback."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        if "comparable" not in str(e) and "Real" not in str(e) and "relational" not in str(e):
+            raise
+        raise EngineError(
+            "the claim is not real at the sampled inputs (a complex value reached relu, step, "
+            "abs or sign: log or sqrt of a negative value?); declare such variables 'positive'"
+        ) from None
+
+
+def _detail(order, done, skipped, scales, coverage, outside) -> str:
+    if not order:
+        head = f"exact at {EXACT_POINTS} rational points, {EXACT_DIGITS} digits"
+    else:
+        head = "exact at " + " and ".join(", ".join(f"{k}={v}" for k, v in a.items()) for a in done)
+    extras = [describe_scales(scales), coverage.describe()]
+    if skipped:
+        extras.append("sizes >= 4 skipped (too large)")
+    if outside:
+        extras.append(f"{outside} point(s) outside the domain left out")
+    extra = ", ".join(e for e in extras if e)
+    return f"{head} ({extra})" if extra else head
+
+
+def _values_text(a, b) -> str | None:
+    """The two values as text when floats cannot show them apart."""
+    if 1e-300 < abs(float(a)) < 1e300 and 1e-300 < abs(float(b)) < 1e300:
+        return None
+    with mpmath.workdps(12):
+        diff = mpmath.nstr(a - b, 3)
+        return f"lhs = {mpmath.nstr(a, 10)}, rhs = {mpmath.nstr(b, 10)}, difference = {diff}"
+
+
+def _mp_relu(v):
+    return v if v > 0 else mpmath.mpf(0)
+
+
+def _mp_step(v):
+    return mpmath.mpf(1) if v > 0 else mpmath.mpf(0)
+
+
+def _mp_sign(v):
+    return mpmath.mpf(mpmath.sign(v))
+
+
+_MPMATH = {
+    sympy.exp: mpmath.exp,
+    sympy.log: mpmath.log,
+    sympy.tanh: mpmath.tanh,
+    sympy.sin: mpmath.sin,
+    sympy.cos: mpmath.cos,
+    sympy.erf: mpmath.erf,
+    sympy.Abs: abs,
+    Absolute: abs,
+    Relu: _mp_relu,
+    Step: _mp_step,
+    Sign: _mp_sign,
+}
+
+
+class _NotFast(Exception):
+    """An entry the mpmath pass leaves to SymPy's evalf (complex, infinite or unknown)."""
+
+
+def _fast_values(arr: np.ndarray, subs: dict, digits: int) -> np.ndarray | None:
+    """The entries at the rational point `subs`, by one mpmath pass at `digits` digits that
+    evaluates each common subexpression once (an entry-by-entry `evalf` redoes the softmax
+    denominators in every entry: 4x slower on attention-grad-Q).
+
+    Functions other than + * ** and those in _MPMATH are evaluated by `evalf`. Returns None when a
+    value is complex, infinite or undefined; the caller then uses `_exact_values`.
+    """
+    memo: dict[sympy.Basic, Any] = {}
+
+    def value(e: sympy.Basic):
+        got = memo.get(e)
+        if got is not None:
+            return got
+        if e.is_Symbol:
+            r = point[e]
+        elif e.is_Rational:
+            r = mpmath.mpf(e.p) / e.q
+        elif e.is_Add:
+            r = mpmath.fsum(value(a) for a in e.args)
+        elif e.is_Mul:
+            r = mpmath.fprod(value(a) for a in e.args)
+        elif e.is_Pow:
+            base, power = e.args
+            b = value(base)
+            r = b ** int(power) if power.is_Integer else mpmath.power(b, value(power))
+        elif e.func in _MPMATH and len(e.args) == 1:
+            r = _MPMATH[e.func](value(e.args[0]))
+        elif e.func is XLogY:
+            x = value(e.args[0])
+            r = mpmath.mpf(0) if x == 0 else x * mpmath.log(value(e.args[1]))
+        else:
+            v = e.xreplace(subs).evalf(digits)
+            if not v.is_Float:
+                raise _NotFast
+            r = mpmath.mpf(v._mpf_)
+        if isinstance(r, mpmath.mpc):
+            if r.imag != 0:
+                raise _NotFast
+            r = r.real
+        memo[e] = r
+        return r
+
+    out = np.empty(arr.shape, dtype=object)
+    try:
+        with mpmath.workdps(digits):
+            point = {s: mpmath.mpf(v.p) / v.q for s, v in subs.items()}
+            for idx in np.ndindex(arr.shape):
+                r = value(_sympify(arr[idx]))
+                if not mpmath.isfinite(r):
+                    return None
+                out[idx] = r
+    except (_NotFast, ZeroDivisionError, RecursionError, ValueError, TypeError, KeyError):
+        return None
+    return out
+
+
+def _exact_values(arr: np.ndarray, subs: dict, side: str, digits: int) -> np.ndarray:
+    out = np.empty(arr.shape, dtype=object)
+    for idx in np.ndindex(arr.shape):
+        # strict conversion (numbers only, never text): user input is never sympified
+        v = _sympify(arr[idx]).xreplace(subs).evalf(digits)
+        if v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
+            raise EngineError(f"the {side} side is not finite at the sampled inputs")
+        re, im = v.as_real_imag()
+        # an unevaluated part (Heaviside of a complex value) is not a Number: not real either
+        numbers = isinstance(re, sympy.Number) and isinstance(im, sympy.Number)
+        if not numbers or (im != 0 and abs(im) > 1e-40 * max(1, abs(re))):
+            raise EngineError(
+                f"the {side} side is not real at the sampled inputs (log or sqrt of a negative "
+                "value?); declare such variables 'positive'"
+            )
+        # mpf() rounds to the working precision, which is float64's (15 digits) by default
+        with mpmath.workdps(digits):
+            out[idx] = mpmath.mpf(sympy.Float(re, digits)._mpf_)
+    return out
+
+
+def _rational_list(arr: np.ndarray) -> Any:
+    if arr.ndim == 0:
+        return str(arr[()])
+    return [_rational_list(np.asarray(a, dtype=object)) for a in arr]

@@ -1,0 +1,235 @@
+"""Where the verifier looks: size assignments, input scales from the claim, kink coverage."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from engine.backends import numpy_backend
+from engine.backends.common import concrete_shape
+from engine.expr import Call, Const, Expr, Var
+from engine.types import PROFILES, TYPES
+
+# Numeric check: size symbols take these distinct values in declaration order.
+NUMERIC_SIZES = (64, 24, 16, 12, 10, 9, 8, 7)
+# The exact check's size assignments: two small ones with pairwise distinct sizes >= 2 (so a
+# transposition or an axis mix-up cannot hide), and one with every size >= LARGE_EXACT_FROM, where
+# terms that vanish at small sizes (a Hessian entry that needs three other coordinates) show.
+LARGE_EXACT_FROM = 4
+# Beyond the largest constant of a claim: inputs reach BEYOND times it (a clamp at 30 is crossed).
+BEYOND = 4
+# Below the smallest constant (or 1): inputs reach TINY times it (a floor at 1e-12 is crossed).
+TINY = sympy.Rational(1, 1000)
+MAX_CONSTANT_SCALES = 4  # constants of a claim used as input scales (smallest and largest first)
+# A claim with few input entries is cheap to check: every profile draws several points, so a
+# scalar formula wrong on half the line is not missed by a handful of draws.
+SMALL_CLAIM_ENTRIES = 16
+SMALL_CLAIM_POINTS = 4
+KINK_SEARCH_TRIES = 96  # random points tried to put a kink argument on a side not yet reached
+KINK_SEARCH_POINTS = 2  # extra points kept from that search
+
+
+def exact_size_assignments(order: list[str]) -> list[dict[str, int]]:
+    """Two assignments with pairwise distinct sizes >= 2 and one with every size >= 4."""
+    if not order:
+        return [{}]
+    base = list(range(2, 2 + len(order)))
+    rotated = base[1:] + base[:1] if len(order) > 1 else [3]
+    large = list(range(LARGE_EXACT_FROM, LARGE_EXACT_FROM + len(order)))
+    return [dict(zip(order, s, strict=True)) for s in (base, rotated, large)]
+
+
+def numeric_size_assignment(order: list[str], given: Mapping[str, int] | None) -> dict[str, int]:
+    sizes = {name: NUMERIC_SIZES[i % len(NUMERIC_SIZES)] for i, name in enumerate(order)}
+    sizes.update({k: int(v) for k, v in (given or {}).items() if k in sizes})
+    return sizes
+
+
+def claim_constants(*sides: Expr) -> list[sympy.Rational]:
+    """The magnitudes of the numbers written in a claim (30 in `relu(x - 30)`, 1e-12, pi), as
+    exact rationals, without 0 and 1."""
+    found: set[sympy.Rational] = set()
+    for side in sides:
+        for node in side.walk():
+            if isinstance(node, Const) and node.value.is_number and node.value.is_finite:
+                v = abs(node.value)
+                if v.is_Rational:
+                    r = v
+                else:
+                    r = sympy.Rational(str(sympy.Float(v, 20)))
+                if r != 0 and r != 1 and sympy.Rational(1, 10**300) < r < 10**300:
+                    found.add(r)
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """An input magnitude the verifier samples at, and why."""
+
+    magnitude: sympy.Rational
+    why: str  # "tiny", "constant", "beyond"
+
+    @property
+    def value(self) -> float:
+        return float(self.magnitude)
+
+
+def input_scales(*sides: Expr) -> list[Scale]:
+    """The magnitudes, besides the ordinary profiles, at which inputs are drawn: far below the
+    smallest constant (or 1), at each constant, and beyond the largest."""
+    consts = claim_constants(*sides)
+    picked = consts
+    if len(consts) > MAX_CONSTANT_SCALES:
+        # the extremes first (they bound where kinks can sit), then spread through the rest
+        inner = consts[1:-1]
+        step = max(1, len(inner) // (MAX_CONSTANT_SCALES - 2))
+        picked = [consts[0], *inner[::step][: MAX_CONSTANT_SCALES - 2], consts[-1]]
+    lo = min([sympy.Integer(1), *consts])
+    hi = max([sympy.Integer(1), *consts])
+    scales = [Scale(lo * TINY, "tiny")]
+    scales += [Scale(c, "constant") for c in picked]
+    scales.append(Scale(hi * BEYOND, "beyond"))
+    return scales
+
+
+def describe_scales(scales: list[Scale]) -> str:
+    """`scales 1e-3..120`: the range of magnitudes inputs were drawn at (besides unit ones)."""
+    if not scales:
+        return ""
+    lo, hi = min(s.value for s in scales), max(s.value for s in scales)
+    return f"scales {lo:.0e}..{hi:.3g}".replace("e-0", "e-").replace("e+0", "e")
+
+
+# ---------------------------------------------------------------- kinks
+
+
+def kink_arguments(*sides: Expr) -> list[Expr]:
+    """The argument of every kinked function in the claim (relu, abs, step, sign, ...)."""
+    out: list[Expr] = []
+    for side in sides:
+        for node in side.walk():
+            if isinstance(node, Call) and node.spec.kink and node.args[0] not in out:
+                out.append(node.args[0])
+    return out
+
+
+@dataclass
+class KinkCoverage:
+    """Which sides (negative, zero, positive) of each kink argument the sampled points reached."""
+
+    arguments: list[Expr]
+    seen: list[set[int]]
+
+    @classmethod
+    def of(cls, arguments: list[Expr]) -> KinkCoverage:
+        return cls(arguments, [set() for _ in arguments])
+
+    def add(self, values: dict[str, np.ndarray], sizes: dict[str, int]) -> list[set[int]]:
+        """Record the signs the kink arguments take at `values`; return those signs."""
+        signs = kink_signs(self.arguments, values, sizes)
+        for have, new in zip(self.seen, signs, strict=True):
+            have |= new
+        return signs
+
+    def missing(self) -> list[int]:
+        return [i for i, s in enumerate(self.seen) if not {-1, 1} <= s]
+
+    def covered(self) -> int:
+        return len(self.arguments) - len(self.missing())
+
+    def describe(self) -> str:
+        if not self.arguments:
+            return ""
+        return f"kinks {self.covered()}/{len(self.arguments)} both sides"
+
+
+def kink_signs(
+    arguments: list[Expr], values: dict[str, np.ndarray], sizes: dict[str, int]
+) -> list[set[int]]:
+    """The set of signs (-1, 0, 1) each argument takes over its entries at `values`."""
+    out = []
+    with np.errstate(all="ignore"):
+        for arg in arguments:
+            try:
+                v = np.real(numpy_backend.evaluate(arg, values, sizes))
+            except (ArithmeticError, ValueError, TypeError):
+                out.append(set())
+                continue
+            v = np.asarray(v, dtype=float)
+            out.append({int(s) for s in np.unique(np.sign(v[np.isfinite(v)]))})
+    return out
+
+
+def numeric_point(
+    used: dict[str, Var], sizes: dict[str, int], rng: np.random.Generator, profile: str | Scale
+) -> dict[str, np.ndarray]:
+    """Float inputs of every variable at one profile (unit, wide, peaked) or scale."""
+    out = {}
+    for name, v in used.items():
+        shape = concrete_shape(v.shape, sizes)
+        t = TYPES[v.vtype]
+        if isinstance(profile, Scale):
+            out[name] = np.asarray(t.numeric_at(rng, shape, profile.value), dtype=float)
+        else:
+            out[name] = np.asarray(t.numeric(rng, shape, profile), dtype=float)
+    return out
+
+
+def exact_point(
+    used: dict[str, Var], sizes: dict[str, int], rng: np.random.Generator, scale: Scale | None
+) -> dict[str, np.ndarray]:
+    """Rational inputs of every variable, at unit magnitude or at `scale`."""
+    out = {}
+    for name, v in used.items():
+        shape = concrete_shape(v.shape, sizes)
+        t = TYPES[v.vtype]
+        x = t.exact(rng, shape) if scale is None else t.exact_at(rng, shape, scale.magnitude)
+        out[name] = _object_array(x)
+    return out
+
+
+def _object_array(x) -> np.ndarray:
+    """An object ndarray, also for a scalar (arithmetic on a 0-d array gives a bare number)."""
+    if isinstance(x, np.ndarray):
+        return x
+    arr = np.empty((), dtype=object)
+    arr[()] = x
+    return arr
+
+
+def kink_search(
+    coverage: KinkCoverage,
+    used: dict[str, Var],
+    sizes: dict[str, int],
+    rng: np.random.Generator,
+    scales: list[Scale],
+) -> list[dict[str, np.ndarray]]:
+    """Random float points, each variable at its own random magnitude, that put a kink argument
+    on a side no point has reached yet (at most KINK_SEARCH_POINTS of them)."""
+    found: list[dict[str, np.ndarray]] = []
+    if not coverage.missing():
+        return found
+    lo = min([s.value for s in scales] + [1e-3])
+    hi = max([s.value for s in scales] + [1.0])
+    span = (math.log10(lo) - 3, math.log10(hi) + 1)
+    for _ in range(KINK_SEARCH_TRIES):
+        if len(found) >= KINK_SEARCH_POINTS or not coverage.missing():
+            break
+        point = {}
+        for name, v in used.items():
+            shape = concrete_shape(v.shape, sizes)
+            mag = 10 ** rng.uniform(*span)
+            kind = rng.integers(3)
+            if kind == 0:
+                point[name] = np.asarray(TYPES[v.vtype].numeric_at(rng, shape, mag), dtype=float)
+            else:
+                point[name] = np.asarray(TYPES[v.vtype].numeric(rng, shape, PROFILES[kind]), float)
+        before = [set(s) for s in coverage.seen]
+        coverage.add(point, sizes)
+        if coverage.seen != before:
+            found.append(point)
+    return found
