@@ -146,7 +146,7 @@ def parse_formula(text: str, env: Environment) -> Expr:
         if not all(isinstance(op, ast.Eq) for op in tree.body.ops):
             raise ParseError("comparisons inside an expression not allowed in a formula")
         raise ParseError("'==' is only allowed once, between the two sides of an equation")
-    return _Builder(env).build(tree.body)
+    return _Builder(env, text.strip()).build(tree.body)
 
 
 def parse_equation(text: str, env: Environment) -> tuple[Expr, Expr]:
@@ -157,7 +157,7 @@ def parse_equation(text: str, env: Environment) -> tuple[Expr, Expr]:
         isinstance(body, ast.Compare) and len(body.ops) == 1 and isinstance(body.ops[0], ast.Eq)
     ):
         raise ParseError("an equation needs exactly one '==' between its two sides")
-    b = _Builder(env)
+    b = _Builder(env, text.strip())
     return b.build(body.left), b.build(body.comparators[0])
 
 
@@ -215,8 +215,9 @@ _FORBIDDEN = {
 
 
 class _Builder:
-    def __init__(self, env: Environment):
+    def __init__(self, env: Environment, source: str = ""):
         self.env = env
+        self.source = source  # the text parsed: a decimal literal is read from it exactly
 
     def build(self, node: ast.AST) -> Expr:
         method = getattr(self, "_" + type(node).__name__, None)
@@ -254,7 +255,12 @@ class _Builder:
         if isinstance(v, float):
             if v != v or v in (float("inf"), float("-inf")):
                 raise ParseError("number is out of range")
-            frac = Fraction(repr(v))
+            # the rational number the literal spells (1.00000000000000000001 is not 1.0)
+            literal = ast.get_source_segment(self.source, node) if self.source else None
+            try:
+                frac = Fraction((literal or repr(v)).replace("_", ""))
+            except (ValueError, ZeroDivisionError):
+                frac = Fraction(repr(v))
             return Const(sympy.Rational(frac.numerator, frac.denominator))
         if abs(v) > 10**15:
             raise ParseError(f"integer {v} is too large (limit 10**15)")

@@ -23,7 +23,9 @@ def test_text_output_and_verified_line():
     assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()
     assert lines[0] == "dz = softmax(z) - y"
-    assert lines[1].startswith("# verified: exact at n=2 and n=3 and n=4 (scales 1e-3..4); numeric at n=64, complex-step")
+    assert lines[1].startswith(
+        "# verified: exact at n=2 and n=3 and n=4 (scales 1e-3..4); numeric at n=64, complex-step"
+    )
     assert len(lines) == 2
 
 

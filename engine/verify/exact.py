@@ -14,10 +14,13 @@ from sympy.core.sympify import _sympify
 
 from engine.backends import sympy_backend
 from engine.backends.common import concrete_shape
-from engine.expr import EngineError
+from engine.backends.sympy_backend import MAX_TREE_SIZE
+from engine.expr import Call, EngineError, contains_derivative
+from engine.functions.base import obj
 from engine.functions.elementwise import Absolute, Relu, Sign, Step
 from engine.functions.probability import XLogY
 from engine.types import TYPES
+from engine.verify.adjoint import NoAdjoint, gradient_at
 from engine.verify.result import CheckReport, Counterexample
 from engine.verify.sampling import (
     KinkCoverage,
@@ -71,8 +74,7 @@ def exact_check(lhs, rhs, used, order, seed) -> tuple[CheckReport, Counterexampl
         symbols = sympy_backend.symbol_arrays(used, sizes)
         try:
             with not_real_guard():
-                left = sympy_backend.evaluate(lhs, symbols, sizes)
-                right = sympy_backend.evaluate(rhs, symbols, sizes)
+                sides = Sides.build(lhs, rhs, symbols, sizes)
         except EngineError:
             if large:  # the large assignment is an addition; too big a claim skips it
                 skipped.append(sizes)
@@ -97,7 +99,7 @@ def exact_check(lhs, rhs, used, order, seed) -> tuple[CheckReport, Counterexampl
                 symbols[n][idx]: point[n][idx] for n in used for idx in np.ndindex(point[n].shape)
             }
             try:
-                err, k, lv, rv = _compare(left, right, subs)
+                err, k, lv, rv = sides.compare(subs)
             except EngineError:
                 if required:
                     raise
@@ -142,27 +144,110 @@ def _rationalize(point: dict[str, np.ndarray], used) -> dict[str, np.ndarray]:
     return out
 
 
-def _compare(left, right, subs) -> tuple[float, int, np.ndarray, np.ndarray]:
-    """(largest relative error, its flat index, lhs, rhs) at one rational point."""
-    with not_real_guard():
-        lv, rv = (
-            values_at(left, subs, EXACT_DIGITS, "left"),
-            values_at(right, subs, EXACT_DIGITS, "right"),
+class Sides:
+    """Both sides in SymPy at one size assignment. A grad/jacobian whose body holds no further
+    derivative is left as placeholder symbols whose values `adjoint.gradient_at` supplies at each
+    point (exact to the working precision); where it cannot, the sides are rebuilt with
+    `sympy.diff` (slow on large trees, but it differentiates anything SymPy can)."""
+
+    def __init__(self, lhs, rhs, symbols, sizes, deferred: bool = True):
+        self.lhs, self.rhs, self.symbols, self.sizes = lhs, rhs, symbols, sizes
+        self.deferred: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+        memo: dict[int, np.ndarray] = {}
+        self.left = self._evaluate(lhs, memo, deferred)
+        self.right = self._evaluate(rhs, memo, deferred)
+
+    @classmethod
+    def build(cls, lhs, rhs, symbols, sizes) -> Sides:
+        # a nested derivative (a Hessian) differentiates its inner one: both symbolic, by diff
+        nested = any(
+            isinstance(n, Call) and n.fn in ("grad", "jacobian") and contains_derivative(n.args[0])
+            for side in (lhs, rhs)
+            for n in side.walk()
         )
-        errors = own_relative_errors(lv, rv)
-        if errors.size and float(np.max(errors)) > EXACT_RTOL:
-            # a difference, or rounding at this precision (a true 0 computed as a residue)
-            lh = values_at(left, subs, HIGH_DIGITS, "left")
-            rh = values_at(right, subs, HIGH_DIGITS, "right")
-            with mpmath.workdps(HIGH_DIGITS):
-                noise = [
-                    abs(a - b) + abs(c - d)
-                    for a, b, c, d in zip(lv.flat, lh.flat, rv.flat, rh.flat, strict=True)
-                ]
-            errors = own_relative_errors(lh, rh, noise)
-            lv, rv = lh, rh
-    k = int(np.argmax(errors)) if errors.size else 0
-    return (float(errors[k]) if errors.size else 0.0), k, lv, rv
+        return cls(lhs, rhs, symbols, sizes, deferred=not nested)
+
+    def _evaluate(self, expr, memo, deferred: bool) -> np.ndarray:
+        if not deferred:
+            return sympy_backend.evaluate(expr, self.symbols, self.sizes)
+        seen: dict[int, int] = {}
+        for node in expr.walk():
+            if id(node) in memo:
+                continue
+            if (
+                isinstance(node, Call)
+                and node.fn in ("grad", "jacobian")
+                and not contains_derivative(node.args[0])
+            ):
+                memo[id(node)] = self._placeholders(node, memo)
+            else:
+                memo[id(node)] = sympy_backend._eval_node(node, memo, self.symbols, self.sizes)
+            value = memo[id(node)]
+            if sum(sympy_backend.tree_size(v, seen) for v in value.flat) > MAX_TREE_SIZE:
+                raise EngineError(
+                    f"the claim is too large for the exact check: its SymPy expressions exceed "
+                    f"{MAX_TREE_SIZE} terms at the small sizes (a long chain of matrix products?)"
+                )
+        return memo[id(expr)]
+
+    def _placeholders(self, node: Call, memo) -> np.ndarray:
+        f = memo[id(node.args[0])]
+        xs = obj(self.symbols[node.args[1].name])
+        shape = xs.shape if node.fn == "grad" else (f.shape[0], xs.shape[0])
+        k = len(self.deferred)
+        marks = np.empty(shape, dtype=object)
+        for idx in np.ndindex(shape):
+            marks[idx] = sympy.Symbol(f"_d{k}_{'_'.join(map(str, idx))}", real=True)
+        self.deferred.append((node.fn, f, xs, marks))
+        return obj(marks)
+
+    def _with_derivatives(self, subs: dict, digits: int) -> dict:
+        """`subs` plus the value of every placeholder at that point, to `digits` digits."""
+        if not self.deferred:
+            return subs
+        out = dict(subs)
+        with mpmath.workdps(digits + FAST_GUARD_DIGITS):
+            point = {s: mpmath.mpf(v.p) / v.q for s, v in subs.items()}
+            for fn, f, xs, marks in self.deferred:
+                wrt = list(xs.flat)
+                rows = [f[()]] if fn == "grad" else list(f.flat)
+                for i, row in enumerate(rows):
+                    grad = gradient_at(_sympify(row), wrt, point)
+                    targets = marks.flat if fn == "grad" else marks[i]
+                    for mark, g in zip(targets, grad, strict=True):
+                        out[mark] = sympy.Float(g, digits + FAST_GUARD_DIGITS)
+        return out
+
+    def compare(self, subs: dict) -> tuple[float, int, np.ndarray, np.ndarray]:
+        """(largest relative error, its flat index, lhs, rhs) at one rational point."""
+        try:
+            return self._compare(subs)
+        except NoAdjoint:
+            rebuilt = Sides(self.lhs, self.rhs, self.symbols, self.sizes, deferred=False)
+            self.left, self.right, self.deferred = rebuilt.left, rebuilt.right, []
+            return self._compare(subs)
+
+    def _compare(self, subs: dict) -> tuple[float, int, np.ndarray, np.ndarray]:
+        left, right = self.left, self.right
+        with not_real_guard():
+            at = self._with_derivatives(subs, EXACT_DIGITS)
+            lv = values_at(left, at, EXACT_DIGITS, "left")
+            rv = values_at(right, at, EXACT_DIGITS, "right")
+            errors = own_relative_errors(lv, rv)
+            if errors.size and float(np.max(errors)) > EXACT_RTOL:
+                # a difference, or rounding at this precision (a true 0 computed as a residue)
+                at = self._with_derivatives(subs, HIGH_DIGITS)
+                lh = values_at(left, at, HIGH_DIGITS, "left")
+                rh = values_at(right, at, HIGH_DIGITS, "right")
+                with mpmath.workdps(HIGH_DIGITS):
+                    noise = [
+                        abs(a - b) + abs(c - d)
+                        for a, b, c, d in zip(lv.flat, lh.flat, rv.flat, rh.flat, strict=True)
+                    ]
+                errors = own_relative_errors(lh, rh, noise)
+                lv, rv = lh, rh
+        k = int(np.argmax(errors)) if errors.size else 0
+        return (float(errors[k]) if errors.size else 0.0), k, lv, rv
 
 
 def own_relative_errors(lv: np.ndarray, rv: np.ndarray, noise=None) -> np.ndarray:
@@ -301,7 +386,10 @@ def _fast_values(arr: np.ndarray, subs: dict, digits: int) -> np.ndarray | None:
     out = np.empty(arr.shape, dtype=object)
     try:
         with mpmath.workdps(digits):
-            point = {s: mpmath.mpf(v.p) / v.q for s, v in subs.items()}
+            point = {
+                s: mpmath.mpf(v.p) / v.q if v.is_Rational else mpmath.mpf(v._mpf_)
+                for s, v in subs.items()
+            }
             for idx in np.ndindex(arr.shape):
                 r = value(_sympify(arr[idx]))
                 if not mpmath.isfinite(r):
