@@ -112,7 +112,7 @@ def _exact_unit_at(rng, shape, scale) -> np.ndarray:
     scale = sympy.Rational(scale)
     if scale >= sympy.Rational(1, 2):
         return _rationals(rng, shape, 0, 1, den=16)
-    near = _rationals(rng, shape, 0, 2) * (scale / 2)
+    near = np.asarray(_rationals(rng, shape, 0, 2) * (scale / 2), dtype=object)
     flip = rng.random(shape) < 0.5
     out = np.empty(shape, dtype=object)
     for idx in np.ndindex(shape):

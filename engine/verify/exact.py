@@ -24,6 +24,7 @@ from engine.verify.adjoint import NoAdjoint, gradient_at
 from engine.verify.result import CheckReport, Counterexample
 from engine.verify.sampling import (
     KinkCoverage,
+    constant_points,
     describe_scales,
     exact_point,
     exact_size_assignments,
@@ -34,18 +35,17 @@ from engine.verify.sampling import (
 
 # Every size assignment is tried at EXACT_POINTS random rational points of unit magnitude (the
 # first assignment also at one point per input scale and at the kink-search points), evaluated
-# with EXACT_DIGITS significant digits plus FAST_GUARD_DIGITS. Entries are compared relative to
-# their own magnitude, with no absolute floor: a factor 2 between two values of 1e-44 is a
-# difference. A difference above EXACT_RTOL is then re-judged at HIGH_DIGITS: what changes
-# between the two precisions is rounding (a true 0 computed as a residue of 1e-70), and a
-# difference within ROUNDING_SAFETY times that change is not a difference. A false formula that
-# is analytic in its inputs differs at a random point with probability one. Measured
-# (benchmarks/noise.py, RESULTS.md): true claims differ by at most 2.0e-57 relative; a relative
-# 1e-6 error planted in one entry shows as about 1e-6: 1e-30 sits far from both.
+# with EXACT_DIGITS significant digits plus FAST_GUARD_DIGITS, each value carrying a running
+# bound on its rounding error. Entries are compared relative to their own magnitude, with no
+# absolute floor (a factor 2 between two values of 1e-44 is a difference), after discounting
+# ROUNDING_SAFETY times the two bounds (1 - sigmoid(2500) is 0 at 70 digits, a cancellation, not
+# a value). A false formula that is analytic in its inputs differs at a random point with
+# probability one. Measured (benchmarks/noise.py, RESULTS.md): true claims differ by at most
+# 2.0e-57 relative; a relative 1e-6 error planted in one entry shows as about 1e-6: EXACT_RTOL
+# = 1e-30 sits far from both.
 EXACT_DIGITS = 50
 FAST_GUARD_DIGITS = 20  # extra working digits of the mpmath pass over EXACT_DIGITS
-HIGH_DIGITS = 140
-ROUNDING_SAFETY = 1000
+ROUNDING_SAFETY = 10
 EXACT_POINTS = 2
 EXACT_RTOL = 1e-30
 EXACT_MAX_ENTRIES = 400  # input entries at the small sizes; beyond this use size symbols
@@ -89,10 +89,12 @@ def exact_check(lhs, rhs, used, order, seed) -> tuple[CheckReport, Counterexampl
         ]
         if a == 0:
             points += [(exact_point(used, sizes, rng, s), False) for s in scales]
+            points += [(p, False) for p in constant_points(used, sizes, rng, scales)]
             if coverage.arguments:
                 for point, _ in points:
                     coverage.add(_as_float(point), sizes)
                 extra = kink_search(coverage, used, sizes, rng, scales)
+                extra += coverage.boundary_points(used, sizes)
                 points += [(_rationalize(p, used), False) for p in extra]
         for point, required in points:
             subs = {
@@ -153,6 +155,7 @@ class Sides:
     def __init__(self, lhs, rhs, symbols, sizes, deferred: bool = True):
         self.lhs, self.rhs, self.symbols, self.sizes = lhs, rhs, symbols, sizes
         self.deferred: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.errors: dict[sympy.Symbol, Any] = {}  # rounding bound of each placeholder's value
         memo: dict[int, np.ndarray] = {}
         self.left = self._evaluate(lhs, memo, deferred)
         self.right = self._evaluate(rhs, memo, deferred)
@@ -214,8 +217,9 @@ class Sides:
                 for i, row in enumerate(rows):
                     grad = gradient_at(_sympify(row), wrt, point)
                     targets = marks.flat if fn == "grad" else marks[i]
-                    for mark, g in zip(targets, grad, strict=True):
+                    for mark, (g, err) in zip(targets, grad, strict=True):
                         out[mark] = sympy.Float(g, digits + FAST_GUARD_DIGITS)
+                        self.errors[mark] = err
         return out
 
     def compare(self, subs: dict) -> tuple[float, int, np.ndarray, np.ndarray]:
@@ -228,47 +232,44 @@ class Sides:
             return self._compare(subs)
 
     def _compare(self, subs: dict) -> tuple[float, int, np.ndarray, np.ndarray]:
-        left, right = self.left, self.right
         with not_real_guard():
             at = self._with_derivatives(subs, EXACT_DIGITS)
-            lv = values_at(left, at, EXACT_DIGITS, "left")
-            rv = values_at(right, at, EXACT_DIGITS, "right")
-            errors = own_relative_errors(lv, rv)
-            if errors.size and float(np.max(errors)) > EXACT_RTOL:
-                # a difference, or rounding at this precision (a true 0 computed as a residue)
-                at = self._with_derivatives(subs, HIGH_DIGITS)
-                lh = values_at(left, at, HIGH_DIGITS, "left")
-                rh = values_at(right, at, HIGH_DIGITS, "right")
-                with mpmath.workdps(HIGH_DIGITS):
-                    noise = [
-                        abs(a - b) + abs(c - d)
-                        for a, b, c, d in zip(lv.flat, lh.flat, rv.flat, rh.flat, strict=True)
-                    ]
-                errors = own_relative_errors(lh, rh, noise)
-                lv, rv = lh, rh
+            lv, le = values_at(self.left, at, EXACT_DIGITS, "left", self.errors)
+            rv, re = values_at(self.right, at, EXACT_DIGITS, "right", self.errors)
+            errors = own_relative_errors(lv, rv, le + re)
         k = int(np.argmax(errors)) if errors.size else 0
         return (float(errors[k]) if errors.size else 0.0), k, lv, rv
 
 
-def own_relative_errors(lv: np.ndarray, rv: np.ndarray, noise=None) -> np.ndarray:
-    """|lhs - rhs| per entry relative to the larger of the two entries themselves (no floor);
-    with `noise`, less ROUNDING_SAFETY times the rounding estimate of each entry."""
+def own_relative_errors(lv: np.ndarray, rv: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """|lhs - rhs| per entry, less ROUNDING_SAFETY times the two entries' rounding bounds,
+    relative to the larger of the two entries themselves (no absolute floor)."""
     out = np.zeros(lv.size)
-    with mpmath.workdps(HIGH_DIGITS):
-        for i, (a, b) in enumerate(zip(lv.flat, rv.flat, strict=True)):
-            diff = abs(a - b)
-            if noise is not None:
-                diff = max(diff - ROUNDING_SAFETY * noise[i], 0)
-            if diff == 0:
-                continue
-            out[i] = float(diff / max(abs(a), abs(b)))
+    with mpmath.workdps(EXACT_DIGITS + FAST_GUARD_DIGITS):
+        bound = np.asarray(bound, dtype=object)
+    for i, (a, b, e) in enumerate(zip(lv.flat, rv.flat, bound.flat, strict=True)):
+        diff = abs(a - b) - ROUNDING_SAFETY * e
+        if diff <= 0:
+            continue
+        out[i] = float(diff / max(abs(a), abs(b)))
     return out
 
 
-def values_at(arr: np.ndarray, subs: dict, digits: int, side: str) -> np.ndarray:
-    """The entries of `arr` at the rational point `subs`, to `digits` significant digits."""
-    fast = _fast_values(arr, subs, digits + FAST_GUARD_DIGITS)
-    return fast if fast is not None else _exact_values(arr, subs, side, digits)
+def values_at(
+    arr: np.ndarray, subs: dict, digits: int, side: str, known: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of `arr` at the rational point `subs` and a bound on each one's rounding
+    error; `known` holds the bounds of substituted values that are not exact (placeholders)."""
+    fast = _fast_values(arr, subs, digits + FAST_GUARD_DIGITS, known or {})
+    if fast is not None:
+        return fast
+    values = _exact_values(arr, subs, side, digits)
+    # evalf gives `digits` correct digits (relative); placeholders' own error comes on top
+    extra = sum(known.values(), mpmath.mpf(0)) if known else 0
+    bound = np.empty(values.shape, dtype=object)
+    for idx in np.ndindex(values.shape):
+        bound[idx] = abs(values[idx]) * mpmath.mpf(10) ** (1 - digits) + extra
+    return values, bound
 
 
 @contextlib.contextmanager
@@ -336,19 +337,41 @@ _MPMATH = {
 }
 
 
+# |f'(a)| for the running error bound (f(a) = r); None for a step or sign (a jump at 0).
+_SLOPES = {
+    sympy.exp: lambda a, r: r,
+    sympy.log: lambda a, r: 1 / a,
+    sympy.tanh: lambda a, r: 1 - r * r,
+    sympy.sin: lambda a, r: mpmath.cos(a),
+    sympy.cos: lambda a, r: mpmath.sin(a),
+    sympy.erf: lambda a, r: 2 * mpmath.exp(-a * a),
+    sympy.Abs: lambda a, r: 1,
+    Absolute: lambda a, r: 1,
+    Relu: lambda a, r: 1,
+    Step: lambda a, r: None,
+    Sign: lambda a, r: None,
+}
+
+
 class _NotFast(Exception):
     """An entry the mpmath pass leaves to SymPy's evalf (complex, infinite or unknown)."""
 
 
-def _fast_values(arr: np.ndarray, subs: dict, digits: int) -> np.ndarray | None:
+def _fast_values(
+    arr: np.ndarray, subs: dict, digits: int, known: dict
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The entries at the rational point `subs`, by one mpmath pass at `digits` digits that
     evaluates each common subexpression once (an entry-by-entry `evalf` redoes the softmax
-    denominators in every entry: 4x slower on attention-grad-Q).
+    denominators in every entry: 4x slower on attention-grad-Q), with a running bound on each
+    value's rounding error (first-order error analysis: 1 - sigmoid(2500) is 0 at 70 digits,
+    with a bound of 1e-70, not a value to compare).
 
     Functions other than + * ** and those in _MPMATH are evaluated by `evalf`. Returns None when a
-    value is complex, infinite or undefined; the caller then uses `_exact_values`.
+    value is complex, infinite or undefined, or a step's branch is within rounding of its kink;
+    the caller then uses `_exact_values`.
     """
     memo: dict[sympy.Basic, Any] = {}
+    u = mpmath.mpf(10) ** (-digits)
 
     def value(e: sympy.Basic):
         got = memo.get(e)
@@ -356,34 +379,70 @@ def _fast_values(arr: np.ndarray, subs: dict, digits: int) -> np.ndarray | None:
             return got
         if e.is_Symbol:
             r = point[e]
+            err = known.get(e, u * abs(r))
         elif e.is_Rational:
             r = mpmath.mpf(e.p) / e.q
+            err = u * abs(r)
         elif e.is_Add:
-            r = mpmath.fsum(value(a) for a in e.args)
+            parts = [value(a) for a in e.args]
+            r = mpmath.fsum(v for v, _ in parts)
+            err = mpmath.fsum(x for _, x in parts) + u * abs(r)
         elif e.is_Mul:
-            r = mpmath.fprod(value(a) for a in e.args)
+            parts = [value(a) for a in e.args]
+            r = mpmath.fprod(v for v, _ in parts)
+            err = u * abs(r)
+            for i, (_, x) in enumerate(parts):
+                if x:
+                    err += x * abs(mpmath.fprod(v for j, (v, _) in enumerate(parts) if j != i))
         elif e.is_Pow:
             base, power = e.args
-            b = value(base)
-            r = b ** int(power) if power.is_Integer else mpmath.power(b, value(power))
+            b, eb = value(base)
+            if power.is_Integer:
+                k = int(power)
+                r = b**k
+                err = u * abs(r)
+                if eb:
+                    err += abs(k) * abs(b ** (k - 1)) * eb
+            else:
+                p, ep = value(power)
+                r = mpmath.power(b, p)
+                err = u * abs(r)
+                if eb:
+                    err += abs(p * mpmath.power(b, p - 1)) * eb
+                if ep:
+                    err += abs(r * mpmath.log(b)) * ep
         elif e.func in _MPMATH and len(e.args) == 1:
-            r = _MPMATH[e.func](value(e.args[0]))
+            a, ea = value(e.args[0])
+            r = _MPMATH[e.func](a)
+            slope = _SLOPES[e.func](a, r)
+            if slope is None and ea and abs(a) <= ea:
+                raise _NotFast  # a step or sign whose branch rounding cannot settle
+            err = u * abs(r)
+            if slope is not None and ea:
+                err += abs(slope) * ea
         elif e.func is XLogY:
-            x = value(e.args[0])
-            r = mpmath.mpf(0) if x == 0 else x * mpmath.log(value(e.args[1]))
+            x, ex = value(e.args[0])
+            y, ey = value(e.args[1])
+            if x == 0 and not ex:
+                r, err = mpmath.mpf(0), mpmath.mpf(0)
+            else:
+                r = x * mpmath.log(y)
+                err = abs(mpmath.log(y)) * ex + abs(x / y) * ey + u * abs(r)
         else:
             v = e.xreplace(subs).evalf(digits)
             if not v.is_Float:
                 raise _NotFast
             r = mpmath.mpf(v._mpf_)
+            err = 10 * u * abs(r) + sum(known.values(), mpmath.mpf(0))
         if isinstance(r, mpmath.mpc):
             if r.imag != 0:
                 raise _NotFast
             r = r.real
-        memo[e] = r
-        return r
+        memo[e] = (r, err)
+        return r, err
 
     out = np.empty(arr.shape, dtype=object)
+    bound = np.empty(arr.shape, dtype=object)
     try:
         with mpmath.workdps(digits):
             point = {
@@ -391,13 +450,13 @@ def _fast_values(arr: np.ndarray, subs: dict, digits: int) -> np.ndarray | None:
                 for s, v in subs.items()
             }
             for idx in np.ndindex(arr.shape):
-                r = value(_sympify(arr[idx]))
+                r, err = value(_sympify(arr[idx]))
                 if not mpmath.isfinite(r):
                     return None
-                out[idx] = r
+                out[idx], bound[idx] = r, err
     except (_NotFast, ZeroDivisionError, RecursionError, ValueError, TypeError, KeyError):
         return None
-    return out
+    return out, bound
 
 
 def _exact_values(arr: np.ndarray, subs: dict, side: str, digits: int) -> np.ndarray:

@@ -104,9 +104,8 @@ def numeric_check(
             coverage.add(values, sizes)
         if i == len(plan) and coverage.arguments and profile != "kink":
             extra = kink_search(coverage, used, sizes, search_rng, scales)
-            plan += [
-                ("kink", np.random.default_rng([seed, 4, k]), pt) for k, pt in enumerate(extra)
-            ]
+            extra += coverage.boundary_points(used, sizes)
+            plan += [("kink", search_rng, point) for point in extra]
         required = profile in PROFILES
         probe_left = _probe_side(lhs) and _coords(lhs, values) > FULL_LIMIT
         probe_right = _probe_side(rhs) and _coords(rhs, values) > FULL_LIMIT

@@ -11,7 +11,7 @@ import sympy
 
 from engine.backends import numpy_backend
 from engine.backends.common import concrete_shape
-from engine.expr import Call, Const, Expr, Var
+from engine.expr import Call, Const, EngineError, Expr, Var
 from engine.types import PROFILES, TYPES
 
 # Numeric check: size symbols take these distinct values in declaration order.
@@ -119,21 +119,59 @@ def kink_arguments(*sides: Expr) -> list[Expr]:
 
 @dataclass
 class KinkCoverage:
-    """Which sides (negative, zero, positive) of each kink argument the sampled points reached."""
+    """Which sides (negative, zero, positive) of each kink argument the sampled points reached,
+    and one float point on each side of each (for `boundary_points`)."""
 
     arguments: list[Expr]
     seen: list[set[int]]
+    sides: list[dict[int, dict[str, np.ndarray]]]
 
     @classmethod
     def of(cls, arguments: list[Expr]) -> KinkCoverage:
-        return cls(arguments, [set() for _ in arguments])
+        return cls(arguments, [set() for _ in arguments], [{} for _ in arguments])
 
     def add(self, values: dict[str, np.ndarray], sizes: dict[str, int]) -> list[set[int]]:
         """Record the signs the kink arguments take at `values`; return those signs."""
         signs = kink_signs(self.arguments, values, sizes)
-        for have, new in zip(self.seen, signs, strict=True):
+        for have, new, side in zip(self.seen, signs, self.sides, strict=True):
             have |= new
+            for sign in new - {0}:
+                side.setdefault(sign, {k: np.asarray(v, dtype=float) for k, v in values.items()})
         return signs
+
+    def boundary_points(
+        self, used: dict[str, Var], sizes: dict[str, int]
+    ) -> list[dict[str, np.ndarray]]:
+        """Two float points straddling each kink, just below and just above it (x = 20 - e and
+        20 + e for relu(x - 20)): found by bisection on the segment between a point where the
+        kink argument is negative and one where it is positive. A formula wrong only near a
+        threshold written in the claim (PyTorch's softplus at 20) is caught there."""
+        out: list[dict[str, np.ndarray]] = []
+        for arg, side in zip(self.arguments, self.sides, strict=True):
+            if -1 not in side or 1 not in side:
+                continue
+            neg, pos = side[-1], side[1]
+            with np.errstate(all="ignore"):
+                u0 = _real_values(arg, neg, sizes)
+                u1 = _real_values(arg, pos, sizes)
+            if u0 is None or u1 is None or u0.shape != u1.shape:
+                continue
+            both = np.flatnonzero((u0.ravel() < 0) & (u1.ravel() > 0))
+            if not both.size:
+                continue
+            j = int(both[0])
+            lo, hi = 0.0, 1.0
+            for _ in range(BISECTIONS):
+                mid = (lo + hi) / 2
+                u = _real_values(arg, _between(neg, pos, mid, used), sizes)
+                if u is None:
+                    break
+                if u.ravel()[j] < 0:
+                    lo = mid
+                else:
+                    hi = mid
+            out += [_between(neg, pos, lo, used), _between(neg, pos, hi, used)]
+        return out
 
     def missing(self) -> list[int]:
         return [i for i, s in enumerate(self.seen) if not {-1, 1} <= s]
@@ -145,6 +183,50 @@ class KinkCoverage:
         if not self.arguments:
             return ""
         return f"kinks {self.covered()}/{len(self.arguments)} both sides"
+
+
+BISECTIONS = 44  # halvings of the segment across a kink: the two points end about 6e-14 apart
+
+
+def _real_values(arg: Expr, values, sizes) -> np.ndarray | None:
+    try:
+        v = np.asarray(np.real(numpy_backend.evaluate(arg, values, sizes)), dtype=float)
+    except (ArithmeticError, ValueError, TypeError, EngineError):
+        return None
+    return v if np.all(np.isfinite(v)) else None
+
+
+def _between(a: dict, b: dict, t: float, used: dict[str, Var]) -> dict[str, np.ndarray]:
+    """The point (1 - t) a + t b; a one-hot variable (not convex) is taken from the nearer end."""
+    out = {}
+    for k in a:
+        if TYPES[used[k].vtype].name == "onehot":
+            out[k] = a[k] if t < 0.5 else b[k]
+        else:
+            out[k] = (1 - t) * a[k] + t * b[k]
+    return out
+
+
+def constant_points(
+    used: dict[str, Var], sizes: dict[str, int], rng: np.random.Generator, scales: list[Scale]
+) -> list[dict[str, np.ndarray]]:
+    """Points at the constants themselves: every real variable at +c (then -c) and every positive
+    one at c, exactly; others drawn as usual. `step(x - 30) + step(30 - x) == 1` is wrong only
+    at x = 30, which the constant 30 points to."""
+    out = []
+    for scale in scales:
+        if scale.why != "constant":
+            continue
+        for sign in (1, -1):
+            point = exact_point(used, sizes, rng, None)
+            for name, v in used.items():
+                shape = concrete_shape(v.shape, sizes)
+                if v.vtype == "real" or (v.vtype == "positive" and sign == 1):
+                    point[name] = _object_array(
+                        np.full(shape, sign * scale.magnitude, dtype=object)
+                    )
+            out.append(point)
+    return out
 
 
 def kink_signs(
