@@ -72,13 +72,13 @@ def numeric_check(
     lhs, rhs, used, order, seed, given, discount_noise=True
 ) -> tuple[CheckReport, Counterexample | None]:
     """Compare the two sides in float64 at the numeric sizes, at every profile and input scale."""
-    sizes = numeric_size_assignment(order, given)
     nested = any(
         n.fn in ("grad", "jacobian") and contains_derivative(n.args[0])
         for side in (lhs, rhs)
         for n in side.walk()
         if isinstance(n, Call)
     )
+    sizes = numeric_size_assignment(order, given, nested)
     has_derivative = any(
         isinstance(n, Call) and n.fn in ("grad", "jacobian") for s in (lhs, rhs) for n in s.walk()
     )
@@ -127,9 +127,31 @@ def numeric_check(
             # all failing is an error: then no numeric check happened.
             if required:
                 state.skipped.append(_label(profile))
+                state.overflowed = state.overflowed or values
                 if len([s for s in state.skipped if s in PROFILES]) == len(PROFILES):
-                    message = str(e).replace("at the sampled", "at every scale of sampled")
-                    raise NotFinite(message) from None
+                    # float64 cannot evaluate the claim at any ordinary scale: decide the first
+                    # such point at high precision instead (float64 never judges)
+                    got = precision.compare_all(lhs, rhs, state.overflowed, sizes)
+                    if got is None:
+                        message = str(e).replace("at the sampled", "at every scale of sampled")
+                        raise NotFinite(message) from None
+                    rel, entry, ltext, rtext = got
+                    state.high_precision_only = True
+                    state.worst = max(state.worst, rel)
+                    if rel > precision.CONFIRM_RTOL:
+                        text = f"lhs = {ltext}, rhs = {rtext} (at {precision.HIGH_DIGITS} digits)"
+                        cx = Counterexample(
+                            "numeric",
+                            dict(sizes),
+                            _float_inputs(state.overflowed),
+                            entry,
+                            float("nan"),
+                            float("nan"),
+                            float("nan"),
+                            PROFILES[0],
+                            text,
+                        )
+                        return CheckReport("numeric", False, state.detail(), rel), cx
             else:
                 state.outside += 1
             continue
@@ -160,6 +182,8 @@ class _State:
         self.skipped: list[str] = []
         self.outside = 0
         self.high_precision = 0
+        self.overflowed: dict | None = None  # the first point float64 could not evaluate
+        self.high_precision_only = False
 
     def detail(self) -> str:
         where = ", ".join(f"{k}={v}" for k, v in self.sizes.items()) or "scalars"
@@ -174,7 +198,11 @@ class _State:
             extras.append(f"{self.outside} point(s) outside float64 or the domain left out")
         extra = ", ".join(e for e in extras if e)
         left_out = ""
-        if self.skipped:
+        if self.high_precision_only:
+            left_out = (
+                f" (float64 overflowed at every scale: decided at {precision.HIGH_DIGITS} digits)"
+            )
+        elif self.skipped:
             left_out = f" ({', '.join(self.skipped)} inputs overflowed float64, skipped)"
         tail = f" ({extra})" if extra else ""
         return f"numeric at {where}{how}, max rel. err {self.worst:.1e}{tail}{left_out}"

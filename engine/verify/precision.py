@@ -165,6 +165,39 @@ def confirm(
         return err, mpmath.nstr(l2, 12), mpmath.nstr(r2, 12)
 
 
+def compare_all(
+    lhs: Expr, rhs: Expr, values: dict[str, np.ndarray], sizes: dict[str, int]
+) -> tuple[float, tuple, str, str] | None:
+    """Every entry of both sides at high precision, where float64 overflowed at every input
+    scale (exp(1e6 * a) * exp(-1e6 * a)): (largest relative difference after the rounding
+    discount, its entry, the two values as text), or None when the point is too large."""
+    work = sum(np.size(v) for v in values.values())
+    sides = []
+    for digits in (LOW_DIGITS, HIGH_DIGITS):
+        with mpmath.workdps(digits):
+            hp = {k: _hp(v) for k, v in values.items()}
+            try:
+                pair = [_evaluate(side, hp, sizes, digits, work) for side in (lhs, rhs)]
+            except (EngineError, ArithmeticError, TypeError, ValueError, AttributeError):
+                return None
+            pair = [np.asarray(v, dtype=object) for v in pair]
+            shape = pair[0].shape
+            if any(_scalar(x) is None for v in pair for x in v.flat):
+                return None
+            sides.append([[_scalar(x) for x in v.flat] for v in pair])
+    (l1, r1), (l2, r2) = sides
+    worst, where = 0.0, 0
+    with mpmath.workdps(HIGH_DIGITS):
+        for i, (a1, b1, a2, b2) in enumerate(zip(l1, r1, l2, r2, strict=True)):
+            noise = abs(a1 - a2) + abs(b1 - b2)
+            diff = max(abs(a2 - b2) - ROUNDING_SAFETY * noise, 0)
+            err = 0.0 if diff == 0 else float(diff / max(abs(a2), abs(b2)))
+            if err > worst:
+                worst, where = err, i
+        entry = tuple(int(i) for i in np.unravel_index(where, shape)) if shape else ()
+        return worst, entry, mpmath.nstr(l2[where].real, 12), mpmath.nstr(r2[where].real, 12)
+
+
 def _hp(x) -> np.ndarray:
     x = np.asarray(x)
     out = np.empty(x.shape, dtype=object)

@@ -16,6 +16,9 @@ from engine.types import PROFILES, TYPES
 
 # Numeric check: size symbols take these distinct values in declaration order.
 NUMERIC_SIZES = (64, 24, 16, 12, 10, 9, 8, 7)
+# A nested derivative (a Hessian) costs coordinates squared evaluations: smaller, still larger
+# than every exact size.
+NESTED_SIZES = (16, 12, 10, 9, 8, 7, 6, 5)
 # The exact check's size assignments: two small ones with pairwise distinct sizes >= 2 (so a
 # transposition or an axis mix-up cannot hide), and one with every size >= LARGE_EXACT_FROM, where
 # terms that vanish at small sizes (a Hessian entry that needs three other coordinates) show.
@@ -43,8 +46,12 @@ def exact_size_assignments(order: list[str]) -> list[dict[str, int]]:
     return [dict(zip(order, s, strict=True)) for s in (base, rotated, large)]
 
 
-def numeric_size_assignment(order: list[str], given: Mapping[str, int] | None) -> dict[str, int]:
-    sizes = {name: NUMERIC_SIZES[i % len(NUMERIC_SIZES)] for i, name in enumerate(order)}
+def numeric_size_assignment(
+    order: list[str], given: Mapping[str, int] | None, nested: bool = False
+) -> dict[str, int]:
+    """The numeric route's sizes: NUMERIC_SIZES (NESTED_SIZES for a Hessian), or `given`."""
+    table = NESTED_SIZES if nested else NUMERIC_SIZES
+    sizes = {name: table[i % len(table)] for i, name in enumerate(order)}
     sizes.update({k: int(v) for k, v in (given or {}).items() if k in sizes})
     return sizes
 
