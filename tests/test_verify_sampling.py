@@ -1,0 +1,83 @@
+"""Where the verifier looks: input scales from the claim's constants, kinks reached from both
+sides, points at the constants, and the report of what was covered."""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from engine.expr import free_vars
+from engine.parser import build_environment, parse_equation, parse_formula
+from engine.verify import verify
+from engine.verify.sampling import (
+    KinkCoverage,
+    Scale,
+    claim_constants,
+    input_scales,
+    kink_arguments,
+    numeric_point,
+)
+
+
+def sides(equation, vars_):
+    env = build_environment(vars_)
+    return parse_equation(equation, env)
+
+
+def test_constants_become_scales_from_tiny_to_beyond_the_largest():
+    lhs, rhs = sides("relu(x - 30) + 1e-12 * x == x", {"x": "real"})
+    assert claim_constants(lhs, rhs) == [sympy.Rational(1, 10**12), sympy.Integer(30)]
+    mags = [s.magnitude for s in input_scales(lhs, rhs)]
+    assert mags[0] == sympy.Rational(1, 10**15)  # 1000 times below the smallest constant
+    assert sympy.Rational(1, 10**12) in mags and 30 in mags
+    assert mags[-1] == 120  # four times the largest
+
+
+def test_kink_arguments_are_found_inside_derivatives_and_definitions():
+    env = build_environment({"z": "real[n]"}, {"h": "relu(z - 3)"})
+    lhs = parse_formula("grad(sum(abs(h) + step(z)), z)", env)
+    args = kink_arguments(lhs)
+    assert len(args) == 3
+
+
+def test_boundary_points_straddle_a_kink_far_from_unit_inputs():
+    lhs, _ = sides("relu(x - 20) == x", {"x": "real"})
+    used = {"x": next(n for n in lhs.walk() if type(n).__name__ == "Var")}
+    cov = KinkCoverage.of(kink_arguments(lhs))
+    for value in (1.0, 55.0):
+        cov.add({"x": np.asarray(value)}, {})
+    below, above = cov.boundary_points(used, {})
+    assert 19.999 < float(below["x"]) < 20 < float(above["x"]) < 20.001
+    assert cov.describe() == "kinks 1/1 both sides"
+
+
+def test_scaled_samples_keep_their_types():
+    rng = np.random.default_rng(0)
+    env = build_environment({"u": "unit[n]", "s": "simplex[n]", "a": "positive[n]"})
+    used = free_vars(parse_formula("u + s + a", env))
+    for mag in (sympy.Rational(1, 10**12), sympy.Integer(120)):
+        point = numeric_point(used, {"n": 7}, rng, Scale(mag, "constant"))
+        assert np.all((point["u"] > 0) & (point["u"] < 1))
+        assert np.allclose(point["s"].sum(), 1) and np.all(point["s"] > 0)
+        assert np.all(point["a"] > 0)
+
+
+def test_report_names_scales_and_kinks():
+    result = verify("relu(x + 30) - relu(x - 30) - 30 == x", {"x": "real"})
+    assert result.verdict == "fail"
+    ok = verify("relu(x) - relu(-x) == x", {"x": "real"})
+    assert ok.passed
+    assert "kinks 1/2" not in ok.summary() and "kinks 2/2 both sides" in ok.summary()
+    assert "scales 1e-3..4" in ok.summary()
+
+
+def test_a_formula_wrong_only_at_a_constant_is_caught_there():
+    # step(0) + step(0) = 0: wrong only at x = 30, the point the constant names
+    result = verify("step(x - 30) + step(30 - x) == 1 - 0 * x", {"x": "real"})
+    assert result.verdict == "fail"
+    assert result.counterexample.inputs["x"] == "30"
+
+
+def test_pytorch_softplus_threshold_is_caught_just_above_it():
+    result = verify("step(x - 20) * x + step(20 - x) * softplus(x) == softplus(x)", {"x": "real"})
+    assert result.verdict == "fail" and result.counterexample.check == "exact"
