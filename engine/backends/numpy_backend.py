@@ -13,12 +13,31 @@ COMPLEX_STEP = 1e-20  # no subtractive cancellation, so the step can be tiny
 CENTRAL_STEP = 1e-6  # relative step for central differences (error ~ h^2 + eps / h)
 
 
-def evaluate(expr: Expr, values: dict[str, np.ndarray], sizes: dict[str, int]) -> np.ndarray:
-    """The value of `expr` at the given variable values and sizes (real or complex arrays)."""
-    memo: dict[int, np.ndarray] = {}
+def evaluate(
+    expr: Expr, values: dict[str, np.ndarray], sizes: dict[str, int], fixed: dict | None = None
+) -> np.ndarray:
+    """The value of `expr` at the given variable values and sizes (real or complex arrays);
+    `fixed` holds values already known of some nodes (by id), see `independent_values`."""
+    memo: dict[int, np.ndarray] = dict(fixed) if fixed else {}
     for node in expr.walk():
-        memo[id(node)] = _eval_node(node, memo, values, sizes)
+        if id(node) not in memo:
+            memo[id(node)] = _eval_node(node, memo, values, sizes)
     return memo[id(expr)]
+
+
+def independent_values(f: Expr, x: Var, values, sizes) -> dict[int, np.ndarray]:
+    """The values of the nodes of `f` that do not depend on `x`: a derivative along x evaluates
+    f once per coordinate, and need not recompute them (the other head of an attention layer)."""
+    dependent: set[int] = set()
+    memo: dict[int, np.ndarray] = {}
+    for node in f.walk():
+        if (isinstance(node, Var) and node.name == x.name) or any(
+            id(c) in dependent for c in node.children()
+        ):
+            dependent.add(id(node))
+        else:
+            memo[id(node)] = _eval_node(node, memo, values, sizes)
+    return memo
 
 
 def _eval_node(node: Expr, memo, values, sizes) -> np.ndarray:
@@ -55,7 +74,13 @@ RICHARDSON_STEP = 1e-3
 
 
 def directional(
-    f: Expr, x: Var, direction: np.ndarray, values, sizes, method: str | None = None
+    f: Expr,
+    x: Var,
+    direction: np.ndarray,
+    values,
+    sizes,
+    method: str | None = None,
+    fixed: dict | None = None,
 ) -> np.ndarray:
     """d/dt f(x + t * direction) at t = 0, independently of any symbolic derivative: by
     complex-step, or, inside an outer complex step (a nested derivative), by `_richardson`."""
@@ -65,9 +90,9 @@ def directional(
     if method == "complex-step":
         x0 = _real(values[x.name])
         xc = x0 + 1j * COMPLEX_STEP * direction
-        return evaluate(f, _perturbed(values, x.name, xc), sizes).imag / COMPLEX_STEP
+        return evaluate(f, _perturbed(values, x.name, xc), sizes, fixed).imag / COMPLEX_STEP
     if method == "richardson":
-        return _richardson(f, x, direction, values, sizes)
+        return _richardson(f, x, direction, values, sizes, fixed)
     x0 = _real(values[x.name])
     h = CENTRAL_STEP * max(1.0, float(np.max(np.abs(x0))) if x0.size else 1.0)
     plus = evaluate(f, _perturbed(values, x.name, x0 + h * direction), sizes)
@@ -75,7 +100,7 @@ def directional(
     return np.real(plus - minus) / (2 * h)
 
 
-def _richardson(f: Expr, x: Var, direction: np.ndarray, values, sizes) -> np.ndarray:
+def _richardson(f: Expr, x: Var, direction: np.ndarray, values, sizes, fixed=None) -> np.ndarray:
     """Central differences at steps h and h/2, extrapolated; x may be complex (inside an outer
     complex step), and the result keeps its imaginary part."""
     x0 = np.asarray(values[x.name])
@@ -87,8 +112,8 @@ def _richardson(f: Expr, x: Var, direction: np.ndarray, values, sizes) -> np.nda
     h = RICHARDSON_STEP * base
 
     def central(step: float) -> np.ndarray:
-        plus = evaluate(f, _perturbed(values, x.name, x0 + step * direction), sizes)
-        minus = evaluate(f, _perturbed(values, x.name, x0 - step * direction), sizes)
+        plus = evaluate(f, _perturbed(values, x.name, x0 + step * direction), sizes, fixed)
+        minus = evaluate(f, _perturbed(values, x.name, x0 - step * direction), sizes, fixed)
         return (plus - minus) / (2 * step)
 
     return (4 * central(h / 2) - central(h)) / 3
@@ -102,11 +127,12 @@ def _real(x) -> np.ndarray:
 
 def _per_coordinate(f: Expr, x: Var, values, sizes, out_shape) -> np.ndarray:
     x0 = np.asarray(values[x.name])
+    fixed = independent_values(f, x, values, sizes)
     columns = []
     for k in range(x0.size):
         e = np.zeros(x0.shape)
         e.flat[k] = 1.0
-        columns.append(directional(f, x, e, values, sizes))
+        columns.append(directional(f, x, e, values, sizes, fixed=fixed))
     dtype = np.result_type(_real(x0), *columns) if columns else _real(x0).dtype
     out = np.empty(out_shape, dtype=dtype)
     for k, column in enumerate(columns):

@@ -40,6 +40,7 @@ NUMERIC_RTOL = {"complex-step": 1e-9, "nested": 1e-7, "none": 1e-9}
 SCALE_FLOOR = 1e-3
 FULL_LIMIT = 4096  # a top-level grad of more coordinates is checked by directional probes
 PROBES = 2  # random directions per profile when probing
+SCALE_FULL_LIMIT = 64  # at extra scales and kink points, larger gradients are probed
 # A probe compares two sums over every coordinate, <d, grad> by complex-step and <d, rhs>, relative
 # to sum |d * rhs|; one entry off by a relative 1e-6 moves that by about 1e-6 / (number of
 # coordinates), 2e-11 at n = 50,000. Measured at n = 50,000 and m, d = 256, 64
@@ -107,8 +108,11 @@ def numeric_check(
             extra += coverage.boundary_points(used, sizes)
             plan += [("kink", search_rng, point) for point in extra]
         required = profile in PROFILES
-        probe_left = _probe_side(lhs) and _coords(lhs, values) > FULL_LIMIT
-        probe_right = _probe_side(rhs) and _coords(rhs, values) > FULL_LIMIT
+        # the ordinary profiles check every coordinate up to FULL_LIMIT; the extra scales and kink
+        # points, which look for where a formula changes rather than for a wrong entry, probe
+        limit = FULL_LIMIT if required else SCALE_FULL_LIMIT
+        probe_left = _probe_side(lhs) and _coords(lhs, values) > limit
+        probe_right = _probe_side(rhs) and _coords(rhs, values) > limit
         try:
             if probe_left or probe_right:
                 state.probed = True
