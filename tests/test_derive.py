@@ -499,7 +499,9 @@ def test_json_and_latex_forms():
     data = program.to_json()
     assert data["gradients"] == {"V": "P.T @ O"}
     assert data["verified"] is True
-    assert data["verification"].startswith("verified: exact at n=2, d=3 and n=3, d=2; numeric at")
+    assert data["verification"].startswith(
+        "verified: exact at n=2, d=3 and n=3, d=2 and n=4, d=5 (scales 1e-3..4); numeric at"
+    )
     assert program.to_latex() == "\\begin{aligned}\n\\mathrm{d}V &= P^\\top O\n\\end{aligned}"
 
 
