@@ -294,3 +294,23 @@ def test_two_pdf_builds_of_the_same_sources_are_byte_identical(tiny, tmp_path, m
     data = a.read_bytes()
     assert data.startswith(b"%PDF-") and data == b.read_bytes()
     assert b"/CreationDate" not in data and b"/ID [" not in data
+
+
+@pytest.mark.parametrize("failure", ["error", "timeout", "no log"])
+def test_a_latex_failure_writes_nothing_and_is_one_line(tiny, tmp_path, monkeypatch, failure):
+    import subprocess
+
+    def run(cmd, cwd=None, **kwargs):
+        if failure == "timeout":
+            raise subprocess.TimeoutExpired(cmd, 300)
+        code = 1 if failure == "error" else 0
+        return subprocess.CompletedProcess(cmd, code, stdout="! LaTeX Error: boom\n\nl.12 here", stderr="")
+
+    monkeypatch.setattr(build_mod, "latex_tool", lambda: "pdflatex")
+    monkeypatch.setattr(subprocess, "run", run)
+    out = tmp_path / "out"
+    line = one_line_error(run_build("--out", str(out), "--format", "md,pdf"))
+    assert {"error": "LaTeX failed on tiny.tex", "timeout": "LaTeX took over 300 s"}.get(
+        failure, "LaTeX on tiny.tex"
+    ) in line
+    assert not out.exists() or tree(out) == {}

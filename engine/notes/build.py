@@ -299,12 +299,18 @@ def compile_pdfs(files: Mapping[str, bytes], stems: Sequence[str]) -> dict[str, 
                 (Path(scratch) / rel).write_bytes(data)
         pdf_dir.mkdir()
         for stem in stems:
-            _compile(tool, tex_dir / f"{stem}.tex", pdf_dir)
-            log = (pdf_dir / f"{stem}.log").read_bytes()
+            try:
+                _compile(tool, tex_dir / f"{stem}.tex", pdf_dir)
+                log = (pdf_dir / f"{stem}.log").read_bytes()
+                pdf = (pdf_dir / f"{stem}.pdf").read_bytes()
+            except subprocess.TimeoutExpired as e:
+                raise BuildError(f"LaTeX took over {e.timeout:.0f} s on {stem}.tex") from e
+            except OSError as e:
+                raise BuildError(f"LaTeX on {stem}.tex: {e.strerror or e}") from e
             problems = log_problems(log.decode(errors="replace"))
             if problems:
                 raise BuildError(f"{stem}.tex: " + "; ".join(problems[:5]))
-            out[f"pdf/{stem}.pdf"] = (pdf_dir / f"{stem}.pdf").read_bytes()
+            out[f"pdf/{stem}.pdf"] = pdf
             out[f"pdf/{stem}.log"] = log
     return out
 
@@ -341,7 +347,7 @@ def _compile(tool: str, tex: Path, pdf_dir: Path) -> None:
         if proc.returncode != 0:
             log = pdf_dir / f"{tex.stem}.log"
             errors = log_problems(log.read_text(errors="replace")) if log.exists() else []
-            detail = "; ".join(errors[:5]) or proc.stdout[-800:]
+            detail = "; ".join(errors[:5]) or " ".join(proc.stdout[-400:].split())
             raise BuildError(f"LaTeX failed on {tex.name}: {detail}")
 
 

@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,15 @@ def checker_sources() -> list[Path]:
 
 
 def engine_fingerprint() -> str:
-    """A hash of the checker's engine sources (see `checker_sources`) and of the SymPy, NumPy
-    and mpmath versions: a change to any of them invalidates every cached result."""
+    """A hash of the checker's engine sources (see `checker_sources`) and of the Python, SymPy,
+    NumPy and mpmath versions: a change to any of them invalidates every cached result."""
     root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    versions = f"sympy {sympy.__version__} numpy {np.__version__} mpmath {mpmath.__version__}"
+    python = ".".join(map(str, sys.version_info[:2]))
+    versions = (
+        f"python {python} sympy {sympy.__version__} numpy {np.__version__} "
+        f"mpmath {mpmath.__version__}"
+    )
     h.update(versions.encode())
     for path in checker_sources():
         h.update(str(path.relative_to(root)).encode())
