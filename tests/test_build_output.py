@@ -304,7 +304,9 @@ def test_a_latex_failure_writes_nothing_and_is_one_line(tiny, tmp_path, monkeypa
         if failure == "timeout":
             raise subprocess.TimeoutExpired(cmd, 300)
         code = 1 if failure == "error" else 0
-        return subprocess.CompletedProcess(cmd, code, stdout="! LaTeX Error: boom\n\nl.12 here", stderr="")
+        return subprocess.CompletedProcess(
+            cmd, code, stdout="! LaTeX Error: boom\n\nl.12 here", stderr=""
+        )
 
     monkeypatch.setattr(build_mod, "latex_tool", lambda: "pdflatex")
     monkeypatch.setattr(subprocess, "run", run)
