@@ -15,6 +15,7 @@ from engine.notes import Note, Section, Step
 from engine.notes.cache import (
     FigureCache,
     ResultCache,
+    checker_sources,
     claim_key,
     step_claim,
     valid_pdf,
@@ -343,3 +344,25 @@ def test_a_figure_record_of_another_figure_or_a_broken_entry_is_not_used(tmp_pat
     assert fresh.get(CLAIM) is None
     fresh.put(CLAIM, SVG, PDF)
     assert fresh.get(CLAIM) == (SVG, PDF)
+
+
+def test_the_fingerprint_follows_relative_imports_into_a_package(tmp_path):
+    # The verifier may become a package whose modules import each other relatively: editing
+    # any of them must still invalidate the cache.
+    files = {
+        "notes/check.py": "from engine.verify import verify\nfrom engine import types\n",
+        "verify/__init__.py": "from .exact import a\nfrom . import numeric\n",
+        "verify/exact.py": "from ..printing import latex\n",
+        "verify/numeric.py": "x = 1\n",
+        "printing/__init__.py": "",
+        "printing/latex.py": "",
+        "types.py": "",
+        "__init__.py": "import engine.derive\n",  # the package's own __init__: not the checker's
+        "derive.py": "",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    found = checker_sources(tmp_path / "notes" / "check.py", tmp_path)
+    names = {str(p.relative_to(tmp_path.resolve())) for p in found}
+    assert names == set(files) - {"__init__.py", "derive.py"}

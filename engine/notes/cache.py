@@ -35,38 +35,55 @@ CHECK_FIELDS = frozenset({"method", "passed", "detail", "max_error"})
 # ---------------------------------------------------------------- the engine's fingerprint
 
 
-def checker_sources() -> list[Path]:
+def checker_sources(start: Path | None = None, root: Path | None = None) -> list[Path]:
     """The engine source files a check can run: check.py and everything it imports from the
-    engine, transitively (found statically, lazy imports inside functions included).
+    engine, transitively (found statically, lazy imports inside functions and relative imports
+    included).
 
     The code generator, `derive`, the renderer and the CLI are not among them, so editing
-    those does not throw away cached verification results.
+    those does not throw away cached verification results. (`start` and `root`, the engine
+    package's directory, are for tests.)
     """
-    root = Path(__file__).resolve().parent.parent
-    todo, seen = [Path(__file__).resolve().parent / "check.py"], set()
+    root = root or Path(__file__).resolve().parent.parent
+    todo, seen = [start or Path(__file__).resolve().parent / "check.py"], set()
     while todo:
         path = todo.pop()
         if path in seen:
             continue
         seen.add(path)
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            for name in names:
-                parts = name.split(".")
-                if parts[0] != "engine" or len(parts) == 1:
-                    continue
+            for base, parts in _imported(node, path, root):
                 for candidate in (
-                    root.joinpath(*parts[1:]).with_suffix(".py"),
-                    root.joinpath(*parts[1:], "__init__.py"),
+                    base.joinpath(*parts).with_suffix(".py") if parts else base / "__init__.py",
+                    base.joinpath(*parts, "__init__.py"),
                 ):
                     if candidate.exists():
                         todo.append(candidate.resolve())
     return sorted(seen)
+
+
+def _imported(node: ast.AST, path: Path, root: Path) -> list[tuple[Path, list[str]]]:
+    """(directory, module path parts) of each engine module or package `node` may import."""
+    if isinstance(node, ast.Import):
+        names = [a.name.split(".") for a in node.names]
+        return [(root, n[1:]) for n in names if n[0] == "engine" and len(n) > 1]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    if node.level == 0:
+        parts = (node.module or "").split(".")
+        if parts[0] != "engine":
+            return []
+        # `from engine import verify` is verify, not the whole package's __init__.
+        named = [(root, [*parts[1:], a.name]) for a in node.names]
+        return ([(root, parts[1:])] if len(parts) > 1 else []) + named
+    else:  # relative: `from . import x`, `from ..verify import y`
+        base = path.parent
+        for _ in range(node.level - 1):
+            base = base.parent
+        if not base.is_relative_to(root):
+            return []
+        parts = node.module.split(".") if node.module else []
+    return [(base, parts)] + [(base, [*parts, a.name]) for a in node.names]
 
 
 def engine_fingerprint() -> str:
