@@ -316,3 +316,10 @@ def test_a_latex_failure_writes_nothing_and_is_one_line(tiny, tmp_path, monkeypa
         failure, "LaTeX on tiny.tex"
     ) in line
     assert not out.exists() or tree(out) == {}
+
+
+def test_a_step_without_exactly_one_equals_is_a_one_line_format_error(tiny, tmp_path):
+    (tiny / "tiny.py").write_text(TINY.replace('"sum(p) == 1"', '"sum(p) == 1 == 1"'))
+    line = one_line_error(run_build("--out", str(tmp_path / "out")))
+    assert "write exactly one '=='" in line
+    assert not (tmp_path / "out").exists()

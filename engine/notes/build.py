@@ -174,8 +174,9 @@ def build(
         stems = [v.name for v in views] + ([] if only else ["book"])
         files.update(compile_pdfs(files, stems))
         report.pdfs = [target.root / "pdf" / f"{stem}.pdf" for stem in stems]
-    built = {"md"} & set(formats) | ({"tex"} if {"tex", "pdf"} & set(formats) else set())
-    built |= {"pdf"} & set(formats)
+    # A full build removes the files earlier builds wrote that it no longer writes, in the
+    # formats it writes (pdf writes its .tex too); a build of some notes removes nothing.
+    built = set(formats) | ({"tex"} if "pdf" in formats else set())
     report.written, report.unchanged = target.commit(files, remove_stale=() if only else built)
     return report
 
