@@ -240,11 +240,14 @@ def test_a_read_only_output_directory_is_one_line_and_nothing_half_written(
         monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     else:
         monkeypatch.setattr(os, "replace", replace)
-    line = one_line_error(run_build("--out", str(out)))
+    result = run_build("--out", str(out))
+    line = one_line_error(result)
     assert re.fullmatch(
         rf"llm-math: cannot write {re.escape(str(out))}\S*: Permission denied", line
     )
     assert [p for p in out.rglob("*") if p.is_file()] == []  # no temp file, no partial file
+    if where == "mkstemp":  # found before any step is checked: the only line on stderr
+        assert result.stderr == line + "\n"
 
 
 # ---------------------------------------------------------------- cached figures

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -74,6 +75,17 @@ class OutputDirectory:
                 f"--out {self.root}: the directory is not empty and was not written by "
                 f"llm-math build (no {MANIFEST}); choose an empty directory or use --force"
             )
+        if self.root.is_dir():
+            self._probe()
+
+    def _probe(self) -> None:
+        """Fail now, not after checking every step, if the directory cannot be written."""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".llm-math-probe.", dir=self.root)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.root}: {e.strerror or e}") from e
 
     def _has_files(self) -> bool:
         try:
