@@ -111,21 +111,28 @@ def verify(target, vars_, defs, as_json, seed, sizes) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
     default=None,
+    metavar="DIR",
     help="Output directory (default: output/ in the repository).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty --out directory that no build wrote: files at the paths the "
+    "build writes are replaced, nothing else is touched or removed.",
+)
 @click.option("--no-cache", is_flag=True, help="Re-check every step (ignore cached results).")
-def build(only, formats, out, no_cache) -> None:
+def build(only, formats, out, force, no_cache) -> None:
     """Derive, verify and render every note in derivations/ (Markdown, LaTeX, PDF).
 
     Nothing is written unless every step of every selected note verifies; a failing step
-    is named with its counterexample and the exit status is 1.
+    is named with its counterexample and the exit status is 1. Only files that a build wrote
+    (listed in the directory's .llm-math-manifest.json) are ever replaced or removed.
     """
     from engine.notes.build import OUTPUT, build_cli
 
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
-    sys.exit(build_cli(only, fmts, out or OUTPUT, not no_cache))
+    sys.exit(build_cli(only, fmts, OUTPUT if out is None else out, not no_cache, force))
 
 
 @cli.command(name="list")

@@ -283,10 +283,10 @@ def test_log_problems_finds_errors_undefined_references_and_overfull_boxes():
     ]
 
 
-def test_pdf_without_latex_names_the_debian_packages(monkeypatch, tmp_path):
+def test_pdf_without_latex_names_the_debian_packages(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(BuildError, match="apt-get install texlive-latex-base"):
-        compile_pdfs([tmp_path / "x.tex"], tmp_path / "pdf")
+        compile_pdfs({"tex/x.tex": b""}, ["x"])
 
 
 NO_LATEX = shutil.which("pdflatex") is None and not os.environ.get("CI")
@@ -303,21 +303,6 @@ def test_pdfs_compile_without_latex_problems(tmp_path):
         log = pdf.with_suffix(".log").read_text(errors="replace")
         assert log_problems(log) == [], pdf.name
         assert "Overfull \\hbox" not in log, (pdf.name, "an equation or line sticks out")
-
-
-def test_stale_files_are_removed_only_in_the_formats_built(tmp_path):
-    out = tmp_path / "out"
-    (out / "md").mkdir(parents=True)
-    (out / "tex").mkdir(parents=True)
-    (out / "md" / "old-note.md").write_text("stale")
-    (out / "tex" / "old-note.tex").write_text("stale")
-    build(formats=("tex",), out=out)
-    assert (out / "md" / "old-note.md").exists()  # Markdown was not built: left alone
-    assert not (out / "tex" / "old-note.tex").exists()  # a note that no longer exists
-    assert (out / "tex" / "book.tex").exists()
-    build(formats=("md",), out=out)
-    assert not (out / "md" / "old-note.md").exists()
-    assert (out / "tex" / "book.tex").exists()
 
 
 def test_a_note_module_that_does_not_load_is_reported_in_one_line(tmp_path, monkeypatch):

@@ -5,13 +5,19 @@ from __future__ import annotations
 import ast
 import builtins
 import sys
+from pathlib import Path
 
 import pytest
 import sympy
 import sympy.parsing.sympy_parser
 
+import engine.notes
 from engine import verify
 from engine.expr import EngineError
+from engine.notes import Note, Section, Step
+from engine.notes.build import load_notes
+from engine.notes.check import check_step, environment
+from engine.notes.symbols import Named, param
 from engine.parser import ParseError, build_environment, parse_equation, parse_formula
 
 VARS = {"x": "real[n]", "y": "simplex[n]"}
@@ -189,3 +195,83 @@ def test_errors_from_hostile_input_are_engine_errors():
         except EngineError:
             continue
         pytest.fail(f"{text!r} was accepted")
+
+
+# ---------------------------------------------------------------- note sources never reach eval
+
+SYMPIFY_TRICKS = [
+    "S('1')",
+    "sympify('x')",
+    "Lambda(x, x)",
+    "Symbol('x').__class__",
+    "Function('f')(x)",
+    "lambda: 1",
+    "x if __import__('os') else x",
+    "factorial(10**10**10)",
+    "Integer(2)**Integer(10)**Integer(10)",
+]
+
+
+def _identity_note(step):
+    return Note(
+        name="hostile",
+        order=1,
+        title="T",
+        summary="s",
+        sections=(Section("S", step),),
+        arrays={"z": "real[n]"},
+        indices={"i": "n"},
+        params={"beta": "unit"},
+    )
+
+
+def test_identity_and_index_steps_given_as_text_run_nothing(no_dynamic_code, tmp_path):
+    canary = tmp_path / "CANARY"
+    beta = param("beta", "unit")
+    texts = payloads(str(canary)) + SYMPIFY_TRICKS + [f"__import__('os').system('touch {canary}')"]
+    for text in texts:
+        for kind in ("identity", "index"):
+            for claim in ((text, beta), (beta, text), (text, text)):
+                step = Step(claim, "hostile", kind=kind)
+                note = _identity_note(step)
+                result = check_step(note, step, environment(note), "hostile")
+                assert result.verdict == "error", (text, kind, result.verdict)
+                assert "takes SymPy expressions, not text" in result.message
+                assert "\n" not in result.report()
+
+        def returns_text(values, text=text):
+            return text
+
+        step = Step((beta, returns_text), "a callable that returns text")
+        note = _identity_note(step)
+        result = check_step(note, step, environment(note), "hostile")
+        assert result.verdict == "error" and "expected a SymPy expression, got text" in (
+            result.message
+        )
+    assert not canary.exists()
+    assert no_dynamic_code == []
+
+
+def test_named_quantities_refuse_text(tmp_path):
+    canary = tmp_path / "CANARY"
+    with pytest.raises(sympy.SympifyError):
+        Named("p", f"__import__('os').system('touch {canary}')")
+    with pytest.raises(sympy.SympifyError):
+        Named("p", sympy.Integer(1), f"__import__('os').system('touch {canary}')")
+    assert not canary.exists()
+
+
+def test_no_note_module_gives_a_step_side_as_text_outside_the_formula_kind():
+    for x in load_notes():
+        for step in x.note.steps():
+            if step.resolved_kind != "formula":
+                assert not any(isinstance(side, str) for side in step.sides()), step
+
+
+def test_the_notes_package_never_sympifies():
+    # Text must never reach SymPy's parser: engine/notes uses only the strict form.
+    for path in Path(engine.notes.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("sympify", "S", "parse_expr"):
+                pytest.fail(f"{path.name}:{node.lineno} uses sympy.{node.attr}")

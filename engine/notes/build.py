@@ -9,21 +9,17 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 from engine.expr import EngineError
-from engine.notes.check import (
-    ResultCache,
-    StepResult,
-    check_note,
-    engine_fingerprint,
-    environment,
-    write_atomic,
-)
+from engine.notes.cache import FigureCache, ResultCache, engine_fingerprint
+from engine.notes.check import StepResult, check_note, environment
 from engine.notes.model import Note
+from engine.notes.output import OutputDirectory, OutputError
 from engine.notes.render import (
     FigureFiles,
     NoteView,
@@ -121,18 +117,21 @@ def failure_report(sr: StepResult) -> str:
 def build(
     only: Sequence[str] = (),
     formats: Sequence[str] = ("md", "tex"),
-    out: Path | None = None,
+    out: Path | str | None = None,
     use_cache: bool = True,
     directory: Path | None = None,
     cache_dir: Path | None = None,
     progress: Callable[[str, StepResult | None], None] | None = None,
+    force: bool = False,
 ) -> BuildReport:
     """Check every step of the selected notes; if all pass, draw, render and write them.
 
-    Nothing is written unless every step passes. Each file is written atomically and only
-    when its content changed. The index page and the book are written when all notes are built.
+    Nothing is written unless every step passes (and, with pdf, LaTeX succeeds). Each file is
+    written atomically and only when its content changed. The output directory's manifest
+    lists what builds wrote there; only those files are ever replaced or removed (see
+    `OutputDirectory`). The index page and the book are written when all notes are built.
     """
-    out = OUTPUT if out is None else out
+    target = OutputDirectory(OUTPUT if out is None else out, force)
     cache_dir = CACHE if cache_dir is None else cache_dir
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -142,9 +141,9 @@ def build(
     problems = [f"{x.note.name}: {p}" for x in notes for p in x.note.problems()]
     if problems:
         raise BuildError("; ".join(problems))
-    cache = ResultCache(cache_dir / "steps" if use_cache else None)
+    cache = ResultCache(cache_dir / "steps" if use_cache else None, cache_dir)
     fingerprint = engine_fingerprint() if use_cache else ""
-    figure_cache = FigureCache(cache_dir / "figures" if use_cache else None, fingerprint)
+    figures = FigureCache(cache_dir / "figures" if use_cache else None, cache_dir)
     checked: dict[str, list[StepResult]] = {}
     for x in notes:
         results = check_note(
@@ -160,55 +159,53 @@ def build(
         report.failures += [r for r in results if not r.result.passed]
     if report.failures:
         return report
+    files: dict[str, bytes] = {}
     views = []
+    salt = _figure_salt(fingerprint) if use_cache else ""
     for x in notes:
         if progress:
             progress(x.note.name, None)
-        drawn = figure_cache.draw(x, checked[x.note.name])
-        views.append(_render_note(x.note, checked[x.note.name], drawn, formats, out, report))
+        drawn = draw_figures(x, checked[x.note.name], figures, salt)
+        views.append(_render_note(x.note, checked[x.note.name], drawn, formats, files))
     if not only:
-        _write_collection(views, formats, out, report)
+        _render_collection(views, formats, files)
+    target.check(files)  # refuse before LaTeX runs, not after
     if "pdf" in formats:
-        targets = [out / "tex" / f"{v.name}.tex" for v in views]
-        if not only:
-            targets.append(out / "tex" / "book.tex")
-        report.pdfs = compile_pdfs(targets, out / "pdf")
+        stems = [v.name for v in views] + ([] if only else ["book"])
+        files.update(compile_pdfs(files, stems))
+        report.pdfs = [target.root / "pdf" / f"{stem}.pdf" for stem in stems]
+    # A full build removes the files earlier builds wrote that it no longer writes, in the
+    # formats it writes (pdf writes its .tex too); a build of some notes removes nothing.
+    built = set(formats) | ({"tex"} if "pdf" in formats else set())
+    report.written, report.unchanged = target.commit(files, remove_stale=() if only else built)
     return report
 
 
-class FigureCache:
-    """SVG and PDF bytes of each figure, keyed by the note's source, the figure's name, the
-    engine and matplotlib: a rebuild with nothing changed draws nothing."""
+def _figure_salt(fingerprint: str) -> str:
+    import matplotlib
 
-    def __init__(self, directory: Path | None, fingerprint: str):
-        self.directory = directory
-        if directory is not None:
-            import matplotlib
+    own = (Path(__file__).parent / "figures.py").read_bytes()
+    return hashlib.sha256(f"{fingerprint}|{matplotlib.__version__}|".encode() + own).hexdigest()
 
-            own = (Path(__file__).parent / "figures.py").read_bytes()
-            salt = f"{fingerprint}|{matplotlib.__version__}|".encode() + own
-            self.salt = hashlib.sha256(salt).hexdigest()
 
-    def draw(self, loaded: LoadedNote, results: list[StepResult]) -> dict[str, tuple[bytes, bytes]]:
-        note, out = loaded.note, {}
-        ctx = None
-        for f in note.figures():
-            key = path = None
-            if self.directory is not None:
-                text = f"{self.salt}|{note.name}|{f.name}|{loaded.source}"
-                key = hashlib.sha256(text.encode()).hexdigest()
-                path = self.directory / key
-                try:
-                    out[f.name] = ((path / "f.svg").read_bytes(), (path / "f.pdf").read_bytes())
-                    continue
-                except OSError:
-                    pass
-            ctx = ctx or _figure_context(note, results)
-            out[f.name] = _draw(note, f, ctx)
-            if path is not None:
-                write_atomic(path / "f.svg", out[f.name][0])
-                write_atomic(path / "f.pdf", out[f.name][1])
-        return out
+def draw_figures(
+    loaded: LoadedNote, results: list[StepResult], cache: FigureCache, salt: str
+) -> dict[str, tuple[bytes, bytes]]:
+    """SVG and PDF bytes of each figure of a note: from the cache where a valid record of
+    this note source, figure, engine and matplotlib is stored, else drawn (and stored)."""
+    note, out = loaded.note, {}
+    ctx = None
+    source = hashlib.sha256(loaded.source.encode()).hexdigest()
+    for f in note.figures():
+        claim = {"salt": salt, "note": note.name, "figure": f.name, "source": source}
+        found = cache.get(claim)
+        if found is not None:
+            out[f.name] = found
+            continue
+        ctx = ctx or _figure_context(note, results)
+        out[f.name] = _draw(note, f, ctx)
+        cache.put(claim, *out[f.name])
+    return out
 
 
 def _figure_context(note: Note, results: list[StepResult]):
@@ -240,56 +237,33 @@ def _render_note(
     results: list[StepResult],
     drawn: dict[str, tuple[bytes, bytes]],
     formats,
-    out: Path,
-    report: BuildReport,
+    files: dict[str, bytes],
 ) -> NoteView:
     env = environment(note)
-    files: dict[str, FigureFiles] = {}
+    figure_files: dict[str, FigureFiles] = {}
     for f in note.figures():
         stem = f"{note.name}-{f.name}"
         svg, pdf = drawn[f.name]
-        files[f.name] = FigureFiles(f"figures/{stem}.svg", f"figures/{stem}.pdf")
+        figure_files[f.name] = FigureFiles(f"figures/{stem}.svg", f"figures/{stem}.pdf")
         if "md" in formats:
-            _write(out / "md" / "figures" / f"{stem}.svg", svg, report)
+            files[f"md/figures/{stem}.svg"] = svg
         if "tex" in formats or "pdf" in formats:
-            _write(out / "tex" / "figures" / f"{stem}.pdf", pdf, report)
-    view = NoteView(note, env, [sr.result for sr in results], files)
+            files[f"tex/figures/{stem}.pdf"] = pdf
+    view = NoteView(note, env, [sr.result for sr in results], figure_files)
     if "md" in formats:
-        _write(out / "md" / f"{note.name}.md", render_note_md(view).encode(), report)
+        files[f"md/{note.name}.md"] = render_note_md(view).encode()
     if "tex" in formats or "pdf" in formats:
-        _write(out / "tex" / f"{note.name}.tex", render_note_tex(view).encode(), report)
+        files[f"tex/{note.name}.tex"] = render_note_tex(view).encode()
     return view
 
 
-def _write_collection(views: list[NoteView], formats, out: Path, report: BuildReport) -> None:
+def _render_collection(views: list[NoteView], formats, files: dict[str, bytes]) -> None:
     paths: dict = {v.name: {"md": f"md/{v.name}.md", "tex": f"tex/{v.name}.tex"} for v in views}
     paths["book"] = "tex/book.tex"
     if "md" in formats:
-        _write(out / "README.md", render_index_md(views, paths).encode(), report)
+        files["README.md"] = render_index_md(views, paths).encode()
     if "tex" in formats or "pdf" in formats:
-        _write(out / "tex" / "book.tex", render_book_tex(views, BOOK_TITLE).encode(), report)
-    _remove_stale(out, formats, report)
-
-
-def _remove_stale(out: Path, formats, report: BuildReport) -> None:
-    """Delete generated files of notes or figures that no longer exist (in the formats built)."""
-    keep = {p.resolve() for p in report.written + report.unchanged}
-    places = []
-    if "md" in formats:
-        places += [("md", "*.md"), ("md/figures", "*.svg")]
-    if "tex" in formats or "pdf" in formats:
-        places += [("tex", "*.tex"), ("tex/figures", "*.pdf")]
-    for sub, pattern in places:
-        for path in (out / sub).glob(pattern):
-            if path.resolve() not in keep:
-                path.unlink()
-
-
-def _write(path: Path, data: bytes, report: BuildReport) -> None:
-    if write_atomic(path, data):
-        report.written.append(path)
-    else:
-        report.unchanged.append(path)
+        files["tex/book.tex"] = render_book_tex(views, BOOK_TITLE).encode()
 
 
 # ---------------------------------------------------------------- PDF
@@ -303,22 +277,42 @@ def latex_tool() -> str | None:
     return None
 
 
-def compile_pdfs(sources: Sequence[Path], pdf_dir: Path) -> list[Path]:
-    """Compile each .tex into `pdf_dir`; raise BuildError naming the Debian packages if needed."""
+def compile_pdfs(files: Mapping[str, bytes], stems: Sequence[str]) -> dict[str, bytes]:
+    """Compile `tex/<stem>.tex` of the rendered `files` for each stem, in a scratch directory;
+    return the PDFs and logs as `pdf/<stem>.pdf` and `pdf/<stem>.log`.
+
+    Nothing is written to the output directory here, so a LaTeX error leaves it untouched.
+    The PDFs are reproducible: the preamble drops pdfTeX's dates and document ID, and
+    SOURCE_DATE_EPOCH (fixed unless set) pins any date LaTeX prints.
+    """
     tool = latex_tool()
     if tool is None:
         raise BuildError(
             "--format pdf needs pdflatex; on Debian/Ubuntu install it with: "
             f"sudo apt-get install {PDF_PACKAGES}"
         )
-    pdf_dir.mkdir(parents=True, exist_ok=True)
-    out = []
-    for tex in sources:
-        _compile(tool, tex.resolve(), pdf_dir.resolve())
-        problems = log_problems((pdf_dir / f"{tex.stem}.log").read_text(errors="replace"))
-        if problems:
-            raise BuildError(f"{tex.name}: " + "; ".join(problems[:5]))
-        out.append(pdf_dir / f"{tex.stem}.pdf")
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="llm-math-pdf-") as scratch:
+        tex_dir, pdf_dir = Path(scratch) / "tex", Path(scratch) / "pdf"
+        for rel, data in files.items():
+            if rel.startswith("tex/"):
+                (Path(scratch) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(scratch) / rel).write_bytes(data)
+        pdf_dir.mkdir()
+        for stem in stems:
+            try:
+                _compile(tool, tex_dir / f"{stem}.tex", pdf_dir)
+                log = (pdf_dir / f"{stem}.log").read_bytes()
+                pdf = (pdf_dir / f"{stem}.pdf").read_bytes()
+            except subprocess.TimeoutExpired as e:
+                raise BuildError(f"LaTeX took over {e.timeout:.0f} s on {stem}.tex") from e
+            except OSError as e:
+                raise BuildError(f"LaTeX on {stem}.tex: {e.strerror or e}") from e
+            problems = log_problems(log.decode(errors="replace"))
+            if problems:
+                raise BuildError(f"{stem}.tex: " + "; ".join(problems[:5]))
+            out[f"pdf/{stem}.pdf"] = pdf
+            out[f"pdf/{stem}.log"] = log
     return out
 
 
@@ -345,12 +339,16 @@ def _compile(tool: str, tex: Path, pdf_dir: Path) -> None:
             tex.name,
         ]
         commands = [once, once, once]
+    env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0")}
+    env["FORCE_SOURCE_DATE"] = "1"
     for cmd in commands:
-        proc = subprocess.run(cmd, cwd=tex.parent, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            cmd, cwd=tex.parent, capture_output=True, text=True, timeout=300, env=env
+        )
         if proc.returncode != 0:
             log = pdf_dir / f"{tex.stem}.log"
             errors = log_problems(log.read_text(errors="replace")) if log.exists() else []
-            detail = "; ".join(errors[:5]) or proc.stdout[-800:]
+            detail = "; ".join(errors[:5]) or " ".join(proc.stdout[-400:].split())
             raise BuildError(f"LaTeX failed on {tex.name}: {detail}")
 
 
@@ -373,11 +371,18 @@ def log_problems(log: str) -> list[str]:
 # ---------------------------------------------------------------- command line
 
 
-def build_cli(only: Sequence[str], formats: Sequence[str], out: Path, use_cache: bool) -> int:
+def build_cli(
+    only: Sequence[str],
+    formats: Sequence[str],
+    out: Path | str,
+    use_cache: bool,
+    force: bool = False,
+) -> int:
     """Run a build with a progress bar on stderr; return the exit status (0, 1 or 2)."""
     import click
 
     try:
+        OutputDirectory(out, force)  # refuse a bad --out before any work
         notes = select(load_notes(), only)
         total = sum(len(x.note.steps()) + 1 for x in notes)
         with click.progressbar(
@@ -388,8 +393,8 @@ def build_cli(only: Sequence[str], formats: Sequence[str], out: Path, use_cache:
                 bar.label = f"{note:>18}"
                 bar.update(1)
 
-            report = build(only, formats, out, use_cache, progress=progress)
-    except BuildError as e:
+            report = build(only, formats, out, use_cache, progress=progress, force=force)
+    except (BuildError, OutputError) as e:
         click.echo(f"llm-math: {e}", err=True)
         return 2
     if report.failures:

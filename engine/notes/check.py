@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import inspect
 import itertools
-import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mpmath
 import numpy as np
 import sympy
+from sympy.core.sympify import _sympify
 
 from engine.expr import EngineError
+from engine.notes.cache import (  # noqa: F401 - re-exported: the cache's public names
+    ResultCache,
+    checker_sources,
+    engine_fingerprint,
+    step_claim,
+    step_key,
+    write_atomic,
+)
 from engine.notes.model import Note, Step
 from engine.parser import Environment, build_environment, parse_formula, parse_type
 from engine.types import PROFILES, TYPES
@@ -80,133 +82,6 @@ def environment(note: Note) -> Environment:
     return build_environment(dict(note.vars), dict(note.defs))
 
 
-# ---------------------------------------------------------------- cache
-
-
-def checker_sources() -> list[Path]:
-    """The engine source files a check can run: check.py and everything it imports from the
-    engine, transitively (found statically, lazy imports inside functions included).
-
-    The code generator, `derive`, the renderer and the CLI are not among them, so editing
-    those does not throw away cached verification results.
-    """
-    root = Path(__file__).resolve().parent.parent
-    todo, seen = [Path(__file__).resolve()], set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            for name in names:
-                parts = name.split(".")
-                if parts[0] != "engine" or len(parts) == 1:
-                    continue
-                for candidate in (
-                    root.joinpath(*parts[1:]).with_suffix(".py"),
-                    root.joinpath(*parts[1:], "__init__.py"),
-                ):
-                    if candidate.exists():
-                        todo.append(candidate.resolve())
-    return sorted(seen)
-
-
-def engine_fingerprint() -> str:
-    """A hash of the checker's engine sources (see `checker_sources`) and of the SymPy, NumPy
-    and mpmath versions: a change to any of them invalidates every cached result."""
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    versions = f"sympy {sympy.__version__} numpy {np.__version__} mpmath {mpmath.__version__}"
-    h.update(versions.encode())
-    for path in checker_sources():
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def _side_key(side: Any, note_source: str) -> str:
-    if isinstance(side, str):
-        return "text:" + side
-    if isinstance(side, sympy.Basic):
-        return "sympy:" + sympy.srepr(side)
-    # A callable: its source and the whole module's source (closures may use module names).
-    try:
-        src = inspect.getsource(side)
-    except (OSError, TypeError):
-        src = repr(side)
-    return "callable:" + src + hashlib.sha256(note_source.encode()).hexdigest()
-
-
-def step_key(note: Note, step: Step, fingerprint: str, note_source: str = "") -> str:
-    """The cache key of a step: its claim, kind, the note's declarations, seed and engine."""
-    lhs, rhs = step.sides()
-    payload = {
-        "engine": fingerprint,
-        "kind": step.resolved_kind,
-        "lhs": _side_key(lhs, note_source),
-        "rhs": _side_key(rhs, note_source),
-        "vars": sorted(note.vars.items()),
-        "defs": sorted(note.defs.items()),
-        "arrays": sorted(note.arrays.items()),
-        "indices": sorted(note.indices.items()),
-        "params": sorted(note.params.items()),
-        "seed": note.seed,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-class ResultCache:
-    """Passing results on disk, one JSON file per step key. Failures are never stored."""
-
-    def __init__(self, directory: Path | None):
-        self.directory = directory
-
-    def get(self, key: str) -> Result | None:
-        if self.directory is None:
-            return None
-        path = self.directory / f"{key}.json"
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if data.get("verdict") != "pass":
-            return None
-        checks = tuple(CheckReport(**c) for c in data["checks"])
-        return Result(data["name"], "pass", data["message"], None, checks)
-
-    def put(self, key: str, result: Result) -> None:
-        if self.directory is None or not result.passed:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.directory / f"{key}.json", json.dumps(result.to_json()).encode())
-
-
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Write `data` to `path` via a temp file in the same directory; False if unchanged."""
-    try:
-        if path.read_bytes() == data:
-            return False
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
-
-
 # ---------------------------------------------------------------- checking a note
 
 
@@ -215,6 +90,11 @@ def check_step(note: Note, step: Step, env: Environment, name: str) -> Result:
     kind = step.resolved_kind
     lhs, rhs = step.sides()
     try:
+        if kind != "formula" and (isinstance(lhs, str) or isinstance(rhs, str)):
+            raise EngineError(
+                f"an {kind} step takes SymPy expressions, not text (text is the formula "
+                "language: leave kind unset; build SymPy sides with engine.notes.symbols)"
+            )
         if kind == "formula":
             left, right = parse_formula(str(lhs), env), parse_formula(str(rhs), env)
             return verify_sides(left, right, env, seed=note.seed, name=name)
@@ -234,18 +114,19 @@ def check_note(
     note_source: str = "",
     progress: Callable[[StepResult], None] | None = None,
 ) -> list[StepResult]:
-    """Check every step of `note` (from the cache where a passing result is stored)."""
+    """Check every step of `note`; a step whose passing result is cached (a record that
+    certifies exactly this step, see `ResultCache`) is not checked again."""
     env = environment(note)
     out = []
     for number, step in enumerate(note.steps(), start=1):
         name = f"{note.name}: {step_title(step, number)}"
-        key = step_key(note, step, fingerprint, note_source) if cache else ""
-        result = cache.get(key) if cache else None
+        claim = step_claim(note, step, fingerprint, note_source) if cache else {}
+        result = cache.get(claim, name) if cache else None
         cached = result is not None
         if result is None:
             result = check_step(note, step, env, name)
             if cache:
-                cache.put(key, result)
+                cache.put(claim, result)
         sr = StepResult(note.name, number, step, result, cached)
         out.append(sr)
         if progress:
@@ -297,8 +178,19 @@ def _by_name(exprs: list[Any]) -> dict[str, sympy.Symbol]:
     return syms
 
 
+def as_sympy(x: Any) -> sympy.Basic:
+    """A SymPy object from a SymPy object or a number; text is refused, never parsed (SymPy
+    would evaluate it as Python)."""
+    if isinstance(x, str):
+        raise EngineError(f"expected a SymPy expression, got text {_side_text(x)!r}")
+    try:
+        return _sympify(x)
+    except sympy.SympifyError as e:
+        raise EngineError(f"expected a SymPy expression, got {type(x).__name__}") from e
+
+
 def _instantiate(side: sympy.Basic, subs: dict) -> sympy.Expr:
-    return sympy.sympify(side).xreplace(subs).doit()
+    return as_sympy(side).xreplace(subs).doit()
 
 
 def _entries(expr: sympy.Basic) -> set[sympy.Indexed]:
@@ -322,7 +214,7 @@ def _entry_values(
 
 
 def _exact(expr: sympy.Expr, subs: dict, side: str) -> mpmath.mpf:
-    v = sympy.sympify(expr).xreplace(subs).evalf(EXACT_DIGITS)
+    v = as_sympy(expr).xreplace(subs).evalf(EXACT_DIGITS)
     if v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo) or v.free_symbols:
         raise EngineError(f"the {side} side does not evaluate to a finite number: {v}")
     re, im = v.as_real_imag()
@@ -340,7 +232,7 @@ def check_index(note: Note, lhs: sympy.Basic, rhs: sympy.Basic, name: str) -> Re
     """Exact at sizes 2, 3, 4 and every free-index value, numeric at a larger size."""
     arrays, size_order = _declared_arrays(note)
     # Sample only the arrays this step uses: others may have sizes the step never assigns.
-    used = {e.base.label.name for side in (lhs, rhs) for e in _entries(sympy.sympify(side))}
+    used = {e.base.label.name for side in (lhs, rhs) for e in _entries(as_sympy(side))}
     arrays = {k: v for k, v in arrays.items() if k in used}
     syms = _by_name([lhs, rhs])
     used_sizes = [s for s in size_order if s in syms or _size_in_arrays(s, arrays, lhs, rhs)]
@@ -361,7 +253,7 @@ def check_index(note: Note, lhs: sympy.Basic, rhs: sympy.Basic, name: str) -> Re
 
 
 def _size_in_arrays(size: str, arrays, lhs, rhs) -> bool:
-    used = {e.base.label.name for side in (lhs, rhs) for e in _entries(sympy.sympify(side))}
+    used = {e.base.label.name for side in (lhs, rhs) for e in _entries(as_sympy(side))}
     return any(size in {str(s) for d in arrays[a][1] for s in d.free_symbols} for a in used)
 
 
@@ -377,7 +269,7 @@ def _index_tuples(free_idx, sizes, note, limit, rng=None) -> list[tuple[int, ...
 def _sample_arrays(arrays, sizes, rng, exact: bool, profile: str = "unit"):
     out = {}
     for name, (vtype, shape) in arrays.items():
-        concrete = tuple(int(sympy.sympify(d).subs(_size_subs(sizes))) for d in shape)
+        concrete = tuple(int(as_sympy(d).subs(_size_subs(sizes))) for d in shape)
         t = TYPES[vtype]
         out[name] = t.exact(rng, concrete) if exact else t.numeric(rng, concrete, profile)
     return out
@@ -434,7 +326,7 @@ class _NumericSide:
     """
 
     def __init__(self, side: sympy.Basic, subs: dict, params: list[sympy.Symbol]):
-        expr = sympy.sympify(side).xreplace(subs)
+        expr = as_sympy(side).xreplace(subs)
         expr = expr.replace(lambda e: isinstance(e, sympy.Sum), lambda e: e.doit(deep=False))
         derivs = sorted(expr.atoms(sympy.Derivative), key=sympy.default_sort_key)
         self.method = "complex-step" if derivs else "none"
@@ -586,13 +478,13 @@ def _param_values(note: Note, rng, k: int, exact: bool) -> dict[str, Any]:
 
 def _evaluate_side(side: Any, values: dict[str, Any], digits: int, which: str) -> mpmath.mpf:
     if callable(side) and not isinstance(side, sympy.Basic):
-        expr = sympy.sympify(side(dict(values)))
+        expr = as_sympy(side(dict(values)))
     else:
         syms = _by_name([side])
         unknown = [n for n in syms if n not in values]
         if unknown:
             raise EngineError(f"undeclared parameter(s) {', '.join(sorted(unknown))} in `params`")
-        expr = sympy.sympify(side).xreplace({syms[n]: values[n] for n in syms})
+        expr = as_sympy(side).xreplace({syms[n]: values[n] for n in syms})
     expr = expr.doit()
     if digits == EXACT_DIGITS:
         return _exact(expr, {}, which)

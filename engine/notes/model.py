@@ -209,6 +209,10 @@ class Note:
         for step in self.steps():
             if step.kind is not None and step.kind not in KINDS:
                 errs.append(f"step kind {step.kind!r} is not one of {', '.join(KINDS)}")
+            try:
+                step.sides()
+            except ValueError as e:
+                errs.append(str(e))
         keys = {r.key for r in self.references}
         texts = [self.summary] + [i for s in self.sections for i in s.items if isinstance(i, str)]
         texts += [s.why for s in self.steps()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sympy
+from sympy.core.sympify import _sympify
 from sympy.printing.latex import LatexPrinter
 
 from engine.expr import size_symbol
@@ -57,7 +58,8 @@ class Named(sympy.Expr):
 
     def __new__(cls, name: str | sympy.Symbol, body: sympy.Expr, *idx: sympy.Expr):
         label = sympy.Symbol(name) if isinstance(name, str) else name
-        return sympy.Expr.__new__(cls, label, sympy.sympify(body), *map(sympy.sympify, idx))
+        # Strict: a body or index given as text is refused, never parsed (SymPy would eval it).
+        return sympy.Expr.__new__(cls, label, _sympify(body), *map(_sympify, idx))
 
     @property
     def label(self) -> str:
