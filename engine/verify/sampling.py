@@ -317,6 +317,8 @@ def kink_search(
                 point[name] = np.asarray(TYPES[v.vtype].numeric_at(rng, shape, mag), dtype=float)
             else:
                 point[name] = np.asarray(TYPES[v.vtype].numeric(rng, shape, PROFILES[kind]), float)
+        if not all(np.all(np.isfinite(v)) for v in point.values()):
+            continue
         before = [set(s) for s in coverage.seen]
         coverage.add(point, sizes)
         if coverage.seen != before:
