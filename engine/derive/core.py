@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from engine.derive.jacobian import cotangent_var, linearize
+from engine.derive.names import Names
 from engine.derive.program import Assignment, Program
 from engine.derive.reverse import (
     DeriveError,
@@ -105,14 +106,17 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
     if contains_derivative(output):
         raise DeriveError("cannot differentiate an expression that contains grad() or jacobian()")
     rewriter = Rewriter(env.defs)
-    taken = set(env.names()) | {"d" + v.name for v in wrt}
+    # The gradients' names first (dX, or grad_X when the user has a dX), so no step takes them.
+    fixed = Names(env.names())
+    for v in wrt:
+        fixed.gradient(v.name, kind)
+    taken = fixed.copy()
     steps: list[Assignment] = []
 
     def name_step(name: str, body: Expr) -> Ref:
         if body in rewriter.defs:  # the user's definition already names it
             return rewriter.defs[body]
-        name = _fresh(name, taken)
-        taken.add(name)
+        name = taken.fresh(name)
         steps.append(Assignment(name, body))
         return Ref(name, body)
 
@@ -130,25 +134,9 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
     gradients = [(v.name, grads[v.name]) for v in wrt]
     steps, gradients = _name_common(steps, gradients, taken, hints)
     steps, gradients = _inline_single_use(steps, gradients)
-    steps, gradients = _name_repeated(steps, gradients, taken | {a.name for a in steps})
-    steps, gradients = _renumber(steps, gradients, set(env.names()))
+    steps, gradients = _name_repeated(steps, gradients, taken)
+    steps, gradients = _renumber(steps, gradients, fixed)
     return Program(output, env, tuple(steps), tuple(gradients), kind)
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    if name not in taken:
-        return name
-    k = 2
-    while f"{name}{k}" in taken:
-        k += 1
-    return f"{name}{k}"
-
-
-def _numbered(stem: str, taken: set[str]) -> str:
-    k = 1
-    while f"{stem}{k}" in taken:
-        k += 1
-    return f"{stem}{k}"
 
 
 # ---------------------------------------------------------------- naming repeated subexpressions
@@ -214,8 +202,7 @@ def _name_common(steps, gradients, taken, hints: dict[Expr, str]):
             break
         target = max(repeated, key=lambda e: sum(1 for _ in e.walk()))
         hint = hints.get(target) or _hint(target)
-        name = _fresh(hint, taken) if hint != "t" else _numbered("t", taken)
-        taken.add(name)
+        name = taken.fresh(hint) if hint != "t" else taken.numbered("t")
         ref = Ref(name, target)
         steps = [Assignment(a.name, _replace(a.expr, target, ref)) for a in steps]
         gradients = [(v, _replace(g, target, ref)) for v, g in gradients]
@@ -283,13 +270,20 @@ def _inline_single_use(steps, gradients, only: set[str] | None = None):
         gradients = [(v, _inline(g, a.name, a.expr)) for v, g in gradients]
 
 
-def _renumber(steps, gradients, reserved: set[str]):
-    """t3, t1, t2 in program order become t1, t2, t3."""
+def _renumber(steps, gradients, fixed: Names):
+    """t3, t1, t2 in program order become t1, t2, t3 (unless another name holds one of them).
+
+    `fixed` holds the names that are not steps: variables, definitions, sizes and gradients.
+    """
     import re
 
     temps = [a.name for a in steps if re.fullmatch(r"t\d+", a.name)]
     wanted = [f"t{k}" for k in range(1, len(temps) + 1)]
-    if temps == wanted or reserved & set(wanted):
+    if temps == wanted:
+        return steps, gradients
+    others = fixed.copy()
+    others.update(a.name for a in steps if a.name not in temps)
+    if not all(others.free(w) for w in wanted):
         return steps, gradients
     return _rename(steps, gradients, dict(zip(temps, wanted, strict=True)))
 
@@ -321,7 +315,7 @@ def _unnamed_nodes(e: Expr) -> list[Expr]:
     return out
 
 
-def _name_repeated(steps, gradients, taken: set[str]):
+def _name_repeated(steps, gradients, taken: Names):
     """Name every non-trivial subexpression written `MIN_COPIES` times as the next free `t<k>`.
 
     Runs on the finished program, so the names it already has (P, dS, xhat, ...) are kept;
@@ -346,11 +340,7 @@ def _name_repeated(steps, gradients, taken: set[str]):
         return steps, gradients
     steps, gradients = _inline_single_use(steps, gradients, set(new))
     steps = _order(steps)
-    mapping: dict[str, str] = {}
-    for a in steps:
-        if a.name in new:
-            mapping[a.name] = _numbered("t", taken)
-            taken.add(mapping[a.name])
+    mapping = {a.name: taken.numbered("t") for a in steps if a.name in new}
     return _rename(steps, gradients, mapping)
 
 
