@@ -64,6 +64,8 @@ def test_variable_named_like_the_module(name, target, tmp_path):
         module = load_module(to_module(program, target), tmp_path, f"m_{name}_{target}_{k}")
         inputs = sample(vars, seed=k)
         value, grads = module.value_and_grad(*inputs.values())
+        if name in ("np", "torch", "jnp", "math", "jax"):  # the docstring says where it went
+            assert f"{name} is the argument {name}_" in module.value_and_grad.__doc__
         env = build_environment(vars)
         expected = to_numpy(parse_formula(text, env), SIZES)(**inputs)
         assert np.allclose(_array(value), expected, rtol=1e-10), (name, target, text)

@@ -387,6 +387,9 @@ class Emitter:
         ]
         if defs:
             doc += ["", "where " + "; ".join(defs) + "."]
+        renamed = [f"{v} is the argument {self.arg[v]}" for v in env.vars if self.arg[v] != v]
+        if renamed:  # `np`, `math`, ...: names the module itself needs
+            doc += ["", "Renamed, as the module needs the names: " + "; ".join(renamed) + "."]
         doc += ["", f"Returns (value, {returns})." if self.with_value else f"Returns {returns}."]
 
         src: list[str] = ['"""' + _fill(header, 0) + '\n"""', ""]
