@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -19,6 +20,7 @@ from engine.derive.reverse import (
 from engine.derive.simplify import Rewriter, is_call
 from engine.expr import Call, Const, EngineError, Expr, Ref, Var
 from engine.parser import Environment, build_environment, parse_formula
+from engine.printing.text import to_text
 from engine.verify import Result
 
 MAX_NAMES = 200  # repeated subexpressions named per program, at most
@@ -196,11 +198,13 @@ def _name_common(steps, gradients, taken, hints: dict[Expr, str]):
         repeated = [
             e
             for e, c in counts.items()
-            if c >= 2 and (_worth_naming(e) or (e in hints and _calls(e) > 0))
+            if c >= 2
+            and not is_call(e, "transpose")  # name P, and P.T reads as well as a name
+            and (_worth_naming(e) or (e in hints and _calls(e) > 0))
         ]
         if not repeated:
             break
-        target = max(repeated, key=lambda e: sum(1 for _ in e.walk()))
+        target = _largest(repeated)
         hint = hints.get(target) or _hint(target)
         name = taken.fresh(hint) if hint != "t" else taken.numbered("t")
         ref = Ref(name, target)
@@ -208,6 +212,13 @@ def _name_common(steps, gradients, taken, hints: dict[Expr, str]):
         gradients = [(v, _replace(g, target, ref)) for v, g in gradients]
         steps.insert(0, Assignment(name, target))
     return _order(steps), gradients
+
+
+def _largest(exprs: list[Expr]) -> Expr:
+    """The largest expression; of equal ones, the first as text (head 1's P before head 2's)."""
+    sizes = [sum(1 for _ in e.walk()) for e in exprs]
+    top = max(sizes)
+    return min((e for e, k in zip(exprs, sizes, strict=True) if k == top), key=to_text)
 
 
 def _replace(e: Expr, target: Expr, ref: Ref) -> Expr:
@@ -235,13 +246,19 @@ def _step_refs(e: Expr, names: set[str]) -> set[str]:
     return found
 
 
+def _reading_order(a: Assignment) -> tuple[bool, str, int]:
+    """Forward values before cotangents (dX); then P before P2 before P10."""
+    m = re.fullmatch(r"(.*?)(\d*)", a.name)
+    return a.name.startswith("d") and len(a.name) > 1, m.group(1), int(m.group(2) or 0)
+
+
 def _order(steps: list[Assignment]) -> list[Assignment]:
     """Topological order: every step after the steps it uses; forward values first."""
     names = {a.name for a in steps}
     deps = {a.name: _step_refs(a.expr, names) for a in steps}
     done: list[Assignment] = []
     placed: set[str] = set()
-    pending = sorted(steps, key=lambda a: a.name.startswith("d") and len(a.name) > 1)
+    pending = sorted(steps, key=_reading_order)
     while pending:
         for a in pending:
             if deps[a.name] <= placed:
@@ -330,7 +347,7 @@ def _name_repeated(steps, gradients, taken: Names):
         if not repeated:
             break
         target = max(repeated, key=lambda e: len(_unnamed_nodes(e)))
-        name = f"_t{len(new)}"  # placeholder, numbered below
+        name = f"__t{len(new)}"  # placeholder, numbered below; no user name starts with __
         new.append(name)
         ref = Ref(name, target)
         steps = [Assignment(a.name, _replace(a.expr, target, ref)) for a in steps]
