@@ -259,3 +259,14 @@ def test_random_programs_run_top_to_bottom(text: str, mapping: dict, seed: int):
         return
     program = derive(output, wrt, vars)
     check_program(program, output, vars, {}, seed)
+
+
+@pytest.mark.parametrize("taken", ["_t0", "_t1", "t1", "t2"])
+def test_definition_named_like_a_placeholder(taken):
+    """derive's own working names (once `_t0`) never capture a user's definition."""
+    vars = {"X": "real[n, k]", "w": "real[k]", "y": "unit[n]"}
+    defs = {taken: "tanh(X @ w)"}
+    output = f"mean((sigmoid(X @ w) - y) ** 2) + sum({taken})"
+    program = derive(output, ["w"], vars, defs)
+    assert f"1 - {taken} ** 2" in program.to_text()
+    check_program(program, output, vars, defs)
