@@ -292,8 +292,6 @@ def _renumber(steps, gradients, fixed: Names):
 
     `fixed` holds the names that are not steps: variables, definitions, sizes and gradients.
     """
-    import re
-
     temps = [a.name for a in steps if re.fullmatch(r"t\d+", a.name)]
     wanted = [f"t{k}" for k in range(1, len(temps) + 1)]
     if temps == wanted:
