@@ -1,8 +1,11 @@
 """Time `derive` on the textbook cases: derivation alone, and derivation plus verification.
 
-Run:  python benchmarks/derive_bench.py [--repeat 30] [--verify-repeat 3] [--markdown] [--write]
+Run:  python benchmarks/derive_bench.py [--repeat 30] [--verify-repeat 3] [--only table|two-head]
+                                        [--markdown] [--write]
 
---write puts the Markdown table into benchmarks/RESULTS.md between the derive-bench markers.
+--write puts the Markdown tables into benchmarks/RESULTS.md between the derive-bench markers
+(the textbook table) and the derive-two-head markers (two-head attention, where the verifier's
+time goes: each gradient's claim by each route alone, through `verify_sides(exact=, numeric=)`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine.derive import derive
+from engine.derive import DerivationFailed, derive
+from engine.verify import verify_sides
 
 # name, expression, wrt, vars, defs
 CASES = [
@@ -73,6 +77,18 @@ CASES = [
     ("tanh", "sum(tanh(s))", ["s"], {"s": "real[n]"}, {}),
 ]
 
+# Two-head attention with per-head projections of a shared X and an output projection per head
+# (issue 7, item 6): gradients with respect to all eight weight matrices.
+TWO_HEAD = (
+    "two-head attention (8 weights)",
+    "sum(G * O)",
+    [f"W{p}{h}" for h in (1, 2) for p in "qkvo"],
+    {"X": "real[n, k]", "G": "real[n, m]"}
+    | {f"W{p}{h}": ("real[d, m]" if p == "o" else "real[k, d]") for h in (1, 2) for p in "qkvo"},
+    {f"{p.upper()}{h}": f"X @ W{p}{h}" for h in (1, 2) for p in "qkv"}
+    | {"O": " + ".join(f"softmax(Q{h} @ K{h}.T / sqrt(d)) @ V{h} @ Wo{h}" for h in (1, 2))},
+)
+
 # tensorgrad 0.3 on this machine, as quoted in issue 3 (not measured by us), in ms.
 TENSORGRAD = {
     "cross-entropy (simplex y)": "17-37",
@@ -124,11 +140,68 @@ def markdown(rows, load: float, argv: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str) -> None:
+TWO_BEGIN, TWO_END = "<!-- derive-two-head:begin -->", "<!-- derive-two-head:end -->"
+
+
+def two_head_rows(repeat: int) -> tuple[list[float], float, str, list[tuple]]:
+    """derive alone (repeated), derive + verify once, and each claim by each route alone."""
+    name, expr, wrt, vars_, defs = TWO_HEAD
+    alone = _times(lambda: derive(expr, wrt, vars_, defs, verify=False), repeat)
+    t0 = time.perf_counter()
+    try:
+        derive(expr, wrt, vars_, defs)
+        outcome = "verified, printed"
+    except DerivationFailed as e:
+        bad = [f"{w}: {r.verdict} ({r.message})" for w, r in e.results.items() if not r.passed]
+        outcome = "refused, nothing printed: " + "; ".join(bad)
+    total = time.perf_counter() - t0
+    program = derive(expr, wrt, vars_, defs, verify=False)
+    rows = []
+    for w in wrt:
+        lhs, rhs = program.claim_sides(w)
+        for route in ("exact", "numeric"):
+            t0 = time.perf_counter()
+            r = verify_sides(
+                lhs, rhs, program.env, exact=route == "exact", numeric=route == "numeric"
+            )
+            rows.append((w, route, time.perf_counter() - t0, r.verdict, r.message))
+    return alone, total, outcome, rows
+
+
+def two_head_markdown(alone, total, outcome, rows, load: float, argv: list[str]) -> str:
+    command = "python benchmarks/derive_bench.py " + " ".join(argv)
+    per_route = {
+        route: sum(t for _, r, t, _, _ in rows if r == route) for route in ("exact", "numeric")
+    }
+    lines = [
+        TWO_BEGIN,
+        "## Derivation speed: two-head attention (`benchmarks/derive_bench.py`)",
+        "",
+        f"Command: `{command.strip()}`. Load average at the start (2 shared cores): {load:.1f}.",
+        f"`{TWO_HEAD[1]}` with {', '.join(f'{k} = {v}' for k, v in TWO_HEAD[4].items())};",
+        f"gradients with respect to {', '.join(TWO_HEAD[2])}.",
+        "",
+        f"- derive alone: median {statistics.median(alone):.1f} ms "
+        f"(max {max(alone):.1f} ms, {len(alone)} runs)",
+        f"- derive with verification (what `llm-math derive` runs): {total:.1f} s, {outcome}",
+        f"- the same claims one route at a time: exact {per_route['exact']:.1f} s, "
+        f"numeric {per_route['numeric']:.1f} s",
+        "",
+        "| gradient | route | seconds | verdict |",
+        "|---|---|---:|---|",
+    ]
+    for w, route, t, verdict, message in rows:
+        note = "" if verdict == "pass" else f": {message}"
+        lines.append(f"| d/d{w} | {route} | {t:.1f} | {verdict}{note} |")
+    lines.append(TWO_END)
+    return "\n".join(lines)
+
+
+def write_section(section: str, begin: str = BEGIN, end: str = END) -> None:
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
@@ -139,10 +212,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=30, help="timed runs of derive alone")
     ap.add_argument("--verify-repeat", type=int, default=3, help="timed runs with verification")
+    ap.add_argument("--only", choices=("table", "two-head"), help="run one of the two parts")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = ap.parse_args()
     load = os.getloadavg()[0]
+    if args.only != "table":
+        alone, total, outcome, two = two_head_rows(args.repeat)
+        section = two_head_markdown(alone, total, outcome, two, load, sys.argv[1:])
+        print(section)
+        if args.write:
+            write_section(section, TWO_BEGIN, TWO_END)
+    if args.only == "two-head":
+        return
     rows = []
     for name, expr, wrt, vars_, defs in CASES:
         cold = _times(lambda e=expr, w=wrt, v=vars_, d=defs: derive(e, w, v, d, verify=False), 1)

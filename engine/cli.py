@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from engine.claims import Claim, ClaimsFileError, load_claims
-from engine.cli_options import def_option, parse_pairs, seed_option, var_option
+from engine.cli_options import FormulaCommand, def_option, parse_pairs, seed_option, var_option
 from engine.expr import EngineError
 from engine.verify import Result
 
@@ -45,7 +45,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(cls=FormulaCommand)  # an equation may begin with '-'
 @click.argument("target", required=False)
 @var_option
 @def_option

@@ -1,6 +1,8 @@
-"""Command-line options shared by `verify` and `derive`: variables, definitions, seed."""
+"""Command-line options shared by `verify` and `derive`: variables, definitions, seed, formulas."""
 
 from __future__ import annotations
+
+import re
 
 import click
 
@@ -37,3 +39,50 @@ def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=f"--{what}")
         out[name.strip()] = value.strip()
     return out
+
+
+class FormulaCommand(click.Command):
+    """A command whose argument may begin with `-`, as a formula can: `derive '-sum(z * z)'`.
+
+    Click would read `-sum(z * z)` as the short options -s, -u, -m, ... Here a word that starts
+    with `-` and is neither one of the command's options nor an option's value is passed as the
+    argument (as if written after `--`); an unknown `--name` still gets click's own error.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, formula_arguments(self.get_params(ctx), args))
+
+
+_OPTION_LIKE = re.compile(r"--[A-Za-z][\w-]*(=.*)?", re.DOTALL)
+
+
+def formula_arguments(params: list[click.Parameter], args: list[str]) -> list[str]:
+    """`args` with each word that is a formula beginning with `-` moved after a `--`."""
+    takes_value: dict[str, bool] = {}
+    for p in params:
+        if isinstance(p, click.Option):
+            for opt in p.opts + p.secondary_opts:
+                takes_value[opt] = not p.is_flag and not p.count
+    kept: list[str] = []
+    formulas: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            kept += args[i:]
+            break
+        name = word.split("=", 1)[0]
+        if word.startswith("-") and len(word) > 1 and name not in takes_value:
+            (kept if _OPTION_LIKE.fullmatch(word) else formulas).append(word)
+        else:
+            kept.append(word)
+            if takes_value.get(name) and "=" not in word and i + 1 < len(args):
+                i += 1
+                kept.append(args[i])  # the option's value, whatever it looks like
+        i += 1
+    if not formulas:
+        return list(args)
+    if "--" in kept:
+        at = kept.index("--") + 1
+        return kept[:at] + formulas + kept[at:]
+    return kept + ["--", *formulas]

@@ -522,3 +522,42 @@ def test_bad_requests_are_one_line_errors(expr, wrt, message):
         derive(expr, wrt, {"z": "real[n]", "y": "real[n]"})
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- two-head attention (issue 7)
+
+# Per-head projections of one input X, an output projection per head, an upstream gradient G.
+# Deriving takes milliseconds; verifying it takes minutes in the exact route (SymPy's diff, see
+# benchmarks/RESULTS.md), so the check here is the independent one of test_derive_names:
+# the printed program run line by line against complex-step gradients.
+TWO_HEAD_VARS = {"X": "real[n, k]", "G": "real[n, m]"} | {
+    f"W{p}{h}": ("real[d, m]" if p == "o" else "real[k, d]") for h in (1, 2) for p in "qkvo"
+}
+TWO_HEAD_DEFS = {f"{p.upper()}{h}": f"X @ W{p}{h}" for h in (1, 2) for p in "qkv"} | {
+    "O": " + ".join(f"softmax(Q{h} @ K{h}.T / sqrt(d)) @ V{h} @ Wo{h}" for h in (1, 2))
+}
+TWO_HEAD_PROGRAM = """
+P = softmax(Q1 @ K1.T / sqrt(d))
+P2 = softmax(Q2 @ K2.T / sqrt(d))
+dP = G @ Wo1.T @ V1.T
+dP2 = G @ Wo2.T @ V2.T
+dS = P * (dP - sum(P * dP, axis=-1, keepdims=True))
+dS2 = P2 * (dP2 - sum(P2 * dP2, axis=-1, keepdims=True))
+dWq1 = X.T @ (dS @ K1 / sqrt(d))
+dWk1 = X.T @ (dS.T @ Q1 / sqrt(d))
+dWv1 = X.T @ (P.T @ (G @ Wo1.T))
+dWo1 = V1.T @ P.T @ G
+dWq2 = X.T @ (dS2 @ K2 / sqrt(d))
+dWk2 = X.T @ (dS2.T @ Q2 / sqrt(d))
+dWv2 = X.T @ (P2.T @ (G @ Wo2.T))
+dWo2 = V2.T @ P2.T @ G
+"""
+
+
+def test_two_head_attention_program():
+    from test_derive_names import check_program
+
+    wrt = [f"W{p}{h}" for h in (1, 2) for p in "qkvo"]
+    program = derive("sum(G * O)", wrt, TWO_HEAD_VARS, TWO_HEAD_DEFS, verify=False)
+    assert program.to_text() == TWO_HEAD_PROGRAM.strip()
+    check_program(program, "sum(G * O)", TWO_HEAD_VARS, TWO_HEAD_DEFS)

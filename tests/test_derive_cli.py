@@ -128,3 +128,58 @@ def test_help_mentions_formats_and_exit_codes():
     assert r.exit_code == 0
     for word in ("--wrt", "--file", "latex", "json", "python", "--target", "Exit status"):
         assert word in r.stdout
+
+
+# ---------------------------------------------------------------- formulas that begin with '-'
+
+NEGATIVE = [
+    ["-sum(z * z)", "--wrt", "z", "--var", "z=real[n]"],
+    ["--wrt", "z", "-sum(z * z)", "--var", "z=real[n]"],
+    ["--wrt=z", "--var=z=real[n]", "-sum(z * z)"],
+    ["--wrt", "z", "--var", "z=real[n]", "--", "-sum(z * z)"],
+    ["-sum(z * z)", "--wrt", "z", "--var", "z=real[n]", "--format", "json"],
+    # 'h' and 's' are in it: -h is the help option, and no letter may be read as one
+    ["-tanh(sum(z * z))", "--wrt", "z", "--var", "z=real[n]"],
+    ["-z @ z", "--wrt", "z", "--var", "z=real[n]"],
+]
+
+
+@pytest.mark.parametrize("args", NEGATIVE)
+def test_derive_expression_beginning_with_minus(args):
+    r = run(*args)
+    assert r.exit_code == 0, r.output
+    if "json" in args:
+        assert json.loads(r.stdout)["gradient_names"] == {"z": "dz"}
+    else:
+        first, verified = r.stdout.splitlines()
+        assert first.startswith("dz = ") and "z" in first[5:]
+        assert verified.startswith("# verified: exact")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--var", "z=real[n]", "-sum(z) == -sum(z)"],
+        ["-sum(z) == -sum(z)", "--var", "z=real[n]"],
+        ["-1 == -1"],
+        ["--var", "z=real[n]", "--", "-sum(z) == -sum(z)"],
+    ],
+)
+def test_verify_equation_beginning_with_minus(args):
+    r = CliRunner().invoke(cli, ["verify", *args])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("PASS claim")
+
+
+def test_unknown_long_option_still_named():
+    """A misspelt option is still reported as one, not taken for the formula."""
+    r = run("-sum(z * z)", "--wrtt", "z", "--var", "z=real[n]")
+    assert r.exit_code == 2
+    assert "No such option '--wrtt'" in r.output
+
+
+def test_option_values_beginning_with_minus_stay_values():
+    """`--seed -1` is the seed's (bad) value, not a formula."""
+    r = run("-sum(z * z)", "--wrt", "z", "--var", "z=real[n]", "--seed", "-1")
+    assert r.exit_code == 2
+    assert "Invalid value for '--seed'" in r.output

@@ -69,6 +69,11 @@ def test_text_function_calls_need_no_parentheses():
         ("W_out", r"W_{\mathrm{out}}"),
         ("t1", "t_{1}"),
         ("P", "P"),
+        ("grad_X", r"\nabla_{X}"),  # the gradient of X beside a variable dX
+        ("grad_W1", r"\nabla_{W_{1}}"),
+        ("dX_1", r"\mathrm{d}X_{1}"),
+        ("_x", r"\mathrm{\_x}"),  # no subscript of an empty name (this used to crash)
+        ("x_", r"\mathrm{x\_}"),
     ],
 )
 def test_latex_names(name: str, latex: str):

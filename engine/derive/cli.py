@@ -8,7 +8,7 @@ import sys
 import click
 
 from engine.claims import load_declarations
-from engine.cli_options import def_option, parse_pairs, seed_option, var_option
+from engine.cli_options import FormulaCommand, def_option, parse_pairs, seed_option, var_option
 from engine.derive.core import DerivationFailed
 from engine.derive.core import derive as derive_program
 from engine.derive.program import Program
@@ -39,7 +39,7 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
     return to_module(program, target, verified_summary=summary)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=FormulaCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("expr")
 @click.option(
     "--wrt",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from engine.derive.jacobian import cotangent_var, linearize
+from engine.derive.names import Names
 from engine.derive.program import Assignment, Program
 from engine.derive.reverse import (
     DeriveError,
@@ -18,6 +20,7 @@ from engine.derive.reverse import (
 from engine.derive.simplify import Rewriter, is_call
 from engine.expr import Call, Const, EngineError, Expr, Ref, Var
 from engine.parser import Environment, build_environment, parse_formula
+from engine.printing.text import to_text
 from engine.verify import Result
 
 MAX_NAMES = 200  # repeated subexpressions named per program, at most
@@ -105,14 +108,17 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
     if contains_derivative(output):
         raise DeriveError("cannot differentiate an expression that contains grad() or jacobian()")
     rewriter = Rewriter(env.defs)
-    taken = set(env.names()) | {"d" + v.name for v in wrt}
+    # The gradients' names first (dX, or grad_X when the user has a dX), so no step takes them.
+    fixed = Names(env.names())
+    for v in wrt:
+        fixed.gradient(v.name, kind)
+    taken = fixed.copy()
     steps: list[Assignment] = []
 
     def name_step(name: str, body: Expr) -> Ref:
         if body in rewriter.defs:  # the user's definition already names it
             return rewriter.defs[body]
-        name = _fresh(name, taken)
-        taken.add(name)
+        name = taken.fresh(name)
         steps.append(Assignment(name, body))
         return Ref(name, body)
 
@@ -130,25 +136,9 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
     gradients = [(v.name, grads[v.name]) for v in wrt]
     steps, gradients = _name_common(steps, gradients, taken, hints)
     steps, gradients = _inline_single_use(steps, gradients)
-    steps, gradients = _name_repeated(steps, gradients, taken | {a.name for a in steps})
-    steps, gradients = _renumber(steps, gradients, set(env.names()))
+    steps, gradients = _name_repeated(steps, gradients, taken)
+    steps, gradients = _renumber(steps, gradients, fixed)
     return Program(output, env, tuple(steps), tuple(gradients), kind)
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    if name not in taken:
-        return name
-    k = 2
-    while f"{name}{k}" in taken:
-        k += 1
-    return f"{name}{k}"
-
-
-def _numbered(stem: str, taken: set[str]) -> str:
-    k = 1
-    while f"{stem}{k}" in taken:
-        k += 1
-    return f"{stem}{k}"
 
 
 # ---------------------------------------------------------------- naming repeated subexpressions
@@ -208,19 +198,27 @@ def _name_common(steps, gradients, taken, hints: dict[Expr, str]):
         repeated = [
             e
             for e, c in counts.items()
-            if c >= 2 and (_worth_naming(e) or (e in hints and _calls(e) > 0))
+            if c >= 2
+            and not is_call(e, "transpose")  # name P, and P.T reads as well as a name
+            and (_worth_naming(e) or (e in hints and _calls(e) > 0))
         ]
         if not repeated:
             break
-        target = max(repeated, key=lambda e: sum(1 for _ in e.walk()))
+        target = _largest(repeated)
         hint = hints.get(target) or _hint(target)
-        name = _fresh(hint, taken) if hint != "t" else _numbered("t", taken)
-        taken.add(name)
+        name = taken.fresh(hint) if hint != "t" else taken.numbered("t")
         ref = Ref(name, target)
         steps = [Assignment(a.name, _replace(a.expr, target, ref)) for a in steps]
         gradients = [(v, _replace(g, target, ref)) for v, g in gradients]
         steps.insert(0, Assignment(name, target))
     return _order(steps), gradients
+
+
+def _largest(exprs: list[Expr]) -> Expr:
+    """The largest expression; of equal ones, the first as text (head 1's P before head 2's)."""
+    sizes = [sum(1 for _ in e.walk()) for e in exprs]
+    top = max(sizes)
+    return min((e for e, k in zip(exprs, sizes, strict=True) if k == top), key=to_text)
 
 
 def _replace(e: Expr, target: Expr, ref: Ref) -> Expr:
@@ -248,13 +246,19 @@ def _step_refs(e: Expr, names: set[str]) -> set[str]:
     return found
 
 
+def _reading_order(a: Assignment) -> tuple[bool, str, int]:
+    """Forward values before cotangents (dX); then P before P2 before P10."""
+    m = re.fullmatch(r"(.*?)(\d*)", a.name)
+    return a.name.startswith("d") and len(a.name) > 1, m.group(1), int(m.group(2) or 0)
+
+
 def _order(steps: list[Assignment]) -> list[Assignment]:
     """Topological order: every step after the steps it uses; forward values first."""
     names = {a.name for a in steps}
     deps = {a.name: _step_refs(a.expr, names) for a in steps}
     done: list[Assignment] = []
     placed: set[str] = set()
-    pending = sorted(steps, key=lambda a: a.name.startswith("d") and len(a.name) > 1)
+    pending = sorted(steps, key=_reading_order)
     while pending:
         for a in pending:
             if deps[a.name] <= placed:
@@ -283,13 +287,18 @@ def _inline_single_use(steps, gradients, only: set[str] | None = None):
         gradients = [(v, _inline(g, a.name, a.expr)) for v, g in gradients]
 
 
-def _renumber(steps, gradients, reserved: set[str]):
-    """t3, t1, t2 in program order become t1, t2, t3."""
-    import re
+def _renumber(steps, gradients, fixed: Names):
+    """t3, t1, t2 in program order become t1, t2, t3 (unless another name holds one of them).
 
+    `fixed` holds the names that are not steps: variables, definitions, sizes and gradients.
+    """
     temps = [a.name for a in steps if re.fullmatch(r"t\d+", a.name)]
     wanted = [f"t{k}" for k in range(1, len(temps) + 1)]
-    if temps == wanted or reserved & set(wanted):
+    if temps == wanted:
+        return steps, gradients
+    others = fixed.copy()
+    others.update(a.name for a in steps if a.name not in temps)
+    if not all(others.free(w) for w in wanted):
         return steps, gradients
     return _rename(steps, gradients, dict(zip(temps, wanted, strict=True)))
 
@@ -321,7 +330,7 @@ def _unnamed_nodes(e: Expr) -> list[Expr]:
     return out
 
 
-def _name_repeated(steps, gradients, taken: set[str]):
+def _name_repeated(steps, gradients, taken: Names):
     """Name every non-trivial subexpression written `MIN_COPIES` times as the next free `t<k>`.
 
     Runs on the finished program, so the names it already has (P, dS, xhat, ...) are kept;
@@ -336,7 +345,7 @@ def _name_repeated(steps, gradients, taken: set[str]):
         if not repeated:
             break
         target = max(repeated, key=lambda e: len(_unnamed_nodes(e)))
-        name = f"_t{len(new)}"  # placeholder, numbered below
+        name = f"__t{len(new)}"  # placeholder, numbered below; no user name starts with __
         new.append(name)
         ref = Ref(name, target)
         steps = [Assignment(a.name, _replace(a.expr, target, ref)) for a in steps]
@@ -346,11 +355,7 @@ def _name_repeated(steps, gradients, taken: set[str]):
         return steps, gradients
     steps, gradients = _inline_single_use(steps, gradients, set(new))
     steps = _order(steps)
-    mapping: dict[str, str] = {}
-    for a in steps:
-        if a.name in new:
-            mapping[a.name] = _numbered("t", taken)
-            taken.add(mapping[a.name])
+    mapping = {a.name: taken.numbered("t") for a in steps if a.name in new}
     return _rename(steps, gradients, mapping)
 
 

@@ -61,11 +61,22 @@ class Program:
         """True when every gradient has been checked by the verifier and passed."""
         return bool(self.results) and all(r.passed for _, r in self.results)
 
+    def gradient_names(self) -> dict[str, str]:
+        """The name each gradient is printed under: `dQ`, `J` for a Jacobian.
+
+        Never a name the program also uses: with a variable or definition `dQ` (an upstream
+        gradient), the gradient of Q is `grad_Q` (see `engine.derive.names`). `derive` keeps
+        these names free when it names its steps.
+        """
+        from engine.derive.names import Names
+
+        taken = Names(self.env.names())
+        taken.update(a.name for a in self.steps)
+        return {w: taken.gradient(w, self.kind) for w, _ in self.gradients}
+
     def gradient_name(self, wrt: str) -> str:
-        """The name a gradient is printed under: `dQ`, or `J` for a Jacobian."""
-        if self.kind == "jacobian":
-            return "J" if "J" not in self.env.names() else "J_" + wrt
-        return "d" + wrt
+        """The name the gradient of `wrt` is printed under (see `gradient_names`)."""
+        return self.gradient_names()[wrt]
 
     def verification_line(self) -> str:
         """One line saying how the program was verified (or that it was not)."""
@@ -81,16 +92,18 @@ class Program:
         """The program in the formula language, one `name = expr` per line."""
         from engine.printing.text import to_text
 
+        names = self.gradient_names()
         lines = [f"{a.name} = {to_text(a.expr)}" for a in self.steps]
-        lines += [f"{self.gradient_name(w)} = {to_text(g)}" for w, g in self.gradients]
+        lines += [f"{names[w]} = {to_text(g)}" for w, g in self.gradients]
         return "\n".join(lines)
 
     def to_latex(self) -> str:
         """The program as a LaTeX `aligned` block in textbook notation."""
         from engine.printing.latex import latex_name, to_latex
 
+        names = self.gradient_names()
         rows = [f"{latex_name(a.name)} &= {to_latex(a.expr)}" for a in self.steps]
-        rows += [f"{latex_name(self.gradient_name(w))} &= {to_latex(g)}" for w, g in self.gradients]
+        rows += [f"{latex_name(names[w])} &= {to_latex(g)}" for w, g in self.gradients]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
     def to_json(self) -> dict[str, Any]:
@@ -102,6 +115,9 @@ class Program:
             "kind": self.kind,
             "program": [{"name": a.name, "expr": to_text(a.expr)} for a in self.steps],
             "gradients": {w: to_text(g) for w, g in self.gradients},
+            # Which name holds each gradient when the program is read as lines (see
+            # `gradient_names`): {"X": "dX"}, or {"X": "grad_X"} beside a variable dX.
+            "gradient_names": self.gradient_names(),
             "verified": self.verified,
             "verification": self.verification_line(),
             "checks": {w: r.to_json() for w, r in self.results},

@@ -119,11 +119,12 @@ class Emitter:
 
     # ------------------------------------------------------------ the walk
 
-    def roots(self) -> list[tuple[str, Expr]]:
+    def roots(self) -> list[tuple[str | None, Expr]]:
+        """(variable, gradient) pairs, after (None, value) when the value is returned."""
         lower = Lowering()
-        out: list[tuple[str, Expr]] = []
+        out: list[tuple[str | None, Expr]] = []
         if self.with_value:
-            out.append(("value", lower(self.program.output)))
+            out.append((None, lower(self.program.output)))
         for var, g in self.program.gradients:
             if var not in self.program.env.vars:
                 raise ExportError(f"gradient for {var!r}, which is not a declared variable")
@@ -191,10 +192,11 @@ class Emitter:
                 ref_names[node] = name
                 if isinstance(node.body, Call) and node.body not in named:
                     named[node.body] = name
-        prefix = "J" if self.program.kind == "jacobian" else "d"
+        # A variable may be called `value` or `dX`: the names are claimed, never assumed.
+        gradient_names = self.program.gradient_names()
         for var, root in roots:
             if isinstance(root, Call) and root not in named:
-                named[root] = self.namer.claim("value" if var == "value" else prefix + var)
+                named[root] = self.namer.claim("value" if var is None else gradient_names[var])
         code: dict[Expr, Code] = {}
         for node in order:
             if isinstance(node, Var):
@@ -237,7 +239,7 @@ class Emitter:
         value = None
         for var, root in roots:
             text = code[root][0]
-            if var == "value":
+            if var is None:
                 value = text
             else:
                 grads.append((var, text))
@@ -376,8 +378,8 @@ class Emitter:
             for r in self.postorder([self.program.output])
             if isinstance(r, Ref)
         ]
-        label = "J" if self.program.kind == "jacobian" else "d"
-        returns = f"{{{', '.join(f'{chr(34)}{v}{chr(34)}: {label}{v}' for v, _ in grads)}}}"
+        names = self.program.gradient_names()
+        returns = "{" + ", ".join(f'"{v}": {names[v]}' for v, _ in grads) + "}"
         doc = [
             f"{out_text} and its {self.what} with respect to {wrt}."
             if self.with_value
@@ -385,6 +387,9 @@ class Emitter:
         ]
         if defs:
             doc += ["", "where " + "; ".join(defs) + "."]
+        renamed = [f"{v} is the argument {self.arg[v]}" for v in env.vars if self.arg[v] != v]
+        if renamed:  # `np`, `math`, ...: names the module itself needs
+            doc += ["", "Renamed, as the module needs the names: " + "; ".join(renamed) + "."]
         doc += ["", f"Returns (value, {returns})." if self.with_value else f"Returns {returns}."]
 
         src: list[str] = ['"""' + _fill(header, 0) + '\n"""', ""]

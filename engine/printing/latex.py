@@ -48,10 +48,14 @@ ALIASES = {"eps": r"\epsilon", "lr": r"\eta", "lam": r"\lambda"}
 
 
 def latex_name(name: str) -> str:
-    """`beta1` -> \\beta_{1}, `dQ` -> \\mathrm{d}Q, `xhat` -> \\hat{x}, `W_out` -> W_{out}."""
+    """`beta1` -> \\beta_{1}, `dQ` -> \\mathrm{d}Q, `grad_Q` -> \\nabla_{Q}, `xhat` -> \\hat{x}."""
     m = re.fullmatch(r"([A-Za-z]+?)_?(\d+)", name)
     if m:
         return f"{latex_name(m.group(1))}_{{{m.group(2)}}}"
+    if name.startswith("grad_") and name[5:].isidentifier():
+        return rf"\nabla_{{{latex_name(name[5:])}}}"
+    if name.startswith("_") or name.endswith("_"):  # `_x`, `x_`: no subscript to make
+        return r"\mathrm{" + name.replace("_", r"\_") + "}"
     if "_" in name:
         head, tail = name.split("_", 1)
         tail = tail.replace("_", r"\_")
