@@ -145,7 +145,7 @@ def _per_coordinate(f: Expr, x: Var, values, sizes, out_shape) -> np.ndarray:
         e = np.zeros(x0.shape)
         e.flat[k] = 1.0
         columns.append(directional(f, x, e, values, sizes, fixed=fixed))
-    dtype = np.result_type(_real(x0), *columns) if columns else _real(x0).dtype
+    dtype = np.result_type(np.real(x0), *columns) if columns else np.real(x0).dtype
     out = np.empty(out_shape, dtype=dtype)
     for k, column in enumerate(columns):
         out[(..., *np.unravel_index(k, x0.shape))] = column
