@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 import sympy
 
-from engine.notes.markup import prose_md, prose_tex, tex_escape, why_math
+from engine.notes.markup import md_display, prose_md, prose_tex, tex_escape, why_math
 from engine.notes.model import Chain, Definition, Figure, Note, Step
 from engine.notes.symbols import sympy_latex
 from engine.parser import Environment, parse_formula
@@ -119,6 +119,9 @@ class NoteView:
     def _cite_md(self, key: str) -> str:
         return f"[{self.refs[key]}](#references)"
 
+    def _cite_plain(self, key: str) -> str:
+        return f"[{self.refs[key]}]"
+
     def _cite_tex(self, key: str) -> str:
         return rf"\cite{{{self.name}:{key}}}"
 
@@ -130,7 +133,8 @@ class NoteView:
 
     def _why(self, why: str) -> dict[str, str]:
         return {
-            "why_md": why_math(why, self._xref_md, self._cite_md, tex=False),
+            # inside display math a Markdown link would show as text: plain [k]
+            "why_md": why_math(why, self._xref_md, self._cite_plain, tex=False),
             "why_tex": why_math(why, self._xref_tex, self._cite_tex, tex=True),
         }
 
@@ -162,7 +166,9 @@ class NoteView:
                 _side_latex(d.lhs, self.env, self.sizes),
                 _side_latex(d.rhs, self.env, self.sizes),
             )
-        return {"type": "definition", "lhs": lhs, "rhs": rhs, **self._why(d.why)}
+        why = self._why(d.why)
+        md = rf"{lhs} \mathrel{{:=}} {rhs}" + (rf" \qquad {why['why_md']}" if d.why else "")
+        return {"type": "definition", "lhs": lhs, "rhs": rhs, "md": md_display(md), **why}
 
     def _equation(self, steps: list[Step], first_lhs: bool) -> dict[str, Any]:
         rows = []
@@ -186,6 +192,16 @@ class NoteView:
                 }
             )
         return {"type": "equation", "rows": rows}
+
+    @staticmethod
+    def _equation_md(rows: list[dict[str, Any]]) -> str:
+        """An equation block as one GitHub `math` fence: aligned rows, why, number."""
+        lines = [
+            f"{r['lhs']} &{r['rel']} {r['rhs']} && {r['why_md']} && ({r['number']})"
+            + (r" \\" if k < len(rows) - 1 else "")
+            for k, r in enumerate(rows)
+        ]
+        return md_display("\\begin{aligned}\n" + "\n".join(lines) + "\n\\end{aligned}")
 
     def _figure(self, f: Figure) -> dict[str, Any]:
         label = f.label or f"figure-{f.name}"
@@ -212,6 +228,7 @@ class NoteView:
                     row["number"] = number
                     row["tex_label"] = self.tex_label(row["label"] or f"{number}")
                     row["mark_tex"] = tex_escape(row["mark"])
+                block["md"] = self._equation_md(block["rows"])
 
 
 @functools.cache
