@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,32 @@ def mark(result: Result) -> str:
     return "; ".join(c.detail for c in result.checks)
 
 
+def _tex_float(x: float) -> str:
+    """1.94e-11 as $1.9 \\cdot 10^{-11}$; 0 as $0$."""
+    if x == 0:
+        return "$0$"
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return rf"${mantissa} \cdot 10^{{{int(exponent)}}}$"
+
+
+def short_mark_tex(result: Result) -> str:
+    """A one-line PDF mark: the routes that passed and the largest numeric error.
+
+    The verifier's full account (sizes, scales, probes) goes to the details list instead.
+    """
+    routes = " and ".join(dict.fromkeys(c.method for c in result.checks))
+    errors = [c.max_error for c in result.checks if c.method == "numeric"]
+    if errors:
+        routes += r", max.\ rel.\ error " + _tex_float(max(errors))
+    return routes
+
+
+def cite_key(ref) -> str:
+    """A citation key from the reference's content: one entry per work in the whole book."""
+    digest = hashlib.sha1(f"{ref.text}\0{ref.url or ''}".encode()).hexdigest()[:8]
+    return f"{ref.key}:{digest}"
+
+
 class NoteView:
     """A note laid out for the templates: numbered equations, resolved references."""
 
@@ -70,6 +97,7 @@ class NoteView:
         self._figure_numbers: dict[str, int] = {}
         self._number_everything()
         self.refs = {r.key: k for k, r in enumerate(note.references, start=1)}
+        self._cite_keys = {r.key: cite_key(r) for r in note.references}
         self.figure_files = figures
         self.summary_md = self._md(note.summary)
         self.summary_tex = self._tex(note.summary)
@@ -79,6 +107,7 @@ class NoteView:
             {
                 "number": k,
                 "key": r.key,
+                "cite_key": self._cite_keys[r.key],
                 "md": self._md(r.text) + (f" <{r.url}>" if r.url else ""),
                 "tex": self._tex(r.text),
                 "url": r.url.replace("%", r"\%").replace("#", r"\#") if r.url else None,
@@ -123,7 +152,7 @@ class NoteView:
         return f"[{self.refs[key]}]"
 
     def _cite_tex(self, key: str) -> str:
-        return rf"\cite{{{self.name}:{key}}}"
+        return rf"\cite{{{self._cite_keys[key]}}}"
 
     def _md(self, text: str) -> str:
         return prose_md(text, self._xref_md, self._cite_md)
@@ -228,6 +257,8 @@ class NoteView:
                     row["number"] = number
                     row["tex_label"] = self.tex_label(row["label"] or f"{number}")
                     row["mark_tex"] = tex_escape(row["mark"])
+                    row["short_mark_tex"] = short_mark_tex(row["result"])
+                    row["detail_label"] = "check:" + row["tex_label"]
                 block["md"] = self._equation_md(block["rows"])
 
 
@@ -267,7 +298,10 @@ def render_note_tex(view: NoteView) -> str:
 
 def render_book_tex(views: Sequence[NoteView], title: str) -> str:
     _, tex = environment()
-    return _tidy(tex.get_template("book.tex.j2").render(notes=views, title=title))
+    references = list({r["cite_key"]: r for v in views for r in v.references}.values())
+    return _tidy(
+        tex.get_template("book.tex.j2").render(notes=views, title=title, references=references)
+    )
 
 
 def render_index_md(views: Sequence[NoteView], paths: Mapping[str, str]) -> str:
