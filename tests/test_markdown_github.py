@@ -1,4 +1,5 @@
-"""GitHub Markdown: every formula of every committed note reaches cmark-gfm's HTML intact."""
+"""GitHub Markdown: every formula of every committed note reaches cmark-gfm's HTML intact;
+references to another note's equations."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import cmarkgfm
 import pytest
 
 from engine.notes.build import OUTPUT, load_notes
+from engine.notes.check import environment
 from engine.notes.markup import md_display, prose_md
-from engine.notes.model import Figure
+from engine.notes.model import Figure, Note, Section
+from engine.notes.render import NoteView, equation_numbers
 
 NOTES = {x.note.name: x.note for x in load_notes()}
 PAGES = sorted((OUTPUT / "md").glob("*.md")) + [OUTPUT / "README.md"]
@@ -151,3 +154,36 @@ def test_display_math_survives_markdown(latex):
 def test_prose_dashes_become_typographic_outside_math_and_code():
     md = prose_md("Kullback--Leibler --- see $a--b$, `x--y` and [l](http://a--b).", str, str)
     assert md == "Kullback–Leibler — see $`a--b`$, `x--y` and [l](http://a--b)."
+
+
+# ---------------------------------------------------------------- references to other notes
+
+
+def _prose_note(text: str) -> Note:
+    return Note(name="reader", order=9, title="Reader", summary="S.", sections=Section("A", text))
+
+
+def test_a_reference_to_another_notes_equation_carries_its_number_and_link():
+    number = equation_numbers(NOTES["cross-entropy"])["lse-shift"]
+    note = _prose_note("As in [[cross-entropy:lse-shift]], shift by $c$.")
+    assert note.problems() == []
+    view = NoteView(note, environment(note), [], {}, catalog=NOTES)
+    md, tex = view.sections[0]["blocks"][0]["md"], view.sections[0]["blocks"][0]["tex"]
+    assert md == f"As in [({number})](cross-entropy.md), shift by $`c`$."
+    assert tex == rf"As in \noteref{{eq:cross-entropy:lse-shift}}{{({number})}}, shift by $c$."
+    softmax = (OUTPUT / "md" / "softmax.md").read_text()
+    assert f"[({number})](cross-entropy.md)" in softmax  # the committed note that uses one
+    assert r"\noteref{eq:cross-entropy:lse-shift}" in (OUTPUT / "tex" / "book.tex").read_text()
+
+
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        ("no-such-note:lse-shift", "there is no note named 'no-such-note'"),
+        ("cross-entropy:no-such-step", "note 'cross-entropy' has no step labelled 'no-such-step'"),
+    ],
+)
+def test_a_reference_to_a_missing_note_or_step_is_named(ref, message):
+    note = _prose_note(f"See [[{ref}]].")
+    with pytest.raises(ValueError, match=message):
+        NoteView(note, environment(note), [], {}, catalog=NOTES)

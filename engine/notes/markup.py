@@ -10,7 +10,7 @@ from collections.abc import Callable
 _TOKEN = re.compile(
     r"(?P<math>(?<!\\)\$(?!\$)(?:\\\$|[^$])+?\$)"
     r"|(?P<code>`[^`]+`)"
-    r"|(?P<xref>\[\[[a-z0-9-]+\]\])"
+    r"|(?P<xref>\[\[(?:[a-z0-9-]+:)?[a-z0-9-]+\]\])"
     r"|(?P<cite>\[@[^\]]+\])"
     r"|(?P<link>\[[^\]]+\]\([^)\s]+\))"
     r"|(?P<bold>\*\*.+?\*\*)"
@@ -114,7 +114,7 @@ def _text(text: str) -> str:
 _MD_TOKEN = re.compile(
     r"(?P<math>(?<!\\)\$(?!\$)(?:\\\$|[^$])+?\$)"
     r"|(?P<code>`[^`]+`)"
-    r"|(?P<xref>\[\[[a-z0-9-]+\]\])"
+    r"|(?P<xref>\[\[(?:[a-z0-9-]+:)?[a-z0-9-]+\]\])"
     r"|(?P<cite>\[@[^\]]+\])"
     r"|(?P<link>\[[^\]]+\]\([^)\s]+\))"
 )

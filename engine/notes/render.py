@@ -77,6 +77,16 @@ def cite_key(ref) -> str:
     return f"{ref.key}:{digest}"
 
 
+def equation_numbers(note: Note) -> dict[str, int]:
+    """The number of each labelled step of a note, counted as the note shows them."""
+    numbers, number = {}, 0
+    for step in note.steps():
+        number += 1
+        if step.label:
+            numbers[step.label] = number
+    return numbers
+
+
 class NoteView:
     """A note laid out for the templates: numbered equations, resolved references."""
 
@@ -86,8 +96,10 @@ class NoteView:
         env: Environment,
         results: Sequence[Result],
         figures: Mapping[str, FigureFiles],
+        catalog: Mapping[str, Note] | None = None,
     ):
         self.note = note
+        self.catalog = catalog or {}
         self.env = env
         self.name = note.name
         self.title = note.title
@@ -119,28 +131,47 @@ class NoteView:
 
     # numbering and references
     def _number_everything(self) -> None:
-        number = 0
+        self._numbers = equation_numbers(self.note)
         for section in self.note.sections:
             for item in section.items:
-                steps = item.steps() if isinstance(item, Chain) else [item]
-                for s in steps:
-                    if isinstance(s, Step):
-                        number += 1
-                        if s.label:
-                            self._numbers[s.label] = number
                 if isinstance(item, Figure):
                     k = len(self._figure_numbers) + 1
                     self._figure_numbers[item.label or f"figure-{item.name}"] = k
 
-    def tex_label(self, label: str, kind: str = "eq") -> str:
-        return f"{kind}:{self.name}:{label}"
+    def tex_label(self, label: str, kind: str = "eq", note: str | None = None) -> str:
+        return f"{kind}:{note or self.name}:{label}"
+
+    def _other_note(self, ref: str) -> tuple[str, int]:
+        """`note:label` of another note's equation: (note name, its number in that note)."""
+        name, _, label = ref.partition(":")
+        if name not in self.catalog:
+            raise ValueError(f"{self.name}: [[{ref}]]: there is no note named {name!r}")
+        numbers = equation_numbers(self.catalog[name])
+        if label not in numbers:
+            raise ValueError(
+                f"{self.name}: [[{ref}]]: note {name!r} has no step labelled {label!r}"
+            )
+        return name, numbers[label]
 
     def _xref_md(self, label: str) -> str:
+        if ":" in label:
+            name, number = self._other_note(label)
+            return f"[({number})]({name}.md)"
+        return self._xref_plain(label)
+
+    def _xref_plain(self, label: str) -> str:
+        if ":" in label:
+            return f"({self._other_note(label)[1]})"
         if label in self._numbers:
             return f"({self._numbers[label]})"
         return f"Figure {self._figure_numbers[label]}"
 
     def _xref_tex(self, label: str) -> str:
+        if ":" in label:  # \eqref in the book, the other note's own number in a lone note
+            name, number = self._other_note(label)
+            return (
+                rf"\noteref{{{self.tex_label(label.partition(':')[2], note=name)}}}{{({number})}}"
+            )
         if label in self._numbers:
             return rf"\eqref{{{self.tex_label(label)}}}"
         return rf"Figure~\ref{{{self.tex_label(label, 'fig')}}}"
@@ -163,7 +194,7 @@ class NoteView:
     def _why(self, why: str) -> dict[str, str]:
         return {
             # inside display math a Markdown link would show as text: plain [k]
-            "why_md": why_math(why, self._xref_md, self._cite_plain, tex=False),
+            "why_md": why_math(why, self._xref_plain, self._cite_plain, tex=False),
             "why_tex": why_math(why, self._xref_tex, self._cite_tex, tex=True),
         }
 
