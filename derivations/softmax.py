@@ -232,9 +232,9 @@ and the direction $\mathbf{1}$ is in the null space of the Jacobian:
                 label="null-ones",
             ),
             r"""
-This is why a model can subtract the maximum logit before exponentiating (the
-log-sum-exp trick of the cross-entropy note) without changing any probability, and why
-only logit *differences* carry information.
+This is why a model can subtract the maximum logit before exponentiating without
+changing any probability (the log-sum-exp trick, equation [[cross-entropy:lse-shift]] of
+the cross-entropy note), and why only logit *differences* carry information.
 """,
         ),
         Section(

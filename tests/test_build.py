@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -62,13 +63,18 @@ def test_every_note_builds_and_every_step_verifies(built):
         # One verification mark per checked step, none for definitions.
         assert len(re.findall(r"^✓ \(\d+\) exact", md, re.M)) == len(x.note.steps())
         assert tex.count(r"\verified{") == len(x.note.steps())
+        assert tex.count(r"\checkdetail{") == len(x.note.steps())  # the full account, once
         assert md.count(r"\mathrel{:=}") == tex.count(r"\mathrel{:=}")
     index = (out / "README.md").read_text()
     book = (out / "tex" / "book.tex").read_text()
     for x in notes:
         assert f"(md/{x.note.name}.md)" in index
         assert r"\chapter{" in book
-    assert book.count(r"\chapter{") == len(notes)
+    # One chapter per note, then the appendix of check details; one bibliography.
+    assert book.count(r"\chapter{") == len(notes) + 1
+    assert book.count(r"\checkdetail{") == book.count(r"\verified{") == report.steps
+    assert book.count(r"\begin{thebibliography}") == 1
+    assert book.index(r"\frontmatter") < book.index(r"\mainmatter") < book.index(r"\appendix")
 
 
 def _math_segments_balanced(text: str) -> bool:
@@ -97,9 +103,9 @@ def test_markdown_math_delimiters_balanced(built):
     out, _ = built
     for path in sorted((out / "md").glob("*.md")) + [out / "README.md"]:
         text = path.read_text()
-        assert text.count("$$") % 2 == 0, path.name
         assert _math_segments_balanced(text), path.name
-        for block in re.findall(r"\$\$\n(.*?)\n\$\$", text, re.S):
+        assert "$$" not in text, (path.name, "display math goes in ```math fences")
+        for block in re.findall(r"^```math\n(.*?)\n```$", text, re.S | re.M):
             assert _braces_balanced(block), (path.name, block)
             assert block.count(r"\left") == block.count(r"\right"), (path.name, block)
             assert block.count(r"\begin{") == block.count(r"\end{"), (path.name, block)
@@ -303,6 +309,50 @@ def test_pdfs_compile_without_latex_problems(tmp_path):
         log = pdf.with_suffix(".log").read_text(errors="replace")
         assert log_problems(log) == [], pdf.name
         assert "Overfull \\hbox" not in log, (pdf.name, "an equation or line sticks out")
+        assert "destination with the same identifier" not in log, (pdf.name, "duplicate anchor")
+        pages = pdf_pages(pdf)
+        marks = [m for page in pages for m in MARK.findall(page)]
+        assert len(marks) == (STEPS if pdf.name == "book.pdf" else STEPS_OF[pdf.stem]), pdf.name
+        for k, page in enumerate(pages, start=1):
+            assert marks_apart_from_their_equations(page) == [], (pdf.name, f"page {k}")
+    book = pdf_pages(tmp_path / "pdf" / "book.pdf")
+    text = "\n".join(book)
+    assert text.count("How to read the check marks") == 2  # the contents and the page itself
+    assert len(re.findall(r"^\s*References\s*$", text, re.M)) == 1, "one bibliography"
+    words = " ".join(text.split())
+    assert words.count("are not checked") == 1, "the disclaimer once in the book"
+
+
+# A check mark line as pdftotext -layout gives it: the whole mark on one line, page reference last.
+MARK = re.compile(r"^✓ \((\d+(?:\.\d+)?)\) (?:exact|numeric)[^\n]*details p\. \S+$", re.M)
+STEPS_OF = {x.note.name: len(x.note.steps()) for x in load_notes()}
+STEPS = sum(STEPS_OF.values())
+
+
+def pdf_pages(pdf: Path) -> list[str]:
+    """The text of each page of a PDF (poppler's pdftotext, layout kept)."""
+    assert shutil.which("pdftotext"), "pdftotext is missing: apt-get install poppler-utils"
+    out = subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.split("\f")[:-1]
+
+
+def marks_apart_from_their_equations(page: str) -> list[str]:
+    """The check marks on a page whose equation (its number at the line's end) is not above them."""
+    lonely = []
+    for m in re.finditer(r"^✓ \(([\d.]+)\)", page, re.M):
+        above = page[: m.start()]
+        if not re.search(rf"\({re.escape(m.group(1))}\)\s*$", above, re.M):
+            lonely.append(m.group(0))
+    return lonely
+
+
+def test_the_pdf_page_check_finds_a_mark_split_from_its_equation():
+    kept = "text\n    a = b        (2.3)\n✓ (2.3) exact and numeric; details p. 9\n"
+    split = "CHAPTER 2. SOFTMAX    9\n✓ (2.3) exact and numeric; details p. 9\n  c = d   (2.4)\n"
+    assert marks_apart_from_their_equations(kept) == []
+    assert marks_apart_from_their_equations(split) == ["✓ (2.3)"]
 
 
 def test_a_note_module_that_does_not_load_is_reported_in_one_line(tmp_path, monkeypatch):

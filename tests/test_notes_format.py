@@ -75,8 +75,8 @@ def test_prose_blocks_lists_and_display_math():
         "\\[\na = b\n\\]"
     )
     assert prose_md(text, lambda label: "(3)", lambda key: "[1]") == (
-        "First paragraph continues here.\n\n- one $a$\n- two wrapped\n\n1. first\n2. second"
-        "\n\n$$\na = b\n$$"
+        "First paragraph continues here.\n\n- one $`a`$\n- two wrapped\n\n1. first\n2. second"
+        "\n\n```math\na = b\n```"
     )
 
 

@@ -136,7 +136,9 @@ def build(
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise BuildError(f"unknown format {', '.join(bad)} (choose from {', '.join(FORMATS)})")
-    notes = select(load_notes(directory), only)
+    loaded = load_notes(directory)
+    notes = select(loaded, only)
+    catalog = {x.note.name: x.note for x in loaded}  # for references to other notes' equations
     report = BuildReport(notes=[x.note.name for x in notes])
     problems = [f"{x.note.name}: {p}" for x in notes for p in x.note.problems()]
     if problems:
@@ -166,7 +168,7 @@ def build(
         if progress:
             progress(x.note.name, None)
         drawn = draw_figures(x, checked[x.note.name], figures, salt)
-        views.append(_render_note(x.note, checked[x.note.name], drawn, formats, files))
+        views.append(_render_note(x.note, checked[x.note.name], drawn, formats, files, catalog))
     if not only:
         _render_collection(views, formats, files)
     target.check(files)  # refuse before LaTeX runs, not after
@@ -238,6 +240,7 @@ def _render_note(
     drawn: dict[str, tuple[bytes, bytes]],
     formats,
     files: dict[str, bytes],
+    catalog: Mapping[str, Note] | None = None,
 ) -> NoteView:
     env = environment(note)
     figure_files: dict[str, FigureFiles] = {}
@@ -249,7 +252,7 @@ def _render_note(
             files[f"md/figures/{stem}.svg"] = svg
         if "tex" in formats or "pdf" in formats:
             files[f"tex/figures/{stem}.pdf"] = pdf
-    view = NoteView(note, env, [sr.result for sr in results], figure_files)
+    view = NoteView(note, env, [sr.result for sr in results], figure_files, catalog)
     if "md" in formats:
         files[f"md/{note.name}.md"] = render_note_md(view).encode()
     if "tex" in formats or "pdf" in formats:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 _TOKEN = re.compile(
     r"(?P<math>(?<!\\)\$(?!\$)(?:\\\$|[^$])+?\$)"
     r"|(?P<code>`[^`]+`)"
-    r"|(?P<xref>\[\[[a-z0-9-]+\]\])"
+    r"|(?P<xref>\[\[(?:[a-z0-9-]+:)?[a-z0-9-]+\]\])"
     r"|(?P<cite>\[@[^\]]+\])"
     r"|(?P<link>\[[^\]]+\]\([^)\s]+\))"
     r"|(?P<bold>\*\*.+?\*\*)"
@@ -110,10 +110,57 @@ def _text(text: str) -> str:
     return "".join(quoted)
 
 
+# What Markdown must not touch (math, code) and what the Markdown writer resolves.
+_MD_TOKEN = re.compile(
+    r"(?P<math>(?<!\\)\$(?!\$)(?:\\\$|[^$])+?\$)"
+    r"|(?P<code>`[^`]+`)"
+    r"|(?P<xref>\[\[(?:[a-z0-9-]+:)?[a-z0-9-]+\]\])"
+    r"|(?P<cite>\[@[^\]]+\])"
+    r"|(?P<link>\[[^\]]+\]\([^)\s]+\))"
+)
+# TeX-style dashes of the sources, as GitHub (which has no smart punctuation) should show them.
+_MD_DASHES = (("---", "—"), ("--", "–"))
+
+
+def md_math(latex: str) -> str:
+    """Inline math for GitHub: $`...`$, a code span, so Markdown never parses the LaTeX."""
+    body = latex.strip()
+    if "`" in body or not body:
+        raise MarkupError(f"inline math {latex!r} is empty or holds a backtick")
+    return f"$`{body}`$"
+
+
+def md_display(latex: str) -> str:
+    """Display math for GitHub: a fenced `math` block, taken literally by Markdown."""
+    lines = [ln.rstrip() for ln in latex.strip("\n").split("\n")]
+    if any(ln.lstrip().startswith(("```", "~~~")) for ln in lines):
+        raise MarkupError(f"display math holds a code fence: {latex!r}")
+    return "```math\n" + "\n".join(lines) + "\n```"
+
+
 def md_inline(text: str, xref: Resolver, cite: Resolver) -> str:
-    """Prose for GitHub Markdown: only cross-references and citations change."""
-    text = re.sub(r"\[\[([a-z0-9-]+)\]\]", lambda m: xref(m.group(1)), text)
-    return re.sub(r"\[@([^\]]+)\]", lambda m: cite(m.group(1)), text)
+    """Prose for GitHub Markdown: $math$ becomes $`math`$; references and citations resolve."""
+    out, pos = [], 0
+    for m in _MD_TOKEN.finditer(text):
+        out.append(_md_text(text[pos : m.start()]))
+        tok, kind = m.group(0), m.lastgroup
+        if kind == "math":
+            out.append(md_math(tok[1:-1]))
+        elif kind in ("code", "link"):
+            out.append(tok)
+        elif kind == "xref":
+            out.append(xref(tok[2:-2]))
+        else:
+            out.append(cite(tok[2:-1]))
+        pos = m.end()
+    out.append(_md_text(text[pos:]))
+    return "".join(out)
+
+
+def _md_text(text: str) -> str:
+    for tex, char in _MD_DASHES:
+        text = text.replace(tex, char)
+    return text
 
 
 def _blocks(text: str) -> list[tuple[str, list[str]]]:
@@ -170,7 +217,7 @@ def prose_md(text: str, xref: Resolver, cite: Resolver) -> str:
     out = []
     for kind, lines in _blocks(text):
         if kind == "math":
-            out.append("$$\n" + "\n".join(ln.strip() for ln in lines) + "\n$$")
+            out.append(md_display("\n".join(ln.strip() for ln in lines)))
         elif kind == "ul":
             out.append("\n".join(f"- {md_inline(x, xref, cite)}" for x in lines))
         elif kind == "ol":

@@ -221,6 +221,8 @@ class Note:
                 if key not in keys:
                     errs.append(f"citation [@{key}] has no Reference")
             for label in re.findall(r"\[\[([^\]]+)\]\]", text):
+                if ":" in label:  # another note's equation: resolved (and checked) when rendered
+                    continue
                 if label not in labels:
                     errs.append(f"cross-reference [[{label}]]: no step or figure has that label")
         return errs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 import jinja2
 import sympy
 
-from engine.notes.markup import prose_md, prose_tex, tex_escape, why_math
+from engine.notes.markup import md_display, prose_md, prose_tex, tex_escape, why_math
 from engine.notes.model import Chain, Definition, Figure, Note, Step
 from engine.notes.symbols import sympy_latex
 from engine.parser import Environment, parse_formula
@@ -50,6 +51,42 @@ def mark(result: Result) -> str:
     return "; ".join(c.detail for c in result.checks)
 
 
+def _tex_float(x: float) -> str:
+    """1.94e-11 as $1.9 \\cdot 10^{-11}$; 0 as $0$."""
+    if x == 0:
+        return "$0$"
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return rf"${mantissa} \cdot 10^{{{int(exponent)}}}$"
+
+
+def short_mark_tex(result: Result) -> str:
+    """A one-line PDF mark: the routes that passed and the largest numeric error.
+
+    The verifier's full account (sizes, scales, probes) goes to the details list instead.
+    """
+    routes = " and ".join(dict.fromkeys(c.method for c in result.checks))
+    errors = [c.max_error for c in result.checks if c.method == "numeric"]
+    if errors:
+        routes += r", max.\ rel.\ error " + _tex_float(max(errors))
+    return routes
+
+
+def cite_key(ref) -> str:
+    """A citation key from the reference's content: one entry per work in the whole book."""
+    digest = hashlib.sha1(f"{ref.text}\0{ref.url or ''}".encode()).hexdigest()[:8]
+    return f"{ref.key}:{digest}"
+
+
+def equation_numbers(note: Note) -> dict[str, int]:
+    """The number of each labelled step of a note, counted as the note shows them."""
+    numbers, number = {}, 0
+    for step in note.steps():
+        number += 1
+        if step.label:
+            numbers[step.label] = number
+    return numbers
+
+
 class NoteView:
     """A note laid out for the templates: numbered equations, resolved references."""
 
@@ -59,8 +96,10 @@ class NoteView:
         env: Environment,
         results: Sequence[Result],
         figures: Mapping[str, FigureFiles],
+        catalog: Mapping[str, Note] | None = None,
     ):
         self.note = note
+        self.catalog = catalog or {}
         self.env = env
         self.name = note.name
         self.title = note.title
@@ -70,6 +109,7 @@ class NoteView:
         self._figure_numbers: dict[str, int] = {}
         self._number_everything()
         self.refs = {r.key: k for k, r in enumerate(note.references, start=1)}
+        self._cite_keys = {r.key: cite_key(r) for r in note.references}
         self.figure_files = figures
         self.summary_md = self._md(note.summary)
         self.summary_tex = self._tex(note.summary)
@@ -79,6 +119,7 @@ class NoteView:
             {
                 "number": k,
                 "key": r.key,
+                "cite_key": self._cite_keys[r.key],
                 "md": self._md(r.text) + (f" <{r.url}>" if r.url else ""),
                 "tex": self._tex(r.text),
                 "url": r.url.replace("%", r"\%").replace("#", r"\#") if r.url else None,
@@ -90,28 +131,47 @@ class NoteView:
 
     # numbering and references
     def _number_everything(self) -> None:
-        number = 0
+        self._numbers = equation_numbers(self.note)
         for section in self.note.sections:
             for item in section.items:
-                steps = item.steps() if isinstance(item, Chain) else [item]
-                for s in steps:
-                    if isinstance(s, Step):
-                        number += 1
-                        if s.label:
-                            self._numbers[s.label] = number
                 if isinstance(item, Figure):
                     k = len(self._figure_numbers) + 1
                     self._figure_numbers[item.label or f"figure-{item.name}"] = k
 
-    def tex_label(self, label: str, kind: str = "eq") -> str:
-        return f"{kind}:{self.name}:{label}"
+    def tex_label(self, label: str, kind: str = "eq", note: str | None = None) -> str:
+        return f"{kind}:{note or self.name}:{label}"
+
+    def _other_note(self, ref: str) -> tuple[str, int]:
+        """`note:label` of another note's equation: (note name, its number in that note)."""
+        name, _, label = ref.partition(":")
+        if name not in self.catalog:
+            raise ValueError(f"{self.name}: [[{ref}]]: there is no note named {name!r}")
+        numbers = equation_numbers(self.catalog[name])
+        if label not in numbers:
+            raise ValueError(
+                f"{self.name}: [[{ref}]]: note {name!r} has no step labelled {label!r}"
+            )
+        return name, numbers[label]
 
     def _xref_md(self, label: str) -> str:
+        if ":" in label:
+            name, number = self._other_note(label)
+            return f"[({number})]({name}.md)"
+        return self._xref_plain(label)
+
+    def _xref_plain(self, label: str) -> str:
+        if ":" in label:
+            return f"({self._other_note(label)[1]})"
         if label in self._numbers:
             return f"({self._numbers[label]})"
         return f"Figure {self._figure_numbers[label]}"
 
     def _xref_tex(self, label: str) -> str:
+        if ":" in label:  # \eqref in the book, the other note's own number in a lone note
+            name, number = self._other_note(label)
+            return (
+                rf"\noteref{{{self.tex_label(label.partition(':')[2], note=name)}}}{{({number})}}"
+            )
         if label in self._numbers:
             return rf"\eqref{{{self.tex_label(label)}}}"
         return rf"Figure~\ref{{{self.tex_label(label, 'fig')}}}"
@@ -119,8 +179,11 @@ class NoteView:
     def _cite_md(self, key: str) -> str:
         return f"[{self.refs[key]}](#references)"
 
+    def _cite_plain(self, key: str) -> str:
+        return f"[{self.refs[key]}]"
+
     def _cite_tex(self, key: str) -> str:
-        return rf"\cite{{{self.name}:{key}}}"
+        return rf"\cite{{{self._cite_keys[key]}}}"
 
     def _md(self, text: str) -> str:
         return prose_md(text, self._xref_md, self._cite_md)
@@ -130,7 +193,8 @@ class NoteView:
 
     def _why(self, why: str) -> dict[str, str]:
         return {
-            "why_md": why_math(why, self._xref_md, self._cite_md, tex=False),
+            # inside display math a Markdown link would show as text: plain [k]
+            "why_md": why_math(why, self._xref_plain, self._cite_plain, tex=False),
             "why_tex": why_math(why, self._xref_tex, self._cite_tex, tex=True),
         }
 
@@ -162,7 +226,9 @@ class NoteView:
                 _side_latex(d.lhs, self.env, self.sizes),
                 _side_latex(d.rhs, self.env, self.sizes),
             )
-        return {"type": "definition", "lhs": lhs, "rhs": rhs, **self._why(d.why)}
+        why = self._why(d.why)
+        md = rf"{lhs} \mathrel{{:=}} {rhs}" + (rf" \qquad {why['why_md']}" if d.why else "")
+        return {"type": "definition", "lhs": lhs, "rhs": rhs, "md": md_display(md), **why}
 
     def _equation(self, steps: list[Step], first_lhs: bool) -> dict[str, Any]:
         rows = []
@@ -186,6 +252,16 @@ class NoteView:
                 }
             )
         return {"type": "equation", "rows": rows}
+
+    @staticmethod
+    def _equation_md(rows: list[dict[str, Any]]) -> str:
+        """An equation block as one GitHub `math` fence: aligned rows, why, number."""
+        lines = [
+            f"{r['lhs']} &{r['rel']} {r['rhs']} && {r['why_md']} && ({r['number']})"
+            + (r" \\" if k < len(rows) - 1 else "")
+            for k, r in enumerate(rows)
+        ]
+        return md_display("\\begin{aligned}\n" + "\n".join(lines) + "\n\\end{aligned}")
 
     def _figure(self, f: Figure) -> dict[str, Any]:
         label = f.label or f"figure-{f.name}"
@@ -212,6 +288,9 @@ class NoteView:
                     row["number"] = number
                     row["tex_label"] = self.tex_label(row["label"] or f"{number}")
                     row["mark_tex"] = tex_escape(row["mark"])
+                    row["short_mark_tex"] = short_mark_tex(row["result"])
+                    row["detail_label"] = "check:" + row["tex_label"]
+                block["md"] = self._equation_md(block["rows"])
 
 
 @functools.cache
@@ -250,7 +329,10 @@ def render_note_tex(view: NoteView) -> str:
 
 def render_book_tex(views: Sequence[NoteView], title: str) -> str:
     _, tex = environment()
-    return _tidy(tex.get_template("book.tex.j2").render(notes=views, title=title))
+    references = list({r["cite_key"]: r for v in views for r in v.references}.values())
+    return _tidy(
+        tex.get_template("book.tex.j2").render(notes=views, title=title, references=references)
+    )
 
 
 def render_index_md(views: Sequence[NoteView], paths: Mapping[str, str]) -> str:
