@@ -195,12 +195,14 @@ class KinkCoverage:
 BISECTIONS = 44  # halvings of the segment across a kink: the two points end about 6e-14 apart
 
 
-def _real_values(arg: Expr, values, sizes) -> np.ndarray | None:
+def _real_values(arg: Expr, values, sizes, finite_only: bool = True) -> np.ndarray | None:
+    """A kink argument's float values at a point; None where it cannot be evaluated (or, with
+    `finite_only`, is not finite everywhere)."""
     try:
         v = np.asarray(np.real(numpy_backend.evaluate(arg, values, sizes)), dtype=float)
     except (ArithmeticError, ValueError, TypeError, EngineError):
         return None
-    return v if np.all(np.isfinite(v)) else None
+    return v if not finite_only or np.all(np.isfinite(v)) else None
 
 
 def _between(a: dict, b: dict, t: float, used: dict[str, Var]) -> dict[str, np.ndarray]:
@@ -243,12 +245,10 @@ def kink_signs(
     out = []
     with np.errstate(all="ignore"):
         for arg in arguments:
-            try:
-                v = np.real(numpy_backend.evaluate(arg, values, sizes))
-            except (ArithmeticError, ValueError, TypeError):
+            v = _real_values(arg, values, sizes, finite_only=False)
+            if v is None:
                 out.append(set())
                 continue
-            v = np.asarray(v, dtype=float)
             out.append({int(s) for s in np.unique(np.sign(v[np.isfinite(v)]))})
     return out
 
