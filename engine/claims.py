@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import budget
-from engine.budget import BudgetExceeded, check_entries
+from engine.budget import check_entries, result_within
 from engine.expr import EngineError
 from engine.parser import build_environment, parse_equation
 from engine.verify import Result, verify_sides
 
 MAX_FILE_BYTES = 4 * 2**20  # a claims or spec file is refused above 4 MiB, before it is read
+MAX_TOML_NESTING = 100  # dots, brackets and braces outside strings on one line of a claims file
+_TOML_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'')
 
 
 class ClaimsFileError(EngineError):
@@ -55,10 +57,7 @@ class Claim:
                 lhs, rhs, env, seed=seed, name=self.name, numeric_sizes=numeric_sizes
             )
 
-        try:
-            return budget.run(job, timeout, what="the claim")
-        except BudgetExceeded as e:
-            return Result(self.name, "error", str(e))
+        return result_within(job, self.name, timeout, "the claim")
 
 
 def read_text_bounded(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
@@ -96,8 +95,20 @@ def _reason(e: Exception) -> str:
     return e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
 
 
+def _check_nesting(text: str, where: str) -> None:
+    """Refuse a line nested past MAX_TOML_NESTING before tomllib sees it: a 100,000-part dotted
+    key costs tomllib quadratic time and memory (minutes, gigabytes)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        bare = _TOML_STRING.sub('""', line)
+        if bare.count(".") + bare.count("[") + bare.count("{") > MAX_TOML_NESTING:
+            raise ClaimsFileError(
+                f"{where}: line {number} is nested too deeply (over {MAX_TOML_NESTING} levels)"
+            )
+
+
 def _read_toml(path: str | Path) -> dict:
     text = read_text_bounded(path)
+    _check_nesting(text, str(path))
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -13,6 +13,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import mpmath
 import numpy as np
 import sympy
 
+from engine import budget
 from engine.expr import EngineError
 from engine.notes.model import Note, Step
 from engine.parser import Environment, build_environment, parse_formula, parse_type
@@ -243,7 +245,8 @@ def check_note(
         result = cache.get(key) if cache else None
         cached = result is not None
         if result is None:
-            result = check_step(note, step, env, name)
+            job = partial(check_step, note, step, env, name)
+            result = budget.result_within(job, name, budget.current_timeout(), "the step")
             if cache:
                 cache.put(key, result)
         sr = StepResult(note.name, number, step, result, cached)
