@@ -71,14 +71,13 @@ def read_text_bounded(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except (OSError, ValueError) as e:
         raise ClaimsFileError(f"cannot read {path}: {_reason(e)}") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ClaimsFileError(f"cannot read {path}: not a regular file")
-        if info.st_size > limit:
-            raise ClaimsFileError(
-                f"{path} is too large ({info.st_size} bytes, limit {limit} bytes)"
-            )
+        raise ClaimsFileError(f"{path} is too large ({info.st_size} bytes, limit {limit} bytes)")
+    with os.fdopen(fd, "rb") as f:
         try:
             data = f.read(limit + 1)
         except OSError as e:

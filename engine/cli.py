@@ -65,7 +65,10 @@ class EngineGroup(click.Group):
     def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except click.exceptions.ClickException as e:
+            e.message = shorten(e.message)  # click shows it: usage errors echo the value given
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except EngineError as e:
             _fail(str(e), EXIT_ERROR)

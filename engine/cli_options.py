@@ -46,20 +46,27 @@ def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
+def _finite_timeout(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
+def budget_seconds(timeout: float) -> float | None:
+    """The --timeout value as `engine.budget.run` takes it (0 means no budget)."""
+    return None if timeout == 0 else timeout
+
+
 timeout_option = click.option(
     "--timeout",
     default=DEFAULT_TIMEOUT,
     show_default=True,
     type=click.FloatRange(min=0, max=86_400),
     metavar="SECONDS",
+    callback=_finite_timeout,
     help="Time budget of each claim, derive or note step, in seconds; past it the check is "
     "stopped and reported as an error naming the stage that ran out. 0: no budget.",
 )
-
-
-def budget_seconds(timeout: float) -> float | None:
-    """The --timeout value as `engine.budget.run` takes it (0 means no budget)."""
-    return None if timeout == 0 else timeout
 
 
 MESSAGE_LIMIT = 300  # characters of one message line
