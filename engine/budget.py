@@ -56,14 +56,14 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     (
         r"engine/verify.*(exact|rational)",
         "exact route (SymPy at small sizes)",
-        "shrink the claim: fewer nested functions, fewer chained definitions, smaller exponents",
+        "shrink it: fewer nested functions, fewer chained definitions, smaller exponents",
     ),
     (
         r"engine/verify.*(numeric|probe|full_check|noise|localize)",
         "numeric route (NumPy)",
         "use smaller --size values or fewer nested grad()/jacobian()",
     ),
-    (r"engine/verify", "verification", "shrink the claim: fewer nested functions or definitions"),
+    (r"engine/verify", "verification", "shrink it: fewer nested functions or definitions"),
     (
         r"engine/notes/check.*(index|identity)",
         "exact check of the step",

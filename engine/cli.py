@@ -58,9 +58,21 @@ class EngineGroup(click.Group):
 
     argv: list[str] = []
 
-    def main(self, args=None, *rest, **extra):  # noqa: ANN001, ANN201 - click's signature
+    def main(  # noqa: ANN201 - click's signature
+        self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra
+    ):
         self.argv = list(sys.argv[1:] if args is None else args)
-        return super().main(args, *rest, **extra)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        # Click's own standalone handling turns Ctrl-C into "Aborted!" and exit status 1.
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else EXIT_PASS)
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
         try:

@@ -67,7 +67,7 @@ def test_hanging_exact_route_ends_as_an_error_naming_the_route():
     assert result.exit_code == EXIT_ERROR
     line = one_line_error(result)
     assert f"ran past its {BUDGET} s budget" in line
-    assert "exact route" in line and "shrink the claim" in line
+    assert "exact route" in line and "shrink it: fewer nested functions" in line
 
 
 def test_hanging_derive_ends_as_an_error():
