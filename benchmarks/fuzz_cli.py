@@ -1,6 +1,6 @@
 """Long fuzz run of the command line: the inputs of tests/test_cli_fuzz.py, many more of them.
 
-Run:  nice python benchmarks/fuzz_cli.py [--count 40000] [--seed 14] [--timeout 1]
+Run:  nice python benchmarks/fuzz_cli.py [--count 40000] [--seed 2026] [--timeout 1]
 
 Feeds `llm-math` in-process (click's CliRunner) with seeded mixed inputs (formulas, claims
 files, derive options; tests/cli_fuzz.py) and prints the number of inputs per exit status, the
@@ -27,7 +27,7 @@ GRACE = 30.0
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=40_000)
-    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--progress", type=int, default=1000, help="print a line every N inputs")
     args = parser.parse_args()

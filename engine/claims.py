@@ -6,18 +6,24 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from engine import budget
 from engine.budget import check_entries, result_within
 from engine.expr import EngineError
 from engine.parser import build_environment, parse_equation
 from engine.verify import Result, verify_sides
 
 MAX_FILE_BYTES = 4 * 2**20  # a claims or spec file is refused above 4 MiB, before it is read
+IN_PROCESS_BYTES = 64 * 2**10  # larger claims files are read in a budgeted worker
 MAX_TOML_NESTING = 100  # dots, brackets and braces outside strings on one line of a claims file
 _TOML_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'')
+
+
+T = TypeVar("T")
 
 
 class ClaimsFileError(EngineError):
@@ -118,6 +124,21 @@ def _read_toml(path: str | Path) -> dict:
         raise ClaimsFileError(
             f"{path}: TOML too deeply nested or too large (out of memory)"
         ) from None
+
+
+def read_within(read: Callable[[str | Path], T], path: str | Path, timeout: float | None) -> T:
+    """`read(path)`: here for a file of at most IN_PROCESS_BYTES, in a budgeted worker above.
+
+    tomllib is linear on a small file once deep nesting is refused (_check_nesting); a large one
+    is read under the time and memory budget, without a fork's cost for every small file.
+    """
+    try:
+        small = os.stat(path).st_size <= IN_PROCESS_BYTES
+    except (OSError, ValueError):
+        small = True  # `read` reports the problem in one line
+    if small or timeout is None:
+        return read(path)
+    return budget.run(lambda: read(path), timeout, what="reading the file")
 
 
 def load_claims(path: str | Path) -> list[Claim]:

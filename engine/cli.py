@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from engine import budget
-from engine.claims import Claim, load_claims
+from engine.claims import Claim, load_claims, read_within
 from engine.cli_options import (
     budget_seconds,
     def_option,
@@ -166,8 +166,7 @@ def verify(target, vars_, defs, as_json, seed, sizes, timeout) -> None:
     if _is_file_target(target):
         if vars_ or defs:
             raise click.UsageError("--var/--def go with an inline equation, not a claims file")
-        # Read in a worker too: a deeply nested TOML table can take minutes and gigabytes.
-        claims = budget.run(lambda: load_claims(target), seconds, what="reading the claims file")
+        claims = read_within(load_claims, target, seconds)
     else:
         claims = [Claim("claim", target, parse_pairs(vars_, "var"), parse_pairs(defs, "def"))]
     results = []

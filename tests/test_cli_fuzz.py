@@ -32,4 +32,4 @@ def test_the_cli_survives_thousands_of_mixed_inputs(tmp_path):
     assert problems == []
     assert sum(codes.values()) == COUNT
     # A mix that reaches the checks, not only the parser: each ending is well represented.
-    assert min(codes[0], codes[1], codes[2]) >= 10, codes
+    assert min(codes[0], codes[1], codes[2]) >= 5, codes

@@ -7,7 +7,7 @@ import sys
 import click
 
 from engine import budget
-from engine.claims import load_declarations
+from engine.claims import load_declarations, read_within
 from engine.cli_options import (
     budget_seconds,
     def_option,
@@ -103,12 +103,7 @@ def derive(expr, wrt, vars_, defs, spec, fmt, target, seed, timeout) -> None:
     """
     seconds = budget_seconds(timeout)
 
-    if spec:  # read in a worker too: a deeply nested TOML table can take minutes and gigabytes
-        variables, definitions = budget.run(
-            lambda: load_declarations(spec), seconds, what="reading the spec file"
-        )
-    else:
-        variables, definitions = {}, {}
+    variables, definitions = read_within(load_declarations, spec, seconds) if spec else ({}, {})
     variables.update(parse_pairs(vars_, "var"))
     definitions.update(parse_pairs(defs, "def"))
     names = [w for item in wrt for w in item.split(",") if w.strip()] or None
