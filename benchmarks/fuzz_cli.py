@@ -48,7 +48,12 @@ def main() -> int:
                 problems.append((index, outcome.args, problem))
                 print(f"PROBLEM at input {index}: {problem}\n  {outcome.args!r:.400}", flush=True)
             if args.progress and (index + 1) % args.progress == 0:
-                print(f"{index + 1} inputs, {time.perf_counter() - start:.0f} s", flush=True)
+                by_code = ", ".join(f"exit {c}: {n}" for c, n in sorted(codes.items()))
+                print(
+                    f"{index + 1} inputs, {time.perf_counter() - start:.0f} s; {by_code}; "
+                    f"problems {len(problems)}; slowest {slowest[0]:.2f} s",
+                    flush=True,
+                )
     total = time.perf_counter() - start
     print(
         f"command: python benchmarks/fuzz_cli.py --count {args.count} --seed {args.seed} "
