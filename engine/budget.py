@@ -22,6 +22,7 @@ import resource
 import select
 import signal
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
@@ -87,13 +88,15 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     (r"engine/export", "code export", "derive a smaller expression"),
 )
 
+# The budget of callers that take no timeout argument (a note build's steps): none in library
+# use, where a caller may count or patch what a step does; the command line sets one.
 _timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "llm_math_timeout", default=DEFAULT_TIMEOUT
+    "llm_math_timeout", default=None
 )
 
 
 def current_timeout() -> float | None:
-    """The budget in force (seconds, None for none): DEFAULT_TIMEOUT unless `timeout_set`."""
+    """The budget in force (seconds, None for none): None unless set by `timeout_set`."""
     return _timeout.get()
 
 
@@ -125,7 +128,10 @@ def run(
     _warm_up()
     result_r, result_w = os.pipe()
     stack_r, stack_w = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # JAX, if imported, warns at every fork; the worker never calls into JAX.
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        pid = os.fork()
     if pid == 0:  # the worker: never returns
         os.close(result_r)
         os.close(stack_r)

@@ -167,12 +167,13 @@ def test_stage_of_an_empty_or_foreign_stack():
 
 
 def test_the_timeout_context_sets_the_default_for_its_block():
-    assert budget.current_timeout() == budget.DEFAULT_TIMEOUT
+    assert budget.current_timeout() is None  # library use: no budget unless asked for
     with budget.timeout_set(5):
         assert budget.current_timeout() == 5
         with budget.timeout_set(None):
             assert budget.current_timeout() is None
-    assert budget.current_timeout() == budget.DEFAULT_TIMEOUT
+        assert budget.current_timeout() == 5
+    assert budget.current_timeout() is None
 
 
 @pytest.mark.parametrize(
