@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from engine import budget
+from engine.budget import check_entries, result_within
 from engine.expr import EngineError
-from engine.verify import Result, verify
+from engine.parser import build_environment, parse_equation
+from engine.verify import Result, verify_sides
+
+MAX_FILE_BYTES = 4 * 2**20  # a claims or spec file is refused above 4 MiB, before it is read
+IN_PROCESS_BYTES = 64 * 2**10  # larger claims files are read in a budgeted worker
+MAX_TOML_NESTING = 100  # dots, brackets and braces outside strings on one line of a claims file
+_TOML_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'')
+
+
+T = TypeVar("T")
 
 
 class ClaimsFileError(EngineError):
@@ -25,28 +40,105 @@ class Claim:
     defs: Mapping[str, str] = field(default_factory=dict)
     expect: str = "pass"  # what the example file documents: "pass" or "fail"
 
-    def check(self, seed: int = 0, numeric_sizes: Mapping[str, int] | None = None) -> Result:
-        return verify(
-            self.equation,
-            self.vars,
-            self.defs,
-            seed=seed,
-            name=self.name,
-            numeric_sizes=numeric_sizes,
-        )
+    def check(
+        self,
+        seed: int = 0,
+        numeric_sizes: Mapping[str, int] | None = None,
+        timeout: float | None = None,
+    ) -> Result:
+        """Verify the claim; with `timeout`, in a worker stopped after that many seconds.
+
+        Parsing (linear in the text, which is bounded) runs here; the checks, which SymPy and
+        mpmath can make arbitrarily slow, run in the worker.
+        """
+        try:
+            env = build_environment(self.vars, self.defs)
+            lhs, rhs = parse_equation(self.equation, env)
+            check_entries((lhs, rhs), numeric_sizes)
+        except EngineError as e:
+            return Result(self.name, "error", str(e))
+
+        def job() -> Result:
+            return verify_sides(
+                lhs, rhs, env, seed=seed, name=self.name, numeric_sizes=numeric_sizes
+            )
+
+        return result_within(job, self.name, timeout, "the claim")
+
+
+def read_text_bounded(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most `limit` bytes, checked before it is read.
+
+    Devices (/dev/zero), FIFOs and directories are refused without reading from them: the file
+    is opened without blocking and inspected with fstat first.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError) as e:
+        raise ClaimsFileError(f"cannot read {path}: {_reason(e)}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ClaimsFileError(f"cannot read {path}: not a regular file")
+        raise ClaimsFileError(f"{path} is too large ({info.st_size} bytes, limit {limit} bytes)")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise ClaimsFileError(f"cannot read {path}: {_reason(e)}") from None
+    if len(data) > limit:
+        raise ClaimsFileError(f"{path} is too large (over {limit} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ClaimsFileError(f"cannot read {path}: not UTF-8 text") from None
+
+
+def _reason(e: Exception) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+
+
+def _check_nesting(text: str, where: str) -> None:
+    """Refuse a line nested past MAX_TOML_NESTING before tomllib sees it: a 100,000-part dotted
+    key costs tomllib quadratic time and memory (minutes, gigabytes)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        bare = _TOML_STRING.sub('""', line)
+        if bare.count(".") + bare.count("[") + bare.count("{") > MAX_TOML_NESTING:
+            raise ClaimsFileError(
+                f"{where}: line {number} is nested too deeply (over {MAX_TOML_NESTING} levels)"
+            )
 
 
 def _read_toml(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
-        raise ClaimsFileError(f"cannot read {path}: {reason}") from None
+    text = read_text_bounded(path)
+    _check_nesting(text, str(path))
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ClaimsFileError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ClaimsFileError(f"{path}: TOML nested too deeply") from None
+    except MemoryError:
+        raise ClaimsFileError(
+            f"{path}: TOML too deeply nested or too large (out of memory)"
+        ) from None
+
+
+def read_within(read: Callable[[str | Path], T], path: str | Path, timeout: float | None) -> T:
+    """`read(path)`: here for a file of at most IN_PROCESS_BYTES, in a budgeted worker above.
+
+    tomllib is linear on a small file once deep nesting is refused (_check_nesting); a large one
+    is read under the time and memory budget, without a fork's cost for every small file.
+    """
+    try:
+        small = os.stat(path).st_size <= IN_PROCESS_BYTES
+    except (OSError, ValueError):
+        small = True  # `read` reports the problem in one line
+    if small or timeout is None:
+        return read(path)
+    return budget.run(lambda: read(path), timeout, what="reading the file")
 
 
 def load_claims(path: str | Path) -> list[Claim]:

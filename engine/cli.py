@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-import json
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from engine.claims import Claim, ClaimsFileError, load_claims
-from engine.cli_options import FormulaCommand, def_option, parse_pairs, seed_option, var_option
+from engine import budget
+from engine.claims import Claim, load_claims, read_within
+from engine.cli_options import (
+    FormulaCommand,
+    budget_seconds,
+    def_option,
+    dumps,
+    parse_pairs,
+    seed_option,
+    shorten,
+    timeout_option,
+    var_option,
+)
 from engine.expr import EngineError
 from engine.verify import Result
 
-EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+# Exit status: pass, a claim is false, bad input (or over budget), a bug in the engine, Ctrl-C.
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+MAX_SIZE = 10_000_000
 
 
 def exit_code(results: list[Result]) -> int:
@@ -27,21 +40,97 @@ def exit_code(results: list[Result]) -> int:
 def _sizes(values: tuple[str, ...]) -> dict[str, int]:
     out = {}
     for name, value in parse_pairs(values, "size").items():
-        if not value.isdigit() or not 1 <= int(value) <= 10_000_000:
+        if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_SIZE:
             raise click.BadParameter(
-                f"{name}={value}: a size is an integer from 1 to 10**7", param_hint="--size"
+                f"{shorten(name)}={shorten(value)}: a size is an integer from 1 to 10**7",
+                param_hint="--size",
             )
         out[name] = int(value)
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _fail(message: str, code: int) -> None:
+    click.echo(f"llm-math: {shorten(message)}", err=True)
+    sys.exit(code)
+
+
+class EngineGroup(click.Group):
+    """The command group: every failure below it is one line and an exit status, no traceback."""
+
+    argv: list[str] = []
+
+    def main(  # noqa: ANN201 - click's signature
+        self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra
+    ):
+        self.argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        # Click's own standalone handling turns Ctrl-C into "Aborted!" and exit status 1.
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else EXIT_PASS)
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.ClickException as e:
+            e.message = shorten(e.message)  # click shows it: usage errors echo the value given
+            raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except EngineError as e:
+            _fail(str(e), EXIT_ERROR)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            raise  # click closes quietly when the reader of stdout went away
+        except OSError as e:
+            where = f" {e.filename}" if e.filename else ""
+            _fail(f"cannot access{where}: {e.strerror or type(e).__name__}", EXIT_ERROR)
+        except (RecursionError, MemoryError) as e:
+            _fail(f"the input is too large or nested too deeply ({type(e).__name__})", EXIT_ERROR)
+        except Exception as e:  # noqa: BLE001 - a bug: one line, its own exit status
+            command = shorten(shlex.join(["llm-math", *self.argv]), 200)
+            _fail(
+                f"internal error ({type(e).__name__}: {shorten(str(e), 120)}); this is a bug in "
+                f"llm-math, please report it with the command: {command}",
+                EXIT_INTERNAL,
+            )
+
+
+def _is_file_target(target: str) -> bool:
+    """A claims file (a .toml name, or an existing path without '=='), not an equation."""
+    if target.endswith(".toml"):
+        return True
+    if "==" in target:
+        return False
+    try:
+        return Path(target).exists()
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte
+        return False
+
+
+def _report(result: Result) -> str:
+    if result.verdict == "error":
+        return f"ERROR {shorten(result.name, 80)}: {shorten(result.message)}"
+    return result.report()
+
+
+@click.group(cls=EngineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llm-math-notes")
 def cli() -> None:
     """Machine-checked derivations for the mathematics of large language models.
 
     Every formula this tool shows has been checked twice: exactly with SymPy at small
     sizes, and numerically with NumPy (complex-step derivatives) at larger ones.
+
+    Exit status: 0 pass, 1 a claim is false, 2 bad input (or over the time budget),
+    3 internal error (a bug: please report it), 130 interrupted.
     """
 
 
@@ -58,7 +147,8 @@ def cli() -> None:
     metavar="NAME=INT",
     help="Size for the numeric check, e.g. --size n=50000 (default n=64).",
 )
-def verify(target, vars_, defs, as_json, seed, sizes) -> None:
+@timeout_option
+def verify(target, vars_, defs, as_json, seed, sizes, timeout) -> None:
     """Check claims: a TOML claims file, or one EQUATION with --var/--def.
 
     \b
@@ -67,35 +157,40 @@ def verify(target, vars_, defs, as_json, seed, sizes) -> None:
       llm-math verify --var 'z=real[n]' --var 'y=simplex[n]' --def 'p=softmax(z)' \\
           'grad(cross_entropy(p, y), z) == p - y'
 
-    Exit status: 0 if every claim passes, 1 if any fails, 2 if any is an error.
+    Exit status: 0 if every claim passes, 1 if any fails, 2 if any is an error (bad input,
+    or a claim over its time budget), 3 on an internal error.
     """
     if target is None:
         raise click.UsageError("give a claims file or an equation")
     numeric_sizes = _sizes(sizes)
-    path = Path(target)
-    if target.endswith(".toml") or (path.exists() and "==" not in target):
+    seconds = budget_seconds(timeout)
+    if _is_file_target(target):
         if vars_ or defs:
             raise click.UsageError("--var/--def go with an inline equation, not a claims file")
-        try:
-            claims = load_claims(path)
-        except ClaimsFileError as e:
-            _die(str(e))
+        claims = read_within(load_claims, target, seconds)
     else:
         claims = [Claim("claim", target, parse_pairs(vars_, "var"), parse_pairs(defs, "def"))]
     results = []
     for claim in claims:
-        result = claim.check(seed=seed, numeric_sizes=numeric_sizes)
+        result = claim.check(seed=seed, numeric_sizes=numeric_sizes, timeout=seconds)
         results.append(result)
         if not as_json:
-            click.echo(result.report())
+            click.echo(_report(result))
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+        click.echo(dumps([_json(r) for r in results]))
     else:
         counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "error")}
         click.echo(
             f"{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors", err=True
         )
     sys.exit(exit_code(results))
+
+
+def _json(result: Result) -> dict:
+    out = result.to_json()
+    if result.verdict == "error":
+        out["message"] = shorten(out["message"])
+    return out
 
 
 @cli.command()
@@ -122,7 +217,8 @@ def verify(target, vars_, defs, as_json, seed, sizes) -> None:
     "build writes are replaced, nothing else is touched or removed.",
 )
 @click.option("--no-cache", is_flag=True, help="Re-check every step (ignore cached results).")
-def build(only, formats, out, force, no_cache) -> None:
+@timeout_option
+def build(only, formats, out, force, no_cache, timeout) -> None:
     """Derive, verify and render every note in derivations/ (Markdown, LaTeX, PDF).
 
     Nothing is written unless every step of every selected note verifies; a failing step
@@ -132,7 +228,8 @@ def build(only, formats, out, force, no_cache) -> None:
     from engine.notes.build import OUTPUT, build_cli
 
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
-    sys.exit(build_cli(only, fmts, OUTPUT if out is None else out, not no_cache, force))
+    with budget.timeout_set(budget_seconds(timeout)):
+        sys.exit(build_cli(only, fmts, OUTPUT if out is None else out, not no_cache, force))
 
 
 @cli.command(name="list")
@@ -144,19 +241,9 @@ def list_notes() -> None:
         click.echo(f"{x.note.name:24} {len(x.note.steps()):3} steps  {x.note.title}")
 
 
-def _die(message: str, code: int = EXIT_ERROR) -> None:
-    click.echo(f"llm-math: {message}", err=True)
-    sys.exit(code)
-
-
 def main() -> None:
-    """Entry point: never shows a traceback for bad input."""
-    try:
-        cli.main(standalone_mode=True)
-    except EngineError as e:
-        _die(str(e))
-    except KeyboardInterrupt:
-        _die("interrupted", 130)
+    """Entry point: `llm-math`; never shows a traceback (see EngineGroup)."""
+    cli.main()
 
 
 from engine.derive.cli import derive as _derive_cmd  # noqa: E402 - registered after the group

@@ -51,6 +51,17 @@ class Expr:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("expression nodes are immutable")
 
+    def __reduce__(self) -> tuple:
+        # Pickling (a Program sent back from a worker of engine.budget): slot by slot, past the
+        # immutability guard; the hash is recomputed from the key in the receiving process.
+        state = {
+            slot: getattr(self, slot)
+            for cls in type(self).__mro__
+            for slot in getattr(cls, "__slots__", ())
+            if slot != "_hash"
+        }
+        return (_unpickle, (type(self), state))
+
     def _init(self, shape: Shape, key: tuple) -> None:
         object.__setattr__(self, "shape", tuple(shape))
         object.__setattr__(self, "_hash", hash((type(self).__name__, key)))
@@ -117,6 +128,14 @@ class Expr:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self}>"
+
+
+def _unpickle(cls: type[Expr], state: dict[str, Any]) -> Expr:
+    node = object.__new__(cls)
+    for slot, value in state.items():
+        object.__setattr__(node, slot, value)
+    object.__setattr__(node, "_hash", hash((cls.__name__, node.key())))
+    return node
 
 
 class Var(Expr):

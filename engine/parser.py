@@ -36,6 +36,7 @@ MAX_MAGNITUDE_DIGITS = 300  # a constant power may not exceed 10**300
 # must raise a rational to. The product of nested constant exponents is capped here.
 MAX_NESTED_EXPONENT = MAX_EXPONENT**2
 MAX_RANK = 4
+MAX_DECLARATIONS = 10_000  # variables plus definitions in one environment
 
 PUBLIC_FUNCTIONS = frozenset(name for name, f in REGISTRY.items() if f.public)
 SIZE_FUNCTIONS = frozenset({"eye", "ones"})
@@ -57,6 +58,9 @@ class Environment:
 
     def names(self) -> set[str]:
         return set(self.vars) | set(self.defs) | set(self.sizes)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.vars or name in self.defs or name in self.sizes
 
 
 _TYPE_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\[(.*)\])?\s*$", re.DOTALL)
@@ -91,7 +95,7 @@ def parse_type(name: str, text: str, env: Environment) -> Var:
         if parts == [""]:
             raise ParseError(f"variable {name!r}: empty shape '[]'; write no brackets for a scalar")
         for part in parts:
-            if part.isdigit():
+            if part.isascii() and part.isdigit():
                 value = int(part)
                 if not 1 <= value <= MAX_LITERAL_DIM:
                     raise ParseError(
@@ -121,6 +125,8 @@ def build_environment(
     env = Environment()
     if not isinstance(vars, Mapping):
         raise ParseError("vars must be a table of name = 'type'")
+    if len(vars) > MAX_DECLARATIONS:
+        raise ParseError(f"too many variables ({len(vars)}, limit {MAX_DECLARATIONS})")
     for name, text in vars.items():
         check_identifier(name, "variable")
         if name in env.sizes:
@@ -129,7 +135,9 @@ def build_environment(
     items = defs.items() if isinstance(defs, Mapping) else (defs or [])
     for name, text in items:
         check_identifier(name, "definition")
-        if name in env.names():
+        if len(env.vars) + len(env.defs) >= MAX_DECLARATIONS:
+            raise ParseError(f"too many variables and definitions (limit {MAX_DECLARATIONS})")
+        if name in env:
             raise ParseError(f"definition {name!r}: the name is already taken")
         try:
             body = parse_formula(text, env)
@@ -263,7 +271,7 @@ class _Builder:
                 frac = Fraction(repr(v))
             return Const(sympy.Rational(frac.numerator, frac.denominator))
         if abs(v) > 10**15:
-            raise ParseError(f"integer {v} is too large (limit 10**15)")
+            raise ParseError("integer is too large (limit 10**15)")
         return Const(sympy.Integer(v))
 
     def _Name(self, node: ast.Name) -> Expr:

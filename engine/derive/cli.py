@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from engine.claims import load_declarations
-from engine.cli_options import FormulaCommand, def_option, parse_pairs, seed_option, var_option
+from engine import budget
+from engine.claims import load_declarations, read_within
+from engine.cli_options import (
+    FormulaCommand,
+    budget_seconds,
+    def_option,
+    dumps,
+    parse_pairs,
+    seed_option,
+    timeout_option,
+    var_option,
+)
 from engine.derive.core import DerivationFailed
 from engine.derive.core import derive as derive_program
 from engine.derive.program import Program
 from engine.expr import EngineError
+from engine.parser import build_environment, parse_formula
 
 EXIT_FAIL, EXIT_ERROR = 1, 2
 FORMATS = ("text", "latex", "json", "python")
@@ -27,7 +37,7 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
     if fmt == "latex":
         return program.to_latex() + f"\n% {line}"
     if fmt == "json":
-        return json.dumps(program.to_json(), indent=2)
+        return dumps(program.to_json())
     try:
         from engine.export import to_module
     except ImportError:
@@ -73,7 +83,8 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
     help="Array library of --format python.",
 )
 @seed_option
-def derive(expr, wrt, vars_, defs, spec, fmt, target, seed) -> None:
+@timeout_option
+def derive(expr, wrt, vars_, defs, spec, fmt, target, seed, timeout) -> None:
     """Derive the gradient of EXPR as a short program, verified before it is shown.
 
     EXPR is a scalar expression (one gradient per --wrt variable), a vector function of one
@@ -88,30 +99,33 @@ def derive(expr, wrt, vars_, defs, spec, fmt, target, seed) -> None:
       llm-math derive 'sum(O * (P @ V))' --wrt Q --wrt K --wrt V --file examples/claims.toml
       llm-math derive 'jacobian(softmax(z), z)' --var 'z=real[n]' --def 'p=softmax(z)'
 
-    Exit status: 0 verified, 1 the verifier rejected the derivation, 2 bad input.
+    Exit status: 0 verified, 1 the verifier rejected the derivation, 2 bad input (or over
+    the time budget), 3 internal error.
     """
-    try:
-        variables, definitions = load_declarations(spec) if spec else ({}, {})
-        variables.update(parse_pairs(vars_, "var"))
-        definitions.update(parse_pairs(defs, "def"))
-        names = [w for item in wrt for w in item.split(",") if w.strip()] or None
-        program = derive_program(expr, names, variables, definitions, seed=seed)
-        text = render(program, fmt, target)
-    except DerivationFailed as e:
-        bad = [r for r in e.results.values() if not r.passed]
-        click.echo("llm-math: the derived program did not verify; it is not shown.", err=True)
-        for r in bad:
-            click.echo(r.report(), err=True)
-        sys.exit(EXIT_ERROR if any(r.verdict == "error" for r in bad) else EXIT_FAIL)
-    except EngineError as e:
-        click.echo(f"llm-math: {e}", err=True)
-        sys.exit(EXIT_ERROR)
-    except click.ClickException:
-        raise  # usage errors: click prints them (exit 2)
-    except RecursionError:
-        click.echo("llm-math: the expression is nested too deeply to differentiate", err=True)
-        sys.exit(EXIT_ERROR)
-    except Exception as e:  # a bug must not show a user a traceback
-        click.echo(f"llm-math: internal error while deriving ({type(e).__name__}: {e})", err=True)
-        sys.exit(EXIT_ERROR)
+    seconds = budget_seconds(timeout)
+
+    variables, definitions = read_within(load_declarations, spec, seconds) if spec else ({}, {})
+    variables.update(parse_pairs(vars_, "var"))
+    definitions.update(parse_pairs(defs, "def"))
+    names = [w for item in wrt for w in item.split(",") if w.strip()] or None
+    env = build_environment(variables, definitions)  # parsing is linear in bounded text
+    tree = parse_formula(expr, env)
+
+    def job() -> tuple[int, str]:
+        try:
+            program = derive_program(tree, names, env=env, seed=seed)
+        except RecursionError:
+            raise EngineError("the expression is nested too deeply to differentiate") from None
+        except DerivationFailed as e:
+            bad = [r for r in e.results.values() if not r.passed]
+            lines = ["llm-math: the derived program did not verify; it is not shown."]
+            lines += [r.report() for r in bad]
+            code = EXIT_ERROR if any(r.verdict == "error" for r in bad) else EXIT_FAIL
+            return code, "\n".join(lines)
+        return 0, render(program, fmt, target)
+
+    code, text = budget.run(job, seconds, what="the derivation")
+    if code:
+        click.echo(text, err=True)
+        sys.exit(code)
     click.echo(text)

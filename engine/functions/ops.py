@@ -20,7 +20,14 @@ from engine.functions.base import (
 
 
 def unbroadcast(g: Expr, shape: Shape) -> Expr:
-    """Sum a cotangent over the axes along which a value of `shape` was broadcast."""
+    """Sum a cotangent over the axes along which a value of `shape` was broadcast.
+
+    A cotangent smaller than `shape` along some axis (the other operand was broadcast against
+    this one: `y` in cross_entropy(2, y)) is first spread over the broadcast shape.
+    """
+    full = broadcast(g.shape, shape)
+    if full != g.shape:
+        g = g * call("ones", dims=full)
     while len(g.shape) > len(shape):
         g = call("sum", g, axis=0)
     for axis, (dg, ds) in enumerate(zip(g.shape, shape, strict=True)):

@@ -7,6 +7,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import mpmath
@@ -14,6 +15,7 @@ import numpy as np
 import sympy
 from sympy.core.sympify import _sympify
 
+from engine import budget
 from engine.expr import EngineError
 from engine.notes.cache import (  # noqa: F401 - re-exported: the cache's public names
     ResultCache,
@@ -124,7 +126,8 @@ def check_note(
         result = cache.get(claim, name) if cache else None
         cached = result is not None
         if result is None:
-            result = check_step(note, step, env, name)
+            job = partial(check_step, note, step, env, name)
+            result = budget.result_within(job, name, budget.current_timeout(), "the step")
             if cache:
                 cache.put(claim, result)
         sr = StepResult(note.name, number, step, result, cached)

@@ -357,7 +357,8 @@ def _probe_check(lhs, rhs, probe_left, values, sizes, rng, rtol, discount_noise=
     f, x = side.args
     worst = 0.0
     for _ in range(PROBES):
-        u = rng.standard_normal(side.shape[:1]) if side.fn == "jacobian" else None
+        rows = concrete_shape(side.shape[:1], sizes)
+        u = rng.standard_normal(rows) if side.fn == "jacobian" else None
         w = probe_direction(rng, np.shape(values[x.name]))
         mask = np.ones(w.shape, dtype=bool)
         err = _probe(f, x, side.fn, u, w, mask, other_value, values, sizes)

@@ -1,0 +1,66 @@
+"""The public Python functions with an opt-in time budget: `timeout=` seconds, off by default.
+
+`verify`, `assert_claim` and `derive` are those of engine.verify and engine.derive; with
+`timeout=`, the work runs in a forked worker (engine.budget) that is stopped at the deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from engine import budget
+from engine.derive import Program
+from engine.derive import derive as _derive
+from engine.verify import Result
+from engine.verify import verify as _verify
+
+
+def verify(
+    equation: str,
+    vars: Mapping[str, str],
+    defs: Mapping[str, str] | None = None,
+    seed: int = 0,
+    name: str = "claim",
+    numeric_sizes: Mapping[str, int] | None = None,
+    *,
+    timeout: float | None = None,
+) -> Result:
+    """Check the claim `equation`; past `timeout` seconds the result is an `error` naming the
+    stage that ran out."""
+
+    def job() -> Result:
+        return _verify(equation, vars, defs, seed=seed, name=name, numeric_sizes=numeric_sizes)
+
+    return budget.result_within(job, name, timeout, "the claim")
+
+
+def assert_claim(
+    equation: str,
+    vars: Mapping[str, str],
+    defs: Mapping[str, str] | None = None,
+    seed: int = 0,
+    name: str = "claim",
+    *,
+    timeout: float | None = None,
+) -> Result:
+    """Like `verify`, but raise AssertionError with the full report unless the claim passes."""
+    result = verify(equation, vars, defs, seed=seed, name=name, timeout=timeout)
+    if not result.passed:
+        raise AssertionError(result.report())
+    return result
+
+
+def derive(
+    expr: str,
+    wrt: str | Iterable[str] | None = None,
+    vars: Mapping[str, str] | None = None,
+    defs: Mapping[str, str] | None = None,
+    *,
+    seed: int = 0,
+    timeout: float | None = None,
+    **options,
+) -> Program:
+    """engine.derive.derive; past `timeout` seconds raises engine.budget.BudgetExceeded."""
+    return budget.run(
+        lambda: _derive(expr, wrt, vars, defs, seed=seed, **options), timeout, "the derivation"
+    )
