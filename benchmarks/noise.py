@@ -384,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         prefixes = tuple(args.only.split(","))
         claims = [c for c in claims if c.name.startswith(prefixes)]
-    tag = "-corpus" if args.corpus else ""
+    tag = ("-corpus" if args.corpus else "") + (
+        "-" + args.only.replace(",", "-") if args.only else ""
+    )
     command = "python benchmarks/noise.py " + " ".join(argv if argv is not None else sys.argv[1:])
     stamp = f"`{command.strip()}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}."
     failures = 0
