@@ -324,3 +324,26 @@ def test_backends_refuse_missing_inputs():
         numpy_backend.evaluate(expr, {}, SIZES)
     with pytest.raises(EngineError, match="no value given for size 'n'"):
         numpy_backend.evaluate(expr, {"x": np.zeros(3)}, {})
+
+
+@pytest.mark.parametrize("text", CASES)
+def test_numpy_forms_run_on_the_verifiers_high_precision_numbers(text):
+    # float64 never judges a FAIL: the numeric route re-runs these same NumPy forms on object
+    # arrays of mpmath numbers (verify/precision.py), so every function must accept them
+    import mpmath
+
+    from engine.verify.precision import _evaluate, _hp, _scalar
+
+    expr, exact, numeric = sympy_and_numpy(text)
+    env_vars = free_vars(expr)
+    rng = np.random.default_rng(0)
+    point = {
+        name: np.asarray(TYPES[v.vtype].exact(rng, concrete_shape(v.shape, SIZES)), dtype=float)
+        for name, v in env_vars.items()
+    }
+    with mpmath.workdps(30):
+        hp = {k: _hp(v) for k, v in point.items()}
+        out = np.asarray(_evaluate(expr, hp, SIZES, 30, 100), dtype=object)
+        values = np.array([float(_scalar(v).real) for v in out.flat]).reshape(out.shape)
+    scale = max(1.0, float(np.max(np.abs(exact), initial=0)))
+    np.testing.assert_allclose(values, exact, rtol=1e-12, atol=1e-12 * scale)

@@ -55,6 +55,14 @@ def _np_gelu_tanh(x):
     return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + c * x**3)))
 
 
+def _np_erf(x):
+    """scipy's erf; on object arrays (the verifier's high-precision numbers) each entry's own."""
+    x = np.asarray(x)
+    if x.dtype == object:
+        return np.frompyfunc(lambda v: v.erf(), 1, 1)(x)
+    return scipy.special.erf(x)
+
+
 def _keep_nan(x, y):
     """y, but NaN wherever x is NaN: a comparison would turn relu(log(-1)) into a silent 0.
     (Object arrays, the verifier's high-precision numbers, carry no NaN: a domain error raises.)"""
@@ -248,7 +256,7 @@ elementwise(
 )
 elementwise(
     "erf",
-    scipy.special.erf,
+    _np_erf,
     sympy.erf,
     lambda n, x: 2 / call("sqrt", Const(sympy.pi)) * call("exp", -(x**2)),
     _paren(latex_fn("erf")),
@@ -256,7 +264,7 @@ elementwise(
 )
 elementwise(
     "gelu",
-    lambda x: 0.5 * x * (1.0 + scipy.special.erf(x / np.sqrt(2.0))),
+    lambda x: 0.5 * x * (1.0 + _np_erf(x / np.sqrt(2.0))),
     lambda x: x / 2 * (1 + sympy.erf(x / sympy.sqrt(2))),
     lambda n, x: (
         half * (1 + call("erf", x / call("sqrt", Const(2))))

@@ -37,6 +37,8 @@ class HP:
 
     @staticmethod
     def _of(o):
+        if isinstance(o, np.ndarray) and o.shape == ():
+            o = o[()]
         return o.v if isinstance(o, HP) else o
 
     def __add__(self, o):
@@ -81,8 +83,14 @@ class HP:
     def __abs__(self):  # |x| continued for complex steps: the sign of the real part
         return HP(self.v if self.v.real >= 0 else -self.v)
 
+    @staticmethod
     def _re(o):
-        return (o.v.real if isinstance(o, HP) else mpmath.mpf(np.real(o))) if o is not None else 0
+        """The real part of a number, an HP or a 0-d array of either, as an mpmath number."""
+        if isinstance(o, np.ndarray):
+            o = o[()]
+        if isinstance(o, HP):
+            return o.v.real
+        return mpmath.mpf(float(np.real(o)))
 
     def __lt__(self, o):
         return self.v.real < HP._re(o)
@@ -134,6 +142,9 @@ class HP:
 
     def cos(self):
         return HP(mpmath.cos(self.v))
+
+    def erf(self):
+        return HP(mpmath.erf(self.v))
 
     def conjugate(self):
         return HP(mpmath.conj(self.v))
