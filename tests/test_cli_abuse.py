@@ -27,6 +27,8 @@ BUDGET = "3"  # seconds: the short --timeout of these tests
 # the audit's hang inputs (minutes in SymPy before the verifier's rework)
 HANG_EQUATION = "sum(abs(t / logsumexp(sqrt(Q)))) == pi"
 HANG_DERIVE = "sum(softmax((s)**log_softmax(sqrt(Q))))"
+# a claim that really takes several seconds (a second derivative through attention scores)
+SLOW_EQUATION = "grad(sum(grad(sum(softmax(A @ A.T) @ A), A) ** 2), A) == A"
 
 
 def run(*args: str):
@@ -454,8 +456,8 @@ def test_ctrl_c_exits_130(monkeypatch, where, tmp_path):
 def test_sigint_to_a_running_check_exits_130_and_leaves_no_worker():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "verify", "--timeout", "120"]
-        + ["--var", "t=onehot[n]", "--var", "Q=real[n]", "sum(abs(t / logsumexp(sqrt(Q)))) == pi"],
+        [sys.executable, "-m", "engine", "verify", "--timeout", "120", "--var", "A=real[n, n]"]
+        + [SLOW_EQUATION],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
