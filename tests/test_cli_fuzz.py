@@ -12,7 +12,7 @@ from collections import Counter
 from cli_fuzz import budgets, inputs, run_one
 
 SEED = 14
-COUNT = 2000
+COUNT = 3000
 TIMEOUT = 1.0  # seconds per claim, file read or derive
 # Slack over an input's budgets for process start-up and output: an input past it was not
 # stopped by its budget (an unbounded run), which is what this test is for.
