@@ -104,8 +104,9 @@ def directional(
 
 def _richardson(f: Expr, x: Var, direction: np.ndarray, values, sizes, fixed=None) -> np.ndarray:
     """Central differences at steps h0 / 4**k, Richardson-extrapolated, the best-agreeing pair
-    kept; x may be complex (inside an outer complex step), and the result keeps its imaginary
-    part, which is what the outer derivative reads (so the pair is chosen by it when present)."""
+    kept for each entry; x may be complex (inside an outer complex step), and the result keeps
+    its imaginary part, which is what the outer derivative reads (so the pair is chosen by it
+    when present)."""
     x0 = np.asarray(values[x.name])
     ref = np.abs(np.real(x0))
     support = np.asarray(direction) != 0
@@ -121,14 +122,13 @@ def _richardson(f: Expr, x: Var, direction: np.ndarray, values, sizes, fixed=Non
         return (np.asarray(plus) - np.asarray(minus)) / (2 * step)
 
     d = [central(h0 / 4**k) for k in range(RICHARDSON_LEVELS + 1)]
-    r = [(16 * d[k + 1] - d[k]) / 15 for k in range(RICHARDSON_LEVELS)]
-    part = np.imag if any(np.any(np.imag(v) != 0) for v in r) else np.real
-    spread = [
-        float(np.nan_to_num(np.max(np.abs(part(r[k + 1] - r[k])), initial=0.0), nan=np.inf))
-        for k in range(RICHARDSON_LEVELS - 1)
-    ]
-    best = int(np.argmin(spread))
-    return r[best + 1]
+    r = np.stack([(16 * d[k + 1] - d[k]) / 15 for k in range(RICHARDSON_LEVELS)])
+    part = np.imag if np.any(np.imag(r) != 0) else np.real
+    # per entry: each entry of the result has its own best step (a large and a tiny Hessian
+    # entry of a saturated logistic regression differ by e^45)
+    spread = np.nan_to_num(np.abs(part(np.diff(r, axis=0))), nan=np.inf)
+    best = np.argmin(spread, axis=0)
+    return np.take_along_axis(r[1:], best[None, ...], axis=0)[0]
 
 
 def _real(x) -> np.ndarray:
