@@ -112,49 +112,15 @@ def _derivative(node: Call, memo, values) -> np.ndarray:
     return out
 
 
-# Derivatives of the kinked functions for a real argument u, away from the kink (a set of
-# measure zero that random points miss). SymPy applies them itself only when it can prove u
-# real, which it cannot for, e.g., s / (2 + sin(s)) (it does not know 2 + sin(s) != 0). We
-# apply them when no log or fractional power of a possibly negative value enters u
-# (`_surely_real`); otherwise the derivative stays unevaluated and is reported as an error.
-_REAL_KINK_DERIVATIVES = {
-    sympy.sign: lambda u, du: sympy.Integer(0),
-    sympy.Heaviside: lambda u, du: sympy.Integer(0),
-    sympy.Abs: lambda u, du: sympy.sign(u) * du,
-}
-
-
-def _surely_real(u: sympy.Expr) -> bool:
-    """True when u is real for every real input: no log or fractional power of a value that
-    might be negative (those are where a complex number could enter)."""
-    for p in u.atoms(sympy.Pow):
-        if not p.exp.is_integer and not p.base.is_nonnegative:
-            return False
-    return all(lg.args[0].is_positive for lg in u.atoms(sympy.log))
-
-
-def _resolve_kinks(d: sympy.Expr) -> sympy.Expr:
-    def rule(e: sympy.Derivative) -> sympy.Expr:
-        inner, variables = e.expr, e.variables
-        derivative = _REAL_KINK_DERIVATIVES.get(type(inner))
-        if derivative is None or len(variables) != 1 or not _surely_real(inner.args[0]):
-            return e
-        u = inner.args[0]
-        return derivative(u, sympy.diff(u, variables[0]))
-
-    return d.replace(lambda e: isinstance(e, sympy.Derivative), rule)
-
-
 def _diff(f: sympy.Expr, x: sympy.Symbol, node: Call) -> sympy.Expr:
-    """d f / d x; SymPy may leave the derivative of sign, step or abs unevaluated when it cannot
-    prove the argument real: resolve it, and report anything else cleanly."""
+    """d f / d x. The kinked functions (relu, abs, step, sign) are SymPy functions with their own
+    `fdiff` (engine/functions/elementwise.py), so SymPy never leaves their derivative
+    unevaluated; anything else it leaves unevaluated is reported cleanly."""
     d = sympy.diff(f, x)
     if d.has(sympy.Derivative):
-        d = _resolve_kinks(d)
-    if d.has(sympy.Derivative):
         raise EngineError(
-            f"{node.fn}(): SymPy cannot differentiate this exactly (is an argument of sign, step "
-            "or abs complex, e.g. a log of a negative value?)"
+            f"{node.fn}(): SymPy cannot differentiate this exactly (is an argument complex, "
+            "e.g. a log of a negative value?)"
         )
     return d
 
