@@ -29,11 +29,11 @@ from typing import TypeVar
 import sympy
 
 from engine.expr import EngineError, Expr, format_shape
+from engine.limits import DEFAULT_TIMEOUT  # noqa: F401 - budget.DEFAULT_TIMEOUT
 from engine.verify import Result
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = 60.0  # seconds per claim, derive or note step (`--timeout`)
 DEFAULT_MEMORY = 4 * 2**30  # bytes of address space a worker may add to what it inherits
 WARM_UP_VARS = {"z": "real[n]", "y": "simplex[n]"}
 STACK_GRACE = 1.0  # seconds the parent waits for the child's stack dump before killing it

@@ -5,11 +5,10 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from engine import budget
-from engine.claims import Claim, load_claims, read_within
 from engine.cli_options import (
     FormulaCommand,
     budget_seconds,
@@ -21,8 +20,11 @@ from engine.cli_options import (
     timeout_option,
     var_option,
 )
-from engine.expr import EngineError
-from engine.verify import Result
+
+if TYPE_CHECKING:
+    from engine.verify import Result
+
+# The engine (SymPy, NumPy) is imported inside the commands, so `--help` starts instantly.
 
 # Exit status: pass, a claim is false, bad input (or over budget), a bug in the engine, Ctrl-C.
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -83,8 +85,6 @@ class EngineGroup(click.Group):
             raise
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except EngineError as e:
-            _fail(str(e), EXIT_ERROR)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_INTERRUPTED)
         except BrokenPipeError:
@@ -95,6 +95,10 @@ class EngineGroup(click.Group):
         except (RecursionError, MemoryError) as e:
             _fail(f"the input is too large or nested too deeply ({type(e).__name__})", EXIT_ERROR)
         except Exception as e:  # noqa: BLE001 - a bug: one line, its own exit status
+            from engine.expr import EngineError
+
+            if isinstance(e, EngineError):
+                _fail(str(e), EXIT_ERROR)
             command = shorten(shlex.join(["llm-math", *self.argv]), 200)
             _fail(
                 f"internal error ({type(e).__name__}: {shorten(str(e), 120)}); this is a bug in "
@@ -162,6 +166,8 @@ def verify(target, vars_, defs, as_json, seed, sizes, timeout) -> None:
     """
     if target is None:
         raise click.UsageError("give a claims file or an equation")
+    from engine.claims import Claim, load_claims, read_within
+
     numeric_sizes = _sizes(sizes)
     seconds = budget_seconds(timeout)
     if _is_file_target(target):
@@ -225,6 +231,7 @@ def build(only, formats, out, force, no_cache, timeout) -> None:
     is named with its counterexample and the exit status is 1. Only files that a build wrote
     (listed in the directory's .llm-math-manifest.json) are ever replaced or removed.
     """
+    from engine import budget
     from engine.notes.build import OUTPUT, build_cli
 
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from engine.budget import DEFAULT_TIMEOUT
+from engine.limits import DEFAULT_TIMEOUT
 
 var_option = click.option(
     "--var",

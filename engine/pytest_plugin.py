@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from engine.limits import DEFAULT_TIMEOUT
+
 DEFAULT_PATTERNS = ("claims_*.toml", "*.claims.toml")
-DEFAULT_TIMEOUT = 60.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

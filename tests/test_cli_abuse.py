@@ -20,7 +20,7 @@ import engine.notes.build as build_mod
 from engine.claims import MAX_FILE_BYTES
 from engine.cli import EXIT_ERROR, EXIT_FAIL, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PASS, cli
 from engine.cli_options import MESSAGE_LIMIT, shorten, strict_json
-from engine.derive import cli as derive_cli
+from engine.derive import core as derive_core
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = "3"  # seconds: the short --timeout of these tests
@@ -432,7 +432,7 @@ def test_an_internal_error_in_derive_exits_3(monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("zip() argument 2 is longer than argument 1")
 
-    monkeypatch.setattr(derive_cli, "derive_program", broken)
+    monkeypatch.setattr(derive_core, "derive", broken)  # imported by the command
     result = run("derive", "sum(z)", "--var", "z=real[n]", "--wrt", "z")
     assert result.exit_code == EXIT_INTERNAL
     assert "internal error (ValueError: zip()" in one_line_error(result)
@@ -447,7 +447,7 @@ def test_ctrl_c_exits_130(monkeypatch, where, tmp_path):
         monkeypatch.setattr(engine.claims, "verify_sides", interrupted)
         result = run("verify", "--var", "z=real[n]", "sum(z) == sum(z)")
     else:
-        monkeypatch.setattr(engine.cli, "load_claims", interrupted)
+        monkeypatch.setattr(engine.claims, "load_claims", interrupted)  # imported by the command
         result = run("verify", toml_file(tmp_path, ""))
     assert result.exit_code == EXIT_INTERRUPTED
     assert one_line_error(result) == "llm-math: interrupted"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from engine import budget
-from engine.claims import load_declarations, read_within
 from engine.cli_options import (
     FormulaCommand,
     budget_seconds,
@@ -18,11 +17,11 @@ from engine.cli_options import (
     timeout_option,
     var_option,
 )
-from engine.derive.core import DerivationFailed
-from engine.derive.core import derive as derive_program
-from engine.derive.program import Program
-from engine.expr import EngineError
-from engine.parser import build_environment, parse_formula
+
+if TYPE_CHECKING:
+    from engine.derive.program import Program
+
+# The engine is imported inside the command, so `llm-math --help` does not load SymPy.
 
 EXIT_FAIL, EXIT_ERROR = 1, 2
 FORMATS = ("text", "latex", "json", "python")
@@ -38,6 +37,8 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
         return program.to_latex() + f"\n% {line}"
     if fmt == "json":
         return dumps(program.to_json())
+    from engine.expr import EngineError
+
     try:
         from engine.export import to_module
     except ImportError:
@@ -102,6 +103,13 @@ def derive(expr, wrt, vars_, defs, spec, fmt, target, seed, timeout) -> None:
     Exit status: 0 verified, 1 the verifier rejected the derivation, 2 bad input (or over
     the time budget), 3 internal error.
     """
+    from engine import budget
+    from engine.claims import load_declarations, read_within
+    from engine.derive.core import DerivationFailed
+    from engine.derive.core import derive as derive_program
+    from engine.expr import EngineError
+    from engine.parser import build_environment, parse_formula
+
     seconds = budget_seconds(timeout)
 
     variables, definitions = read_within(load_declarations, spec, seconds) if spec else ({}, {})

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import scipy.special
 import sympy
 
 from engine.expr import Call, Const, Expr, call
@@ -60,6 +59,8 @@ def _np_erf(x):
     x = np.asarray(x)
     if x.dtype == object:
         return np.frompyfunc(lambda v: v.erf(), 1, 1)(x)
+    import scipy.special  # on first use: importing scipy costs 0.2 s at start-up
+
     return scipy.special.erf(x)
 
 
