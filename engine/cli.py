@@ -242,10 +242,10 @@ def build(only, formats, out, force, no_cache, timeout) -> None:
 @cli.command(name="list")
 def list_notes() -> None:
     """List the notes in derivations/: name, number of checked steps, title."""
-    from engine.notes.build import load_notes
+    from engine.notes.listing import note_index
 
-    for x in load_notes():
-        click.echo(f"{x.note.name:24} {len(x.note.steps()):3} steps  {x.note.title}")
+    for entry in note_index():
+        click.echo(f"{entry['name']:24} {entry['steps']:3} steps  {entry['title']}")
 
 
 def main() -> None:

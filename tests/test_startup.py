@@ -64,3 +64,45 @@ def test_public_names_resolve_to_the_api():
         "for name in engine.__all__:\n    getattr(engine, name)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_list_reads_the_index_without_loading_the_engine(tmp_path):
+    env = {**__import__("os").environ, "LLM_MATH_CACHE": str(tmp_path)}
+    code = (
+        "import sys\n"
+        "from engine.cli import cli\n"
+        "try:\n    cli.main(['list'], standalone_mode=False)\n"
+        "except SystemExit:\n    pass\n"
+        "print('SYMPY' if 'sympy' in sys.modules else 'NO-SYMPY')\n"
+    )
+
+    def run() -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return out.stdout.splitlines()
+
+    first, second = run(), run()
+    assert first[-1] == "SYMPY"  # no index yet: the notes were loaded
+    assert second[-1] == "NO-SYMPY"  # the index answered
+    assert first[:-1] == second[:-1] and any("steps" in line for line in first)
+
+
+def test_the_index_follows_the_note_sources(tmp_path):
+    from engine.notes.listing import note_index
+
+    src, cache = tmp_path / "derivations", tmp_path / "cache"
+    src.mkdir()
+    note = (
+        "from engine.notes import Note, Section, Step\n"
+        "NOTE = Note(name='tiny', order=1, title='{title}', summary='s', vars={{'z': 'real[n]'}},"
+        " sections=(Section('S', Step('sum(softmax(z)) == 1', 'normalization', label='n')),))\n"
+    )
+    (src / "tiny.py").write_text(note.format(title="First"))
+    assert note_index(src, cache) == [{"name": "tiny", "steps": 1, "title": "First"}]
+    (src / "tiny.py").write_text(note.format(title="Second"))
+    assert note_index(src, cache)[0]["title"] == "Second"  # a changed source is reloaded
+    (cache / "notes-index.json").write_text('{"key": "x", "notes": [{"name": 1}]}')
+    assert note_index(src, cache)[0]["title"] == "Second"  # a stale or corrupt index is ignored
+    (cache / "notes-index.json").write_bytes(b"\xff\x00garbage")
+    assert note_index(src, cache)[0]["name"] == "tiny"

@@ -20,6 +20,7 @@ from engine.notes.cache import FigureCache, ResultCache, engine_fingerprint
 from engine.notes.check import StepResult, check_note, environment
 from engine.notes.model import Note
 from engine.notes.output import OutputDirectory, OutputError
+from engine.notes.paths import CACHE, DERIVATIONS, OUTPUT, ROOT  # noqa: F401 - re-exported
 from engine.notes.render import (
     FigureFiles,
     NoteView,
@@ -30,11 +31,6 @@ from engine.notes.render import (
 )
 from engine.parser import parse_formula
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-DERIVATIONS = ROOT / "derivations"
-OUTPUT = ROOT / "output"
-# steps/ (passing results) and figures/ (SVG and PDF); LLM_MATH_CACHE moves it (benchmarks).
-CACHE = Path(os.environ.get("LLM_MATH_CACHE") or ROOT / ".cache" / "llm-math")
 BOOK_TITLE = "The Mathematics of Large Language Models"
 FORMATS = ("md", "tex", "pdf")
 PDF_PACKAGES = "texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk"
