@@ -146,6 +146,122 @@ def run(
         os.close(stack_r)
 
 
+def run_all(
+    jobs: list[Callable[[], T]],
+    timeout: float | None,
+    what: str = "the check",
+    parallel: int = 1,
+    memory: int | None = DEFAULT_MEMORY,
+    done: Callable[[int, tuple[bool, T | BaseException]], None] | None = None,
+) -> list[tuple[bool, T | BaseException]]:
+    """Every job, up to `parallel` forked workers at a time, each within its own `timeout`.
+
+    Returns, in the order of `jobs`, `(True, value)` or `(False, exception)` — the exception
+    `run` would raise for that job (BudgetExceeded past its deadline). `done(i, outcome)` is
+    called as job i finishes, in completion order. With `parallel` 1 (or no fork) this is
+    `run` for each job in turn. Workers are forked from this (single-threaded) process only;
+    Ctrl-C kills them all.
+    """
+    outcomes: list[tuple[bool, T | BaseException] | None] = [None] * len(jobs)
+
+    def settle(i: int, fn: Callable[[], T]) -> None:
+        try:
+            outcomes[i] = (True, fn())
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - returned, as the caller asked
+            outcomes[i] = (False, e)
+        if done:
+            done(i, outcomes[i])
+
+    if parallel <= 1 or len(jobs) <= 1 or not hasattr(os, "fork"):
+        for i, job in enumerate(jobs):
+            settle(i, lambda job=job: run(job, timeout, what, memory))
+        return outcomes  # type: ignore[return-value]
+    if timeout is not None and not (
+        isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)
+    ):
+        raise EngineError(f"the time budget must be a positive number of seconds, got {timeout!r}")
+    _warm_up()
+    pending = list(range(len(jobs)))[::-1]
+    running: dict[int, _Running] = {}  # result pipe -> worker
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                w = _start(pending.pop(), jobs, memory, timeout)
+                running[w.result_r] = w
+            now = time.monotonic()
+            soonest = min(w.deadline for w in running.values())
+            wait = None if soonest == math.inf else max(0.0, soonest - now)
+            ready, _, _ = select.select(list(running), [], [], wait)
+            for fd in ready:
+                w = running[fd]
+                chunk = os.read(fd, 1 << 20)
+                if chunk:
+                    w.chunks.append(chunk)
+                    continue
+                del running[fd]
+                settle(w.index, lambda w=w: _finish(w, what))
+            now = time.monotonic()
+            for fd, w in list(running.items()):
+                if w.deadline <= now:
+                    del running[fd]
+                    error = _over_budget(w.pid, w.stack_r, timeout or 0.0, what)
+                    _close(w)
+                    settle(w.index, lambda error=error: _raise(error))
+    finally:
+        for w in running.values():
+            _reap(w.pid)
+            _close(w)
+    return outcomes  # type: ignore[return-value]
+
+
+class _Running:
+    """A worker of `run_all`: its job's index, process, pipes, deadline and output so far."""
+
+    def __init__(self, index: int, pid: int, result_r: int, stack_r: int, deadline: float):
+        self.index, self.pid, self.result_r, self.stack_r = index, pid, result_r, stack_r
+        self.deadline = deadline
+        self.chunks: list[bytes] = []
+
+
+def _start(index: int, jobs: list[Callable[[], T]], memory: int | None, timeout) -> _Running:
+    result_r, result_w = os.pipe()
+    stack_r, stack_w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        pid = os.fork()
+    if pid == 0:
+        os.close(result_r)
+        os.close(stack_r)
+        _worker(jobs[index], result_w, stack_w, memory)
+    os.close(result_w)
+    os.close(stack_w)
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    return _Running(index, pid, result_r, stack_r, deadline)
+
+
+def _finish(w: _Running, what: str):
+    status = _reap(w.pid)
+    _close(w)
+    if not w.chunks:
+        raise _died(status, what)
+    kind, value = pickle.loads(b"".join(w.chunks))
+    if kind == "raise":
+        raise value
+    return value
+
+
+def _close(w: _Running) -> None:
+    for fd in (w.result_r, w.stack_r):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _raise(error: BaseException):
+    raise error
+
+
 _warm = False
 
 

@@ -51,6 +51,16 @@ class Claim:
         Parsing (linear in the text, which is bounded) runs here; the checks, which SymPy and
         mpmath can make arbitrarily slow, run in the worker.
         """
+        job = self.job(seed, numeric_sizes)
+        if isinstance(job, Result):
+            return job
+        return result_within(job, self.name, timeout, "the claim")
+
+    def job(
+        self, seed: int = 0, numeric_sizes: Mapping[str, int] | None = None
+    ) -> Callable[[], Result] | Result:
+        """The check as a callable for a worker, after parsing here; an `error` Result if the
+        claim does not parse."""
         try:
             env = build_environment(self.vars, self.defs)
             lhs, rhs = parse_equation(self.equation, env)
@@ -63,7 +73,52 @@ class Claim:
                 lhs, rhs, env, seed=seed, name=self.name, numeric_sizes=numeric_sizes
             )
 
-        return result_within(job, self.name, timeout, "the claim")
+        return job
+
+
+def check_claims(
+    claims: list[Claim],
+    seed: int = 0,
+    numeric_sizes: Mapping[str, int] | None = None,
+    timeout: float | None = None,
+    parallel: int = 1,
+    done: Callable[[int, Result], None] | None = None,
+) -> list[Result]:
+    """Every claim's Result, in the claims' order, checking up to `parallel` at once (each in
+    its own forked worker within `timeout`). `done(i, result)` is called as claim i finishes.
+    The results do not depend on `parallel`: each claim's points come from `seed` alone."""
+    if parallel <= 1:
+        results = []
+        for i, claim in enumerate(claims):
+            results.append(claim.check(seed, numeric_sizes, timeout))
+            if done:
+                done(i, results[-1])
+        return results
+    prepared = [claim.job(seed, numeric_sizes) for claim in claims]
+    results: list[Result | None] = [p if isinstance(p, Result) else None for p in prepared]
+    todo = [i for i, p in enumerate(prepared) if not isinstance(p, Result)]
+    if done:
+        for i, r in enumerate(results):
+            if r is not None:
+                done(i, r)
+
+    def finished(k: int, outcome: tuple[bool, object]) -> None:
+        i = todo[k]
+        results[i] = _as_result(claims[i].name, *outcome)
+        if done:
+            done(i, results[i])
+
+    jobs = [prepared[i] for i in todo]
+    budget.run_all(jobs, timeout, "the claim", parallel, done=finished)  # type: ignore[arg-type]
+    return results  # type: ignore[return-value]
+
+
+def _as_result(name: str, ok: bool, value: object) -> Result:
+    if ok:
+        return value  # type: ignore[return-value]
+    if isinstance(value, budget.BudgetExceeded):
+        return Result(name, "error", str(value))
+    raise value  # type: ignore[misc] - an engine error or bug, as Claim.check would raise it
 
 
 def read_text_bounded(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:

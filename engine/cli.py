@@ -13,7 +13,9 @@ from engine.cli_options import (
     FormulaCommand,
     budget_seconds,
     def_option,
+    default_jobs,
     dumps,
+    jobs_option,
     parse_pairs,
     seed_option,
     shorten,
@@ -152,7 +154,8 @@ def cli() -> None:
     help="Size for the numeric check, e.g. --size n=50000 (default n=64).",
 )
 @timeout_option
-def verify(target, vars_, defs, as_json, seed, sizes, timeout) -> None:
+@jobs_option
+def verify(target, vars_, defs, as_json, seed, sizes, timeout, jobs) -> None:
     """Check claims: a TOML claims file, or one EQUATION with --var/--def.
 
     \b
@@ -166,7 +169,7 @@ def verify(target, vars_, defs, as_json, seed, sizes, timeout) -> None:
     """
     if target is None:
         raise click.UsageError("give a claims file or an equation")
-    from engine.claims import Claim, load_claims, read_within
+    from engine.claims import Claim, check_claims, load_claims, read_within
 
     numeric_sizes = _sizes(sizes)
     seconds = budget_seconds(timeout)
@@ -176,12 +179,17 @@ def verify(target, vars_, defs, as_json, seed, sizes, timeout) -> None:
         claims = read_within(load_claims, target, seconds)
     else:
         claims = [Claim("claim", target, parse_pairs(vars_, "var"), parse_pairs(defs, "def"))]
-    results = []
-    for claim in claims:
-        result = claim.check(seed=seed, numeric_sizes=numeric_sizes, timeout=seconds)
-        results.append(result)
-        if not as_json:
-            click.echo(_report(result))
+    finished: dict[int, Result] = {}
+    shown = 0
+
+    def done(i: int, result: Result) -> None:
+        nonlocal shown  # reports go out in the file's order, as soon as all before are done
+        finished[i] = result
+        while shown in finished and not as_json:
+            click.echo(_report(finished[shown]))
+            shown += 1
+
+    results = check_claims(claims, seed, numeric_sizes, seconds, jobs or default_jobs(), done=done)
     if as_json:
         click.echo(dumps([_json(r) for r in results]))
     else:
@@ -224,7 +232,8 @@ def _json(result: Result) -> dict:
 )
 @click.option("--no-cache", is_flag=True, help="Re-check every step (ignore cached results).")
 @timeout_option
-def build(only, formats, out, force, no_cache, timeout) -> None:
+@jobs_option
+def build(only, formats, out, force, no_cache, timeout, jobs) -> None:
     """Derive, verify and render every note in derivations/ (Markdown, LaTeX, PDF).
 
     Nothing is written unless every step of every selected note verifies; a failing step
@@ -236,7 +245,8 @@ def build(only, formats, out, force, no_cache, timeout) -> None:
 
     fmts = tuple(f.strip() for f in formats.split(",") if f.strip())
     with budget.timeout_set(budget_seconds(timeout)):
-        sys.exit(build_cli(only, fmts, OUTPUT if out is None else out, not no_cache, force))
+        target = OUTPUT if out is None else out
+        sys.exit(build_cli(only, fmts, target, not no_cache, force, jobs or default_jobs()))
 
 
 @cli.command(name="list")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from typing import Any
 
@@ -114,6 +115,25 @@ timeout_option = click.option(
     callback=_finite_timeout,
     help="Time budget of each claim, derive or note step, in seconds; past it the check is "
     "stopped and reported as an error naming the stage that ran out. 0: no budget.",
+)
+
+
+def default_jobs() -> int:
+    """How many checks run at once unless -j says: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+jobs_option = click.option(
+    "-j",
+    "--jobs",
+    default=None,
+    type=click.IntRange(min=1, max=256),
+    metavar="N",
+    help="Check up to N claims or steps at once, each in its own process (default: the number "
+    "of cores). The output does not depend on N.",
 )
 
 

@@ -119,6 +119,7 @@ def build(
     cache_dir: Path | None = None,
     progress: Callable[[str, StepResult | None], None] | None = None,
     force: bool = False,
+    parallel: int = 1,
 ) -> BuildReport:
     """Check every step of the selected notes; if all pass, draw, render and write them.
 
@@ -150,6 +151,7 @@ def build(
             fingerprint,
             x.source,
             progress=(lambda sr: progress(sr.note, sr)) if progress else None,
+            parallel=parallel,
         )
         checked[x.note.name] = results
         report.steps += len(results)
@@ -370,29 +372,72 @@ def log_problems(log: str) -> list[str]:
 # ---------------------------------------------------------------- command line
 
 
+class LineProgress:
+    """Progress for a log (stderr not a terminal): one plain line per note once its steps are
+    checked, and one when the notes are being rendered."""
+
+    def __init__(self, steps: Mapping[str, int]):
+        self.steps = dict(steps)
+        self.done: dict[str, list[bool]] = {name: [] for name in steps}
+        self.rendering = False
+
+    def __call__(self, note: str, sr: StepResult | None) -> None:
+        import click
+
+        if sr is None:
+            if not self.rendering:
+                self.rendering = True
+                click.echo(f"rendering {len(self.steps)} note(s)", err=True)
+            return
+        done = self.done[note]
+        done.append(sr.cached)
+        if len(done) == self.steps[note]:
+            cached = sum(done)
+            click.echo(
+                f"{note}: {len(done)} steps checked"
+                + (f" ({cached} from cache)" if cached else ""),
+                err=True,
+            )
+
+
 def build_cli(
     only: Sequence[str],
     formats: Sequence[str],
     out: Path | str,
     use_cache: bool,
     force: bool = False,
+    parallel: int = 1,
 ) -> int:
-    """Run a build with a progress bar on stderr; return the exit status (0, 1 or 2)."""
+    """Run a build with progress on stderr (a bar on a terminal, one line per note otherwise);
+    return the exit status (0, 1 or 2)."""
     import click
 
     try:
         OutputDirectory(out, force)  # refuse a bad --out before any work
         notes = select(load_notes(), only)
-        total = sum(len(x.note.steps()) + 1 for x in notes)
-        with click.progressbar(
-            length=total, label="Checking and rendering notes", file=sys.stderr, width=30
-        ) as bar:
+        if sys.stderr.isatty():
+            total = sum(len(x.note.steps()) + 1 for x in notes)
+            with click.progressbar(
+                length=total, label="Checking and rendering notes", file=sys.stderr, width=30
+            ) as bar:
 
-            def progress(note: str, sr: StepResult | None) -> None:
-                bar.label = f"{note:>18}"
-                bar.update(1)
+                def progress(note: str, sr: StepResult | None) -> None:
+                    bar.label = f"{note:>18}"
+                    bar.update(1)
 
-            report = build(only, formats, out, use_cache, progress=progress, force=force)
+                report = build(
+                    only, formats, out, use_cache, progress=progress, force=force, parallel=parallel
+                )
+        else:
+            report = build(
+                only,
+                formats,
+                out,
+                use_cache,
+                progress=LineProgress({x.note.name: len(x.note.steps()) for x in notes}),
+                force=force,
+                parallel=parallel,
+            )
     except (BuildError, OutputError) as e:
         click.echo(f"llm-math: {e}", err=True)
         return 2

@@ -115,26 +115,44 @@ def check_note(
     fingerprint: str = "",
     note_source: str = "",
     progress: Callable[[StepResult], None] | None = None,
+    parallel: int = 1,
 ) -> list[StepResult]:
     """Check every step of `note`; a step whose passing result is cached (a record that
-    certifies exactly this step, see `ResultCache`) is not checked again."""
+    certifies exactly this step, see `ResultCache`) is not checked again. With `parallel` > 1,
+    up to that many steps are checked at once, each in its own forked worker; the results (in
+    step order) do not depend on it, and `progress` is called as each step finishes."""
     env = environment(note)
-    out = []
+    out: list[StepResult | None] = []
+    todo: list[tuple[int, str, dict]] = []  # (position, name, claim) of the steps to check
     for number, step in enumerate(note.steps(), start=1):
         name = f"{note.name}: {step_title(step, number)}"
         claim = step_claim(note, step, fingerprint, note_source) if cache else {}
         result = cache.get(claim, name) if cache else None
-        cached = result is not None
         if result is None:
-            job = partial(check_step, note, step, env, name)
-            result = budget.result_within(job, name, budget.current_timeout(), "the step")
-            if cache:
-                cache.put(claim, result)
-        sr = StepResult(note.name, number, step, result, cached)
-        out.append(sr)
+            todo.append((number - 1, name, claim))
+            out.append(None)
+            continue
+        out.append(StepResult(note.name, number, step, result, True))
         if progress:
-            progress(sr)
-    return out
+            progress(out[-1])
+    steps = note.steps()
+
+    def finished(k: int, outcome: tuple[bool, object]) -> None:
+        position, name, claim = todo[k]
+        ok, value = outcome
+        if not ok:
+            if not isinstance(value, budget.BudgetExceeded):
+                raise value  # as budget.result_within would
+            value = Result(name, "error", str(value))
+        if cache:
+            cache.put(claim, value)
+        out[position] = StepResult(note.name, position + 1, steps[position], value, False)
+        if progress:
+            progress(out[position])
+
+    jobs = [partial(check_step, note, steps[p], env, name) for p, name, _ in todo]
+    budget.run_all(jobs, budget.current_timeout(), "the step", parallel, done=finished)
+    return out  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- index notation
