@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 
 from engine import budget
 from engine.derive import Program
 from engine.derive import derive as _derive
+from engine.expr import EngineError
 from engine.verify import Result
 from engine.verify import verify as _verify
 
@@ -31,7 +33,22 @@ def verify(
     def job() -> Result:
         return _verify(equation, vars, defs, seed=seed, name=name, numeric_sizes=numeric_sizes)
 
-    return budget.result_within(job, name, timeout, "the claim")
+    result = budget.result_within(job, name, timeout, "the claim")
+    return dataclasses.replace(result, latex=statement_latex(equation, vars, defs))
+
+
+def statement_latex(
+    equation: str, vars: Mapping[str, str], defs: Mapping[str, str] | None = None
+) -> str | None:
+    """The claim typeset, `lhs = rhs`; None if it does not parse (the result says why)."""
+    from engine.parser import build_environment, parse_equation
+    from engine.printing.latex import to_latex
+
+    try:
+        lhs, rhs = parse_equation(equation, build_environment(vars, defs))
+        return f"{to_latex(lhs)} = {to_latex(rhs)}"
+    except (EngineError, RecursionError):
+        return None
 
 
 def assert_claim(

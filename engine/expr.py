@@ -129,6 +129,11 @@ class Expr:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self}>"
 
+    def _repr_latex_(self) -> str:
+        from engine.display import expr_latex
+
+        return expr_latex(self)
+
 
 def _unpickle(cls: type[Expr], state: dict[str, Any]) -> Expr:
     node = object.__new__(cls)

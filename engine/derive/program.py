@@ -106,6 +106,11 @@ class Program:
         rows += [f"{latex_name(names[w])} &= {to_latex(g)}" for w, g in self.gradients]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
+    def _repr_markdown_(self) -> str:
+        from engine.display import program_markdown
+
+        return program_markdown(self)
+
     def to_json(self) -> dict[str, Any]:
         """Steps, gradients and the verification, as plain JSON data."""
         from engine.printing.text import to_text

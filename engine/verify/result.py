@@ -55,6 +55,8 @@ class Result:
     message: str
     counterexample: Counterexample | None = None
     checks: tuple[CheckReport, ...] = field(default_factory=tuple)
+    # The claim typeset (LaTeX), for display in notebooks; not part of the verdict or JSON.
+    latex: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -74,6 +76,11 @@ class Result:
         if self.counterexample is not None:
             body.append(self.counterexample.describe())
         return head + "\n" + "\n".join("  " + line for b in body for line in b.splitlines())
+
+    def _repr_markdown_(self) -> str:
+        from engine.display import result_markdown
+
+        return result_markdown(self)
 
     def to_json(self) -> dict[str, Any]:
         return {
