@@ -149,3 +149,57 @@ def test_latex_of_derivatives_and_constant_factors():
     }
     for source, latex in cases.items():
         assert to_latex(parse_formula(source, env)) == latex
+
+
+# ---------------------------------------------------------------- forms a reader could misread
+
+UNAMBIGUOUS_ENV = build_environment(
+    {
+        "p": "simplex[n]",
+        "v": "real[n]",
+        "A": "real[n, m]",
+        "G": "real[n, m]",
+        "c": "real[n, 1]",
+        "r": "real[1, m]",
+        "t": "positive",
+    },
+    {"D": "sum(A * G, axis=-1, keepdims=True)"},
+)
+
+
+@pytest.mark.parametrize(
+    "text,latex",
+    [
+        # a power of a sum: (Σ x)², never Σ(x)², which reads as a sum of squares
+        ("sum(p * v) ** 2", r"\left({\textstyle\sum}\left(p \odot v\right)\right)^{2}"),
+        ("2 * sum(v) ** 2", r"2 \left({\textstyle\sum}\left(v\right)\right)^{2}"),
+        ("sum(v ** 2)", r"{\textstyle\sum}\left(v^{2}\right)"),
+        ("sum(A, axis=0) ** 2", r"\left({\textstyle\sum}_{\text{col}}\left(A\right)\right)^{2}"),
+        # a keepdims row sum (a column) broadcast across columns shows the ones row vector
+        (
+            "A - sum(A * G, axis=-1, keepdims=True)",
+            r"A - {\textstyle\sum}_{\text{row}}\left(A \odot G\right) \, \mathbf{1}_{m}^{\top}",
+        ),
+        ("A - D", r"A - D \, \mathbf{1}_{m}^{\top}"),
+        ("A * (G - D)", r"A \odot \left(G - D \, \mathbf{1}_{m}^{\top}\right)"),
+        ("D * A", r"\left(D \, \mathbf{1}_{m}^{\top}\right) \odot A"),
+        (
+            "A / sum(A, axis=1, keepdims=True)",
+            r"\frac{A}{{\textstyle\sum}_{\text{row}}\left(A\right) \, \mathbf{1}_{m}^{\top}}",
+        ),
+        # a column sum (a row) broadcast down the rows: the ones column vector in front
+        (
+            "A - sum(A, axis=0, keepdims=True)",
+            r"A - \mathbf{1}_{n} \, {\textstyle\sum}_{\text{col}}\left(A\right)",
+        ),
+        ("A + r", r"A + \mathbf{1}_{n} \, r"),
+        ("c + A", r"c \, \mathbf{1}_{m}^{\top} + A"),
+        # no broadcast to show: unchanged
+        ("c * c", r"c \odot c"),
+        ("A - G", r"A - G"),
+        ("A * t", r"A \, t"),
+        ("sum(A * G, axis=-1)", r"{\textstyle\sum}_{\text{row}}\left(A \odot G\right)"),
+    ],
+)
+def test_no_ambiguous_forms(text: str, latex: str):
+    assert to_latex(parse_formula(text, UNAMBIGUOUS_ENV)) == latex

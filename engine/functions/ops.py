@@ -40,6 +40,35 @@ def _is_scalar(e: Expr) -> bool:
     return e.shape == ()
 
 
+# Reductions printed with a big operator (Σ): as the base of a power they take parentheses,
+# (Σ x)², since Σ(x)² reads as a sum of squares.
+BIG_OPERATORS = frozenset({"sum"})
+
+
+def broadcast_latex(n: Call, i: int, text: str) -> str:
+    """Argument i of a broadcasting operation, with the ones vector that a reader needs to
+    see the broadcast: a column c (n×1) against an n×m operand prints `c 1_mᵀ`, a row r (1×m)
+    prints `1_n r`. (NumPy broadcasts silently; printed bare, `A - rowsum(B)` leaves the
+    orientation of the rowsum invisible.)"""
+    mine, other = n.args[i].shape, n.args[1 - i].shape
+    if len(mine) != 2 or len(other) != 2:
+        return text
+    one = sympy.Integer(1)
+    if mine[1] == one and other[1] != one and mine[0] != one:
+        return rf"{text} \, \mathbf{{1}}_{{{sympy.latex(other[1])}}}^{{\top}}"
+    if mine[0] == one and other[0] != one and mine[1] != one:
+        return rf"\mathbf{{1}}_{{{sympy.latex(other[0])}}} \, {text}"
+    return text
+
+
+def _bcast_arg(n: Call, i: int, s, prec: int) -> str:
+    text = s(n.args[i], prec)
+    out = broadcast_latex(n, i, text)
+    if out != text and prec >= PREC_MUL and not text.startswith(r"\left("):
+        out = rf"\left({out}\right)"  # c 1ᵀ is a product: parenthesized where a product would be
+    return out
+
+
 def _binary(name, infix, prec, np_f, sym_f, vjp, latex, doc):
     return register(
         Function(
@@ -65,7 +94,7 @@ _binary(
     np.add,
     lambda a, b: a + b,
     lambda n, g, i: unbroadcast(g, n.args[i].shape),
-    lambda n, s: f"{s(n.args[0], PREC_ADD)} + {s(n.args[1], PREC_ADD + 1)}",
+    lambda n, s: f"{_bcast_arg(n, 0, s, PREC_ADD)} + {_bcast_arg(n, 1, s, PREC_ADD + 1)}",
     "elementwise sum with broadcasting",
 )
 _binary(
@@ -75,7 +104,7 @@ _binary(
     np.subtract,
     lambda a, b: a - b,
     lambda n, g, i: unbroadcast(g if i == 0 else -g, n.args[i].shape),
-    lambda n, s: f"{s(n.args[0], PREC_ADD)} - {s(n.args[1], PREC_ADD + 1)}",
+    lambda n, s: f"{_bcast_arg(n, 0, s, PREC_ADD)} - {_bcast_arg(n, 1, s, PREC_ADD + 1)}",
     "elementwise difference with broadcasting",
 )
 
@@ -87,7 +116,10 @@ def _mul_latex(n: Call, s) -> str:
     if isinstance(a, Const) and a.value == 0 and isinstance(b, Call) and b.fn == "ones":
         dims = r" \times ".join(sympy.latex(d) for d in b.param("dims"))
         return rf"\mathbf{{0}}_{{{dims}}}"  # 0 * ones(n): the zero vector, not "0 1_n"
-    left, right = s(a, PREC_MUL), s(b, PREC_MUL + 1)
+    if a is n.args[0]:
+        left, right = _bcast_arg(n, 0, s, PREC_MUL), _bcast_arg(n, 1, s, PREC_MUL + 1)
+    else:
+        left, right = s(a, PREC_MUL), s(b, PREC_MUL + 1)
     if _is_scalar(a) and isinstance(b, Call) and b.fn in ("matmul", "outer"):
         # A scalar times a product is written by juxtaposition: 2 X^T (X w - r).
         right = s(b, PREC_MUL)
@@ -115,7 +147,7 @@ _binary(
     lambda n, g, i: unbroadcast(
         g / n.args[1] if i == 0 else -(g * n.args[0]) / n.args[1] ** 2, n.args[i].shape
     ),
-    lambda n, s: rf"\frac{{{s(n.args[0], 0)}}}{{{s(n.args[1], 0)}}}",
+    lambda n, s: rf"\frac{{{_bcast_arg(n, 0, s, 0)}}}{{{_bcast_arg(n, 1, s, 0)}}}",
     "elementwise quotient with broadcasting",
 )
 
@@ -131,6 +163,8 @@ def _pow_latex(n: Call, s) -> str:
     base, expo = n.args
     if isinstance(expo, Const) and expo.value == sympy.Rational(1, 2):
         return rf"\sqrt{{{s(base, 0)}}}"
+    if isinstance(base, Call) and base.fn in BIG_OPERATORS:
+        return rf"\left({s(base, 0)}\right)^{{{s(expo, 0)}}}"
     return f"{s(base, PREC_POW + 1)}^{{{s(expo, 0)}}}"
 
 
