@@ -3,6 +3,7 @@
 import numpy as np
 import sympy
 
+from engine import build_environment, parse_formula, to_numpy
 from engine.notes import Chain, Definition, Figure, Note, Reference, Section, Step
 from engine.notes.symbols import Named, array, delta, indices, size, total
 
@@ -18,10 +19,21 @@ def p(a):
 
 L = Named("L", -total(y[i] * sympy.log(p(i)), i, n))
 
+# Numbers quoted in the prose, computed here (not typed): the shifted log-sum-exp of the
+# figure's logits (m, m-1, m-2, m-3.5) minus m, by the engine's logsumexp, and the largest
+# exponent before exp overflows in float64.
+FIGURE_LOGITS = np.array([0.0, -1.0, -2.0, -3.5])
+LSE_TAIL = float(
+    to_numpy(parse_formula("logsumexp(z)", build_environment({"z": "real[n]"})))(z=FIGURE_LOGITS)
+)
+EXP_OVERFLOW = float(np.log(np.finfo(float).max))
+_mantissa, _exponent = f"{np.finfo(float).max:.1e}".split("e")
+DOUBLE_MAX = rf"{_mantissa} \times 10^{{{int(_exponent)}}}"
+
 
 def draw_overflow(ctx):
     """Naive log(sum(exp(z))) against the verified log-sum-exp, as the logits move."""
-    base = np.array([0.0, -1.0, -2.0, -3.5])
+    base = FIGURE_LOGITS
     shifts = np.linspace(-1000.0, 1000.0, 2001)
     naive, stable = [], []
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
@@ -197,10 +209,10 @@ model already predicts with confidence.
         ),
         Section(
             "The log-sum-exp trick",
-            r"""
-Computing $p = \mathrm{softmax}(z)$ and then $\log p_t$ is a bad idea in floating point.
-The largest double is about $1.8 \times 10^{308}$, so $e^{z}$ overflows to infinity as soon
-as $z > \log(1.8 \times 10^{308}) \approx 709.78$, and small probabilities underflow to
+            rf"""
+Computing $p = \mathrm{{softmax}}(z)$ and then $\log p_t$ is a bad idea in floating point.
+The largest double is about ${DOUBLE_MAX}$, so $e^{{z}}$ overflows to infinity as soon
+as $z > \log({DOUBLE_MAX}) \approx {EXP_OVERFLOW:.2f}$, and small probabilities underflow to
 zero, where $\log 0 = -\infty$. Both happen with realistic logits (large activations,
 low temperatures). The cure is an exact identity: shifting all logits by any constant $c$
 changes nothing.
@@ -232,7 +244,9 @@ Log-sum-exp of the four logits $z = (m, m-1, m-2, m-3.5)$, minus $m$, evaluated 
 float64 from the naive form and from the engine's log-sum-exp, which uses the shift of
 [[lse-shift]]. The naive form only works in a window: beyond it $e^{m}$ overflows to
 infinity, or every $e^{z_k}$ underflows to zero and the logarithm is $-\infty$ (shaded).
-The shifted form gives $\log(1 + e^{-1} + e^{-2} + e^{-3.5}) \approx 0.44$ for every $m$.
+"""
+                + rf"""The shifted form gives $\log(1 + e^{{-1}} + e^{{-2}} + e^{{-3.5}}) \approx
+{LSE_TAIL:.4f}$ for every $m$.
 """,
                 draw_overflow,
                 label="fig-overflow",

@@ -1,0 +1,32 @@
+"""Numbers in the notes' prose are computed from the formulas, not typed (issue 11's review:
+a typed "≈ 0.44" stood for the true 0.4275)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mpmath
+
+ROOT = Path(__file__).resolve().parent.parent
+CE = (ROOT / "output" / "md" / "cross-entropy.md").read_text()
+
+
+def _approx(text: str, before: str) -> str:
+    m = re.search(re.escape(before) + r"\) \\approx\s+([0-9.]+)", text)
+    assert m, before
+    return m.group(1)
+
+
+def test_the_shifted_logsumexp_of_the_figure_is_the_true_value():
+    quoted = _approx(CE, r"\log(1 + e^{-1} + e^{-2} + e^{-3.5}")
+    true = mpmath.log(1 + mpmath.e**-1 + mpmath.e**-2 + mpmath.e**-3.5)
+    assert quoted == mpmath.nstr(true, 4)  # 0.4275
+    assert abs(float(quoted) - float(true)) < 5e-5
+
+
+def test_the_overflow_threshold_is_the_true_value():
+    assert "1.8 \\times 10^{308}" in CE
+    quoted = _approx(CE, r"\log(1.8 \times 10^{308}")
+    true = mpmath.log(mpmath.mpf(2) ** 1024 * (1 - mpmath.mpf(2) ** -53))  # the largest double
+    assert quoted == mpmath.nstr(true, 5)  # 709.78
