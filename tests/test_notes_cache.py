@@ -366,3 +366,26 @@ def test_the_fingerprint_follows_relative_imports_into_a_package(tmp_path):
     found = checker_sources(tmp_path / "notes" / "check.py", tmp_path)
     names = {str(p.relative_to(tmp_path.resolve())) for p in found}
     assert names == set(files) - {"__init__.py", "derive.py"}
+
+
+def test_the_fingerprint_skips_imports_for_annotations_only(tmp_path):
+    # `if TYPE_CHECKING:` imports never run: a module imported only there (the derive package,
+    # for an annotation) is not part of the checker, but a lazy import inside a function is.
+    files = {
+        "notes/check.py": (
+            "from typing import TYPE_CHECKING\nimport typing\n"
+            "if TYPE_CHECKING:\n    from engine.derive import program\n"
+            "if typing.TYPE_CHECKING:\n    import engine.export\nelse:\n    import engine.types\n"
+            "def f():\n    from engine import numeric\n"
+        ),
+        "derive/program.py": "",
+        "export.py": "",
+        "types.py": "",
+        "numeric.py": "",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    found = checker_sources(tmp_path / "notes" / "check.py", tmp_path)
+    names = {str(p.relative_to(tmp_path.resolve())) for p in found}
+    assert names == {"notes/check.py", "types.py", "numeric.py"}

@@ -50,7 +50,7 @@ def checker_sources(start: Path | None = None, root: Path | None = None) -> list
         if path in seen:
             continue
         seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
             for base, parts in _imported(node, path, root):
                 for candidate in (
                     base.joinpath(*parts).with_suffix(".py") if parts else base / "__init__.py",
@@ -59,6 +59,26 @@ def checker_sources(start: Path | None = None, root: Path | None = None) -> list
                     if candidate.exists():
                         todo.append(candidate.resolve())
     return sorted(seen)
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of `tree` except those under `if TYPE_CHECKING:` (imports for annotations
+    only, never run, so they are not part of what a check executes)."""
+    found, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
 def _imported(node: ast.AST, path: Path, root: Path) -> list[tuple[Path, list[str]]]:
