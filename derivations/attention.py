@@ -321,10 +321,11 @@ NOTE = Note(
             ),
             "So row $i$ of the masked attention is exactly the softmax over the visible prefix "
             "$1, \\dots, i$, and the future receives no weight at all. The first row attends "
-            "only to itself. Implementations write the most negative finite number of the "
-            "floating-point type rather than $-\\infty$: $e^{M_{ij}}$ then underflows to 0 just "
-            "the same, and a row that is masked everywhere (padding can cause one) gives a "
-            "uniform row instead of $0/0$.",
+            "only to itself. Implementations often write a large negative finite constant "
+            "rather than $-\\infty$ ($-10^9$ is common; some use the most negative finite "
+            "number of the floating-point type): after the row's maximum is subtracted, "
+            "$e^{M_{ij}}$ underflows to 0 just the same, and a row that is masked everywhere "
+            "(padding can cause one) gives a uniform row instead of $0/0$.",
         ),
         Section(
             "The backward pass",

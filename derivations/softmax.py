@@ -94,8 +94,9 @@ The softmax turns a vector of logits into a probability distribution, and becaus
 probabilities must sum to one, tokens compete: raising one logit lowers every other
 probability. This note derives the softmax Jacobian $\operatorname{diag}(p) - p p^\top$ in
 index notation, shows the competition ($\partial p_j / \partial z_i = -p_i p_j < 0$), shift
-invariance, and how temperature trades confidence for diversity: the entropy always rises
-with temperature, at the rate $\mathrm{d}H/\mathrm{d}T = \operatorname{Var}_q(z) / T^3$.
+invariance, and how temperature trades confidence for diversity: the entropy never
+decreases as the temperature rises (it increases strictly unless all logits are equal), at
+the rate $\mathrm{d}H/\mathrm{d}T = \operatorname{Var}_q(z) / T^3$.
 """,
     vars={"z": "real[n]", "v": "real[n]", "g": "real[n]", "c": "real", "T": "positive"},
     defs={"p": "softmax(z)", "q": "softmax(z / T)"},
@@ -165,8 +166,9 @@ every attention layer:
             "Token competition",
             r"""
 For two different tokens, $i \neq j$, the delta in [[jac-index]] is zero: raising a
-rival's logit lowers every probability, in proportion to both probabilities. To state it
-for all pairs at once we multiply by $1 - \delta_{ij}$, which is zero on the diagonal:
+rival's logit lowers every other token's probability, in proportion to both probabilities.
+To state it for all pairs at once we multiply by $1 - \delta_{ij}$, which is zero on the
+diagonal:
 """,
             Step(
                 (
