@@ -184,6 +184,22 @@ def rotation(angle: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
+def idle_jump(beta1: float, beta2: float) -> float:
+    """The uncorrected first step in units of alpha, (1 - beta1) / sqrt(1 - beta2), evaluated
+    from the right side of [[no-correction]] through the engine (g = 1, alpha = 1, eps = 0)."""
+    jump = _formula(
+        "alpha * (1 - beta1) / sqrt(1 - beta2) * sign(g)",
+        alpha="positive",
+        beta1="unit",
+        beta2="unit",
+        g="real",
+    )
+    return float(jump(alpha=1.0, beta1=beta1, beta2=beta2, g=1.0))
+
+
+JUMP_0999 = f"{idle_jump(0.9, 0.999):.2f}"
+JUMP_095 = f"{idle_jump(0.9, 0.95):.2f}"
+
 MOM_STEEP_20 = abs(float(_plain_runs(20)["momentum"][1]))
 GD_STEEP_20 = abs(float(_plain_runs(20)["sgd"][1]))
 _RUNS_150 = _plain_runs(STEPS)
@@ -486,12 +502,12 @@ NOTE = Note(
                 "$\\sqrt{(1-\\beta_2) g^2} = \\sqrt{1-\\beta_2}\\, |g|$",
                 label="no-correction",
             ),
-            "which is $3.16\\,\\alpha$ with $\\beta_1 = 0.9$, $\\beta_2 = 0.999$: the "
+            f"which is ${JUMP_0999}\\,\\alpha$ with $\\beta_1 = 0.9$, $\\beta_2 = 0.999$: the "
             "uncorrected $v$ is far smaller than $m^2$. The same formula describes a later "
             "step of a parameter whose gradients were near zero for a long time (so $m$ and "
             "$v$ decayed to about 0, while the corrections are about 1 by then) and that "
-            "suddenly receives a gradient: it jumps by about $3.16\\,\\alpha$, or "
-            "$0.45\\,\\alpha$ with $\\beta_2 = 0.95$.",
+            f"suddenly receives a gradient: it jumps by about ${JUMP_0999}\\,\\alpha$, or "
+            f"${JUMP_095}\\,\\alpha$ with $\\beta_2 = 0.95$.",
         ),
         Section(
             "Adam ignores the scale of the gradient",
@@ -582,7 +598,8 @@ NOTE = Note(
             "variance and proposes a correction for it.",
             "- **Stability and $\\beta_2$.** A parameter that has been idle and receives a "
             "gradient again jumps by $\\alpha(1-\\beta_1)/\\sqrt{1-\\beta_2}$, by "
-            "[[no-correction]]: $3.16\\,\\alpha$ with $\\beta_2 = 0.999$, $0.45\\,\\alpha$ "
+            f"[[no-correction]]: ${JUMP_0999}\\,\\alpha$ with $\\beta_2 = 0.999$, "
+            f"${JUMP_095}\\,\\alpha$ "
             "with $\\beta_2 = 0.95$. A shorter memory for $v$ also adapts faster when the "
             "gradient scale changes, which is one way to see why LLM pretraining favours "
             "$\\beta_2 = 0.95$.",
