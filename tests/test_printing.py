@@ -199,6 +199,17 @@ UNAMBIGUOUS_ENV = build_environment(
         ("A - G", r"A - G"),
         ("A * t", r"A \, t"),
         ("sum(A * G, axis=-1)", r"{\textstyle\sum}_{\text{row}}\left(A \odot G\right)"),
+        # a number next to a number: a dot, never "3 0.044715" (which reads 30.044715)
+        ("3 * 0.044715 * t", r"3 \cdot 0.044715 \, t"),
+        ("2 * (1 / 3)", r"2 \left(\frac{1}{3}\right)"),
+        ("2 * t", r"2 t"),
+        # a typed decimal prints as typed; common fractions stay fractions
+        ("0.044715 * t", r"0.044715 t"),
+        ("0.5 * t", r"\frac{1}{2} t"),
+        ("1e-8 + t", r"\frac{1}{100000000} + t"),
+        # a negated factor is parenthesized: 2 (-t), never "2 -t" (which reads 2 - t)
+        ("2 * (-t)", r"2 \left(-t\right)"),
+        ("t * (-t)", r"t \, \left(-t\right)"),
     ],
 )
 def test_no_ambiguous_forms(text: str, latex: str):

@@ -124,8 +124,18 @@ def _mul_latex(n: Call, s) -> str:
         # A scalar times a product is written by juxtaposition: 2 X^T (X w - r).
         right = s(b, PREC_MUL)
     if _is_scalar(a) or _is_scalar(b):
+        if right.lstrip().startswith("-"):
+            right = rf"\left({right}\right)"  # 2 (-x), never "2 -x" (which reads 2 - x)
+        elif isinstance(a, Const) and _starts_with_number(right):
+            return f"{left} \\cdot {right}"  # 3 \cdot 0.04, 2 \cdot \frac{1}{3}: never "3 0.04"
         return f"{left} \\, {right}" if not isinstance(a, Const) else f"{left} {right}"
     return f"{left} \\odot {right}"
+
+
+def _starts_with_number(latex: str) -> bool:
+    """Whether juxtaposing a number with `latex` would read as one number (3 0.5, 2 \\frac12)."""
+    text = latex.lstrip()
+    return text[:1].isdigit() or text.startswith(r"\frac")
 
 
 _binary(

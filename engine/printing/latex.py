@@ -7,7 +7,7 @@ import re
 import sympy
 
 from engine.expr import Call, Const, Expr, Ref, Size, Var
-from engine.printing.text import precedence
+from engine.printing.text import const_text, precedence
 
 GREEK = {
     "alpha",
@@ -73,12 +73,23 @@ def latex_name(name: str) -> str:
     return rf"\mathrm{{{name}}}"
 
 
+def const_latex(value: sympy.Expr) -> str:
+    """A constant as LaTeX: a typed decimal such as 0.044715 (a finite decimal whose
+    denominator is 1000 or more, at most 12 characters long) prints as that decimal; other
+    rationals as fractions (1/2 stays \\frac{1}{2}, 1e-8 stays \\frac{1}{100000000})."""
+    if value.is_Rational and not value.is_Integer and value.q >= 1000:
+        text = const_text(value)
+        if "/" not in text and "e" not in text and len(text) <= 12:
+            return text
+    return sympy.latex(value)
+
+
 def to_latex(e: Expr) -> str:
     """LaTeX for `e` (`\\operatorname{softmax}`, `\\odot`, `^\\top`); definitions print as names."""
     if isinstance(e, Var | Size | Ref):
         return latex_name(e.name)
     if isinstance(e, Const):
-        return sympy.latex(e.value)
+        return const_latex(e.value)
     assert isinstance(e, Call)
 
     def sub(child: Expr, prec: int) -> str:
