@@ -32,7 +32,7 @@ from engine.notes.render import (
 from engine.parser import parse_formula
 
 BOOK_TITLE = "The Mathematics of Large Language Models"
-FORMATS = ("md", "tex", "pdf")
+FORMATS = ("md", "tex", "pdf", "html")
 PDF_PACKAGES = "texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk"
 
 
@@ -248,6 +248,8 @@ def _render_note(
         figure_files[f.name] = FigureFiles(f"figures/{stem}.svg", f"figures/{stem}.pdf")
         if "md" in formats:
             files[f"md/figures/{stem}.svg"] = svg
+        if "html" in formats:
+            files[f"html/figures/{stem}.svg"] = svg
         if "tex" in formats or "pdf" in formats:
             files[f"tex/figures/{stem}.pdf"] = pdf
     view = NoteView(note, env, [sr.result for sr in results], figure_files, catalog)
@@ -265,6 +267,11 @@ def _render_collection(views: list[NoteView], formats, files: dict[str, bytes]) 
         files["README.md"] = render_index_md(views, paths).encode()
     if "tex" in formats or "pdf" in formats:
         files["tex/book.tex"] = render_book_tex(views, BOOK_TITLE).encode()
+    if "html" in formats:  # the web book (engine.notes.html): all notes, so a full build only
+        from engine.notes.html import render_book
+
+        for rel, data in render_book(views, BOOK_TITLE).items():
+            files[f"html/{rel}"] = data
 
 
 # ---------------------------------------------------------------- PDF

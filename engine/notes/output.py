@@ -18,6 +18,9 @@ LAYOUT = {
     "md": re.compile(r"README\.md|md/[^/.][^/]*\.md|md/figures/[^/.][^/]*\.svg"),
     "tex": re.compile(r"tex/[^/.][^/]*\.tex|tex/figures/[^/.][^/]*\.pdf"),
     "pdf": re.compile(r"pdf/[^/.][^/]*\.(?:pdf|log)"),
+    "html": re.compile(
+        r"html/[^/.][^/]*\.(?:html|css)|html/figures/[^/.][^/]*\.svg|html/mathjax/tex-svg\.js"
+    ),
 }
 
 
@@ -26,7 +29,7 @@ class OutputError(EngineError):
 
 
 def format_of(rel: str) -> str | None:
-    """The format (md, tex, pdf) a relative output path belongs to; None if no build writes it."""
+    """The format (md, tex, pdf, html) of a relative output path; None if no build writes it."""
     for fmt, pattern in LAYOUT.items():
         if pattern.fullmatch(rel):
             return fmt

@@ -1,0 +1,196 @@
+"""The web book in a real browser (Selenium driving headless Chromium): every page typesets all its
+formulas with MathJax 3 without an error, every internal link resolves, every page fits a phone;
+and every formula of the GitHub pages (as cmark-gfm delivers it) renders in MathJax 3.
+
+Screenshots of every page go to build/screenshots/ (or $LLM_MATH_SCREENSHOTS)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+from test_markdown_github import formulas
+
+from engine.notes.build import OUTPUT, ROOT, build, load_notes
+from engine.notes.html import markdown_html
+
+CHROMIUM = next(
+    (shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+    None,
+)
+CHROMEDRIVER = shutil.which("chromedriver")
+NO_BROWSER = (CHROMIUM is None or CHROMEDRIVER is None) and not os.environ.get("CI")
+pytestmark = pytest.mark.skipif(
+    NO_BROWSER, reason="chromium/chromium-driver not installed (this test always runs in CI)"
+)
+
+NOTES = [x.note.name for x in load_notes()]
+PAGES = ["index.html", *(f"{n}.html" for n in NOTES), "notation.html"]
+SCREENSHOTS = Path(os.environ.get("LLM_MATH_SCREENSHOTS") or ROOT / "build" / "screenshots")
+
+# Resolves once MathJax has typeset the page: the number of formulas and the TeX errors.
+TYPESET = """
+const done = arguments[arguments.length - 1];
+(function wait() {
+  if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return setTimeout(wait, 25);
+  MathJax.startup.promise.then(() => done({
+    formulas: document.querySelectorAll("mjx-container").length,
+    errors: [...document.querySelectorAll("[data-mjx-error]")].map(e => e.dataset.mjxError),
+    text: document.body.innerText,
+    links: [...document.querySelectorAll("a[href]")].map(a => a.href),
+    images: [...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0]),
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+  }), e => done({failed: String(e)}));
+})();
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=1000,1400")
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(30)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    report = build(formats=("html",), out=out)
+    assert report.failures == []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return out / "html"
+
+
+def expected_formulas(page: str) -> int:
+    """Formulas of a page, counted in the committed GitHub Markdown it is made from."""
+    if page == "index.html":
+        markdown = (OUTPUT / "README.md").read_text()
+    elif page == "notation.html":
+        notes = load_notes()
+        return sum(len(x.note.vars) + len(x.note.defs) for x in notes)
+    else:
+        markdown = (OUTPUT / "md" / page.replace(".html", ".md")).read_text()
+    display, inline = formulas(markdown)
+    return len(display) + len(inline)
+
+
+def _ids(page: Path) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', page.read_text()))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_typesets_every_formula_and_every_link_resolves(browser, book, page):
+    browser.get((book / page).as_uri())
+    seen = browser.execute_async_script(TYPESET)
+    assert "failed" not in seen, seen
+    browser.save_screenshot(str(SCREENSHOTS / f"{page[:-5]}.png"))
+    assert seen["errors"] == [], f"MathJax could not typeset: {seen['errors']}"
+    assert seen["formulas"] == expected_formulas(page)
+    # Nothing left untypeset: no TeX delimiters or commands in the visible text.
+    assert not re.search(r"\\[()\[\]]|\\[A-Za-z]{2,}", seen["text"]), seen["text"][:400]
+    for src, loaded in seen["images"]:
+        assert loaded, f"image {src} did not load"
+    internal = [u for u in seen["links"] if u.startswith("file:")]
+    assert internal, "a page of the book links nowhere"
+    for url in internal:
+        parsed = urlparse(url)
+        target = Path(unquote(parsed.path))
+        assert target.is_file() and target.parent == book, f"{page}: broken link {url}"
+        if parsed.fragment:
+            assert parsed.fragment in _ids(target), (
+                f"{page}: no #{parsed.fragment} in {target.name}"
+            )
+    assert not [u for u in seen["links"] if not u.startswith(("file:", "http"))]
+
+
+def test_a_note_page_fits_a_phone_screen(browser, book):
+    browser.set_window_size(390, 844)
+    try:
+        browser.get((book / "attention.html").as_uri())
+        seen = browser.execute_async_script(TYPESET)
+        browser.save_screenshot(str(SCREENSHOTS / "attention-phone.png"))
+    finally:
+        browser.set_window_size(1000, 1400)
+    assert seen["errors"] == []
+    assert seen["overflow"] <= 0, (
+        "the page scrolls sideways on a phone (a wide display must scroll alone)"
+    )
+
+
+def test_the_book_needs_no_network(book):
+    """MathJax and every other file come from the book's own directory: no http(s) script,
+    stylesheet or image."""
+    for page in book.glob("*.html"):
+        text = page.read_text()
+        assert not re.search(r'<(?:script|link|img)[^>]+(?:src|href)="(?:https?:)?//', text), page
+    assert (book / "mathjax" / "tex-svg.js").stat().st_size > 1_000_000
+
+
+# ---------------------------------------------------------------- GitHub's pages in MathJax 3
+
+
+@pytest.fixture(scope="module")
+def mathjax_page(browser, book, tmp_path_factory) -> None:
+    """A blank page with the same MathJax 3 (no formulas of its own), ready to typeset."""
+    page = tmp_path_factory.mktemp("mathjax") / "blank.html"
+    script = (book / "mathjax" / "tex-svg.js").as_uri()
+    page.write_text(
+        "<!DOCTYPE html><html><head><script>window.MathJax = {tex: {packages: "
+        '{"[-]": ["noundefined"]}}, startup: {typeset: false}};</script>'
+        f'<script src="{script}"></script></head><body></body></html>'
+    )
+    browser.get(page.as_uri())
+    assert browser.execute_async_script(TYPESET)["formulas"] == 0
+
+
+# Typesets each formula alone; returns [formula, error] for those MathJax reports as errors.
+RENDER_EACH = """
+const [items, done] = [arguments[0], arguments[arguments.length - 1]];
+(async () => {
+  const bad = [];
+  for (const [tex, display] of items) {
+    const node = await MathJax.tex2svgPromise(tex, {display});
+    const err = node.querySelector("[data-mjx-error]");
+    if (err || !node.querySelector("svg")) bad.push([tex, err ? err.dataset.mjxError : "no svg"]);
+  }
+  done(bad);
+})().catch(e => done([["", String(e)]]));
+"""
+
+
+@pytest.mark.parametrize("page", [*(f"{n}.md" for n in NOTES), "README.md"])
+def test_every_github_formula_renders_in_mathjax(browser, mathjax_page, page):
+    path = OUTPUT / ("md" if page != "README.md" else "") / page
+    display, inline = formulas(path.read_text())
+    items = [[f, True] for f in display] + [[f, False] for f in inline]
+    assert items
+    assert browser.execute_async_script(RENDER_EACH, items) == []
+
+
+def test_a_formula_that_mathjax_cannot_typeset_is_reported(browser, mathjax_page):
+    """The check above can fail: an unknown command and an unbalanced brace are errors."""
+    items = [[r"\frac{a}{b}", False], [r"\notacommand x", False], [r"\frac{a}{b", True]]
+    bad = browser.execute_async_script(RENDER_EACH, items)
+    assert [tex for tex, _ in bad] == [r"\notacommand x", r"\frac{a}{b"]
+    assert "notacommand" in bad[0][1]
+
+
+def test_markdown_to_html_keeps_githubs_math_forms_as_math():
+    page = markdown_html("A $`a < b_i`$ and *x*.\n\n```math\n\\|q\\| \\,\\|\\, p\n```\n")
+    assert r'<span class="math inline">\(a &lt; b_i\)</span>' in page
+    assert "<em>x</em>" in page
+    assert '<div class="math display">\\[\n\\|q\\| \\,\\|\\, p\n\\]</div>' in page
