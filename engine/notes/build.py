@@ -227,7 +227,14 @@ def _draw(note: Note, f, ctx) -> tuple[bytes, bytes]:
 
     try:
         with figs.style():
-            return figs.save(f.draw(ctx))
+            fig = f.draw(ctx)
+            found = figs.problems(fig)  # legend over data, ticks, math as plain text
+            if found:
+                figs.plt.close(fig)
+                raise BuildError(f"{note.name}: figure {f.name!r}: " + "; ".join(found))
+            return figs.save(fig)
+    except BuildError:
+        raise
     except Exception as e:  # a figure's code is the note author's: report, do not crash
         raise BuildError(f"{note.name}: figure {f.name!r}: {type(e).__name__}: {e}") from e
 
