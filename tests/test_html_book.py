@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from test_markdown_github import formulas
 
-from engine.notes.build import OUTPUT, ROOT, build, load_notes
+from engine.notes.build import OUTPUT, ROOT, BuildError, build, load_notes
 from engine.notes.html import markdown_html
 
 CHROMIUM = next(
@@ -129,6 +129,20 @@ def test_a_note_page_fits_a_phone_screen(browser, book):
     assert seen["overflow"] <= 0, (
         "the page scrolls sideways on a phone (a wide display must scroll alone)"
     )
+
+
+def test_notes_link_to_each_others_numbered_equations(book):
+    """[[note:label]] becomes a link to the equation's anchor on the other note's page; a local
+    [[label]] a link to the anchor on the same page; a citation a link to its reference."""
+    softmax = (book / "softmax.html").read_text()
+    assert re.search(r'href="cross-entropy\.html#eq-\d+"', softmax)
+    assert re.search(r'href="#eq-\d+"', softmax) and re.search(r'href="#ref-\d+"', softmax)
+    assert 'href="#fig-1"' in (book / "attention.html").read_text()
+
+
+def test_the_web_book_is_built_whole(tmp_path):
+    with pytest.raises(BuildError, match="drop --only"):
+        build(only=["softmax"], formats=("html",), out=tmp_path)
 
 
 def test_the_book_needs_no_network(book):

@@ -133,6 +133,10 @@ def build(
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise BuildError(f"unknown format {', '.join(bad)} (choose from {', '.join(FORMATS)})")
+    if only and "html" in formats:
+        raise BuildError(
+            "--format html builds the whole web book (its pages link to each other): drop --only"
+        )
     loaded = load_notes(directory)
     notes = select(loaded, only)
     catalog = {x.note.name: x.note for x in loaded}  # for references to other notes' equations
