@@ -236,8 +236,8 @@ def test_unknown_note_and_format_are_errors():
     runner = CliRunner()
     result = runner.invoke(cli, ["build", "--only", "no-such-note", "--out", "/nonexistent"])
     assert result.exit_code == 2 and "no note named no-such-note" in result.stderr
-    result = runner.invoke(cli, ["build", "--format", "html", "--out", "/nonexistent"])
-    assert result.exit_code == 2 and "unknown format html" in result.stderr
+    result = runner.invoke(cli, ["build", "--format", "docx", "--out", "/nonexistent"])
+    assert result.exit_code == 2 and "unknown format docx" in result.stderr
 
 
 # ---------------------------------------------------------------- writing files
