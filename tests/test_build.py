@@ -40,7 +40,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and "pdf" not in p.relative_to(root).parts[:1]
+        if p.is_file() and p.relative_to(root).parts[0] not in ("pdf", "html")  # not committed
     }
 
 
