@@ -6,6 +6,7 @@ Screenshots of every page go to build/screenshots/ (or $LLM_MATH_SCREENSHOTS).""
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -13,10 +14,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from test_markdown_github import formulas
 
 from engine.notes.build import OUTPUT, ROOT, BuildError, build, load_notes
 from engine.notes.html import markdown_html
+from engine.notes.markup import md_display, md_math
 
 CHROMIUM = next(
     (shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
@@ -208,3 +212,28 @@ def test_markdown_to_html_keeps_githubs_math_forms_as_math():
     assert r'<span class="math inline">\(a &lt; b_i\)</span>' in page
     assert "<em>x</em>" in page
     assert '<div class="math display">\\[\n\\|q\\| \\,\\|\\, p\n\\]</div>' in page
+
+
+# Any inline or display formula the engine writes for GitHub reaches the web page's math intact.
+LATEX_CHARS = st.text(alphabet="ab_^*\\{}[]()<>&$|#%~-+=., '\"!`x1", min_size=1, max_size=40)
+SPANS = re.compile(r'<span class="math inline">\\\((.*?)\\\)</span>', re.S)
+DIVS = re.compile(r'<div class="math display">\\\[\n(.*?)\n\\\]</div>', re.S)
+
+
+@settings(max_examples=300, deadline=None)
+@given(LATEX_CHARS, st.sampled_from(["{m}", "({m})", "**{m}**", "*{m}*", "a{m}b", "- {m}"]))
+def test_inline_math_reaches_the_web_page_intact(latex, context):
+    assume(latex.strip() and "`" not in latex)
+    page = markdown_html(context.replace("{m}", md_math(latex)))
+    assert [html.unescape(m) for m in SPANS.findall(page)] == [latex.strip()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(LATEX_CHARS, min_size=1, max_size=4))
+def test_display_math_reaches_the_web_page_intact(lines):
+    assume(all("`" not in ln and "~~~" not in ln for ln in lines))
+    latex = "\n".join(ln.rstrip() for ln in lines).strip("\n")
+    assume(latex.strip())
+    page = markdown_html(f"Before.\n\n{md_display(latex)}\n\nAfter.")
+    expected = "\n".join(ln.rstrip() for ln in latex.strip("\n").split("\n"))
+    assert [html.unescape(m) for m in DIVS.findall(page)] == [expected]
