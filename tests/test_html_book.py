@@ -149,6 +149,15 @@ def test_the_web_book_is_built_whole(tmp_path):
         build(only=["softmax"], formats=("html",), out=tmp_path)
 
 
+def test_without_mathjax_installed_the_build_says_what_to_install(tmp_path, monkeypatch):
+    import engine.notes.html as web
+
+    monkeypatch.setattr(web, "MATHJAX_FILE", "static/mathjax/es5/no-such-file.js")
+    with pytest.raises(BuildError, match=r'needs MathJax 3: pip install -e "\.\[html\]"'):
+        build(formats=("html",), out=tmp_path)
+    assert not (tmp_path / "html").exists()
+
+
 def test_the_book_needs_no_network(book):
     """MathJax and every other file come from the book's own directory: no http(s) script,
     stylesheet or image."""

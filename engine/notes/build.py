@@ -279,9 +279,13 @@ def _render_collection(views: list[NoteView], formats, files: dict[str, bytes]) 
     if "tex" in formats or "pdf" in formats:
         files["tex/book.tex"] = render_book_tex(views, BOOK_TITLE).encode()
     if "html" in formats:  # the web book (engine.notes.html): all notes, so a full build only
-        from engine.notes.html import render_book
+        from engine.notes.html import HtmlError, render_book
 
-        for rel, data in render_book(views, BOOK_TITLE).items():
+        try:
+            book = render_book(views, BOOK_TITLE)
+        except HtmlError as e:  # a missing dependency: one line, as every build error
+            raise BuildError(str(e)) from e
+        for rel, data in book.items():
             files[f"html/{rel}"] = data
 
 

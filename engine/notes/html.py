@@ -13,7 +13,7 @@ import jinja2
 from markupsafe import Markup
 
 from engine.expr import EngineError
-from engine.notes.markup import prose_md
+from engine.notes.markup import md_math, prose_md
 from engine.notes.render import TEMPLATES, NoteView, _tidy
 from engine.printing.latex import latex_name, to_latex
 
@@ -185,7 +185,7 @@ def notation(views: Sequence[NoteView]) -> list[dict[str, Any]]:
             for name, d in v.env.defs.items()
         ]
         for row in rows:
-            row["html"] = markdown_inline_html(f"$`{row['latex']}`$")
+            row["html"] = markdown_inline_html(md_math(row["latex"]))
             row["what_html"] = markdown_inline_html(row["what"])
         out.append({"name": v.name, "title": v.title, "rows": rows})
     return out
