@@ -7,6 +7,7 @@ Screenshots of every page go to build/screenshots/ (or $LLM_MATH_SCREENSHOTS).""
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from test_markdown_github import formulas
 from engine.notes.build import OUTPUT, ROOT, BuildError, build, load_notes
 from engine.notes.html import markdown_html
 from engine.notes.markup import md_display, md_math
+from engine.notes.output import LOCAL_MANIFEST, MANIFEST, read_manifest
 
 CHROMIUM = next(
     (shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
@@ -246,3 +248,22 @@ def test_display_math_reaches_the_web_page_intact(lines):
     page = markdown_html(f"Before.\n\n{md_display(latex)}\n\nAfter.")
     expected = "\n".join(ln.rstrip() for ln in latex.strip("\n").split("\n"))
     assert [html.unescape(m) for m in DIVS.findall(page)] == [expected]
+
+
+def test_building_the_web_book_leaves_the_committed_manifest_unchanged(tmp_path):
+    """output/html/ is not committed: its files are listed in the git-ignored local manifest,
+    so a web-book build next to the committed notes changes none of the committed files."""
+    build(formats=("md", "tex"), out=tmp_path)
+    committed = (tmp_path / MANIFEST).read_bytes()
+    assert not (tmp_path / LOCAL_MANIFEST).exists()
+    build(formats=("md", "tex", "html"), out=tmp_path)
+    build(formats=("html",), out=tmp_path)  # a rebuild: its own files, so allowed
+    assert (tmp_path / MANIFEST).read_bytes() == committed
+    local = json.loads((tmp_path / LOCAL_MANIFEST).read_text())["files"]
+    assert "html/index.html" in local and all(f.startswith("html/") for f in local)
+    assert set(local) <= read_manifest(tmp_path)
+    (tmp_path / "html" / "old.html").write_text("stale")
+    data = json.loads((tmp_path / LOCAL_MANIFEST).read_text())
+    (tmp_path / LOCAL_MANIFEST).write_text(json.dumps({**data, "files": [*local, "html/old.html"]}))
+    build(formats=("html",), out=tmp_path)
+    assert not (tmp_path / "html" / "old.html").exists()  # listed there, so removed when stale

@@ -13,6 +13,10 @@ from engine.expr import EngineError
 from engine.notes.cache import MAX_RECORD_BYTES, read_regular, write_atomic
 
 MANIFEST = ".llm-math-manifest.json"
+# The formats that are not committed (output/pdf/ and output/html/ are git-ignored) are listed in
+# a second, git-ignored manifest, so that building them leaves the committed one unchanged.
+LOCAL_MANIFEST = ".llm-math-manifest.local.json"
+LOCAL_FORMATS = ("pdf", "html")
 # Every path a build can write, relative to the output directory, by format.
 LAYOUT = {
     "md": re.compile(r"README\.md|md/[^/.][^/]*\.md|md/figures/[^/.][^/]*\.svg"),
@@ -37,9 +41,16 @@ def format_of(rel: str) -> str | None:
 
 
 def read_manifest(root: Path) -> set[str] | None:
-    """The paths listed in `root`'s manifest (only those a build can write); None if there is
-    no manifest or it is not one."""
-    raw = read_regular(root / MANIFEST, MAX_RECORD_BYTES)
+    """The paths listed in `root`'s manifest and its local manifest (only those a build can
+    write); None if there is no manifest or it is not one."""
+    listed = _read_list(root / MANIFEST)
+    if listed is None:
+        return None
+    return listed | (_read_list(root / LOCAL_MANIFEST) or set())
+
+
+def _read_list(path: Path) -> set[str] | None:
+    raw = read_regular(path, MAX_RECORD_BYTES)
     if raw is None:
         return None
     try:
@@ -147,5 +158,9 @@ class OutputDirectory:
         path.unlink(missing_ok=True)
 
     def _write_manifest(self, files: set[str]) -> None:
-        data = {"written by": "llm-math build", "files": sorted(files)}
-        write_atomic(self.root / MANIFEST, (json.dumps(data, indent=1) + "\n").encode())
+        local = {f for f in files if format_of(f) in LOCAL_FORMATS}
+        for name, listed in ((MANIFEST, files - local), (LOCAL_MANIFEST, local)):
+            if name == LOCAL_MANIFEST and not local and not (self.root / name).exists():
+                continue
+            data = {"written by": "llm-math build", "files": sorted(listed)}
+            write_atomic(self.root / name, (json.dumps(data, indent=1) + "\n").encode())
