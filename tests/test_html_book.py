@@ -47,7 +47,10 @@ const done = arguments[arguments.length - 1];
     formulas: document.querySelectorAll("mjx-container").length,
     errors: [...document.querySelectorAll("[data-mjx-error]")].map(e => e.dataset.mjxError),
     text: document.body.innerText,
-    links: [...document.querySelectorAll("a[href]")].map(a => a.href),
+    // HTML links and MathJax's SVG links (\\href in a formula) alike, as absolute URLs.
+    links: [...document.querySelectorAll("a")].map(a => a.getAttribute("href"))
+      .filter(Boolean).map(h => new URL(h, location.href).href),
+    math_links: document.querySelectorAll("mjx-container a").length,
     images: [...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0]),
     overflow: document.documentElement.scrollWidth - window.innerWidth,
   }), e => done({failed: String(e)}));
@@ -144,6 +147,15 @@ def test_notes_link_to_each_others_numbered_equations(book):
     assert re.search(r'href="cross-entropy\.html#eq-\d+"', softmax)
     assert re.search(r'href="#eq-\d+"', softmax) and re.search(r'href="#ref-\d+"', softmax)
     assert 'href="#fig-1"' in (book / "attention.html").read_text()
+    # inside an equation's justification, as a MathJax \\href (GitHub's shows plain numbers)
+    assert re.search(r"\\href\{#eq-\d+\}\{\\text\{\(\d+\)\}\}", softmax)
+
+
+def test_links_inside_formulas_are_typeset_as_links(browser, book):
+    browser.get((book / "attention.html").as_uri())
+    seen = browser.execute_async_script(TYPESET)
+    assert seen["errors"] == []
+    assert seen["math_links"] == (book / "attention.html").read_text().count("\\href{")
 
 
 def test_the_web_book_is_built_whole(tmp_path):
@@ -166,7 +178,7 @@ def test_the_book_needs_no_network(book):
     for page in book.glob("*.html"):
         text = page.read_text()
         assert not re.search(r'<(?:script|link|img)[^>]+(?:src|href)="(?:https?:)?//', text), page
-    assert (book / "mathjax" / "tex-svg.js").stat().st_size > 1_000_000
+    assert (book / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000
 
 
 # ---------------------------------------------------------------- GitHub's pages in MathJax 3
@@ -176,10 +188,10 @@ def test_the_book_needs_no_network(book):
 def mathjax_page(browser, book, tmp_path_factory) -> None:
     """A blank page with the same MathJax 3 (no formulas of its own), ready to typeset."""
     page = tmp_path_factory.mktemp("mathjax") / "blank.html"
-    script = (book / "mathjax" / "tex-svg.js").as_uri()
+    script = (book / "mathjax" / "tex-svg-full.js").as_uri()
     page.write_text(
         "<!DOCTYPE html><html><head><script>window.MathJax = {tex: {packages: "
-        '{"[-]": ["noundefined"]}}, startup: {typeset: false}};</script>'
+        '{"[-]": ["noundefined", "noerrors"]}}, startup: {typeset: false}};</script>'
         f'<script src="{script}"></script></head><body></body></html>'
     )
     browser.get(page.as_uri())

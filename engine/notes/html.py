@@ -13,13 +13,15 @@ import jinja2
 from markupsafe import Markup
 
 from engine.expr import EngineError
-from engine.notes.markup import md_math, prose_md
+from engine.notes.markup import md_math, prose_md, why_math
+from engine.notes.model import Chain, Step
 from engine.notes.render import TEMPLATES, NoteView, _tidy
 from engine.printing.latex import latex_name, to_latex
 
 HTML_DEPENDENCIES = 'pip install -e ".[html]"  (markdown-it-py, django-static-mathjax)'
-# The MathJax 3 component the book loads: TeX input, SVG output, fonts inside (one file).
-MATHJAX_FILE = "static/mathjax/es5/tex-svg.js"
+# The MathJax 3 component the book loads: TeX input with every extension (\href), SVG output,
+# fonts inside: one file, nothing loaded later.
+MATHJAX_FILE = "static/mathjax/es5/tex-svg-full.js"
 
 
 class HtmlError(EngineError):
@@ -81,7 +83,7 @@ def markdown_inline_html(text: str) -> Markup:
 
 
 def mathjax_script() -> bytes:
-    """MathJax 3's tex-svg.js from the installed package (works offline)."""
+    """MathJax 3 (tex-svg-full.js: \\href needs an extension) from the package (offline)."""
     try:
         root = importlib.resources.files("mathjax")
         return (root / MATHJAX_FILE).read_bytes()
@@ -131,6 +133,32 @@ class HtmlNote:
         number = v._figure_numbers[label]
         return f"[Figure {number}](#{figure_anchor(number)})"
 
+    def _url(self, label: str) -> str:
+        """Where [[label]] points: an equation here or in another note, or a figure here."""
+        v = self.view
+        if ":" in label:
+            name, number = v._other_note(label)
+            return f"{name}.html#{equation_anchor(number)}"
+        if label in v._numbers:
+            return f"#{equation_anchor(v._numbers[label])}"
+        return f"#{figure_anchor(v._figure_numbers[label])}"
+
+    def _xref_in_math(self, label: str) -> str:
+        """[[label]] inside the \\text{} of an equation's justification: the \\text is closed,
+        the number written as a MathJax \\href link, and the \\text reopened."""
+        shown = self.view._xref_plain(label)
+        return rf"}}\href{{{self._url(label)}}}{{\text{{{shown}}}}}\text{{"
+
+    def _linked_equation(self, item: Step | Chain, block: dict[str, Any]) -> dict[str, Any]:
+        """The equation block with its justifications' references as links (GitHub's shows
+        plain numbers: a link inside its math would not work there)."""
+        steps = [item] if isinstance(item, Step) else list(item.steps())
+        rows = [
+            {**row, "why_md": why_math(step.why, self._xref_in_math, self.view._cite_plain, False)}
+            for step, row in zip(steps, block["rows"], strict=True)
+        ]
+        return {**block, "rows": rows, "md": NoteView._equation_md(rows)}
+
     def _cite(self, key: str) -> str:
         return f"[[{self.view.refs[key]}]](#ref-{self.view.refs[key]})"
 
@@ -147,6 +175,7 @@ class HtmlNote:
             elif kind == "definition":
                 blocks.append({"type": kind, "html": markdown_html(block["md"])})
             elif kind == "equation":
+                block = self._linked_equation(item, block)
                 rows = [
                     {
                         "number": r["number"],
@@ -208,7 +237,7 @@ def render_book(views: Sequence[NoteView], title: str) -> dict[str, bytes]:
     """Every page of the web book, the stylesheet and MathJax, as {path under html/: bytes}."""
     notes = [HtmlNote(v) for v in views]
     files: dict[str, bytes] = {
-        "mathjax/tex-svg.js": mathjax_script(),
+        "mathjax/tex-svg-full.js": mathjax_script(),
         "style.css": (TEMPLATES / "book.css").read_bytes(),
     }
     pages = [{"href": f"{n.name}.html", "title": n.title} for n in notes]

@@ -23,7 +23,7 @@ LAYOUT = {
     "tex": re.compile(r"tex/[^/.][^/]*\.tex|tex/figures/[^/.][^/]*\.pdf"),
     "pdf": re.compile(r"pdf/[^/.][^/]*\.(?:pdf|log)"),
     "html": re.compile(
-        r"html/[^/.][^/]*\.(?:html|css)|html/figures/[^/.][^/]*\.svg|html/mathjax/tex-svg\.js"
+        r"html/[^/.][^/]*\.(?:html|css)|html/figures/[^/.][^/]*\.svg|html/mathjax/tex-svg-full\.js"
     ),
 }
 
