@@ -40,7 +40,9 @@ def _files(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).parts[0] not in ("pdf", "html")  # not committed
+        # not committed: the PDFs, the web book and the manifest that lists them
+        if p.is_file()
+        and p.relative_to(root).parts[0] not in ("pdf", "html", ".llm-math-manifest.local.json")
     }
 
 
