@@ -126,12 +126,13 @@ def test_every_page_typesets_every_formula_and_every_link_resolves(browser, book
     assert not [u for u in seen["links"] if not u.startswith(("file:", "http"))]
 
 
-def test_a_note_page_fits_a_phone_screen(browser, book):
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_fits_a_phone_screen(browser, book, page):
     browser.set_window_size(390, 844)
     try:
-        browser.get((book / "attention.html").as_uri())
+        browser.get((book / page).as_uri())
         seen = browser.execute_async_script(TYPESET)
-        browser.save_screenshot(str(SCREENSHOTS / "attention-phone.png"))
+        browser.save_screenshot(str(SCREENSHOTS / f"{page[:-5]}-phone.png"))
     finally:
         browser.set_window_size(1000, 1400)
     assert seen["errors"] == []
