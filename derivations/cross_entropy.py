@@ -50,14 +50,31 @@ def draw_overflow(ctx):
     ax = fig.add_subplot()
     ax.axvspan(shifts[0], low, color="C3", alpha=0.12, lw=0)
     ax.axvspan(high, shifts[-1], color="C3", alpha=0.12, lw=0)
-    ax.plot(shifts, np.array(stable), lw=3.0, color="C0", label="logsumexp(z) - m (shifted)")
-    ax.plot(shifts, naive_arr, lw=1.4, ls="--", color="C3", label="log(sum(exp(z))) - m (naive)")
-    ax.text((shifts[0] + low) / 2, 0.8, f"naive\n= -inf\nm < {low:.0f}", ha="center", fontsize=7)
-    ax.text((shifts[-1] + high) / 2, 0.8, f"naive\n= inf\nm > {high:.0f}", ha="center", fontsize=7)
+    ax.plot(
+        shifts, np.array(stable), lw=3.0, color="C0", label=r"$\mathrm{logsumexp}(z) - m$ (shifted)"
+    )
+    ax.plot(
+        shifts,
+        naive_arr,
+        lw=1.4,
+        ls="--",
+        color="C3",
+        label=r"$\log(\mathrm{sum}(\exp z)) - m$ (naive)",
+    )
+    ax.text(
+        (shifts[0] + low) / 2, 0.8, f"naive\n$= -\\infty$\n$m < {low:.0f}$", ha="center", fontsize=7
+    )
+    ax.text(
+        (shifts[-1] + high) / 2,
+        0.8,
+        f"naive\n$= \\infty$\n$m > {high:.0f}$",
+        ha="center",
+        fontsize=7,
+    )
     ax.set_xlim(shifts[0], shifts[-1])
     ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("largest logit m")
-    ax.set_ylabel("value - m")
+    ax.set_xlabel("largest logit $m$")
+    ax.set_ylabel("value minus $m$")
     ax.legend(loc="lower center", frameon=False)
     return fig
 

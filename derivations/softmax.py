@@ -2,6 +2,7 @@
 
 import numpy as np
 import sympy
+from matplotlib.ticker import MaxNLocator
 
 from engine.notes import Chain, Definition, Figure, Note, Reference, Section, Step
 from engine.notes.symbols import Named, array, delta, indices, param, size, total
@@ -61,26 +62,28 @@ def draw_temperature(ctx):
     slope_expr = ctx.step("dh-dt-vector")[1]
     slope = np.array([float(ctx.evaluate(slope_expr, {"z": LOGITS, "T": t})) for t in temps])
     finite = np.gradient(ent, temps)
-    fig = ctx.figure(6.3, 2.3)
+    fig = ctx.figure(6.3, 2.6)
     dist, entropy, rate = fig.subplots(1, 3)
     ranks = np.arange(1, len(LOGITS) + 1)
     for t in (0.3, 1.0, 3.0):
         dist.plot(
-            ranks, ctx.evaluate("q", {"z": LOGITS, "T": t}), marker="o", ms=3, label=f"T={t:g}"
+            ranks, ctx.evaluate("q", {"z": LOGITS, "T": t}), marker="o", ms=3, label=f"$T = {t:g}$"
         )
     dist.set_xlabel("token (by logit)")
     dist.set_ylabel("probability")
     dist.legend(frameon=False, fontsize=7)
+    dist.xaxis.set_major_locator(MaxNLocator(integer=True))  # tokens are counted
     entropy.semilogx(temps, ent, lw=2.0)
     entropy.axhline(np.log(len(LOGITS)), color="0.4", ls=":", lw=1.0)
-    entropy.text(0.06, np.log(len(LOGITS)) - 0.25, "log n", fontsize=7, color="0.3")
-    entropy.set_xlabel("temperature T")
-    entropy.set_ylabel("entropy H (nats)")
-    rate.semilogx(temps, slope, lw=2.0, label="Var/T^3 (verified)")
-    rate.semilogx(temps[::12], finite[::12], "o", ms=3, color="C3", label="slope of H")
-    rate.set_xlabel("temperature T")
-    rate.set_ylabel("dH/dT")
-    rate.legend(loc="upper right", frameon=False, fontsize=7)
+    entropy.text(0.06, np.log(len(LOGITS)) - 0.25, r"$\log n$", fontsize=7, color="0.3")
+    entropy.set_xlabel("temperature $T$")
+    entropy.set_ylabel("entropy $H$ (nats)")
+    rate.semilogx(temps, slope, lw=2.0, label=r"$\mathrm{Var}_q(z) / T^3$ (verified)")
+    rate.semilogx(temps[::12], finite[::12], "o", ms=3, color="C3", label="slope of $H$")
+    rate.set_xlabel("temperature $T$")
+    rate.set_ylabel(r"$\mathrm{d}H / \mathrm{d}T$")
+    # Above the axes: inside, any corner would cover the curve or the finite differences.
+    rate.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -216,7 +216,7 @@ def _json(result: Result) -> dict:
     "formats",
     default="md,tex",
     show_default=True,
-    help="Comma-separated: md, tex, pdf (pdf needs pdflatex).",
+    help="Comma-separated: md, tex, pdf (needs pdflatex), html (the web book in output/html/).",
 )
 @click.option(
     "--out",

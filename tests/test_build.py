@@ -40,7 +40,9 @@ def _files(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and "pdf" not in p.relative_to(root).parts[:1]
+        # not committed: the PDFs, the web book and the manifest that lists them
+        if p.is_file()
+        and p.relative_to(root).parts[0] not in ("pdf", "html", ".llm-math-manifest.local.json")
     }
 
 
@@ -236,8 +238,8 @@ def test_unknown_note_and_format_are_errors():
     runner = CliRunner()
     result = runner.invoke(cli, ["build", "--only", "no-such-note", "--out", "/nonexistent"])
     assert result.exit_code == 2 and "no note named no-such-note" in result.stderr
-    result = runner.invoke(cli, ["build", "--format", "html", "--out", "/nonexistent"])
-    assert result.exit_code == 2 and "unknown format html" in result.stderr
+    result = runner.invoke(cli, ["build", "--format", "docx", "--out", "/nonexistent"])
+    assert result.exit_code == 2 and "unknown format docx" in result.stderr
 
 
 # ---------------------------------------------------------------- writing files

@@ -32,7 +32,7 @@ from engine.notes.render import (
 from engine.parser import parse_formula
 
 BOOK_TITLE = "The Mathematics of Large Language Models"
-FORMATS = ("md", "tex", "pdf")
+FORMATS = ("md", "tex", "pdf", "html")
 PDF_PACKAGES = "texlive-latex-base texlive-latex-recommended texlive-fonts-recommended latexmk"
 
 
@@ -133,6 +133,10 @@ def build(
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise BuildError(f"unknown format {', '.join(bad)} (choose from {', '.join(FORMATS)})")
+    if only and "html" in formats:
+        raise BuildError(
+            "--format html builds the whole web book (its pages link to each other): drop --only"
+        )
     loaded = load_notes(directory)
     notes = select(loaded, only)
     catalog = {x.note.name: x.note for x in loaded}  # for references to other notes' equations
@@ -227,7 +231,14 @@ def _draw(note: Note, f, ctx) -> tuple[bytes, bytes]:
 
     try:
         with figs.style():
-            return figs.save(f.draw(ctx))
+            fig = f.draw(ctx)
+            found = figs.problems(fig)  # legend over data, ticks, math as plain text
+            if found:
+                figs.plt.close(fig)
+                raise BuildError(f"{note.name}: figure {f.name!r}: " + "; ".join(found))
+            return figs.save(fig)
+    except BuildError:
+        raise
     except Exception as e:  # a figure's code is the note author's: report, do not crash
         raise BuildError(f"{note.name}: figure {f.name!r}: {type(e).__name__}: {e}") from e
 
@@ -248,6 +259,8 @@ def _render_note(
         figure_files[f.name] = FigureFiles(f"figures/{stem}.svg", f"figures/{stem}.pdf")
         if "md" in formats:
             files[f"md/figures/{stem}.svg"] = svg
+        if "html" in formats:
+            files[f"html/figures/{stem}.svg"] = svg
         if "tex" in formats or "pdf" in formats:
             files[f"tex/figures/{stem}.pdf"] = pdf
     view = NoteView(note, env, [sr.result for sr in results], figure_files, catalog)
@@ -265,6 +278,15 @@ def _render_collection(views: list[NoteView], formats, files: dict[str, bytes]) 
         files["README.md"] = render_index_md(views, paths).encode()
     if "tex" in formats or "pdf" in formats:
         files["tex/book.tex"] = render_book_tex(views, BOOK_TITLE).encode()
+    if "html" in formats:  # the web book (engine.notes.html): all notes, so a full build only
+        from engine.notes.html import HtmlError, render_book
+
+        try:
+            book = render_book(views, BOOK_TITLE)
+        except HtmlError as e:  # a missing dependency: one line, as every build error
+            raise BuildError(str(e)) from e
+        for rel, data in book.items():
+            files[f"html/{rel}"] = data
 
 
 # ---------------------------------------------------------------- PDF

@@ -13,11 +13,18 @@ from engine.expr import EngineError
 from engine.notes.cache import MAX_RECORD_BYTES, read_regular, write_atomic
 
 MANIFEST = ".llm-math-manifest.json"
+# The formats that are not committed (output/pdf/ and output/html/ are git-ignored) are listed in
+# a second, git-ignored manifest, so that building them leaves the committed one unchanged.
+LOCAL_MANIFEST = ".llm-math-manifest.local.json"
+LOCAL_FORMATS = ("pdf", "html")
 # Every path a build can write, relative to the output directory, by format.
 LAYOUT = {
     "md": re.compile(r"README\.md|md/[^/.][^/]*\.md|md/figures/[^/.][^/]*\.svg"),
     "tex": re.compile(r"tex/[^/.][^/]*\.tex|tex/figures/[^/.][^/]*\.pdf"),
     "pdf": re.compile(r"pdf/[^/.][^/]*\.(?:pdf|log)"),
+    "html": re.compile(
+        r"html/[^/.][^/]*\.(?:html|css)|html/figures/[^/.][^/]*\.svg|html/mathjax/tex-svg-full\.js"
+    ),
 }
 
 
@@ -26,7 +33,7 @@ class OutputError(EngineError):
 
 
 def format_of(rel: str) -> str | None:
-    """The format (md, tex, pdf) a relative output path belongs to; None if no build writes it."""
+    """The format (md, tex, pdf, html) of a relative output path; None if no build writes it."""
     for fmt, pattern in LAYOUT.items():
         if pattern.fullmatch(rel):
             return fmt
@@ -34,9 +41,16 @@ def format_of(rel: str) -> str | None:
 
 
 def read_manifest(root: Path) -> set[str] | None:
-    """The paths listed in `root`'s manifest (only those a build can write); None if there is
-    no manifest or it is not one."""
-    raw = read_regular(root / MANIFEST, MAX_RECORD_BYTES)
+    """The paths listed in `root`'s manifest and its local manifest (only those a build can
+    write); None if there is no manifest or it is not one."""
+    listed = _read_list(root / MANIFEST)
+    if listed is None:
+        return None
+    return listed | (_read_list(root / LOCAL_MANIFEST) or set())
+
+
+def _read_list(path: Path) -> set[str] | None:
+    raw = read_regular(path, MAX_RECORD_BYTES)
     if raw is None:
         return None
     try:
@@ -144,5 +158,9 @@ class OutputDirectory:
         path.unlink(missing_ok=True)
 
     def _write_manifest(self, files: set[str]) -> None:
-        data = {"written by": "llm-math build", "files": sorted(files)}
-        write_atomic(self.root / MANIFEST, (json.dumps(data, indent=1) + "\n").encode())
+        local = {f for f in files if format_of(f) in LOCAL_FORMATS}
+        for name, listed in ((MANIFEST, files - local), (LOCAL_MANIFEST, local)):
+            if name == LOCAL_MANIFEST and not local and not (self.root / name).exists():
+                continue
+            data = {"written by": "llm-math build", "files": sorted(listed)}
+            write_atomic(self.root / name, (json.dumps(data, indent=1) + "\n").encode())
