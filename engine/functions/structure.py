@@ -1,0 +1,434 @@
+"""Structure: static slicing and integer indexing, reshape, concat and stack (NumPy semantics).
+
+Index bounds are integers or size expressions (`X[:, dh:2*dh]`, `x[-1]`), stored in the
+`dims` parameter so that every backend resolves them at the concrete sizes like any other size
+(negative bounds count from the end, as in NumPy). A bound outside its axis at the sizes checked
+is an error, never NumPy's silent clipping. Any rank: nothing here is specific to matrices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import sympy
+
+from engine.expr import Call, Const, EngineError, Expr, Shape, ShapeError, call, format_shape
+from engine.functions.base import (
+    PREC_ATOM,
+    VARIADIC,
+    Function,
+    latex_fn,
+    normalize_axis,
+    obj,
+    params_of,
+    register,
+)
+
+SLICE, INDEX = "s", "i"  # the kinds of index items: a slice start:stop, an integer position
+Item = tuple  # ("s", start | None, stop | None) or ("i", position)
+MAX_RESHAPE_RANK = 8
+
+
+# ---------------------------------------------------------------- indexing
+
+
+def _sym(b) -> sympy.Expr:
+    """A bound as a SymPy number (bounds are built from ints and size expressions, never text)."""
+    return sympy.Integer(b) if isinstance(b, int) else b
+
+
+def _normal(b: sympy.Expr, length: sympy.Expr, what: str) -> sympy.Expr:
+    """A bound counted from the start: a negative one (NumPy) is length + b."""
+    if b.is_negative:
+        return length + b
+    if b.is_nonnegative:
+        return b
+    raise ShapeError(f"{what} {b} may be negative or not: write it so its sign is clear")
+
+
+def index(x: Expr, items: list[Item]) -> Expr:
+    """x[items]: slices keep an axis, integers remove it; missing trailing items are `:`."""
+    rank = len(x.shape)
+    if len(items) > rank:
+        raise ShapeError(
+            f"too many indices ({len(items)}) for an array of shape {format_shape(x.shape)}"
+        )
+    kinds: list[str] = []
+    bounds: list[sympy.Expr] = []
+    for item, length in zip(items, x.shape, strict=False):
+        if item[0] == INDEX:
+            kinds.append(INDEX)
+            bounds.append(sympy.Integer(item[1]) if isinstance(item[1], int) else item[1])
+        else:
+            start, stop = item[1], item[2]
+            kinds.append(SLICE)
+            bounds.append(sympy.Integer(0) if start is None else _sym(start))
+            bounds.append(length if stop is None else _sym(stop))
+    # trailing full slices say nothing
+    while kinds and kinds[-1] == SLICE and _full(bounds[-2], bounds[-1], x.shape[len(kinds) - 1]):
+        kinds.pop()
+        del bounds[-2:]
+    if not kinds:
+        return x
+    return call("getitem", x, kinds=tuple(kinds), dims=tuple(bounds))
+
+
+def _full(start: sympy.Expr, stop: sympy.Expr, length: sympy.Expr) -> bool:
+    return start == 0 and stop == length
+
+
+def items_of(node: Call) -> list[tuple[str, tuple[sympy.Expr, ...]]]:
+    """(kind, bounds) per leading axis of a getitem call."""
+    p = params_of(node)
+    out, k = [], 0
+    for kind in p["kinds"]:
+        width = 2 if kind == SLICE else 1
+        out.append((kind, tuple(p["dims"][k : k + width])))
+        k += width
+    return out
+
+
+def _getitem_shape(shapes: tuple[Shape, ...], p) -> Shape:
+    (s,) = shapes
+    kinds, dims = p["kinds"], p["dims"]
+    if len(kinds) > len(s):
+        raise ShapeError(f"too many indices ({len(kinds)}) for an array of shape {format_shape(s)}")
+    out: list[sympy.Expr] = []
+    k = 0
+    for axis, kind in enumerate(kinds):
+        length = s[axis]
+        if kind == INDEX:
+            i = _normal(_sym(dims[k]), length, "index")
+            if i.is_negative or (length - i - 1).is_negative:
+                raise ShapeError(f"index {dims[k]} is out of range for an axis of length {length}")
+            k += 1
+            continue
+        start = _normal(_sym(dims[k]), length, "slice start")
+        stop = _normal(_sym(dims[k + 1]), length, "slice stop")
+        k += 2
+        if start.is_negative or (length - stop).is_negative:
+            raise ShapeError(
+                f"slice {_slice_text(dims[k - 2], dims[k - 1], length)} is out of range for an "
+                f"axis of length {length}"
+            )
+        width = sympy.expand(stop - start)
+        if width.is_positive is False:
+            raise ShapeError(f"slice {_slice_text(dims[k - 2], dims[k - 1], length)} is empty")
+        out.append(width)
+    return tuple(out) + tuple(s[len(kinds) :])
+
+
+def concrete_index(kinds: tuple, bounds: tuple, shape: tuple[int, ...]) -> tuple:
+    """The NumPy index at concrete sizes; a bound outside its axis is an error, not a clip."""
+    out: list = []
+    k = 0
+    for axis, kind in enumerate(kinds):
+        length = shape[axis]
+        if kind == INDEX:
+            i = int(bounds[k])
+            k += 1
+            if not -length <= i < length:
+                raise EngineError(
+                    f"index {i} is out of range for an axis of length {length} (at the sizes checked)"
+                )
+            out.append(i)
+            continue
+        a, b = int(bounds[k]), int(bounds[k + 1])
+        k += 2
+        a2, b2 = a + length if a < 0 else a, b + length if b < 0 else b
+        if not 0 <= a2 < b2 <= length:
+            raise EngineError(
+                f"slice {a}:{b} is out of range or empty for an axis of length {length} "
+                "(at the sizes checked)"
+            )
+        out.append(slice(a2, b2))
+    return tuple(out)
+
+
+def _np_getitem(x, kinds=(), dims=()):
+    return np.asarray(x[concrete_index(kinds, dims, np.shape(x))])
+
+
+def _sym_getitem(x, kinds=(), dims=()):
+    return obj(obj(x)[concrete_index(kinds, dims, np.shape(x))])
+
+
+def zeros(shape: Shape) -> Expr:
+    """The zero array of a shape, written 0 * ones(...) as derive writes zeros."""
+    return Const(0) * call("ones", dims=tuple(shape))
+
+
+def pad_axis(g: Expr, axis: int, before: sympy.Expr, after: sympy.Expr) -> Expr:
+    """g with `before` zero slices ahead of it and `after` behind it along `axis` (a concat)."""
+    parts: list[Expr] = []
+    for width in (before, None, after):
+        if width is None:
+            parts.append(g)
+        elif width != 0:
+            parts.append(zeros(g.shape[:axis] + (width,) + g.shape[axis + 1 :]))
+    return parts[0] if len(parts) == 1 else call("concat", *parts, axis=axis)
+
+
+def _getitem_vjp(n: Call, g: Expr, i: int) -> Expr:
+    """x[idx] -> the cotangent scattered back: zero-padded along every sliced axis, with the
+    removed axis of an integer index restored (expand_dims) and padded around position i."""
+    x = n.args[0]
+    items = items_of(n)
+    removed_before = [sum(1 for kk, _ in items[:j] if kk == INDEX) for j in range(len(items))]
+    for j in reversed(range(len(items))):
+        kind, b = items[j]
+        pos = j - removed_before[j]  # the axis of g that item j maps to
+        length = x.shape[j]
+        if kind == INDEX:
+            at = _normal(b[0], length, "index")
+            g = call("expand_dims", g, axis=pos)
+            g = pad_axis(g, pos, at, sympy.expand(length - at - 1))
+        else:
+            start = _normal(b[0], length, "slice start")
+            stop = _normal(b[1], length, "slice stop")
+            g = pad_axis(g, pos, start, sympy.expand(length - stop))
+    return g
+
+
+def _bound_text(b: sympy.Expr) -> str:
+    return str(b).replace(" ", "")
+
+
+def _slice_text(start: sympy.Expr, stop: sympy.Expr, length: sympy.Expr) -> str:
+    left = "" if start == 0 else _bound_text(start)
+    right = "" if stop == length else _bound_text(stop)
+    return f"{left}:{right}"
+
+
+def _getitem_text(n: Call, sub) -> str:
+    x = n.args[0]
+    parts = []
+    for axis, (kind, b) in enumerate(items_of(n)):
+        if kind == INDEX:
+            parts.append(_bound_text(b[0]))
+        else:
+            parts.append(_slice_text(b[0], b[1], x.shape[axis]))
+    return f"{sub(x, PREC_ATOM)}[{', '.join(parts)}]"
+
+
+def _one_based(b: sympy.Expr, length: sympy.Expr) -> sympy.Expr:
+    return sympy.expand((length + b if b.is_negative else b) + 1)
+
+
+def _getitem_latex(n: Call, s) -> str:
+    """X_{:, d_h+1:2 d_h}: 1-based and inclusive, as in textbooks (NumPy X[:, dh:2*dh])."""
+    from engine.expr import Ref, Var
+
+    x = n.args[0]
+    parts = []
+    for axis, (kind, b) in enumerate(items_of(n)):
+        length = x.shape[axis]
+        if kind == INDEX:
+            parts.append(sympy.latex(_one_based(b[0], length)))
+        elif _full(b[0], b[1], length):
+            parts.append(":")
+        else:
+            lo = _one_based(b[0], length)
+            hi = sympy.expand(length + b[1] if b[1].is_negative else b[1])
+            parts.append(f"{sympy.latex(lo)}:{sympy.latex(hi)}")
+    base = s(x, PREC_ATOM)
+    if not (isinstance(x, Var | Ref) and "_" not in base and "^" not in base):
+        base = rf"\left({s(x, 0)}\right)"
+    return f"{base}_{{{', '.join(parts)}}}"
+
+
+register(
+    Function(
+        name="getitem",
+        nargs=1,
+        shape=_getitem_shape,
+        numpy=_np_getitem,
+        sympy=_sym_getitem,
+        latex=_getitem_latex,
+        vjp=_getitem_vjp,
+        params={"kinds": (), "dims": ()},
+        doc="static slicing and integer indexing x[i], X[:, a:b] (NumPy semantics)",
+        public=False,
+        text=_getitem_text,
+    )
+)
+
+
+# ---------------------------------------------------------------- concat and stack
+
+
+def _concat_shape(shapes: tuple[Shape, ...], p) -> Shape:
+    first = shapes[0]
+    if not first:
+        raise ShapeError("concat() needs arrays, got a scalar")
+    axis = normalize_axis(p["axis"], len(first), "concat")
+    for s in shapes[1:]:
+        if len(s) != len(first) or s[:axis] + s[axis + 1 :] != first[:axis] + first[axis + 1 :]:
+            raise ShapeError(
+                f"concat(): shapes {format_shape(first)} and {format_shape(s)} differ off axis {axis}"
+            )
+    total = sympy.expand(sum((s[axis] for s in shapes), sympy.Integer(0)))
+    return first[:axis] + (total,) + first[axis + 1 :]
+
+
+def _concat_vjp(n: Call, g: Expr, i: int) -> Expr:
+    """concat([a, b, ...]) -> each argument's cotangent is its own slice of g along the axis."""
+    axis = params_of(n)["axis"] % len(n.shape)
+    start = sympy.expand(sum((a.shape[axis] for a in n.args[:i]), sympy.Integer(0)))
+    stop = sympy.expand(start + n.args[i].shape[axis])
+    items: list[Item] = [(SLICE, None, None)] * axis + [(SLICE, start, stop)]
+    return index(g, items)
+
+
+def _list_text(n: Call, name: str) -> str:
+    from engine.printing.text import to_text
+
+    axis = n.param("axis")
+    tail = "" if axis is None else f", axis={axis}"
+    return f"{name}([{', '.join(to_text(a) for a in n.args)}]{tail})"
+
+
+def _bmatrix(rows: list[list[str]]) -> str:
+    body = r" \\ ".join(" & ".join(r) for r in rows)
+    return rf"\begin{{bmatrix}} {body} \end{{bmatrix}}"
+
+
+def _concat_latex(n: Call, s) -> str:
+    """[a; b] stacked vertically (vectors, or matrices along axis 0), [A  B] side by side."""
+    rank = len(n.shape)
+    axis = params_of(n)["axis"] % rank
+    args = [s(a, 0) for a in n.args]
+    if rank == 1 or (rank == 2 and axis == 0):
+        return _bmatrix([[a] for a in args])
+    if rank == 2:
+        return _bmatrix([args])
+    return rf"{latex_fn('concat')}_{{\text{{axis}}\,{axis}}}\left({', '.join(args)}\right)"
+
+
+register(
+    Function(
+        name="concat",
+        nargs=VARIADIC,
+        shape=_concat_shape,
+        numpy=lambda *xs, axis=0: np.concatenate(xs, axis=axis),
+        sympy=lambda *xs, axis=0: obj(np.concatenate([obj(x) for x in xs], axis=axis)),
+        latex=_concat_latex,
+        vjp=_concat_vjp,
+        params={"axis": 0},
+        doc="join arrays along an existing axis: concat([a, b], axis=0) (array API)",
+        text=lambda n, sub: _list_text(n, "concat"),
+    )
+)
+
+
+def _stack_shape(shapes: tuple[Shape, ...], p) -> Shape:
+    first = shapes[0]
+    for s in shapes[1:]:
+        if s != first:
+            raise ShapeError(f"stack(): shapes {format_shape(first)} and {format_shape(s)} differ")
+    axis = normalize_axis(p["axis"], len(first) + 1, "stack")
+    return first[:axis] + (sympy.Integer(len(shapes)),) + first[axis:]
+
+
+def _stack_vjp(n: Call, g: Expr, i: int) -> Expr:
+    """stack([a, b, ...]) -> argument i's cotangent is g[..., i, ...] along the new axis."""
+    axis = params_of(n)["axis"] % len(n.shape)
+    return index(g, [(SLICE, None, None)] * axis + [(INDEX, sympy.Integer(i))])
+
+
+def _stack_latex(n: Call, s) -> str:
+    """Vectors stacked as the rows (axis 0) or the columns (axis 1) of a matrix."""
+    rank = len(n.shape)
+    axis = params_of(n)["axis"] % rank
+    if rank == 2 and axis == 0:
+        return _bmatrix([[rf"{s(a, 36)}^\top"] for a in n.args])
+    if rank == 2:
+        return _bmatrix([[s(a, 0) for a in n.args]])
+    args = ", ".join(s(a, 0) for a in n.args)
+    return rf"{latex_fn('stack')}_{{\text{{axis}}\,{axis}}}\left({args}\right)"
+
+
+register(
+    Function(
+        name="stack",
+        nargs=VARIADIC,
+        shape=_stack_shape,
+        numpy=lambda *xs, axis=0: np.stack(xs, axis=axis),
+        sympy=lambda *xs, axis=0: obj(np.stack([obj(x) for x in xs], axis=axis)),
+        latex=_stack_latex,
+        vjp=_stack_vjp,
+        params={"axis": 0},
+        doc="join arrays of one shape along a new axis: stack([a, b], axis=0) (array API)",
+        text=lambda n, sub: _list_text(n, "stack"),
+    )
+)
+
+
+# ---------------------------------------------------------------- reshape
+
+
+def _reshape_shape(shapes: tuple[Shape, ...], p) -> Shape:
+    (s,) = shapes
+    dims = tuple(sympy.Integer(d) if isinstance(d, int) else d for d in p["dims"])
+    if not 1 <= len(dims) <= MAX_RESHAPE_RANK:
+        raise ShapeError(f"reshape() takes 1 to {MAX_RESHAPE_RANK} sizes, got {len(dims)}")
+    for d in dims:
+        if d.is_positive is not True:
+            raise ShapeError(f"reshape(): size {d} is not positive for every choice of sizes")
+    old = sympy.expand(math.prod(s, start=sympy.Integer(1)))
+    new = sympy.expand(math.prod(dims, start=sympy.Integer(1)))
+    if sympy.expand(old - new) != 0:
+        raise ShapeError(
+            f"reshape(): {format_shape(s)} has {old} entries, {format_shape(dims)} has {new} "
+            "(declare a size relation such as d = h * dh if they are equal)"
+        )
+    return dims
+
+
+def _reshape_text(n: Call, sub) -> str:
+    dims = params_of(n)["dims"]
+    inner = ", ".join(_bound_text(_sym(d)) for d in dims)
+    return f"reshape({sub(n.args[0], 0)}, ({inner}{',' if len(dims) == 1 else ''}))"
+
+
+def _reshape_latex(n: Call, s) -> str:
+    dims = r" \times ".join(sympy.latex(d) for d in params_of(n)["dims"])
+    return rf"{latex_fn('reshape')}_{{{dims}}}\left({s(n.args[0], 0)}\right)"
+
+
+register(
+    Function(
+        name="reshape",
+        nargs=1,
+        shape=_reshape_shape,
+        numpy=lambda x, dims=(): np.reshape(x, dims),
+        sympy=lambda x, dims=(): obj(np.reshape(obj(x), dims)),
+        latex=_reshape_latex,
+        vjp=lambda n, g, i: call("reshape", g, dims=n.args[0].shape),
+        params={"dims": ()},
+        doc="reshape(X, (n, h, dh)): the same entries in row-major (C) order, NumPy's reshape",
+        text=_reshape_text,
+    )
+)
+
+
+def split_part(x: Expr, parts: sympy.Expr, axis: int, i: sympy.Expr) -> Expr:
+    """split(x, k, axis)[i]: part i of k equal parts along the axis, as the slice
+    x[..., i*m:(i+1)*m] with m = length / k (NumPy's np.split(x, k, axis)[i])."""
+    if not x.shape:
+        raise ShapeError("split() needs an array, got a scalar")
+    a = normalize_axis(axis, len(x.shape), "split")
+    if parts.is_positive is not True:
+        raise ShapeError(f"split(): the number of parts {parts} must be positive")
+    width = sympy.cancel(x.shape[a] / parts)
+    if width.is_integer is not True:
+        raise ShapeError(
+            f"split(): an axis of length {x.shape[a]} does not divide into {parts} equal parts "
+            f"(declare a size relation such as {x.shape[a]} = {parts} * m)"
+        )
+    at = parts + i if i.is_negative else i
+    if at.is_negative or (parts - at - 1).is_negative:
+        raise ShapeError(f"split(): part {i} is out of range for {parts} parts")
+    start, stop = sympy.expand(at * width), sympy.expand((at + 1) * width)
+    return index(x, [(SLICE, None, None)] * a + [(SLICE, start, stop)])
