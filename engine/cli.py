@@ -18,8 +18,8 @@ from engine.cli_options import (
     jobs_option,
     parse_pairs,
     seed_option,
-    size_rel_option,
     shorten,
+    size_rel_option,
     timeout_option,
     var_option,
 )

@@ -368,7 +368,7 @@ class _Builder:
             return value
         raise ParseError(f"{fname}() takes sizes: size symbols or small integers")
 
-    # ------------------------------------------------------------ structure (engine.functions.structure)
+    # ------------------------------------------------ structure (engine.functions.structure)
 
     def _size_expr(self, node: ast.AST, what: str) -> sympy.Expr:
         """An index bound or reshape size: integers and sizes with +, - and * (engine.sizes)."""

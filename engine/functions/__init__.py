@@ -1,7 +1,14 @@
 """Every function of the formula language, each defined once (see `base.Function`)."""
 
-from engine.functions import calculus, elementwise, linalg, ops, probability, reductions
-from engine.functions import structure  # slicing, reshape, concat, stack
+from engine.functions import (
+    calculus,
+    elementwise,
+    linalg,
+    ops,
+    probability,
+    reductions,
+    structure,  # slicing, reshape, concat, stack
+)
 from engine.functions.base import REGISTRY, Function, params_of
 
 __all__ = [

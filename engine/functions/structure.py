@@ -109,12 +109,12 @@ def _getitem_shape(shapes: tuple[Shape, ...], p) -> Shape:
         k += 2
         if start.is_negative or (length - stop).is_negative:
             raise ShapeError(
-                f"slice {_slice_text(dims[k - 2], dims[k - 1], length)} is out of range for an "
+                f"slice {slice_text(dims[k - 2], dims[k - 1], length)} is out of range for an "
                 f"axis of length {length}"
             )
         width = sympy.expand(stop - start)
         if width.is_positive is False:
-            raise ShapeError(f"slice {_slice_text(dims[k - 2], dims[k - 1], length)} is empty")
+            raise ShapeError(f"slice {slice_text(dims[k - 2], dims[k - 1], length)} is empty")
         out.append(width)
     return tuple(out) + tuple(s[len(kinds) :])
 
@@ -130,7 +130,8 @@ def concrete_index(kinds: tuple, bounds: tuple, shape: tuple[int, ...]) -> tuple
             k += 1
             if not -length <= i < length:
                 raise EngineError(
-                    f"index {i} is out of range for an axis of length {length} (at the sizes checked)"
+                    f"index {i} is out of range for an axis of length {length} "
+                    "(at the sizes checked)"
                 )
             out.append(i)
             continue
@@ -195,7 +196,7 @@ def _bound_text(b: sympy.Expr) -> str:
     return str(b).replace(" ", "")
 
 
-def _slice_text(start: sympy.Expr, stop: sympy.Expr, length: sympy.Expr) -> str:
+def slice_text(start: sympy.Expr, stop: sympy.Expr, length: sympy.Expr) -> str:
     left = "" if start == 0 else _bound_text(start)
     right = "" if stop == length else _bound_text(stop)
     return f"{left}:{right}"
@@ -208,7 +209,7 @@ def _getitem_text(n: Call, sub) -> str:
         if kind == INDEX:
             parts.append(_bound_text(b[0]))
         else:
-            parts.append(_slice_text(b[0], b[1], x.shape[axis]))
+            parts.append(slice_text(b[0], b[1], x.shape[axis]))
     return f"{sub(x, PREC_ATOM)}[{', '.join(parts)}]"
 
 
@@ -266,7 +267,8 @@ def _concat_shape(shapes: tuple[Shape, ...], p) -> Shape:
     for s in shapes[1:]:
         if len(s) != len(first) or s[:axis] + s[axis + 1 :] != first[:axis] + first[axis + 1 :]:
             raise ShapeError(
-                f"concat(): shapes {format_shape(first)} and {format_shape(s)} differ off axis {axis}"
+                f"concat(): shapes {format_shape(first)} and {format_shape(s)} differ "
+                f"off axis {axis}"
             )
     total = sympy.expand(sum((s[axis] for s in shapes), sympy.Integer(0)))
     return first[:axis] + (total,) + first[axis + 1 :]
