@@ -113,8 +113,8 @@ def declare_relations(env: Environment, relations: Mapping[str, str]) -> None:
             return env.sizes.setdefault(size, size_symbol(size))
 
         value = sympy.expand(parse_size_text(text, lookup, what))
-        if value.is_positive is not True:
-            raise SizeError(f"{what}: the expression must be positive for every choice of sizes")
+        if value.is_positive is False or not value.free_symbols and value < 1:
+            raise SizeError(f"{what}: a size must be positive")
         env.size_rels[name] = value
 
 

@@ -25,7 +25,10 @@ from engine.functions.base import (
     register,
 )
 
-SLICE, INDEX = "s", "i"  # the kinds of index items: a slice start:stop, an integer position
+# The kinds of index items: a slice start:stop (two bounds), an integer position (one), and the
+# whole axis `:` (no bound: its length is not a size the index uses).
+SLICE, INDEX, ALL = "s", "i", ":"
+WIDTH = {SLICE: 2, INDEX: 1, ALL: 0}
 Item = tuple  # ("s", start | None, stop | None) or ("i", position)
 MAX_RESHAPE_RANK = 8
 
@@ -61,14 +64,15 @@ def index(x: Expr, items: list[Item]) -> Expr:
             kinds.append(INDEX)
             bounds.append(sympy.Integer(item[1]) if isinstance(item[1], int) else item[1])
         else:
-            start, stop = item[1], item[2]
-            kinds.append(SLICE)
-            bounds.append(sympy.Integer(0) if start is None else _sym(start))
-            bounds.append(length if stop is None else _sym(stop))
-    # trailing full slices say nothing
-    while kinds and kinds[-1] == SLICE and _full(bounds[-2], bounds[-1], x.shape[len(kinds) - 1]):
+            start = sympy.Integer(0) if item[1] is None else _sym(item[1])
+            stop = length if item[2] is None else _sym(item[2])
+            if _full(start, stop, length):
+                kinds.append(ALL)
+            else:
+                kinds.append(SLICE)
+                bounds += [start, stop]
+    while kinds and kinds[-1] == ALL:  # trailing whole axes say nothing
         kinds.pop()
-        del bounds[-2:]
     if not kinds:
         return x
     return call("getitem", x, kinds=tuple(kinds), dims=tuple(bounds))
@@ -82,10 +86,12 @@ def items_of(node: Call) -> list[tuple[str, tuple[sympy.Expr, ...]]]:
     """(kind, bounds) per leading axis of a getitem call."""
     p = params_of(node)
     out, k = [], 0
-    for kind in p["kinds"]:
-        width = 2 if kind == SLICE else 1
-        out.append((kind, tuple(p["dims"][k : k + width])))
-        k += width
+    for axis, kind in enumerate(p["kinds"]):
+        if kind == ALL:
+            out.append((SLICE, (sympy.Integer(0), node.args[0].shape[axis])))
+            continue
+        out.append((kind, tuple(p["dims"][k : k + WIDTH[kind]])))
+        k += WIDTH[kind]
     return out
 
 
@@ -98,6 +104,9 @@ def _getitem_shape(shapes: tuple[Shape, ...], p) -> Shape:
     k = 0
     for axis, kind in enumerate(kinds):
         length = s[axis]
+        if kind == ALL:
+            out.append(length)
+            continue
         if kind == INDEX:
             i = _normal(_sym(dims[k]), length, "index")
             if i.is_negative or (length - i - 1).is_negative:
@@ -125,6 +134,9 @@ def concrete_index(kinds: tuple, bounds: tuple, shape: tuple[int, ...]) -> tuple
     k = 0
     for axis, kind in enumerate(kinds):
         length = shape[axis]
+        if kind == ALL:
+            out.append(slice(None))
+            continue
         if kind == INDEX:
             i = int(bounds[k])
             k += 1
