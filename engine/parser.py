@@ -25,6 +25,7 @@ from engine.expr import (
     size_symbol,
 )
 from engine.functions import REGISTRY
+from engine.sizes import SizeError
 from engine.types import TYPES
 
 MAX_TEXT = 4000  # characters in one formula
@@ -136,7 +137,10 @@ def build_environment(
     if sizes:
         from engine.sizes import declare_relations
 
-        declare_relations(env, sizes)
+        try:
+            declare_relations(env, sizes)
+        except SizeError as e:
+            raise ParseError(str(e)) from None
     if not isinstance(vars, Mapping):
         raise ParseError("vars must be a table of name = 'type'")
     if len(vars) > MAX_DECLARATIONS:
@@ -385,7 +389,10 @@ class _Builder:
                 raise ParseError(f"{what}: {name!r} is a variable; bounds are integers or sizes")
             raise ParseError(f"{what}: unknown size {name!r}")
 
-        return size_expression(node, lookup, what)
+        try:
+            return size_expression(node, lookup, what)
+        except SizeError as e:
+            raise ParseError(str(e)) from None
 
     def _Subscript(self, node: ast.Subscript) -> Expr:
         from engine.functions.structure import INDEX, SLICE, index, split_part
