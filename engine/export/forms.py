@@ -178,6 +178,8 @@ def _getitem_code(x: str, node: Call) -> str:
     from engine.functions.structure import INDEX, items_of, slice_text
 
     parts = []
+    # bounds counted from the start (x[n - 1] for x[-1]): the sizes in them are the ones the
+    # emitter reads off the shapes (and renames if they clash with a module name)
     for axis, (kind, b) in enumerate(items_of(node)):
         if kind == INDEX:
             parts.append(str(b[0]))

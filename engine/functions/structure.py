@@ -41,13 +41,13 @@ def _sym(b) -> sympy.Expr:
     return sympy.Integer(b) if isinstance(b, int) else b
 
 
-def _normal(b: sympy.Expr, length: sympy.Expr, what: str) -> sympy.Expr:
-    """A bound counted from the start: a negative one (NumPy) is length + b."""
+def _from_start(b: sympy.Expr, length: sympy.Expr) -> tuple[sympy.Expr, bool]:
+    """A bound counted from the start, and whether it was written from the end: a bound that
+    is negative for every choice of sizes (-1, -dh) counts from the end, as in NumPy; any
+    other (n - 2, (h - 1)*dh) counts from the start and must be >= 0 at the sizes checked."""
     if b.is_negative:
-        return length + b
-    if b.is_nonnegative:
-        return b
-    raise ShapeError(f"{what} {b} may be negative or not: write it so its sign is clear")
+        return sympy.expand(length + b), True
+    return b, False
 
 
 def index(x: Expr, items: list[Item]) -> Expr:
@@ -59,47 +59,71 @@ def index(x: Expr, items: list[Item]) -> Expr:
         )
     kinds: list[str] = []
     bounds: list[sympy.Expr] = []
+    ends: list[bool] = []
     for item, length in zip(items, x.shape, strict=False):
         if item[0] == INDEX:
+            written = _sym(item[1])
+            i, end = _from_start(written, length)
+            if i.is_negative or (length - i - 1).is_negative:
+                raise ShapeError(f"index {written} is out of range for an axis of length {length}")
             kinds.append(INDEX)
-            bounds.append(sympy.Integer(item[1]) if isinstance(item[1], int) else item[1])
+            bounds.append(i)
+            ends.append(end)
+            continue
+        lo = sympy.Integer(0) if item[1] is None else _sym(item[1])
+        hi = length if item[2] is None else _sym(item[2])
+        (start, e1), (stop, e2) = _from_start(lo, length), _from_start(hi, length)
+        if start.is_negative or (length - stop).is_negative:
+            raise ShapeError(
+                f"slice {slice_text(lo, hi, length)} is out of range for an axis of length {length}"
+            )
+        if sympy.expand(stop - start).is_positive is False:
+            raise ShapeError(f"slice {slice_text(lo, hi, length)} is empty")
+        if _full(start, stop, length):
+            kinds.append(ALL)
         else:
-            start = sympy.Integer(0) if item[1] is None else _sym(item[1])
-            stop = length if item[2] is None else _sym(item[2])
-            if _full(start, stop, length):
-                kinds.append(ALL)
-            else:
-                kinds.append(SLICE)
-                bounds += [start, stop]
+            kinds.append(SLICE)
+            bounds += [start, stop]
+            ends += [e1, e2]
     while kinds and kinds[-1] == ALL:  # trailing whole axes say nothing
         kinds.pop()
     if not kinds:
         return x
-    return call("getitem", x, kinds=tuple(kinds), dims=tuple(bounds))
+    extra = {"ends": tuple(ends)} if any(ends) else {}
+    return call("getitem", x, kinds=tuple(kinds), dims=tuple(bounds), **extra)
 
 
 def _full(start: sympy.Expr, stop: sympy.Expr, length: sympy.Expr) -> bool:
     return start == 0 and stop == length
 
 
-def items_of(node: Call) -> list[tuple[str, tuple[sympy.Expr, ...]]]:
-    """(kind, bounds) per leading axis of a getitem call."""
+def items_of(node: Call, written: bool = False) -> list[tuple[str, tuple[sympy.Expr, ...]]]:
+    """(kind, bounds) per leading axis of a getitem call, every bound counted from the start
+    (`written=True`: a bound written from the end, such as -1, as written); `:` is (0, length)."""
     p = params_of(node)
+    ends = p["ends"] or (False,) * len(p["dims"])
     out, k = [], 0
     for axis, kind in enumerate(p["kinds"]):
+        length = node.args[0].shape[axis]
         if kind == ALL:
-            out.append((SLICE, (sympy.Integer(0), node.args[0].shape[axis])))
+            out.append((SLICE, (sympy.Integer(0), length)))
             continue
-        out.append((kind, tuple(p["dims"][k : k + WIDTH[kind]])))
+        bounds = []
+        for b, end in zip(p["dims"][k : k + WIDTH[kind]], ends[k : k + WIDTH[kind]], strict=True):
+            b = _sym(b)
+            bounds.append(sympy.expand(b - length) if written and end else b)
+        out.append((kind, tuple(bounds)))
         k += WIDTH[kind]
     return out
 
 
 def _getitem_shape(shapes: tuple[Shape, ...], p) -> Shape:
     (s,) = shapes
-    kinds, dims = p["kinds"], p["dims"]
+    kinds, dims = p["kinds"], tuple(_sym(d) for d in p["dims"])
     if len(kinds) > len(s):
         raise ShapeError(f"too many indices ({len(kinds)}) for an array of shape {format_shape(s)}")
+    if sum(WIDTH[kind] for kind in kinds) != len(dims) or len(p["ends"]) not in (0, len(dims)):
+        raise ShapeError("getitem(): the bounds do not match the index kinds")
     out: list[sympy.Expr] = []
     k = 0
     for axis, kind in enumerate(kinds):
@@ -108,22 +132,21 @@ def _getitem_shape(shapes: tuple[Shape, ...], p) -> Shape:
             out.append(length)
             continue
         if kind == INDEX:
-            i = _normal(_sym(dims[k]), length, "index")
+            i = dims[k]
             if i.is_negative or (length - i - 1).is_negative:
-                raise ShapeError(f"index {dims[k]} is out of range for an axis of length {length}")
+                raise ShapeError(f"index {i} is out of range for an axis of length {length}")
             k += 1
             continue
-        start = _normal(_sym(dims[k]), length, "slice start")
-        stop = _normal(_sym(dims[k + 1]), length, "slice stop")
+        start, stop = dims[k], dims[k + 1]
         k += 2
         if start.is_negative or (length - stop).is_negative:
             raise ShapeError(
-                f"slice {slice_text(dims[k - 2], dims[k - 1], length)} is out of range for an "
-                f"axis of length {length}"
+                f"slice {slice_text(start, stop, length)} is out of range for an axis of length "
+                f"{length}"
             )
         width = sympy.expand(stop - start)
         if width.is_positive is False:
-            raise ShapeError(f"slice {slice_text(dims[k - 2], dims[k - 1], length)} is empty")
+            raise ShapeError(f"slice {slice_text(start, stop, length)} is empty")
         out.append(width)
     return tuple(out) + tuple(s[len(kinds) :])
 
@@ -140,7 +163,7 @@ def concrete_index(kinds: tuple, bounds: tuple, shape: tuple[int, ...]) -> tuple
         if kind == INDEX:
             i = int(bounds[k])
             k += 1
-            if not -length <= i < length:
+            if not 0 <= i < length:
                 raise EngineError(
                     f"index {i} is out of range for an axis of length {length} "
                     "(at the sizes checked)"
@@ -149,21 +172,20 @@ def concrete_index(kinds: tuple, bounds: tuple, shape: tuple[int, ...]) -> tuple
             continue
         a, b = int(bounds[k]), int(bounds[k + 1])
         k += 2
-        a2, b2 = a + length if a < 0 else a, b + length if b < 0 else b
-        if not 0 <= a2 < b2 <= length:
+        if not 0 <= a < b <= length:
             raise EngineError(
                 f"slice {a}:{b} is out of range or empty for an axis of length {length} "
                 "(at the sizes checked)"
             )
-        out.append(slice(a2, b2))
+        out.append(slice(a, b))
     return tuple(out)
 
 
-def _np_getitem(x, kinds=(), dims=()):
+def _np_getitem(x, kinds=(), dims=(), ends=()):
     return np.asarray(x[concrete_index(kinds, dims, np.shape(x))])
 
 
-def _sym_getitem(x, kinds=(), dims=()):
+def _sym_getitem(x, kinds=(), dims=(), ends=()):
     return obj(obj(x)[concrete_index(kinds, dims, np.shape(x))])
 
 
@@ -194,13 +216,10 @@ def _getitem_vjp(n: Call, g: Expr, i: int) -> Expr:
         pos = j - removed_before[j]  # the axis of g that item j maps to
         length = x.shape[j]
         if kind == INDEX:
-            at = _normal(b[0], length, "index")
             g = call("expand_dims", g, axis=pos)
-            g = pad_axis(g, pos, at, sympy.expand(length - at - 1))
+            g = pad_axis(g, pos, b[0], sympy.expand(length - b[0] - 1))
         else:
-            start = _normal(b[0], length, "slice start")
-            stop = _normal(b[1], length, "slice stop")
-            g = pad_axis(g, pos, start, sympy.expand(length - stop))
+            g = pad_axis(g, pos, b[0], sympy.expand(length - b[1]))
     return g
 
 
@@ -217,7 +236,7 @@ def slice_text(start: sympy.Expr, stop: sympy.Expr, length: sympy.Expr) -> str:
 def _getitem_text(n: Call, sub) -> str:
     x = n.args[0]
     parts = []
-    for axis, (kind, b) in enumerate(items_of(n)):
+    for axis, (kind, b) in enumerate(items_of(n, written=True)):
         if kind == INDEX:
             parts.append(_bound_text(b[0]))
         else:
@@ -225,8 +244,8 @@ def _getitem_text(n: Call, sub) -> str:
     return f"{sub(x, PREC_ATOM)}[{', '.join(parts)}]"
 
 
-def _one_based(b: sympy.Expr, length: sympy.Expr) -> sympy.Expr:
-    return sympy.expand((length + b if b.is_negative else b) + 1)
+def _one_based(b: sympy.Expr) -> sympy.Expr:
+    return sympy.expand(b + 1)
 
 
 def _getitem_latex(n: Call, s) -> str:
@@ -238,12 +257,11 @@ def _getitem_latex(n: Call, s) -> str:
     for axis, (kind, b) in enumerate(items_of(n)):
         length = x.shape[axis]
         if kind == INDEX:
-            parts.append(sympy.latex(_one_based(b[0], length)))
+            parts.append(sympy.latex(_one_based(b[0])))
         elif _full(b[0], b[1], length):
             parts.append(":")
         else:
-            lo = _one_based(b[0], length)
-            hi = sympy.expand(length + b[1] if b[1].is_negative else b[1])
+            lo, hi = _one_based(b[0]), b[1]
             parts.append(f"{sympy.latex(lo)}:{sympy.latex(hi)}")
     base = s(x, PREC_ATOM)
     if not (isinstance(x, Var | Ref) and "_" not in base and "^" not in base):
@@ -260,7 +278,7 @@ register(
         sympy=_sym_getitem,
         latex=_getitem_latex,
         vjp=_getitem_vjp,
-        params={"kinds": (), "dims": ()},
+        params={"kinds": (), "dims": (), "ends": ()},
         doc="static slicing and integer indexing x[i], X[:, a:b] (NumPy semantics)",
         public=False,
         text=_getitem_text,
