@@ -12,7 +12,7 @@ import sympy
 
 from engine.expr import Call, Expr, call
 from engine.functions.base import params_of
-from engine.functions.structure import ALL, SLICE, items_of
+from engine.functions.structure import ALL, SLICE, TO_END, items_of
 
 Rule = Callable[[Call], Expr | None]
 
@@ -23,6 +23,16 @@ def _is(e: Expr, fn: str) -> bool:
 
 def _axis(n: Call) -> int:
     return params_of(n)["axis"] % len(n.shape)
+
+
+def _slices_one_axis(n: Call, axis: int) -> bool:
+    """n = x[:, ..., :, a:b]: a slice of `axis`, every axis before it whole, none after."""
+    kinds = params_of(n)["kinds"]
+    return (
+        len(kinds) == axis + 1
+        and all(k == ALL for k in kinds[:axis])
+        and kinds[axis] in (SLICE, TO_END)
+    )
 
 
 def blockwise_sum(n: Call) -> Expr | None:
@@ -49,7 +59,11 @@ def slice_of_concat(n: Call) -> Expr | None:
         return None
     axis = _axis(x)
     kinds = params_of(n)["kinds"]
-    if len(kinds) != axis + 1 or any(k != ALL for k in kinds[:axis]) or kinds[axis] != SLICE:
+    if (
+        len(kinds) != axis + 1
+        or any(k != ALL for k in kinds[:axis])
+        or kinds[axis] not in (SLICE, TO_END)
+    ):
         return None
     start, stop = items_of(n)[axis][1]
     offset = sympy.Integer(0)
@@ -76,7 +90,11 @@ def concat_of_slices(n: Call) -> Expr | None:
         if base != source or base.shape[:axis] != n.shape[:axis]:
             return None
         kinds = params_of(part)["kinds"]
-        if len(kinds) != axis + 1 or any(k != ALL for k in kinds[:axis]) or kinds[axis] != SLICE:
+        if (
+            len(kinds) != axis + 1
+            or any(k != ALL for k in kinds[:axis])
+            or kinds[axis] not in (SLICE, TO_END)
+        ):
             return None
         start, stop = items_of(part)[axis][1]
         if sympy.expand(start - offset) != 0:

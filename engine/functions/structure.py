@@ -25,10 +25,11 @@ from engine.functions.base import (
     register,
 )
 
-# The kinds of index items: a slice start:stop (two bounds), an integer position (one), and the
-# whole axis `:` (no bound: its length is not a size the index uses).
-SLICE, INDEX, ALL = "s", "i", ":"
-WIDTH = {SLICE: 2, INDEX: 1, ALL: 0}
+# The kinds of index items: a slice start:stop (two bounds), a slice start: to the end of the
+# axis (one), an integer position (one), and the whole axis `:` (none). The length of the axis is
+# never stored as a bound: it is not a size the index uses (an export need not read it).
+SLICE, TO_END, INDEX, ALL = "s", ">", "i", ":"
+WIDTH = {SLICE: 2, TO_END: 1, INDEX: 1, ALL: 0}
 Item = tuple  # ("s", start | None, stop | None) or ("i", position)
 MAX_RESHAPE_RANK = 8
 
@@ -81,6 +82,10 @@ def index(x: Expr, items: list[Item]) -> Expr:
             raise ShapeError(f"slice {slice_text(lo, hi, length)} is empty")
         if _full(start, stop, length):
             kinds.append(ALL)
+        elif stop == length:
+            kinds.append(TO_END)
+            bounds.append(start)
+            ends.append(e1)
         else:
             kinds.append(SLICE)
             bounds += [start, stop]
@@ -108,11 +113,13 @@ def items_of(node: Call, written: bool = False) -> list[tuple[str, tuple[sympy.E
         if kind == ALL:
             out.append((SLICE, (sympy.Integer(0), length)))
             continue
-        bounds = []
+        bounds = [] if kind != TO_END else [length]
         for b, end in zip(p["dims"][k : k + WIDTH[kind]], ends[k : k + WIDTH[kind]], strict=True):
             b = _sym(b)
-            bounds.append(sympy.expand(b - length) if written and end else b)
-        out.append((kind, tuple(bounds)))
+            bounds.insert(
+                len(bounds) - (kind == TO_END), sympy.expand(b - length) if written and end else b
+            )
+        out.append((SLICE if kind == TO_END else kind, tuple(bounds)))
         k += WIDTH[kind]
     return out
 
@@ -137,8 +144,8 @@ def _getitem_shape(shapes: tuple[Shape, ...], p) -> Shape:
                 raise ShapeError(f"index {i} is out of range for an axis of length {length}")
             k += 1
             continue
-        start, stop = dims[k], dims[k + 1]
-        k += 2
+        start, stop = dims[k], (dims[k + 1] if kind == SLICE else length)
+        k += WIDTH[kind]
         if start.is_negative or (length - stop).is_negative:
             raise ShapeError(
                 f"slice {slice_text(start, stop, length)} is out of range for an axis of length "
@@ -170,8 +177,8 @@ def concrete_index(kinds: tuple, bounds: tuple, shape: tuple[int, ...]) -> tuple
                 )
             out.append(i)
             continue
-        a, b = int(bounds[k]), int(bounds[k + 1])
-        k += 2
+        a, b = int(bounds[k]), (int(bounds[k + 1]) if kind == SLICE else length)
+        k += WIDTH[kind]
         if not 0 <= a < b <= length:
             raise EngineError(
                 f"slice {a}:{b} is out of range or empty for an axis of length {length} "
