@@ -176,10 +176,10 @@ def verify(target, vars_, defs, size_rels, as_json, seed, sizes, timeout, jobs) 
     numeric_sizes = _sizes(sizes)
     seconds = budget_seconds(timeout)
     if _is_file_target(target):
-        if vars_ or defs or size_rels:
-            raise click.UsageError(
-                "--var/--def/--size-rel go with an inline equation, not a claims file"
-            )
+        if vars_ or defs:
+            raise click.UsageError("--var/--def go with an inline equation, not a claims file")
+        if size_rels:
+            raise click.UsageError("--size-rel goes with an inline equation; a file has [sizes]")
         claims = read_within(load_claims, target, seconds)
     else:
         claims = [
