@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 MAX_RELATIONS = 32  # declared relations in one environment
 MAX_RELATION_TEXT = 200  # characters in the right-hand side of one relation
 MAX_SIZE_INTEGER = 10**6  # largest integer in a size expression (an index, a bound, a factor)
+# largest integer in a relation: its sizes become array lengths, at the exact route's sizes too
+# (as for a literal size in a type, engine.parser.MAX_LITERAL_DIM)
+MAX_RELATION_INTEGER = 64
+# A relation may not grow past 64**2 when every size is 8 (h * dh is 64 there, h**5 is 32768):
+# the exact route builds SymPy arrays of these lengths.
+GROWTH_PROBE, MAX_GROWTH = 8, 64**2
 # The numeric route's sizes for the sizes a relation multiplies (h and dh in d = h * dh):
 # distinct and small, so a product such as d stays near the other numeric sizes (24 = 4 * 6).
 RELATION_NUMERIC_SIZES = (4, 6, 3, 5, 2, 7, 8, 9)
@@ -25,7 +31,12 @@ class SizeError(EngineError):
     """A size relation or size expression that is not in the language."""
 
 
-def size_expression(node: ast.AST, lookup: Callable[[str], sympy.Expr], what: str) -> sympy.Expr:
+def size_expression(
+    node: ast.AST,
+    lookup: Callable[[str], sympy.Expr],
+    what: str,
+    limit: int = MAX_SIZE_INTEGER,
+) -> sympy.Expr:
     """An integer expression of sizes (`2*dh`, `d - 1`, `-1`): names, integers, +, - and *."""
     if isinstance(node, ast.Name):
         return lookup(node.id)
@@ -33,15 +44,15 @@ def size_expression(node: ast.AST, lookup: Callable[[str], sympy.Expr], what: st
         v = node.value
         if type(v) is not int:
             raise SizeError(f"{what}: {v!r} is not an integer")
-        if abs(v) > MAX_SIZE_INTEGER:
-            raise SizeError(f"{what}: integer {v} is too large (limit {MAX_SIZE_INTEGER})")
+        if abs(v) > limit:
+            raise SizeError(f"{what}: integer {v} is too large (limit {limit})")
         return sympy.Integer(v)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        inner = size_expression(node.operand, lookup, what)
+        inner = size_expression(node.operand, lookup, what, limit)
         return -inner if isinstance(node.op, ast.USub) else inner
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
-        a = size_expression(node.left, lookup, what)
-        b = size_expression(node.right, lookup, what)
+        a = size_expression(node.left, lookup, what, limit)
+        b = size_expression(node.right, lookup, what, limit)
         if isinstance(node.op, ast.Add):
             return a + b
         return a - b if isinstance(node.op, ast.Sub) else sympy.expand(a * b)
@@ -59,7 +70,7 @@ def parse_size_text(text: str, lookup: Callable[[str], sympy.Expr], what: str) -
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise SizeError(f"{what}: cannot read {text!r} (expected e.g. 'h * dh')") from None
     try:
-        return size_expression(tree.body, lookup, what)
+        return size_expression(tree.body, lookup, what, MAX_RELATION_INTEGER)
     except RecursionError:
         raise SizeError(f"{what}: nested too deeply") from None
 
@@ -115,6 +126,12 @@ def declare_relations(env: Environment, relations: Mapping[str, str]) -> None:
         value = sympy.expand(parse_size_text(text, lookup, what))
         if value.is_positive is False or not value.free_symbols and value < 1:
             raise SizeError(f"{what}: a size must be positive")
+        probe = value.xreplace({s: sympy.Integer(GROWTH_PROBE) for s in value.free_symbols})
+        if probe > MAX_GROWTH:
+            raise SizeError(
+                f"{what}: grows too fast ({probe} when every size is {GROWTH_PROBE}, "
+                f"limit {MAX_GROWTH})"
+            )
         env.size_rels[name] = value
 
 

@@ -75,6 +75,8 @@ def test_api_assert_claim_and_derive_take_sizes():
         ({"a": "d * 2", "d": "h * dh"}, "'d' is already a size"),
         ({"softmax": "h"}, "size name 'softmax' is reserved"),
         ({"d": "h" * 300}, "too long"),
+        ({"d": "100000 * h"}, "integer 100000 is too large (limit 64)"),
+        ({"d": "h * h * h * h * h"}, "grows too fast (32768 when every size is 8"),
         (["d=h*dh"], "sizes must be a table"),
     ],
 )
