@@ -75,6 +75,22 @@ def slice_of_concat(n: Call) -> Expr | None:
     return None
 
 
+def slice_of_scaled(n: Call) -> Expr | None:
+    """(c * A)[idx] = c * A[idx] and (A * c)[idx] = A[idx] * c for a scalar c (also / c and
+    -A): the slice moves onto the array, where it may meet a concat (slice_of_concat)."""
+    x = n.args[0]
+    if _is(x, "neg"):
+        return -Call(n.fn, (x.args[0],), n.params, n.shape)
+    if not (_is(x, "mul") or _is(x, "div")):
+        return None
+    a, b = x.args
+    if b.shape == () and a.shape == x.shape:
+        return call(x.fn, Call(n.fn, (a,), n.params, n.shape), b)
+    if x.fn == "mul" and a.shape == () and b.shape == x.shape:
+        return call(x.fn, a, Call(n.fn, (b,), n.params, n.shape))
+    return None
+
+
 def concat_of_slices(n: Call) -> Expr | None:
     """concat([X[..., 0:a1], X[..., a1:a2], ..., X[..., ak:d]], axis) = X: slices of one array
     that tile its axis in order (every other axis taken whole) join back into it."""
@@ -119,8 +135,13 @@ def install(rules: dict[str, Rule]) -> None:
     """Add the structure rules to the simplifier's table (engine.derive.simplify.RULES)."""
     for fn in ("add", "sub"):
         rules[fn] = first(blockwise_sum, rules.get(fn))
-    rules["getitem"] = first(slice_of_concat, rules.get("getitem"))
+    rules["getitem"] = first(slice_of_concat, first(slice_of_scaled, rules.get("getitem")))
     rules["concat"] = first(concat_of_slices, rules.get("concat"))
 
 
-STRUCTURE_RULES: tuple[Rule, ...] = (blockwise_sum, slice_of_concat, concat_of_slices)
+STRUCTURE_RULES: tuple[Rule, ...] = (
+    blockwise_sum,
+    slice_of_concat,
+    slice_of_scaled,
+    concat_of_slices,
+)
