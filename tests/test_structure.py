@@ -308,3 +308,18 @@ def test_exported_block_program_matches_torch_autograd(target, tmp_path):
     np.testing.assert_allclose(np.asarray(grads["W"]), Wt.grad.numpy(), rtol=1e-12)
     src = to_module(program, target)
     assert "    dh = W.shape[0]\n" in src and "h = " not in src.replace("dh = ", "")
+
+
+@pytest.mark.parametrize(
+    "text, program",
+    [
+        ("jacobian(concat([x[1:], x[:1]]), x)", "J = concat([eye(n)[n-1:], eye(n)[:n-1]]).T"),
+        ("jacobian(reshape(stack([x, x], axis=1), (2 * n,)), x)", None),
+        ("jacobian(tanh(x)[-2:] * x[0], x)", None),
+    ],
+)
+def test_jacobians_through_structure_are_derived_and_verified(text, program):
+    derived = derive(text, None, {"x": "real[n]"})
+    assert derived.verified and derived.kind == "jacobian"
+    if program is not None:
+        assert derived.to_text() == program
