@@ -343,7 +343,7 @@ class _Builder:
             if not node.args:
                 raise ParseError(f"{name}() needs at least one size, e.g. {name}(n)")
             return call(name, dims=tuple(self._size_arg(name, a) for a in node.args))
-        if name in LIST_FUNCTIONS or name == "reshape":
+        if name in LIST_FUNCTIONS or name in ("reshape", "pad"):
             return self._structure_call(name, node, params)
         if name in DERIVATIVES:
             if len(node.args) != 2:
@@ -441,6 +441,12 @@ class _Builder:
                     "reshape() takes an array and a tuple of sizes: reshape(X, (n, d))"
                 )
             dims = tuple(self._size_expr(d, "reshape size") for d in node.args[1].elts)
+            return call(name, self.build(node.args[0]), dims=dims, **params)
+        if name == "pad":
+            widths = node.args[1] if len(node.args) == 2 else None
+            if not isinstance(widths, ast.Tuple) or len(widths.elts) != 2:
+                raise ParseError("pad() takes an array and two widths: pad(x, (1, 2), axis=-1)")
+            dims = tuple(self._size_expr(w, "pad width") for w in widths.elts)
             return call(name, self.build(node.args[0]), dims=dims, **params)
         if len(node.args) != 1 or not isinstance(node.args[0], ast.List | ast.Tuple):
             raise ParseError(f"{name}() takes a list of arrays: {name}([a, b], axis=0)")

@@ -185,6 +185,8 @@ FUNCTION_CASES = [
     ("stack([x, v]) + stack([x, x], axis=1).T", {"x": "real[k]", "v": "real[k]"}),
     ("reshape(X, (3, 4))", {"X": "real[4, 3]"}),
     ("reshape(X, (k,))", {"X": "real[1, k]"}),
+    ("pad(X, (1, 2), axis=0) + pad(Y, (0, 3))", {"X": "real[2, 4]", "Y": "real[5, 1]"}),
+    ("pad(x, (2, 1))", {"x": "real[4]"}),
 ]
 
 

@@ -129,6 +129,10 @@ CASES = [
     "grad(sum(A[:, :1] ** 2) + A[0] @ w, A)",
     "grad(sum(concat([x, 2 * x]) ** 3), x)",
     "jacobian(reshape(stack([x, x], axis=1), (2 * n,)), x)",
+    "pad(x, (1, 2))",
+    "pad(A, (0, n), axis=0)",
+    "pad(A, (2, 1), axis=-1)",
+    "grad(sum(pad(x, (1, 0)) ** 3), x)",
 ]
 
 

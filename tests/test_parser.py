@@ -122,6 +122,8 @@ def shape_of(text: str, env) -> tuple:
         ("reshape(A, (m, n))", (m, n)),
         ("reshape(A, (n * m,))", (n * m,)),
         ("split(concat([x, x]), 2)[-1]", (n,)),
+        ("pad(x, (1, n))", (2 * n + 1,)),
+        ("pad(A, (0, 2), axis=0)", (n + 2, m)),
     ],
 )
 def test_language_is_accepted(text, shape, env):
@@ -250,6 +252,8 @@ def test_environment_collects_sizes_in_declaration_order():
         ("stack(x)", "stack() takes a list of arrays"),
         ("reshape(A, n, m)", "reshape() takes an array and a tuple of sizes"),
         ("reshape(A, (n, s))", "reshape size: 's' is a variable"),
+        ("pad(x, 1)", "pad() takes an array and two widths"),
+        ("pad(x, (1, s))", "pad width: 's' is a variable"),
     ],
 )
 def test_forbidden_constructs_are_refused_with_a_clear_message(text, message, env):
@@ -283,6 +287,8 @@ def test_forbidden_constructs_are_refused_with_a_clear_message(text, message, en
         ("reshape(A, (n, n))", "reshape(): (n, m) has m*n entries, (n, n) has n**2"),
         ("split(x, 2)[0]", "an axis of length n does not divide into 2 equal parts"),
         ("split(concat([x, x]), 2)[2]", "split(): part 2 is out of range for 2 parts"),
+        ("pad(x, (-1, 0))", "pad(): width -1 is negative"),
+        ("pad(s, (1, 0))", "pad() needs an array, got a scalar"),
     ],
 )
 def test_shape_errors_name_the_shapes(text, message, env):

@@ -56,6 +56,8 @@ ENV = build_environment(VARS, {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"})
         "stack([x, y], axis=1) @ stack([s, s])",
         "reshape(X.T, (k * n,))",
         "reshape(P, (n, n, 1))[:, 0]",
+        "pad(x, (1, n))",
+        "pad(X, (0, 2), axis=0)",
     ],
 )
 def test_text_round_trip(text: str):
@@ -120,6 +122,8 @@ def test_latex_names(name: str, latex: str):
         ("stack([x, y])", r"\begin{bmatrix} x^\top \\ y^\top \end{bmatrix}"),
         ("stack([x, y], axis=1)", r"\begin{bmatrix} x & y \end{bmatrix}"),
         ("reshape(X, (k, n))", r"\operatorname{reshape}_{k \times n}\left(X\right)"),
+        ("pad(x, (1, 0))", r"\begin{bmatrix} \mathbf{0}_{1} \\ x \end{bmatrix}"),
+        ("pad(X, (0, 2))", r"\operatorname{pad}_{(0, 2),\,\text{axis}\,1}\left(X\right)"),
     ],
 )
 def test_latex_textbook_forms(text: str, latex: str):

@@ -71,6 +71,7 @@ CASES: dict[str, list[str]] = {
     "concat": ["concat([x, y])", "concat([M, N], axis=1)", "concat([M, A.T, c], axis=-1)"],
     "stack": ["stack([x, y])", "stack([x, y], axis=1)", "stack([M, N], axis=-1)"],
     "reshape": ["reshape(M, (m, n))", "reshape(x, (n, 1))", "reshape(M, (n * m,))"],
+    "pad": ["pad(x, (1, 2))", "pad(M, (0, n), axis=0)", "pad(M, (2, 1), axis=-1)"],
 }
 
 # Functions without a VJP, and why none is needed.

@@ -109,7 +109,13 @@ def _rule(n: Expr, t, m) -> Expr | None:
             return a @ ts[1]
         if ts[1] is None and len(a.shape) == 1:
             return b.T @ ts[0] if len(b.shape) == 2 else b @ ts[0]
-    if fn in ("getitem", "concat", "stack", "reshape"):  # structure: linear, act on leading axes
+    if fn in (
+        "getitem",
+        "concat",
+        "stack",
+        "reshape",
+        "pad",
+    ):  # structure: linear, act on leading axes
         return _structure_tangent(n, ts, m)
     raise DeriveError(f"cannot form the Jacobian through {fn}() symbolically")
 
@@ -123,5 +129,8 @@ def _structure_tangent(n: Call, ts: list, m) -> Expr:
         return call("getitem", ts[0], **dict(n.params))
     if n.fn == "reshape":
         return call("reshape", ts[0], dims=tuple(n.shape) + (m,))
+    if n.fn == "pad":
+        axis = params_of(n)["axis"] % len(n.shape)
+        return call("pad", ts[0], dims=params_of(n)["dims"], axis=axis)
     parts = [z if z is not None else zeros(a.shape + (m,)) for a, z in zip(n.args, ts, strict=True)]
     return call(n.fn, *parts, axis=params_of(n)["axis"] % len(n.shape))

@@ -193,6 +193,24 @@ def _joined(fn: str, kw: str) -> Rule:
     return lambda a, node: f"{fn}([{', '.join(a)}], {kw}={_param(node, 'axis', 0)})"
 
 
+def _pad_code(fn: str) -> Rule:
+    """np.pad(x, ((0, 0), (a, b))) with zeros; torch's F.pad lists (before, after) pairs from
+    the last axis backwards, so only the axes from the padded one to the last appear."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        rank = len(node.shape)
+        axis = _param(node, "axis", -1) % rank
+        before, after = (str(w) for w in _param(node, "dims", ()))
+        if fn.startswith("torch"):
+            pairs = ["0, 0"] * (rank - 1 - axis) + [f"{before}, {after}"]
+            return f"{fn}({a[0]}, ({', '.join(pairs)}))"
+        widths = ["(0, 0)"] * rank
+        widths[axis] = f"({before}, {after})"
+        return f"{fn}({a[0]}, ({', '.join(widths)}{',' if rank == 1 else ''}))"
+
+    return rule
+
+
 def _t(numpy: str, jax: str, torch: str, scalar: str | None = None, **imp) -> dict[str, Form]:
     """One elementwise row: NumPy, JAX and PyTorch templates (and a math one for scalars)."""
     row: dict[str, Form] = {
@@ -347,6 +365,11 @@ FORMS: dict[str, dict[str, Form]] = {
         "numpy": Custom(lambda a, node: f"np.reshape({a[0]}, {_dims_text(node)})", (NP,)),
         "jax": Custom(lambda a, node: f"jnp.reshape({a[0]}, {_dims_text(node)})", (JNP,)),
         "torch": Custom(lambda a, node: f"torch.reshape({a[0]}, {_dims_text(node)})", (TORCH,)),
+    },
+    "pad": {
+        "numpy": Custom(_pad_code("np.pad"), (NP,)),
+        "jax": Custom(_pad_code("jnp.pad"), (JNP,)),
+        "torch": Custom(_pad_code("torch.nn.functional.pad"), (TORCH,)),
     },
 }
 

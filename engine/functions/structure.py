@@ -471,3 +471,81 @@ def split_part(x: Expr, parts: sympy.Expr, axis: int, i: sympy.Expr) -> Expr:
         raise ShapeError(f"split(): part {i} is out of range for {parts} parts")
     start, stop = sympy.expand(at * width), sympy.expand((at + 1) * width)
     return index(x, [(SLICE, None, None)] * a + [(SLICE, start, stop)])
+
+
+# ---------------------------------------------------------------- pad
+
+
+def _pad_shape(shapes: tuple[Shape, ...], p) -> Shape:
+    (s,) = shapes
+    if not s:
+        raise ShapeError("pad() needs an array, got a scalar")
+    axis = normalize_axis(p["axis"], len(s), "pad")
+    widths = tuple(_sym(w) for w in p["dims"])
+    if len(widths) != 2:
+        raise ShapeError("pad() takes two widths: pad(x, (before, after), axis=-1)")
+    for w in widths:
+        if w.is_negative:
+            raise ShapeError(f"pad(): width {w} is negative")
+    return s[:axis] + (sympy.expand(s[axis] + widths[0] + widths[1]),) + s[axis + 1 :]
+
+
+def _pad_with(zero, x, dims, axis):
+    """Zeros ahead of and behind x along `axis` (np.pad with constant zeros, for any dtype)."""
+    before, after = dims
+    parts = []
+    for width in (before, None, after):
+        if width is None:
+            parts.append(x)
+        elif width:
+            shape = list(np.shape(x))
+            shape[axis] = int(width)
+            parts.append(np.full(shape, zero, dtype=x.dtype))
+    return np.concatenate(parts, axis=axis)
+
+
+def _pad_vjp(n: Call, g: Expr, i: int) -> Expr:
+    """pad(x, (a, b), axis) -> the cotangent of x is g[..., a:a + length, ...]."""
+    axis = params_of(n)["axis"] % len(n.shape)
+    before = _sym(params_of(n)["dims"][0])
+    stop = sympy.expand(before + n.args[0].shape[axis])
+    return index(g, [(SLICE, None, None)] * axis + [(SLICE, before, stop)])
+
+
+def _pad_text(n: Call, sub) -> str:
+    a, b = (_bound_text(_sym(w)) for w in params_of(n)["dims"])
+    axis = n.param("axis")
+    tail = "" if axis is None else f", axis={axis}"
+    return f"pad({sub(n.args[0], 0)}, ({a}, {b}){tail})"
+
+
+def _pad_latex(n: Call, s) -> str:
+    """[0; x; 0] for a vector, else pad with its widths and axis."""
+    a, b = (_sym(w) for w in params_of(n)["dims"])
+    rank = len(n.shape)
+    axis = params_of(n)["axis"] % rank
+    if rank == 1:
+        rows = [rf"\mathbf{{0}}_{{{sympy.latex(a)}}}"] * (a != 0)
+        rows += [s(n.args[0], 0)]
+        rows += [rf"\mathbf{{0}}_{{{sympy.latex(b)}}}"] * (b != 0)
+        return _bmatrix([[r] for r in rows])
+    widths = f"{sympy.latex(a)}, {sympy.latex(b)}"
+    return (
+        rf"{latex_fn('pad')}_{{({widths}),\,\text{{axis}}\,{axis}}}\left({s(n.args[0], 0)}\right)"
+    )
+
+
+register(
+    Function(
+        name="pad",
+        nargs=1,
+        shape=_pad_shape,
+        numpy=lambda x, dims=(), axis=-1: _pad_with(0, np.asarray(x), dims, axis),
+        sympy=lambda x, dims=(), axis=-1: obj(_pad_with(sympy.Integer(0), obj(x), dims, axis)),
+        latex=_pad_latex,
+        vjp=_pad_vjp,
+        params={"dims": (), "axis": -1},
+        doc="pad(x, (before, after), axis=-1): zeros before and after along one axis (np.pad)",
+        text=_pad_text,
+    )
+)
