@@ -26,26 +26,32 @@ def verify(
     numeric_sizes: Mapping[str, int] | None = None,
     *,
     timeout: float | None = None,
+    sizes: Mapping[str, str] | None = None,
 ) -> Result:
     """Check the claim `equation`; past `timeout` seconds the result is an `error` naming the
-    stage that ran out."""
+    stage that ran out. `sizes` declares size relations, e.g. {"d": "h * dh"}."""
 
     def job() -> Result:
-        return _verify(equation, vars, defs, seed=seed, name=name, numeric_sizes=numeric_sizes)
+        return _verify(
+            equation, vars, defs, seed=seed, name=name, numeric_sizes=numeric_sizes, sizes=sizes
+        )
 
     result = budget.result_within(job, name, timeout, "the claim")
-    return dataclasses.replace(result, latex=statement_latex(equation, vars, defs))
+    return dataclasses.replace(result, latex=statement_latex(equation, vars, defs, sizes))
 
 
 def statement_latex(
-    equation: str, vars: Mapping[str, str], defs: Mapping[str, str] | None = None
+    equation: str,
+    vars: Mapping[str, str],
+    defs: Mapping[str, str] | None = None,
+    sizes: Mapping[str, str] | None = None,
 ) -> str | None:
     """The claim typeset, `lhs = rhs`; None if it does not parse (the result says why)."""
     from engine.parser import build_environment, parse_equation
     from engine.printing.latex import to_latex
 
     try:
-        lhs, rhs = parse_equation(equation, build_environment(vars, defs))
+        lhs, rhs = parse_equation(equation, build_environment(vars, defs, sizes))
         return f"{to_latex(lhs)} = {to_latex(rhs)}"
     except (EngineError, RecursionError):
         return None
@@ -59,9 +65,10 @@ def assert_claim(
     name: str = "claim",
     *,
     timeout: float | None = None,
+    sizes: Mapping[str, str] | None = None,
 ) -> Result:
     """Like `verify`, but raise AssertionError with the full report unless the claim passes."""
-    result = verify(equation, vars, defs, seed=seed, name=name, timeout=timeout)
+    result = verify(equation, vars, defs, seed=seed, name=name, timeout=timeout, sizes=sizes)
     if not result.passed:
         raise AssertionError(result.report())
     return result

@@ -39,6 +39,7 @@ class Claim:
     vars: Mapping[str, str] = field(default_factory=dict)
     defs: Mapping[str, str] = field(default_factory=dict)
     expect: str = "pass"  # what the example file documents: "pass" or "fail"
+    sizes: Mapping[str, str] = field(default_factory=dict)  # [sizes] relations, d = "h * dh"
 
     def check(
         self,
@@ -62,7 +63,7 @@ class Claim:
         """The check as a callable for a worker, after parsing here; an `error` Result if the
         claim does not parse."""
         try:
-            env = build_environment(self.vars, self.defs)
+            env = build_environment(self.vars, self.defs, self.sizes)
             lhs, rhs = parse_equation(self.equation, env)
             check_entries((lhs, rhs), numeric_sizes)
         except EngineError as e:
@@ -207,7 +208,7 @@ def load_declarations(path: str | Path) -> tuple[dict[str, str], dict[str, str]]
 
 
 def declarations(data: Mapping, where: str) -> tuple[dict[str, str], dict[str, str]]:
-    unknown = set(data) - {"vars", "defs", "claim"}
+    unknown = set(data) - {"vars", "defs", "claim", "sizes"}
     if unknown:
         raise ClaimsFileError(f"{where}: unknown table [{sorted(unknown)[0]}]")
     vars_ = _string_table(data.get("vars", {}), f"{where}: [vars]")
@@ -237,7 +238,17 @@ def claims_from_table(data: Mapping, where: str = "claims") -> Iterator[Claim]:
         expect = c.get("expect", "pass")
         if expect not in ("pass", "fail"):
             raise ClaimsFileError(f"{where}: claim {name!r}: expect must be 'pass' or 'fail'")
-        yield Claim(name, equation, vars_, defs, expect)
+        yield Claim(name, equation, vars_, defs, expect, size_relations(data, where))
+
+
+def size_relations(data: Mapping, where: str) -> dict[str, str]:
+    """The [sizes] table of a claims or spec file: relations such as d = "h * dh"."""
+    return _string_table(data.get("sizes", {}), f"{where}: [sizes]")
+
+
+def load_size_relations(path: str | Path) -> dict[str, str]:
+    """The [sizes] table of a claims or spec file."""
+    return size_relations(_read_toml(path), str(path))
 
 
 def _string_table(table, where: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from engine.cli_options import (
     parse_pairs,
     seed_option,
     shorten,
+    size_rel_option,
     timeout_option,
     var_option,
 )
@@ -144,6 +145,7 @@ def cli() -> None:
 @click.argument("target", required=False)
 @var_option
 @def_option
+@size_rel_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of results.")
 @seed_option
 @click.option(
@@ -155,7 +157,7 @@ def cli() -> None:
 )
 @timeout_option
 @jobs_option
-def verify(target, vars_, defs, as_json, seed, sizes, timeout, jobs) -> None:
+def verify(target, vars_, defs, size_rels, as_json, seed, sizes, timeout, jobs) -> None:
     """Check claims: a TOML claims file, or one EQUATION with --var/--def.
 
     \b
@@ -176,9 +178,19 @@ def verify(target, vars_, defs, as_json, seed, sizes, timeout, jobs) -> None:
     if _is_file_target(target):
         if vars_ or defs:
             raise click.UsageError("--var/--def go with an inline equation, not a claims file")
+        if size_rels:
+            raise click.UsageError("--size-rel goes with an inline equation; a file has [sizes]")
         claims = read_within(load_claims, target, seconds)
     else:
-        claims = [Claim("claim", target, parse_pairs(vars_, "var"), parse_pairs(defs, "def"))]
+        claims = [
+            Claim(
+                "claim",
+                target,
+                parse_pairs(vars_, "var"),
+                parse_pairs(defs, "def"),
+                sizes=parse_pairs(size_rels, "size-rel"),
+            )
+        ]
     finished: dict[int, Result] = {}
     shown = 0
 

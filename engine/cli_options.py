@@ -28,6 +28,14 @@ def_option = click.option(
     metavar="NAME=EXPR",
     help="Let-bind a definition, e.g. --def 'p=softmax(z)'; results use its name.",
 )
+size_rel_option = click.option(
+    "--size-rel",
+    "size_rels",
+    multiple=True,
+    metavar="NAME=EXPR",
+    help="Declare a relation between sizes, e.g. --size-rel 'd=h*dh'; the verifier picks h and "
+    "dh and sets d = h * dh.",
+)
 seed_option = click.option(
     "--seed",
     default=0,

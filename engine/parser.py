@@ -25,6 +25,7 @@ from engine.expr import (
     size_symbol,
 )
 from engine.functions import REGISTRY
+from engine.sizes import SizeError
 from engine.types import TYPES
 
 MAX_TEXT = 4000  # characters in one formula
@@ -41,7 +42,8 @@ MAX_DECLARATIONS = 10_000  # variables plus definitions in one environment
 PUBLIC_FUNCTIONS = frozenset(name for name, f in REGISTRY.items() if f.public)
 SIZE_FUNCTIONS = frozenset({"eye", "ones"})
 DERIVATIVES = frozenset({"grad", "jacobian"})
-RESERVED = PUBLIC_FUNCTIONS | {"pi"}
+RESERVED = PUBLIC_FUNCTIONS | {"pi", "split"}
+LIST_FUNCTIONS = frozenset({"concat", "stack"})  # take a list of arrays, as in the array API
 
 
 class ParseError(EngineError):
@@ -55,12 +57,16 @@ class Environment:
     vars: dict[str, Var] = field(default_factory=dict)
     defs: dict[str, Ref] = field(default_factory=dict)
     sizes: dict[str, sympy.Symbol] = field(default_factory=dict)
+    # declared size relations (d = h * dh): the name stands for the expression (engine.sizes)
+    size_rels: dict[str, sympy.Expr] = field(default_factory=dict)
 
     def names(self) -> set[str]:
-        return set(self.vars) | set(self.defs) | set(self.sizes)
+        return set(self.vars) | set(self.defs) | set(self.sizes) | set(self.size_rels)
 
     def __contains__(self, name: str) -> bool:
-        return name in self.vars or name in self.defs or name in self.sizes
+        return (
+            name in self.vars or name in self.defs or name in self.sizes or name in self.size_rels
+        )
 
 
 _TYPE_RE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\[(.*)\])?\s*$", re.DOTALL)
@@ -103,6 +109,8 @@ def parse_type(name: str, text: str, env: Environment) -> Var:
                         "use a size symbol"
                     )
                 dims.append(sympy.Integer(value))
+            elif part in env.size_rels:
+                dims.append(env.size_rels[part])
             else:
                 check_identifier(part, "size")
                 if part in env.vars or part in env.defs or part == name:
@@ -119,17 +127,27 @@ def parse_type(name: str, text: str, env: Environment) -> Var:
 
 
 def build_environment(
-    vars: Mapping[str, str], defs: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
+    vars: Mapping[str, str],
+    defs: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    sizes: Mapping[str, str] | None = None,
 ) -> Environment:
-    """Declare variables (name -> type text) and then let-bind definitions in order."""
+    """Declare size relations (name -> 'h * dh', see engine.sizes), then variables (name -> type
+    text), then let-bind definitions in order."""
     env = Environment()
+    if sizes:
+        from engine.sizes import declare_relations
+
+        try:
+            declare_relations(env, sizes)
+        except SizeError as e:
+            raise ParseError(str(e)) from None
     if not isinstance(vars, Mapping):
         raise ParseError("vars must be a table of name = 'type'")
     if len(vars) > MAX_DECLARATIONS:
         raise ParseError(f"too many variables ({len(vars)}, limit {MAX_DECLARATIONS})")
     for name, text in vars.items():
         check_identifier(name, "variable")
-        if name in env.sizes:
+        if name in env.sizes or name in env.size_rels:
             raise ParseError(f"variable {name!r} is already a size symbol")
         env.vars[name] = parse_type(name, text, env)
     items = defs.items() if isinstance(defs, Mapping) else (defs or [])
@@ -285,6 +303,10 @@ class _Builder:
             return env.defs[name]
         if name in env.sizes:
             return Size(name)
+        if name in env.size_rels:
+            from engine.sizes import size_expr
+
+            return size_expr(env.size_rels[name])
         if name == "pi":
             return Const(sympy.pi)
         if name in PUBLIC_FUNCTIONS:
@@ -303,6 +325,8 @@ class _Builder:
         if not isinstance(node.func, ast.Name):
             raise ParseError("only named functions can be called, e.g. softmax(z)")
         name = node.func.id
+        if name == "split":
+            raise ParseError("split() gives k parts: take one with split(x, k, axis=a)[i]")
         if name not in PUBLIC_FUNCTIONS:
             if name.startswith("__"):
                 raise ParseError(f"name {name!r} is not allowed")
@@ -319,6 +343,8 @@ class _Builder:
             if not node.args:
                 raise ParseError(f"{name}() needs at least one size, e.g. {name}(n)")
             return call(name, dims=tuple(self._size_arg(name, a) for a in node.args))
+        if name in LIST_FUNCTIONS or name in ("reshape", "pad"):
+            return self._structure_call(name, node, params)
         if name in DERIVATIVES:
             if len(node.args) != 2:
                 raise ParseError(f"{name}() takes two arguments: {name}(f, x)")
@@ -333,11 +359,99 @@ class _Builder:
     def _size_arg(self, fname: str, a: ast.AST) -> sympy.Expr:
         if isinstance(a, ast.Name) and a.id in self.env.sizes:
             return self.env.sizes[a.id]
+        if isinstance(a, ast.Name) and a.id in self.env.size_rels:
+            return self.env.size_rels[a.id]
         if isinstance(a, ast.Constant) and type(a.value) is int:
             if not 1 <= a.value <= MAX_LITERAL_DIM:
                 raise ParseError(f"{fname}(): size {a.value} is out of range 1..{MAX_LITERAL_DIM}")
             return sympy.Integer(a.value)
+        if isinstance(a, ast.BinOp | ast.UnaryOp):  # a size expression such as d - dh
+            value = self._size_expr(a, f"{fname}() size")
+            if value.is_positive is False:
+                raise ParseError(f"{fname}(): size {value} is not positive")
+            return value
         raise ParseError(f"{fname}() takes sizes: size symbols or small integers")
+
+    # ------------------------------------------------ structure (engine.functions.structure)
+
+    def _size_expr(self, node: ast.AST, what: str) -> sympy.Expr:
+        """An index bound or reshape size: integers and sizes with +, - and * (engine.sizes)."""
+        from engine.sizes import size_expression
+
+        env = self.env
+
+        def lookup(name: str) -> sympy.Expr:
+            if name in env.size_rels:
+                return env.size_rels[name]
+            if name in env.sizes:
+                return env.sizes[name]
+            if name in env.vars or name in env.defs:
+                raise ParseError(f"{what}: {name!r} is a variable; bounds are integers or sizes")
+            raise ParseError(f"{what}: unknown size {name!r}")
+
+        try:
+            return size_expression(node, lookup, what)
+        except SizeError as e:
+            raise ParseError(str(e)) from None
+
+    def _Subscript(self, node: ast.Subscript) -> Expr:
+        from engine.functions.structure import INDEX, SLICE, index, split_part
+
+        sl = node.slice
+        items = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+        value = node.value
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+            if value.func.id == "split":
+                if len(items) != 1 or isinstance(items[0], ast.Slice):
+                    raise ParseError("split(x, k, axis=a)[i] takes one part number i")
+                x, parts, axis = self._split_args(value)
+                return split_part(x, parts, axis, self._size_expr(items[0], "split part"))
+        x = self.build(value)
+        parsed: list[tuple] = []
+        for it in items:
+            if isinstance(it, ast.Slice):
+                if it.step is not None and self._size_expr(it.step, "slice step") != 1:
+                    raise ParseError("slices with a step are not supported (only a:b)")
+                lo = None if it.lower is None else self._size_expr(it.lower, "slice start")
+                hi = None if it.upper is None else self._size_expr(it.upper, "slice stop")
+                parsed.append((SLICE, lo, hi))
+            elif isinstance(it, ast.Constant) and it.value is Ellipsis:
+                raise ParseError("'...' is not allowed in an index; write every axis")
+            elif isinstance(it, ast.Constant) and it.value is None:
+                raise ParseError("None (newaxis) is not allowed in an index; use expand_dims")
+            else:
+                parsed.append((INDEX, self._size_expr(it, "index")))
+        return index(x, parsed)
+
+    def _split_args(self, node: ast.Call) -> tuple[Expr, sympy.Expr, int]:
+        if len(node.args) != 2:
+            raise ParseError("split() takes an array and a number of parts: split(x, k, axis=a)")
+        axis = 0
+        for kw in node.keywords:
+            if kw.arg != "axis":
+                raise ParseError(f"split() has no parameter {kw.arg!r}")
+            axis = _literal_param("split", "axis", kw.value)
+        x = self.build(node.args[0])
+        return x, self._size_expr(node.args[1], "split parts"), axis
+
+    def _structure_call(self, name: str, node: ast.Call, params: dict) -> Expr:
+        if name == "reshape":
+            if len(node.args) != 2 or not isinstance(node.args[1], ast.Tuple | ast.List):
+                raise ParseError(
+                    "reshape() takes an array and a tuple of sizes: reshape(X, (n, d))"
+                )
+            dims = tuple(self._size_expr(d, "reshape size") for d in node.args[1].elts)
+            return call(name, self.build(node.args[0]), dims=dims, **params)
+        if name == "pad":
+            widths = node.args[1] if len(node.args) == 2 else None
+            if not isinstance(widths, ast.Tuple) or len(widths.elts) != 2:
+                raise ParseError("pad() takes an array and two widths: pad(x, (1, 2), axis=-1)")
+            dims = tuple(self._size_expr(w, "pad width") for w in widths.elts)
+            return call(name, self.build(node.args[0]), dims=dims, **params)
+        if len(node.args) != 1 or not isinstance(node.args[0], ast.List | ast.Tuple):
+            raise ParseError(f"{name}() takes a list of arrays: {name}([a, b], axis=0)")
+        arrays = tuple(self.build(a) for a in node.args[0].elts)
+        return call(name, *arrays, **params)
 
 
 def _literal_param(fname: str, key: str, value: ast.AST):

@@ -61,6 +61,11 @@ VECTOR = [
     "({0}) / sqrt(mean(({0}) ** 2) + 1)",
     "sum(expand_dims({0}, axis=0) * ({M}), axis=1)",
     "ones(n) * ({s}) + eye(n) @ ({0})",
+    # structure: slices, concat, stack, reshape
+    "concat([({0})[1:], ({1})[:1]])",
+    "stack([{0}, {1}], axis=1) @ ones(2)",
+    "reshape({M}, (n * n,))[n - 1:2 * n - 1]",
+    "pad({0}, (1, 0))[:n] * ({1})",
 ]
 SCALAR = [
     "sum({0})",
@@ -74,6 +79,9 @@ SCALAR = [
     "cross_entropy(softmax({0}), y)",
     "kl(q, softmax({0}))",
     "entropy(softmax({0}))",
+    # structure
+    "({0})[-1] * ({1})[0]",
+    "sum(concat([{0}, ({1})[1:]]) ** 2)",
 ]
 MATRIX = [
     "outer({0}, {1})",
@@ -84,6 +92,9 @@ MATRIX = [
     "W @ ({M})",
     "softmax({M})",
     "({M}) - sum({M}, axis=-1, keepdims=True)",
+    # structure
+    "concat([({M})[:, 1:], ({M2})[:, :1]], axis=1)",
+    "reshape(stack([{0}, {1}], axis=1), (n, 2)) @ stack([{0}, {1}])",
 ]
 
 

@@ -177,6 +177,16 @@ FUNCTION_CASES = [
         {"X": "real[n, k]"},
     ),
     ("a * x + sqrt(a) + exp(a)", {"a": "positive", "x": "real[k]"}),
+    # structure (engine/functions/structure.py): basic indexing, concat, stack, reshape
+    ("X[:, 0] + X[-1, 1:3] @ Y[1:3]", {"X": "real[n, 4]", "Y": "real[4, n]"}),
+    ("(X + 1)[1:3, :-1]", {"X": "real[4, 5]"}),
+    ("concat([X, Y], axis=0)", {"X": "real[2, k]", "Y": "real[3, k]"}),
+    ("concat([X, exp(Y)], axis=-1)", {"X": "real[n, 2]", "Y": "real[n, 3]"}),
+    ("stack([x, v]) + stack([x, x], axis=1).T", {"x": "real[k]", "v": "real[k]"}),
+    ("reshape(X, (3, 4))", {"X": "real[4, 3]"}),
+    ("reshape(X, (k,))", {"X": "real[1, k]"}),
+    ("pad(X, (1, 2), axis=0) + pad(Y, (0, 3))", {"X": "real[2, 4]", "Y": "real[5, 1]"}),
+    ("pad(x, (2, 1))", {"x": "real[4]"}),
 ]
 
 

@@ -44,6 +44,20 @@ ENV = build_environment(VARS, {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"})
         "diag(x) - outer(x, x)",
         "(y - mean(y) - xhat * mean(y * xhat)) / sqrt(var(x) + eps)",
         "0.5 * x + 1/3 * y",
+        # structure (engine/functions/structure.py)
+        "X[:, :k - 1]",
+        "X[1:, -1] + x[-1]",
+        "(x + y)[0] ** 2",
+        "X.T[0]",
+        "(-x)[1:]",
+        "P[:, 1:n - 1][0]",
+        "concat([x, y - 1])",
+        "concat([X, P], axis=-1)",
+        "stack([x, y], axis=1) @ stack([s, s])",
+        "reshape(X.T, (k * n,))",
+        "reshape(P, (n, n, 1))[:, 0]",
+        "pad(x, (1, n))",
+        "pad(X, (0, 2), axis=0)",
     ],
 )
 def test_text_round_trip(text: str):
@@ -97,6 +111,19 @@ def test_latex_names(name: str, latex: str):
             r"\operatorname{mean}\left(y \odot \hat{x}\right)}"
             r"{\sqrt{\operatorname{Var}\left(x\right) + \epsilon}}",
         ),
+        # structure: 1-based inclusive ranges, block matrices
+        ("X[:, :k - 1]", r"X_{:, 1:k - 1}"),
+        ("X[1:, -1]", r"X_{2:n, k}"),
+        ("x[0] * x[-1]", r"x_{1} \, x_{n}"),
+        ("(x + y)[0] ** 2", r"\left(x + y\right)_{1}^{2}"),
+        ("softmax(x)[0]", r"\left(\operatorname{softmax}\left(x\right)\right)_{1}"),
+        ("concat([x, y])", r"\begin{bmatrix} x \\ y \end{bmatrix}"),
+        ("concat([X, P], axis=1)", r"\begin{bmatrix} X & P \end{bmatrix}"),
+        ("stack([x, y])", r"\begin{bmatrix} x^\top \\ y^\top \end{bmatrix}"),
+        ("stack([x, y], axis=1)", r"\begin{bmatrix} x & y \end{bmatrix}"),
+        ("reshape(X, (k, n))", r"\operatorname{reshape}_{k \times n}\left(X\right)"),
+        ("pad(x, (1, 0))", r"\begin{bmatrix} \mathbf{0}_{1} \\ x \end{bmatrix}"),
+        ("pad(X, (0, 2))", r"\operatorname{pad}_{(0, 2),\,\text{axis}\,1}\left(X\right)"),
     ],
 )
 def test_latex_textbook_forms(text: str, latex: str):

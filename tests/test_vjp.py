@@ -66,6 +66,12 @@ CASES: dict[str, list[str]] = {
     "outer": ["outer(x, r)"],
     "trace": ["trace(S)"],
     "expand_dims": ["expand_dims(x, axis=0)", "expand_dims(x, axis=-1)", "expand_dims(M, axis=1)"],
+    # structure (engine/functions/structure.py): slice -> zero-padded, concat -> slices
+    "getitem": ["x[0]", "x[-1]", "x[1:]", "M[:, 0]", "M[-1]", "M[1:, :-1]", "S[-2:, 1]"],
+    "concat": ["concat([x, y])", "concat([M, N], axis=1)", "concat([M, A.T, c], axis=-1)"],
+    "stack": ["stack([x, y])", "stack([x, y], axis=1)", "stack([M, N], axis=-1)"],
+    "reshape": ["reshape(M, (m, n))", "reshape(x, (n, 1))", "reshape(M, (n * m,))"],
+    "pad": ["pad(x, (1, 2))", "pad(M, (0, n), axis=0)", "pad(M, (2, 1), axis=-1)"],
 }
 
 # Functions without a VJP, and why none is needed.
@@ -97,9 +103,11 @@ def test_vjp_rule(fn: str, text: str):
     env0 = build_environment(vars_)
     node = parse_formula(text, env0)
     assert isinstance(node, Call) and node.fn == fn
-    shape_text = ", ".join(str(d) for d in node.shape)
-    vars_["G"] = f"real[{shape_text}]" if node.shape else "real"
-    env = build_environment(vars_)
+    # an axis whose length is an expression (n - 1, 2*n) gets a size relation (engine.sizes)
+    rels = {f"g{i}": str(d) for i, d in enumerate(node.shape) if not (d.is_Symbol or d.is_Integer)}
+    dims = [f"g{i}" if f"g{i}" in rels else str(d) for i, d in enumerate(node.shape)]
+    vars_["G"] = f"real[{', '.join(dims)}]" if node.shape else "real"
+    env = build_environment(vars_, sizes=rels)
     node = parse_formula(text, env)
     g = env.vars["G"]
     checked = 0

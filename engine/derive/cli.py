@@ -14,6 +14,7 @@ from engine.cli_options import (
     dumps,
     parse_pairs,
     seed_option,
+    size_rel_option,
     timeout_option,
     var_option,
 )
@@ -61,6 +62,7 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
 )
 @var_option
 @def_option
+@size_rel_option
 @click.option(
     "--file",
     "spec",
@@ -85,7 +87,7 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
 )
 @seed_option
 @timeout_option
-def derive(expr, wrt, vars_, defs, spec, fmt, target, seed, timeout) -> None:
+def derive(expr, wrt, vars_, defs, size_rels, spec, fmt, target, seed, timeout) -> None:
     """Derive the gradient of EXPR as a short program, verified before it is shown.
 
     EXPR is a scalar expression (one gradient per --wrt variable), a vector function of one
@@ -104,7 +106,7 @@ def derive(expr, wrt, vars_, defs, spec, fmt, target, seed, timeout) -> None:
     the time budget), 3 internal error.
     """
     from engine import budget
-    from engine.claims import load_declarations, read_within
+    from engine.claims import load_declarations, load_size_relations, read_within
     from engine.derive.core import DerivationFailed
     from engine.derive.core import derive as derive_program
     from engine.expr import EngineError
@@ -115,8 +117,10 @@ def derive(expr, wrt, vars_, defs, spec, fmt, target, seed, timeout) -> None:
     variables, definitions = read_within(load_declarations, spec, seconds) if spec else ({}, {})
     variables.update(parse_pairs(vars_, "var"))
     definitions.update(parse_pairs(defs, "def"))
+    relations = read_within(load_size_relations, spec, seconds) if spec else {}
+    relations.update(parse_pairs(size_rels, "size-rel"))
     names = [w for item in wrt for w in item.split(",") if w.strip()] or None
-    env = build_environment(variables, definitions)  # parsing is linear in bounded text
+    env = build_environment(variables, definitions, relations)  # parsing is linear in bounded text
     tree = parse_formula(expr, env)
 
     def job() -> tuple[int, str]:

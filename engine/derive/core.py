@@ -50,6 +50,7 @@ def derive(
     env: Environment | None = None,
     verify: bool = True,
     seed: int = 0,
+    sizes: Mapping[str, str] | None = None,
 ) -> Program:
     """Differentiate `expr` with respect to the variables `wrt` into a verified `Program`.
 
@@ -59,7 +60,7 @@ def derive(
     it does not pass; `verify=False` skips the check (for benchmarks), and says so in the result.
     """
     if env is None:
-        env = build_environment(vars or {}, defs or {})
+        env = build_environment(vars or {}, defs or {}, sizes)
     tree = parse_formula(expr, env) if isinstance(expr, str) else expr
     if is_call(tree, "grad", "jacobian"):
         inner_wrt = tree.args[1].name

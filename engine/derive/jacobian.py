@@ -109,4 +109,28 @@ def _rule(n: Expr, t, m) -> Expr | None:
             return a @ ts[1]
         if ts[1] is None and len(a.shape) == 1:
             return b.T @ ts[0] if len(b.shape) == 2 else b @ ts[0]
+    if fn in (
+        "getitem",
+        "concat",
+        "stack",
+        "reshape",
+        "pad",
+    ):  # structure: linear, act on leading axes
+        return _structure_tangent(n, ts, m)
     raise DeriveError(f"cannot form the Jacobian through {fn}() symbolically")
+
+
+def _structure_tangent(n: Call, ts: list, m) -> Expr:
+    """The tangent (trailing axis m) of a slice, concat, stack or reshape: the same operation on
+    the leading axes; an argument without a tangent contributes zeros."""
+    from engine.functions.structure import zeros
+
+    if n.fn == "getitem":
+        return call("getitem", ts[0], **dict(n.params))
+    if n.fn == "reshape":
+        return call("reshape", ts[0], dims=tuple(n.shape) + (m,))
+    if n.fn == "pad":
+        axis = params_of(n)["axis"] % len(n.shape)
+        return call("pad", ts[0], dims=params_of(n)["dims"], axis=axis)
+    parts = [z if z is not None else zeros(a.shape + (m,)) for a, z in zip(n.args, ts, strict=True)]
+    return call(n.fn, *parts, axis=params_of(n)["axis"] % len(n.shape))

@@ -558,6 +558,11 @@ RULES: dict[str, Rule] = {
     "expand_dims": _rule_expand_dims,
 }
 
+# structure: blocks of slices and concatenations (engine/derive/structure_rules.py)
+from engine.derive.structure_rules import install as _install_structure_rules  # noqa: E402
+
+_install_structure_rules(RULES)
+
 
 # ---------------------------------------------------------------- terms as monomials
 

@@ -341,11 +341,59 @@ class Emitter:
                         out.append(f"{self.size[s]} = {arg}.shape[{i}]")
                         need.discard(s)
             need.difference_update(here)
+        if need:  # sizes tied by a relation (d = h * dh): solved from an axis of length d
+            out += self._related_sizes(need, set(self.sizes_used) - need)
         if need:
             raise ExportError(
                 f"size {sorted(need)[0]} is not the length of any variable's axis, "
                 "so the exported function cannot read it"
             )
+        return out
+
+    def _related_sizes(self, need: set[str], known: set[str]) -> list[str]:
+        """`dh = X.shape[1] // h` for a size that is only part of an axis length (X: (n, h*dh)),
+        once the other sizes of that length are read (engine.sizes); `need` loses what is read."""
+        known = set(known)
+        direct = {
+            str(d): (self.arg[v], i)
+            for v, var in self.program.env.vars.items()
+            for i, d in enumerate(var.shape)
+            if d.is_Symbol
+        }
+        out: list[str] = []
+        progress = True
+        while need and progress:
+            progress = False
+            for v, var in self.program.env.vars.items():
+                for i, d in enumerate(var.shape):
+                    unknown = [s.name for s in d.free_symbols if s.name not in known]
+                    if d.is_Symbol or len(unknown) != 1 or unknown[0] not in need:
+                        continue
+                    for s in (x.name for x in d.free_symbols if x.name != unknown[0]):
+                        if s not in known and s in direct:  # read the others off their axes
+                            out.append(f"{self.size[s]} = {direct[s][0]}.shape[{direct[s][1]}]")
+                            known.add(s)
+                    if any(x.name not in known for x in d.free_symbols if x.name != unknown[0]):
+                        continue
+                    length = sympy.Symbol("_length")
+                    target = sympy.Symbol(unknown[0], positive=True, integer=True)
+                    sol = sympy.solve(sympy.Eq(d, length), target)
+                    if len(sol) != 1:
+                        continue
+                    num, den = sympy.fraction(sympy.together(sol[0]))
+                    renamed = {
+                        sympy.Symbol(k, positive=True, integer=True): sympy.Symbol(w)
+                        for k, w in self.size.items()
+                    }
+                    text = str(num.xreplace(renamed)).replace(
+                        "_length", f"{self.arg[v]}.shape[{i}]"
+                    )
+                    if den != 1:
+                        text = f"({text}) // ({den.xreplace(renamed)})"
+                    out.append(f"{self.size[unknown[0]]} = {text}")
+                    known.add(unknown[0])
+                    need.discard(unknown[0])
+                    progress = True
         return out
 
     def module(self, name: str, verified_summary: str | None) -> str:

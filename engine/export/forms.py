@@ -9,6 +9,7 @@ which are plain Python numbers in every target.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -159,6 +160,57 @@ def _expand(fn: str, kw: str) -> Rule:
     return lambda a, node: f"{fn}({a[0]}, {kw}={_param(node, 'axis', 0)})"
 
 
+def _atom(text: str) -> str:
+    """`text` parenthesized unless it is a name, call, subscript or attribute (for `x[...]`)."""
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return f"({text})"
+    return (
+        text
+        if isinstance(node, ast.Name | ast.Call | ast.Subscript | ast.Attribute)
+        else f"({text})"
+    )
+
+
+def _getitem_code(x: str, node: Call) -> str:
+    """x[:, a:b], x[-1]: basic indexing, the same text in NumPy, JAX and PyTorch."""
+    from engine.functions.structure import INDEX, items_of, slice_text
+
+    parts = []
+    # bounds counted from the start (x[n - 1] for x[-1]): the sizes in them are the ones the
+    # emitter reads off the shapes (and renames if they clash with a module name)
+    for axis, (kind, b) in enumerate(items_of(node)):
+        if kind == INDEX:
+            parts.append(str(b[0]))
+        else:
+            parts.append(slice_text(b[0], b[1], node.args[0].shape[axis]))
+    return f"{_atom(x)}[{', '.join(parts)}]"
+
+
+def _joined(fn: str, kw: str) -> Rule:
+    """np.concatenate([a, b], axis=k) / torch.cat([a, b], dim=k) (and stack)."""
+    return lambda a, node: f"{fn}([{', '.join(a)}], {kw}={_param(node, 'axis', 0)})"
+
+
+def _pad_code(fn: str) -> Rule:
+    """np.pad(x, ((0, 0), (a, b))) with zeros; torch's F.pad lists (before, after) pairs from
+    the last axis backwards, so only the axes from the padded one to the last appear."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        rank = len(node.shape)
+        axis = _param(node, "axis", -1) % rank
+        before, after = (str(w) for w in _param(node, "dims", ()))
+        if fn.startswith("torch"):
+            pairs = ["0, 0"] * (rank - 1 - axis) + [f"{before}, {after}"]
+            return f"{fn}({a[0]}, ({', '.join(pairs)}))"
+        widths = ["(0, 0)"] * rank
+        widths[axis] = f"({before}, {after})"
+        return f"{fn}({a[0]}, ({', '.join(widths)}{',' if rank == 1 else ''}))"
+
+    return rule
+
+
 def _t(numpy: str, jax: str, torch: str, scalar: str | None = None, **imp) -> dict[str, Form]:
     """One elementwise row: NumPy, JAX and PyTorch templates (and a math one for scalars)."""
     row: dict[str, Form] = {
@@ -296,6 +348,28 @@ FORMS: dict[str, dict[str, Form]] = {
         "numpy": Template("np.zeros_like({0})", (NP,)),
         "jax": Template("jnp.zeros_like({0})", (JNP,)),
         "torch": Template("torch.zeros_like({0})", (TORCH,)),
+    },
+    # ---------------------------------------------------------------- structure
+    "getitem": {t: Custom(lambda a, node: _getitem_code(a[0], node)) for t in TARGETS},
+    "concat": {
+        "numpy": Custom(_joined("np.concatenate", "axis"), (NP,)),
+        "jax": Custom(_joined("jnp.concatenate", "axis"), (JNP,)),
+        "torch": Custom(_joined("torch.cat", "dim"), (TORCH,)),
+    },
+    "stack": {
+        "numpy": Custom(_joined("np.stack", "axis"), (NP,)),
+        "jax": Custom(_joined("jnp.stack", "axis"), (JNP,)),
+        "torch": Custom(_joined("torch.stack", "dim"), (TORCH,)),
+    },
+    "reshape": {
+        "numpy": Custom(lambda a, node: f"np.reshape({a[0]}, {_dims_text(node)})", (NP,)),
+        "jax": Custom(lambda a, node: f"jnp.reshape({a[0]}, {_dims_text(node)})", (JNP,)),
+        "torch": Custom(lambda a, node: f"torch.reshape({a[0]}, {_dims_text(node)})", (TORCH,)),
+    },
+    "pad": {
+        "numpy": Custom(_pad_code("np.pad"), (NP,)),
+        "jax": Custom(_pad_code("jnp.pad"), (JNP,)),
+        "torch": Custom(_pad_code("torch.nn.functional.pad"), (TORCH,)),
     },
 }
 

@@ -18,8 +18,10 @@ PREC_NEG = 25
 PREC_POW = 30
 PREC_POSTFIX = 35
 PREC_ATOM = 40
+VARIADIC = -1  # Function.nargs of a function taking a list of arrays (concat, stack)
 
 LatexRule = Callable[[Call, Callable[[Expr, int], str]], str]
+TextRule = Callable[[Call, Callable[[Expr, int], str]], str]
 VjpRule = Callable[[Call, Expr, int], Expr]
 
 
@@ -43,9 +45,14 @@ class Function:
     # verifier places inputs on both sides of every kink, and its derivative at the kink follows
     # PyTorch's convention (relu'(0) = abs'(0) = step'(0) = sign'(0) = 0) in every backend.
     kink: bool = False
+    # Formula-language text when it is not `name(args, key=value)` (X[:, :dh], concat([a, b]));
+    # it must parse back to the same tree. `nargs = VARIADIC` takes one or more arguments.
+    text: TextRule | None = None
 
     def build(self, args: tuple[Expr, ...], params: dict[str, Any]) -> Call:
-        if len(args) != self.nargs:
+        if self.nargs == VARIADIC and not args:
+            raise EngineError(f"{self.name}() needs at least one array")
+        if self.nargs != VARIADIC and len(args) != self.nargs:
             raise EngineError(
                 f"{self.name}() takes {self.nargs} argument{'s' * (self.nargs != 1)}, "
                 f"got {len(args)}"

@@ -69,6 +69,8 @@ def to_text(e: Expr) -> str:
         return f"({text})" if text_precedence(child) < prec else text
 
     spec = e.spec
+    if spec.text is not None:
+        return spec.text(e, sub)
     if spec.infix == ".T":
         return sub(e.args[0], PREC_POSTFIX + 1) + ".T"
     if spec.name == "neg":

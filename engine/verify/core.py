@@ -23,10 +23,12 @@ def verify(
     seed: int = 0,
     name: str = "claim",
     numeric_sizes: Mapping[str, int] | None = None,
+    sizes: Mapping[str, str] | None = None,
 ) -> Result:
-    """Check the claim `equation` (text `lhs == rhs`) over variables of the given types."""
+    """Check the claim `equation` (text `lhs == rhs`) over variables of the given types;
+    `sizes` declares size relations such as {"d": "h * dh"} (engine.sizes)."""
     try:
-        env = build_environment(vars, defs)
+        env = build_environment(vars, defs, sizes)
         lhs, rhs = parse_equation(equation, env)
     except EngineError as e:
         return Result(name, "error", str(e))
@@ -39,9 +41,10 @@ def assert_claim(
     defs: Mapping[str, str] | None = None,
     seed: int = 0,
     name: str = "claim",
+    sizes: Mapping[str, str] | None = None,
 ) -> Result:
     """Like `verify`, but raise AssertionError with the full report unless the claim passes."""
-    result = verify(equation, vars, defs, seed=seed, name=name)
+    result = verify(equation, vars, defs, seed=seed, name=name, sizes=sizes)
     if not result.passed:
         raise AssertionError(result.report())
     return result
@@ -72,6 +75,10 @@ def verify_sides(
             f"and {format_shape(rhs.shape)}",
         )
     used = {**free_vars(lhs), **free_vars(rhs)}
+    if env.size_rels:  # the sizes a relation multiplies stay small (engine.sizes)
+        from engine.sizes import relation_numeric_sizes
+
+        numeric_sizes = {**relation_numeric_sizes(env), **(numeric_sizes or {})}
     order = [s for s in env.sizes if s in _all_size_names(lhs, rhs, used)]
     checks: list[CheckReport] = []
     failure: Counterexample | None = None
