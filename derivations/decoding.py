@@ -156,6 +156,8 @@ def draw_truncation(ctx: Any):
 
 def draw_tail(ctx: Any):
     """The dropped mass 1 - M_T of the top-k set as the temperature rises, and its slope."""
+    from matplotlib.ticker import NullFormatter
+
     temps = np.geomspace(0.2, 5.0, 121)
     _, slope = ctx.step("tail-dt")
     fig = ctx.figure(6.6, 2.4)
@@ -168,6 +170,9 @@ def draw_tail(ctx: Any):
         rate_ax.semilogx(temps, rate, color=color)
         finite = np.gradient(np.array(tail), temps)
         rate_ax.semilogx(temps[::10], finite[::10], "o", ms=3, color=color, mfc="none")
+    for ax in (mass_ax, rate_ax):
+        ax.set_xticks([0.2, 0.5, 1, 2, 5], ["0.2", "0.5", "1", "2", "5"])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     mass_ax.set_xlabel("temperature T")
     mass_ax.set_ylabel(f"mass outside the top {TOP_K}")
     mass_ax.legend(frameon=False, fontsize=7)
