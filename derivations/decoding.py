@@ -24,6 +24,8 @@ DEFS = {
     "M": "sum(p_K)",
     "q": "p_K / M",
     "q_D": "p_D / (1 - M)",
+    "H_p": "-sum(p_K * log(p_K)) - sum(p_D * log(p_D))",
+    "h": "-(M * log(M) + (1 - M) * log(1 - M))",
     "S_T": "sum(exp(z_K / T)) + sum(exp(z_D / T))",
     "M_T": "sum(exp(z_K / T)) / S_T",
     "mu_K": "sum(softmax(z_K / T) * z_K)",
@@ -292,19 +294,20 @@ $1/M$ times as likely under $q$ as under $p$, per token.
 
 The entropy of $q$ is related to $p$'s by the grouping rule: first decide between the
 kept and the dropped block (a coin with probability $M$), then pick a token inside the
-block. With $q_{\mathrm{D}}$ the renormalized dropped block,
+block. With $q_{\mathrm{D}}$ the renormalized dropped block, $H_{\mathrm{p}}$ the entropy of $p$
+written block by block, and $h$ the entropy of the coin,
 """,
             Definition("q_D"),
+            Definition("H_p"),
+            Definition("h"),
             Step(
-                "-sum(p_K * log(p_K)) - sum(p_D * log(p_D)) == "
-                "-(M * log(M) + (1 - M) * log(1 - M)) + M * entropy(q) + "
-                "(1 - M) * entropy(q_D)",
-                "$\\log p_i = \\log M + \\log q_i$ on the kept block, "
-                "$\\log(1 - M) + \\log q_{\\mathrm{D}, i}$ on the dropped one",
+                "H_p == h + M * entropy(q) + (1 - M) * entropy(q_D)",
+                "$\\log p_i = \\log M + \\log q_i$ on K, "
+                "$\\log(1 - M) + \\log q_{\\mathrm{D}, i}$ on D",
                 label="entropy-split",
             ),
             r"""
-The left side is $H(p)$. Truncation replaces it by $H(q)$: it removes the coin and the
+Truncation replaces $H_{\mathrm{p}}$ by $H(q)$: it removes the coin and the
 entropy inside the tail. When the tail is a long list of rare tokens, $H(q_{\mathrm{D}})$
 is large and $H(q)$ is much smaller than $H(p)$; the figure shows both for Zipf-like
 distributions, $p_i \propto i^{-s}$ over $n = """
@@ -405,7 +408,7 @@ enumeration is one side, the closed form the other):
 """,
             Step(
                 (avoid_probability, (1 - b) ** L),
-                "the probability of a sequence is the product of its next-token probabilities",
+                "enumeration",
                 label="avoid",
                 display=r"\Pr[\text{no low-probability token in } L \text{ steps}] = "
                 r"(1 - b)^{L}",

@@ -284,18 +284,19 @@ model, documents each state one arbitrary fact, drawn from a distribution over a
 possible facts; the model generates documents, and a generated fact that is not true is a
 hallucination. A model is *calibrated* when, among the statements it generates with
 probability in a bin, the fraction that are true matches that probability; they measure
-the departure from this by a miscalibration term. Their Theorem 1 states, in the form we
-quote it, that for any $\delta \in (0, 1]$, with probability at least $1 - \delta$ over
-the $N$ training documents,
+the departure from this by a miscalibration term. Their main result (Theorem 1, quoted
+here in the form the paper's introduction gives for a 99% confidence level) is that, with
+probability at least $0.99$ over the $N$ training documents,
 $$
 \text{hallucination rate} \;\ge\; \widehat{\mathrm{MF}} \;-\; \text{miscalibration}
-\;-\; \frac{3\,|\text{facts}|}{e\,|\text{possible hallucinations}|}
-\;-\; \sqrt{\frac{6 \ln(6/\delta)}{N}},
+\;-\; \frac{300\,|\text{facts}|}{|\text{possible hallucinations}|}
+\;-\; \frac{7}{\sqrt{N}},
 $$
 where $\widehat{\mathrm{MF}}$, the *monofact rate*, is the fraction of training documents
-whose fact appears exactly once, $N_1 / N$ above (quoted from [@kalai2024]; the bound
-assumes each fact has small probability and that the true facts are few compared with the
-plausible false ones). The mechanism is [[gt-missing]] and [[gt-singletons]]: a calibrated
+whose fact appears exactly once, $N_1 / N$ above (a quotation from [@kalai2024], whose
+Theorem 1 states the general confidence level $1 - \delta$; the bound assumes each fact
+has small probability and that the true facts are few compared with the plausible false
+ones). The mechanism is [[gt-missing]] and [[gt-singletons]]: a calibrated
 model must give the unseen facts about the missing mass, it cannot tell which of the many
 plausible unseen statements are true, and so most of that mass goes to falsehoods. Kalai,
 Nachum, Vempala and Zhang [@kalai2025] give a related bound for the error of a base model

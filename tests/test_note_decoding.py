@@ -49,8 +49,7 @@ WRONG = {
     # KL with the wrong sign
     "kl-trunc": "sum(q * log(q / p_K)) == log(M)",
     # the grouping rule without the entropy of the coin
-    "entropy-split": "-sum(p_K * log(p_K)) - sum(p_D * log(p_D)) == "
-    "M * entropy(q) + (1 - M) * entropy(q_D)",
+    "entropy-split": "H_p == M * entropy(q) + (1 - M) * entropy(q_D)",
     # the rate with T^3 (the entropy's rate has T^3, the mass's has T^2)
     "tail-dt": "grad(1 - M_T, T) == M_T * (1 - M_T) * (mu_K - mu_D) / T**3",
     # an off-by-one in the length
