@@ -199,7 +199,7 @@ mechanisms, and they respond to different fixes.
             "Likelihood is not truth",
             r"""
 Take one question and the answers that follow it in the corpus, with frequencies $f$ (a
-distribution over $n$ answers). A model with logits $z$ answers with
+distribution over the possible answers). A model with logits $z$ answers with
 """,
             Definition("p"),
             r"""
@@ -294,14 +294,16 @@ $$
 $$
 where $\widehat{\mathrm{MF}}$, the *monofact rate*, is the fraction of training documents
 whose fact appears exactly once, $N_1 / N$ above (a quotation from [@kalai2024], whose
-Theorem 1 states the general confidence level $1 - \delta$; the bound assumes each fact
+Theorem 1 states the bound for any confidence level; it assumes each fact
 has small probability and that the true facts are few compared with the plausible false
 ones). The mechanism is [[gt-missing]] and [[gt-singletons]]: a calibrated
 model must give the unseen facts about the missing mass, it cannot tell which of the many
 plausible unseen statements are true, and so most of that mass goes to falsehoods. Kalai,
 Nachum, Vempala and Zhang [@kalai2025] give a related bound for the error of a base model
 through the singleton rate $\mathrm{sr}$ of its prompts, $\mathrm{err} \ge \mathrm{sr} -
-2/\min_c |\mathcal{E}_c| - (35 + 6 \ln N)/\sqrt{N} - \delta$ (their Theorem 2, quoted).
+2/\min |\mathcal{E}| - (35 + 6 \ln N)/\sqrt{N} - \delta$ (their Theorem 2, quoted),
+where $|\mathcal{E}|$ is the number of plausible wrong answers to a prompt (the minimum is
+over prompts) and $\delta$ is a calibration error of the model.
 
 *Mitigation in the formula*: the bound is driven by $N_1 / N$. Facts that appear many times
 are not singletons and carry no such floor; retrieval supplies the fact at answer time,
@@ -430,7 +432,7 @@ the context, a better-trained model) all lower $\epsilon$; shorter answers lower
 - **Evaluation sets the incentive** ([[score]]): with no credit for abstaining, guessing
   is always optimal; a stated threshold $t$ makes abstaining optimal below confidence $t$.
 - **Context and decoding add errors** ([[attention:dilution]], [[deps-dt]]): long contexts
-  dilute evidence, and every degree of temperature adds error probability that compounds
+  dilute evidence, and every increase of temperature adds error probability that compounds
   over the length of the answer.
 - **About the checks.** Steps [[gt-missing]] to [[gt-bias]], [[score]] and [[expansion]] are
   identities in scalar parameters. Each compares an enumeration (of samples, outcomes or

@@ -280,9 +280,9 @@ The minibatch gradient is right on average, and its noise falls like $1/B$ (exac
 $\sigma^2/B$ when examples are drawn with replacement, as in a stream of fresh data; the
 factor $(N-B)/(N-1)$ is the finite-population correction, which makes the full batch
 $B = N$ noiseless). Its standard deviation falls only like $1/\sqrt{B}$: quadrupling the
-batch halves the noise ([[fig-rates]], left). This is why large-batch training raises the
-learning rate with the batch size, and why it stops paying once the noise is small
-compared with the gradient itself.
+batch halves the noise ([[fig-rates]], left). This is one argument for raising the learning
+rate with the batch size, and for why that stops paying once the noise is small compared
+with the gradient itself.
 """,
         ),
         Section(
@@ -472,10 +472,11 @@ parameter tensors) and, when $G > \tau$, multiplies every gradient by $\tau / G$
             r"""
 The clipped gradient has norm exactly $\tau$ and the same direction as before, because
 every tensor is scaled by the same factor (clipping each coordinate separately would
-change the direction). Under SGD or momentum this caps the step at $\eta\tau$. Under Adam
-a clipped step is, by the Adam note's scale invariance [[adam:scale-invariance]], no
-smaller by itself; clipping acts only through the moving averages, by keeping one huge
-gradient from dominating $m$ and $v$ for the next $1/(1 - \beta)$ steps.
+change the direction). Under SGD or momentum this caps the step at $\eta\tau$. Under Adam,
+scaling *every* gradient by one factor would change nothing (the Adam note's scale
+invariance, [[adam:scale-invariance]]); clipping only the rare huge gradient acts through
+the moving averages instead, by keeping that one gradient from dominating $m$ and $v$
+for the next $1/(1 - \beta)$ steps.
 """,
         ),
         Section(
