@@ -375,8 +375,8 @@ The mass outside the kept set, $1 - M_{\mathrm{T}}$, then changes at the rate
             r"""
 Every kept logit is at least every dropped logit, so $\mu_{\mathrm{K}} \ge \min_{i \le k}
 z_i \ge \max_{i > k} z_i \ge \mu_{\mathrm{D}}$, and the rate is never negative: **the tail
-mass never decreases as the temperature rises**, and increases strictly unless the two
-blocks hold the same logit value. This holds for every cut-off $k$ at once, so raising $T$
+mass never decreases as the temperature rises**, and increases strictly unless all
+the logits are equal. This holds for every cut-off $k$ at once, so raising $T$
 moves mass down the ranking at every level ([[fig-tail]]; the test file checks the sign on
 random sorted logits and the values against finite differences). Two consequences: at a
 higher temperature top-k throws away more of the distribution (its distance from the

@@ -380,8 +380,9 @@ coordinates, which is why its steep coordinate was still oscillating after many 
                 r"against $\sigma^2/B$ (with replacement). Right: the largest eigenvalue modulus "
                 "of the step matrix built as in [[hb-trace]], for gradient descent with step "
                 f"$2/(1 + \\kappa)$ and heavy ball with Polyak's parameters, $\\kappa = {KAPPA}$; "
-                "curvatures in $[1, \\kappa]$ are shaded, and both methods diverge (above the "
-                "dotted line) past the largest curvature they were tuned for.",
+                "curvatures in $[1, \\kappa]$ are shaded. Both methods diverge (above the "
+                "dotted line) just past the largest curvature they were tuned for, at "
+                "$h = \\kappa + 1$ for both.",
                 draw_rates,
                 label="fig-rates",
             ),

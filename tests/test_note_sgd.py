@@ -170,3 +170,14 @@ def test_note_adam_runs_agree_with_floats():
     ours = float(sgd.adamw_run(values))
     theirs = _adam_float(2.0, 1 / 3, 5, decoupled=True, alpha=0.1, b1=0.9, b2=0.99)
     assert ours == pytest.approx(theirs, rel=1e-12)
+
+
+def test_both_tuned_methods_diverge_just_past_kappa_plus_one():
+    # the figure's caption: GD with step 2/(1 + kappa) and Polyak's heavy ball both have
+    # their stability edge at h = kappa + 1 (the Jury value at -1 crosses zero there)
+    k = float(sgd.KAPPA)
+    step, momentum = (float(x) for x in sgd.polyak(sympy.Integer(sgd.KAPPA)))
+    for eta_, rho_ in ((2 / (1 + k), 0.0), (step, momentum)):
+        assert 2 * (1 + rho_) / eta_ == pytest.approx(k + 1, rel=1e-12)
+        assert sgd.spectral_radius(eta_, (k + 1) * (1 - 1e-6), rho_) < 1
+        assert sgd.spectral_radius(eta_, (k + 1) * (1 + 1e-6), rho_) > 1
