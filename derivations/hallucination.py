@@ -439,7 +439,7 @@ the context, a better-trained model) all lower $\epsilon$; shorter answers lower
   binomial terms) with a closed form, exactly at random rational values; their float64
   pass re-evaluates the same two sides and is not an independent second route. The
   inequalities in the prose (Gibbs, the $1/N$ bias bound, the bounds on $(1-\epsilon)^L$)
-  are not checked steps; the test file checks them on grids.
+  are argued in the prose rather than numbered; the test file checks them on grids.
 """,
         ),
     ),

@@ -291,7 +291,7 @@ with the gradient itself.
 Near a minimum the loss is close to a quadratic, and along each eigenvector of the Hessian
 it is $f(\theta) = \frac{1}{2} h \theta^2$ with curvature $h$, gradient $h\theta$.
 Heavy-ball momentum [@polyak1964] keeps a velocity $u$ (as in the Adam note's comparison):
-$u \leftarrow \rho\, u + h\theta$, then $\theta \leftarrow \theta - \eta\, u$. One step is a
+$u \gets \rho\, u + h\theta$, then $\theta \gets \theta - \eta\, u$. One step is a
 linear map of the state $(u, \theta)$; the checks below build its $2 \times 2$ matrix $A$ by
 applying the update rule to the unit vectors, and compare:
 """,
@@ -438,7 +438,7 @@ note's $\lambda$ and with $\lambda = 1$:
             ),
             r"""
 AdamW decouples the decay: the moving averages see only the loss gradient, and the decay
-is applied to the parameter directly, $\theta \leftarrow \theta - \alpha\big(\hat{m} /
+is applied to the parameter directly, $\theta \gets \theta - \alpha\big(\hat{m} /
 (\sqrt{\hat{v}} + \epsilon) + \lambda \theta\big)$. The same idle parameter then shrinks
 geometrically, at a rate set by $\lambda$ (the check runs the AdamW update $t$ times):
 """,
