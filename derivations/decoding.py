@@ -11,6 +11,7 @@ import sympy
 
 from engine import build_environment, parse_formula, to_numpy
 from engine.notes import Definition, Figure, Note, Reference, Section, Step
+from engine.notes.check import INTEGER_RANGE
 from engine.notes.symbols import param
 
 b = param("b", "unit")  # per-step probability mass of the low-probability tokens
@@ -444,7 +445,9 @@ note.
   a token from a tail of mass $b$ decays as $(1 - b)^L$ [[avoid]]; one of the reasons why
   sampled long answers contain errors that the model itself rates as unlikely.
 - **Identities checked by enumeration.** Step [[avoid]] compares an enumeration with a
-  closed form; its exact route runs at random rational $b$ with $L = 1, \dots, 6$, and its
+  closed form; its exact route runs at random rational $b$ with $L = """
+            + f"{INTEGER_RANGE[0]}, \\dots, {INTEGER_RANGE[1]}"
+            + r"""$, and its
   float64 route re-evaluates the same two sides, so it is not an independent second
   route for that step.
 """,

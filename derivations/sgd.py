@@ -258,8 +258,12 @@ coordinate is enough to see what happens). Stochastic gradient descent [@robbins
 replaces $\bar{g}$ by the average $g_B$ over a random batch of $B$ distinct examples. The
 steps below take a dataset of $N = """
             + str(DATA)
-            + r"""$ examples with arbitrary gradients $g_1, \dots, g_6$, list every one of the
-$\binom{6}{B}$ batches, and compare the mean and the variance of $g_B$ over them with the
+            + r"""$ examples with arbitrary gradients $g_1, \dots, g_"""
+            + str(DATA)
+            + r"""$, list every one of the
+$\binom{"""
+            + str(DATA)
+            + r"""}{B}$ batches, and compare the mean and the variance of $g_B$ over them with the
 closed forms, where $\sigma^2 = \frac{1}{N} \sum_i (g_i - \bar{g})^2$ is the variance of
 the per-example gradients:
 """,

@@ -184,3 +184,16 @@ def test_prose_quotes_the_computed_numbers():
     mant, exp = mpmath.nstr(avoid, 2, min_fixed=1, max_fixed=0).split("e")
     assert f"{mant} \\times 10^{{{int(exp)}}}" in md
     assert f"{float(-mpmath.log(dec.TOP_P)):.3f}" in md
+
+
+def test_every_decimal_in_the_prose_is_computed():
+    from prose_decimals import prose_decimals
+
+    md = (ROOT / "output" / "md" / "decoding.md").read_text()
+    computed = {f"{dec.AVOID_B:g}", f"{dec.TOP_P:g}", f"{-np.log(dec.TOP_P):.3f}"}
+    computed |= {f"{s:g}" for s in dec.ZIPF.values()}
+    for name in dec.ZIPF:
+        computed |= {f"{dec.TOPK_MASS[name]:.2f}", f"{dec.TOPP_H[name]:.2f}"}
+        computed.add(f"{dec.FULL_H[name]:.2f}")
+    computed.add(f"{dec.AVOID_P:.1e}".split("e")[0])
+    assert prose_decimals(md) <= computed, prose_decimals(md) - computed

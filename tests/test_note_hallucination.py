@@ -182,3 +182,17 @@ def test_prose_numbers():
     e_low = m * mpmath.exp(-gap / low) / (1 + m * mpmath.exp(-gap / low))
     mantissa, exponent = mpmath.nstr(e_low, 2, min_fixed=1, max_fixed=0).split("e")
     assert f"{mantissa} \\times 10^{{{int(exponent)}}}" in md
+
+
+def test_every_decimal_in_the_prose_is_computed_or_quoted():
+    from prose_decimals import prose_decimals
+
+    computed = {f"{hal.CE_ML:.3f}", f"{hal.CE_TRUTHFUL:.3f}"}
+    computed |= {f"{x:g}" for x in hal.TEMPS}
+    computed |= {f"{x:.2g}" for x in hal.NO_ERROR_AT.values()}
+    for e in hal.EPS_AT.values():
+        computed.add(f"{e:.2g}" if e >= 0.01 else f"{e:.1e}".split("e")[0])
+    quoted = {"0.99"}  # Kalai & Vempala's confidence level, marked as a quotation
+    assert "quoted here in the form the paper's introduction gives" in MD.read_text()
+    found = prose_decimals(MD.read_text())
+    assert found <= computed | quoted, found - computed - quoted

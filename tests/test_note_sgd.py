@@ -181,3 +181,11 @@ def test_both_tuned_methods_diverge_just_past_kappa_plus_one():
         assert 2 * (1 + rho_) / eta_ == pytest.approx(k + 1, rel=1e-12)
         assert sgd.spectral_radius(eta_, (k + 1) * (1 - 1e-6), rho_) < 1
         assert sgd.spectral_radius(eta_, (k + 1) * (1 + 1e-6), rho_) > 1
+
+
+def test_every_decimal_in_the_prose_is_computed():
+    from prose_decimals import prose_decimals
+
+    md = (ROOT / "output" / "md" / "sgd.md").read_text()
+    computed = {f"{sgd.HB_RATE:.3f}", f"{sgd.GD_RATE:.3f}"}
+    assert prose_decimals(md) <= computed, prose_decimals(md) - computed
