@@ -282,9 +282,10 @@ saw, in proportion to how often they would be asked about.
 Kalai and Vempala [@kalai2024] turn this into a lower bound on hallucination. In their
 model, documents each state one arbitrary fact, drawn from a distribution over a set of
 possible facts; the model generates documents, and a generated fact that is not true is a
-hallucination. A model is *calibrated* when, among the statements it generates with
-probability in a bin, the fraction that are true matches that probability; they measure
-the departure from this by a miscalibration term. Their main result (Theorem 1, quoted
+hallucination. A model is *calibrated*, in their sense, when the statements to which it
+gives probability in any one range (a bin) have, under the true distribution, the same
+total probability as under the model; a miscalibration term measures the departure from
+this, summed over bins. Their main result (Theorem 1, quoted
 here in the form the paper's introduction gives for a 99% confidence level) is that, with
 probability at least $0.99$ over the $N$ training documents,
 $$
