@@ -174,6 +174,7 @@ def adamw_run(values):
 
 # ---------------------------------------------------------------- numbers and the figure
 
+FIGURE_GRADS = (3, -1, 4, 1, -5, 9)  # the per-example gradients of the figure's dataset
 KAPPA = 50  # the condition number of the Adam note's quadratic
 GD_RATE = (KAPPA - 1) / (KAPPA + 1)  # gradient descent with its best step 2 / (1 + kappa)
 HB_RATE = (np.sqrt(KAPPA) - 1) / (np.sqrt(KAPPA) + 1)
@@ -191,11 +192,13 @@ def draw_rates(ctx: Any):
     """Left: minibatch variance against B. Right: contraction per step against curvature."""
     fig = ctx.figure(6.6, 2.6)
     left, right = fig.subplots(1, 2)
-    grads = {f"g{i + 1}": sympy.Rational(x) for i, x in enumerate((3, -1, 4, 1, -5, 9))}
+    grads = {f"g{i + 1}": sympy.Integer(x) for i, x in enumerate(FIGURE_GRADS)}
     sizes = list(range(1, DATA + 1))
     exact = [float(minibatch_variance({**grads, "B": s})) for s in sizes]
     sigma2 = float(variance_formula({**grads, "B": 1}))
-    left.plot(sizes, exact, "o", label="all batches, enumerated")
+    closed = [float(variance_formula({**grads, "B": s})) for s in sizes]
+    left.plot(sizes, closed, "-", color="C0", lw=1.0, label="closed form")
+    left.plot(sizes, exact, "o", color="C0", label="all batches, enumerated")
     left.plot(sizes, [sigma2 / s for s in sizes], "--", color="0.4", label=r"$\sigma^2 / B$")
     left.set_xlabel("batch size B")
     left.set_ylabel("variance of the batch gradient")
@@ -380,8 +383,9 @@ coordinates, which is why its steep coordinate was still oscillating after many 
             Figure(
                 "rates",
                 "Left: the variance of the minibatch gradient over all batches of the dataset "
-                "$g = (3, -1, 4, 1, -5, 9)$, enumerated with the functions of [[sgd-variance]], "
-                r"against $\sigma^2/B$ (with replacement). Right: the largest eigenvalue modulus "
+                f"$g = {FIGURE_GRADS}$, enumerated (dots) and from the closed form (line) of "
+                r"[[sgd-variance]], against $\sigma^2/B$ (with replacement, dashed). Right: the "
+                "largest eigenvalue modulus "
                 "of the step matrix built as in [[hb-trace]], for gradient descent with step "
                 f"$2/(1 + \\kappa)$ and heavy ball with Polyak's parameters, $\\kappa = {KAPPA}$; "
                 "curvatures in $[1, \\kappa]$ are shaded. Both methods diverge (above the "
