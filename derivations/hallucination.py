@@ -206,7 +206,7 @@ distribution over the possible answers). A model with logits $z$ answers with
 and its average log-likelihood on the corpus is $\sum_i f_i \log p_i$. Its shortfall from
 the best possible value is the KL divergence $\sum_i f_i \log (f_i / p_i)$ (the
 cross-entropy note, [[cross-entropy:ce-h-kl]]), and written with the ratios
-$x_i = p_i / f_i$ it is a sum of terms that are never negative:
+$r_i = p_i / f_i$ it is a sum of terms that are never negative:
 """,
             Step(
                 "sum(f * log(f)) - sum(f * log(p)) == sum(f * (p / f - 1 - log(p / f)))",
@@ -214,8 +214,8 @@ $x_i = p_i / f_i$ it is a sum of terms that are never negative:
                 label="kl-terms",
             ),
             r"""
-Each term $f_i (x_i - 1 - \log x_i)$ is $\ge 0$, because $\log x \le x - 1$, with equality
-only at $x_i = 1$. So the KL divergence is never negative (Gibbs' inequality) and is zero
+Each term $f_i (r_i - 1 - \log r_i)$ is $\ge 0$, because $\log r \le r - 1$, with equality
+only at $r_i = 1$. So the KL divergence is never negative (Gibbs' inequality) and is zero
 only at $p = f$: **the maximum-likelihood model reproduces the corpus frequencies**, and
 the loss gradient [[cross-entropy:ce-grad]] vanishes exactly there. The loss contains
 $f$, and nothing else about the answers; whether an answer is true does not enter.
