@@ -612,8 +612,8 @@ NOTE = Note(
             "- **Weight decay.** An $L_2$ penalty added to the loss is divided by "
             "$\\sqrt{\\hat{v}}$ like the rest of the gradient, so it decays parameters with "
             "large gradients less. AdamW [@adamw] applies the decay to $\\theta$ directly, "
-            "outside the normalization; it is the standard choice for LLMs. (Not derived "
-            "here.)",
+            "outside the normalization; it is the standard choice for LLMs (derived in the SGD "
+            "note, [[sgd:l2-first-step]] to [[sgd:adamw-idle]]).",
             "- **Memory.** $m$ and $v$ are two extra numbers per parameter: the optimizer "
             "state is twice the size of the model, a large part of the memory of training.",
         ),

@@ -487,7 +487,8 @@ NOTE = Note(
             "heads and layers, and in some designs by scaling the scores with $\\log n$, which "
             "is what [[needed-score]] asks for [@chiang]. Empirically, models do use "
             "information in the middle of long contexts less reliably [@lost]; dilution is one "
-            "ingredient of such effects, not the whole story.",
+            "ingredient of such effects, not the whole story (the hallucination note collects "
+            "the others).",
         ),
     ),
 )

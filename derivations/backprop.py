@@ -1,4 +1,4 @@
-"""Note 5: backpropagation: the chain rule as vector-Jacobian products, an MLP by hand, BPTT."""
+"""Note 6: backpropagation: the chain rule as vector-Jacobian products, an MLP by hand, BPTT."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def draw_bptt(ctx: Any):
 
 NOTE = Note(
     name="backprop",
-    order=5,
+    order=6,
     title="Backpropagation and the chain rule",
     summary=(
         "How every gradient in the other notes is computed: the chain rule applied backwards, "

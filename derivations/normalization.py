@@ -1,4 +1,4 @@
-"""Note 6: LayerNorm and RMSNorm backward, residual connections, GELU, SiLU and SwiGLU."""
+"""Note 7: LayerNorm and RMSNorm backward, residual connections, GELU, SiLU and SwiGLU."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def draw_activations(ctx: Any):
 
 NOTE = Note(
     name="normalization",
-    order=6,
+    order=7,
     title="Normalization, residuals and activations",
     summary=(
         "The pieces of a transformer block around attention: LayerNorm and RMSNorm with their "

@@ -1,4 +1,4 @@
-"""Note 7: positional encodings: sinusoidal shifts as rotations, RoPE's relative scores, ALiBi."""
+"""Note 8: positional encodings: sinusoidal shifts as rotations, RoPE's relative scores, ALiBi."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def draw_decay(ctx: Any):
 
 NOTE = Note(
     name="positional",
-    order=7,
+    order=8,
     title="Positional encodings",
     summary=(
         "Attention by itself does not know where a token is. Three ways to tell it, and the "

@@ -334,7 +334,8 @@ is large compared with $T^3$.
   $\epsilon$ is emitted with probability $\epsilon$, at every step. If each of $\ell$
   steps risks an error with probability $\epsilon$, the first error comes within $\ell$
   steps with probability $1 - (1 - \epsilon)^{\ell}$ [[first-error]]: small per-token
-  risks compound over long answers [@holtzman2020].
+  risks compound over long answers [@holtzman2020] (the hallucination note,
+  [[hallucination:deps-dt]], shows how temperature sets $\epsilon$).
 - **Temperature is a dial between repetition and error.** By [[dh-dt-vector]], raising
   $T$ always adds entropy: more diverse text, and more low-probability (possibly false)
   tokens. Lowering it concentrates on the mode, which is only as truthful as the mode of

@@ -1,4 +1,4 @@
-"""Note 5 (backpropagation): every step verifies, wrong variants fail, prose numbers and the
+"""Note 6 (backpropagation): every step verifies, wrong variants fail, prose numbers and the
 figure's data agree with hand-written NumPy."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ labelled = UNDER_TEST.labelled
 
 def test_note_is_well_formed():
     assert NOTE.problems() == []
-    assert NOTE.order == 5
+    assert NOTE.order == 6
     assert len(STEPS) == 9
     assert [f.name for f in NOTE.figures()] == ["bptt"]
 

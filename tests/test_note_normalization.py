@@ -1,4 +1,4 @@
-"""Note 6 (normalization): every step verifies, wrong variants fail, the note's backward pass is
+"""Note 7 (normalization): every step verifies, wrong variants fail, the note's backward pass is
 what `derive` prints, and the prose numbers and figure data agree with independent NumPy."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Note 7 (positional encodings): every step verifies, wrong variants fail, the prose numbers
+"""Note 8 (positional encodings): every step verifies, wrong variants fail, the prose numbers
 and figure data agree with hand-written NumPy."""
 
 from __future__ import annotations
