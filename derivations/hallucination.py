@@ -301,8 +301,11 @@ ones). The mechanism is [[gt-missing]] and [[gt-singletons]]: a calibrated
 model must give the unseen facts about the missing mass, it cannot tell which of the many
 plausible unseen statements are true, and so most of that mass goes to falsehoods. Kalai,
 Nachum, Vempala and Zhang [@kalai2025] give a related bound for the error of a base model
-through the singleton rate $\mathrm{sr}$ of its prompts, $\mathrm{err} \ge \mathrm{sr} -
-2/\min |\mathcal{E}| - (35 + 6 \ln N)/\sqrt{N} - \delta$ (their Theorem 2, quoted),
+through the singleton rate $\mathrm{sr}$ of its prompts (their Theorem 2, quoted),
+$$
+\mathrm{err} \;\ge\; \mathrm{sr} - \frac{2}{\min |\mathcal{E}|}
+- \frac{35 + 6 \ln N}{\sqrt{N}} - \delta,
+$$
 where $|\mathcal{E}|$ is the number of plausible wrong answers to a prompt (the minimum is
 over prompts) and $\delta$ is a calibration error of the model.
 
