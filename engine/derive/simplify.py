@@ -14,6 +14,7 @@ the verifier before it is shown.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import sympy
 
@@ -114,13 +115,44 @@ def ones_like_shape(shape: tuple) -> Expr:
     return Const(1) if not shape else call("ones", dims=tuple(shape))
 
 
-Rule = Callable[[Call], Expr | None]
+RewriteFn = Callable[[Call], Expr | None]
 
 REDUCTIONS = ("sum", "mean", "var", "logsumexp")
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One rewrite rule: a name, the functions whose nodes it rewrites, the rewrite, instances.
+
+    `rewrite(node)` returns an expression equal to `node` (wherever `node` is defined) or None
+    when the rule does not apply; its docstring's first line states the identity. `examples`
+    are formulas (over EXAMPLE_VARS and EXAMPLE_DEFS) whose root node the rule rewrites (or
+    builders of a node the parser would fold, like -(2)):
+    tests/test_simplify_rules.py turns each, and random instances of it, into a claim
+    `node == rewrite(node)` for the verifier. A `term` rule regroups a whole term with the
+    user's definitions (`rewrite(node, rewriter)`); it runs after the local rules of its node.
+    """
+
+    name: str
+    fns: tuple[str, ...]
+    rewrite: Callable[..., Expr | None]
+    examples: tuple[str | Callable[[], Expr], ...]
+    term: bool = False
+
+    @property
+    def doc(self) -> str:
+        """The identity the rule applies, in one line."""
+        return (self.rewrite.__doc__ or "").strip().splitlines()[0]
+
+    def apply(self, node: Call, rewriter: Rewriter | None = None) -> Expr | None:
+        """The rewritten node, or None when the rule does not apply."""
+        if self.term:
+            return self.rewrite(rewriter or Rewriter(), node)
+        return self.rewrite(node)
+
+
 def _drop_vector_keepdims(n: Call) -> Expr | None:
-    """v - sum(v, axis=-1, keepdims=True) -> v - sum(v) for vectors: a scalar broadcasts alike."""
+    """v - sum(v, axis=-1, keepdims=True) = v - sum(v) for vectors: a scalar broadcasts alike."""
     if len(n.shape) != 1:
         return None
     for i, x in enumerate(n.args):
@@ -134,7 +166,7 @@ def _drop_vector_keepdims(n: Call) -> Expr | None:
 
 
 def _drop_broadcast_ones(n: Call) -> Expr | None:
-    """a - ones(n) * s -> a - s when a alone has the full shape (broadcasting does the rest)."""
+    """a - ones(n) * s = a - s when a alone has the full shape (broadcasting does the rest)."""
     if not is_call(n, "add", "sub"):
         return None
     for i, x in enumerate(n.args):
@@ -149,13 +181,6 @@ def _drop_broadcast_ones(n: Call) -> Expr | None:
     return None
 
 
-def _elementwise_binary(rule: Rule) -> Rule:
-    def wrapped(n: Call) -> Expr | None:
-        return _drop_vector_keepdims(n) or _drop_broadcast_ones(n) or rule(n)
-
-    return wrapped
-
-
 def _coefficient(e: Expr) -> tuple[sympy.Expr, Expr]:
     """`c * X` -> (c, X); `-X` -> (-1, X); else (1, e)."""
     if is_call(e, "mul") and is_const(e.args[0]) and not is_const(e.args[1]):
@@ -167,7 +192,7 @@ def _coefficient(e: Expr) -> tuple[sympy.Expr, Expr]:
 
 
 def _collect(n: Call) -> Expr | None:
-    """c X + d X -> (c + d) X and c X - d X -> (c - d) X (same X, so the same shape)."""
+    """c X + d X = (c + d) X and c X - d X = (c - d) X (same X, so the same shape)."""
     a, b = n.args
     if is_const(a) or is_const(b):
         return None
@@ -180,51 +205,87 @@ def _collect(n: Call) -> Expr | None:
     return xa if c == 1 else Const(c) * xa
 
 
-def _rule_add(n: Call) -> Expr | None:
+def _fold_constants(n: Call) -> Expr | None:
+    """c op d = the rational number it equals, for constants c, d (op: + - * / **)."""
     a, b = n.args
-    collected = _collect(n)
-    if collected is not None:
-        return collected
     if is_const(a) and is_const(b):
-        v = _fold("add", a.value, b.value)
+        v = _fold(n.fn, a.value, b.value)
         return None if v is None else Const(v)
+    return None
+
+
+def _add_zero(n: Call) -> Expr | None:
+    """0 + b = b and a + 0 = a (when the other term alone has the full shape)."""
+    a, b = n.args
     if is_zero(a) and _fits(b, n.shape):
         return b
     if is_zero(b) and _fits(a, n.shape):
         return a
+    return None
+
+
+def _add_negation(n: Call) -> Expr | None:
+    """a + (-b) = a - b and (-a) + b = b - a."""
+    a, b = n.args
     if is_call(b, "neg"):
         return a - b.args[0]
     if is_call(a, "neg"):
         return b - a.args[0]
-    if is_const(b) and b.value.is_negative:
-        return a - Const(-b.value)
-    if a == b:
-        return Const(2) * a
     return None
 
 
-def _rule_sub(n: Call) -> Expr | None:
+def _add_negative_constant(n: Call) -> Expr | None:
+    """a + c = a - |c| for a negative constant c."""
     a, b = n.args
-    collected = _collect(n)
-    if collected is not None:
-        return collected
-    if is_const(a) and is_const(b):
-        v = _fold("sub", a.value, b.value)
-        return None if v is None else Const(v)
+    if is_const(b) and b.value.is_negative:
+        return a - Const(-b.value)
+    return None
+
+
+def _add_self(n: Call) -> Expr | None:
+    """a + a = 2 a."""
+    a, b = n.args
+    return Const(2) * a if a == b else None
+
+
+def _sub_zero(n: Call) -> Expr | None:
+    """a - 0 = a and 0 - b = -b (when the other term alone has the full shape)."""
+    a, b = n.args
     if is_zero(b) and _fits(a, n.shape):
         return a
     if is_zero(a) and _fits(b, n.shape):
         return -b
+    return None
+
+
+def _sub_negation(n: Call) -> Expr | None:
+    """a - (-b) = a + b and (-a) - b = -(a + b)."""
+    a, b = n.args
     if is_call(b, "neg"):
         return a + b.args[0]
     if is_call(a, "neg"):
         return -(a.args[0] + b)
+    return None
+
+
+def _sub_negative_constant(n: Call) -> Expr | None:
+    """a - c = a + |c| for a negative constant c."""
+    a, b = n.args
     if is_const(b) and b.value.is_negative:
         return a + Const(-b.value)
-    if a == b and is_scalar(a):
-        return Const(0)
+    return None
+
+
+def _sub_self(n: Call) -> Expr | None:
+    """s - s = 0 for a scalar s."""
+    a, b = n.args
+    return Const(0) if a == b and is_scalar(a) else None
+
+
+def _sub_shorter_first(n: Call) -> Expr | None:
+    """(a - B) - c = (a - c) - B: the shorter subtrahend first, as textbooks write it."""
+    a, b = n.args
     if is_call(a, "sub") and _nodes(b) < _nodes(a.args[1]):
-        # (a - B) - c -> (a - c) - B: the shorter subtrahend first, as textbooks write it.
         return (a.args[0] - b) - a.args[1]
     return None
 
@@ -280,53 +341,98 @@ def _matrix_product_rule(a: Expr, b: Expr) -> Expr | None:
     return None
 
 
-def _rule_mul(n: Call) -> Expr | None:
-    a, b = n.args
+def _mul_matrix_forms(n: Call) -> Expr | None:
+    """eye * v = diag(v), diag(v) * w = diag(v * w), v[:, None] * w[None, :] = outer(v, w)."""
     if len(n.shape) == 2:
-        out = _matrix_product_rule(a, b)
+        out = _matrix_product_rule(*n.args)
         if out is not None and out.shape == n.shape:
             return out
-    if is_const(a) and is_const(b):
-        v = _fold("mul", a.value, b.value)
-        return None if v is None else Const(v)
-    for x, y in ((a, b), (b, a)):
+    return None
+
+
+def _mul_one(n: Call) -> Expr | None:
+    """1 * y = y and y * 1 = y."""
+    for x, y in (n.args, n.args[::-1]):
         if is_const(x, 1) and _fits(y, n.shape):
             return y
+    return None
+
+
+def _mul_minus_one(n: Call) -> Expr | None:
+    """(-1) * y = -y and y * (-1) = -y."""
+    for x, y in (n.args, n.args[::-1]):
         if is_const(x, -1) and _fits(y, n.shape):
             return -y
+    return None
+
+
+def _mul_zero(n: Call) -> Expr | None:
+    """0 * y = 0 (of the product's shape) and y * 0 = 0."""
+    for x, y in (n.args, n.args[::-1]):
         if is_const(x, 0) and (is_scalar(y) or not is_call(y, "ones")):
             return zeros(n.shape) if len(n.shape) <= 2 else None
+    return None
+
+
+def _mul_ones(n: Call) -> Expr | None:
+    """ones(...) * y = y when ones broadcasts to the shape of y."""
+    for x, y in (n.args, n.args[::-1]):
         if is_call(x, "ones") and _broadcasts_to(x.shape, y.shape) and _fits(y, n.shape):
             return y
+    return None
+
+
+def _mul_negation(n: Call) -> Expr | None:
+    """(-a) * b = -(a b) and a * (-b) = -(a b)."""
+    a, b = n.args
     if is_call(a, "neg"):
         return -(a.args[0] * b)
     if is_call(b, "neg"):
         return -(a * b.args[0])
+    return None
+
+
+def _mul_constant_first(n: Call) -> Expr | None:
+    """a * c = c * a for a constant c: constants are written first."""
+    a, b = n.args
     if is_const(b) and not is_const(a):
         return b * a
-    # Constants gather at the front: c * (d * x) -> (c d) * x, (c * x) * y -> c * (x * y).
+    return None
+
+
+def _mul_gather_constants(n: Call) -> Expr | None:
+    """c (d x) = (c d) x, (c x) y = c (x y) and x (c y) = c (x y) for constants c, d."""
+    a, b = n.args
     if is_const(a) and is_call(b, "mul") and is_const(b.args[0]):
         return (a * b.args[0]) * b.args[1]
     if is_call(a, "mul") and is_const(a.args[0]) and not is_const(b):
         return a.args[0] * (a.args[1] * b)
     if not is_const(a) and is_call(b, "mul") and is_const(b.args[0]):
         return b.args[0] * (a * b.args[1])
-    # (x / s) * y -> (x * y) / s for a scalar s (the quotient goes outside, as in textbooks).
-    # (p / q) * r -> (p * r) / q: the quotient goes outside, as in textbooks.
+    return None
+
+
+def _mul_quotient_outside(n: Call) -> Expr | None:
+    """(p / q) r = (p r) / q and r (p / q) = (r p) / q: the quotient goes outside."""
+    a, b = n.args
     if is_call(a, "div"):
         return (a.args[0] * b) / a.args[1]
     if is_call(b, "div"):
         return (a * b.args[0]) / b.args[1]
-    if a == b:
-        return a ** Const(2)
-    return _cancel_into_sum(n)
+    return None
+
+
+def _mul_square(n: Call) -> Expr | None:
+    """a * a = a ** 2."""
+    a, b = n.args
+    return a ** Const(2) if a == b else None
 
 
 def _cancel_into_sum(n: Call) -> Expr | None:
-    """x * (A - B / x) -> x * A - B (and +, and either order): distribute only to cancel.
+    """x (A - B / x) = x A - B (and +, either order), where x != 0: distribute only to cancel.
 
-    An identity wherever the quotient is defined (x != 0); the product is only distributed when
-    a term is a quotient by the same x, so factored forms like P * (dP - sum(P * dP)) stay.
+    The product is only distributed when a term is a quotient by the same x, so factored forms
+    like P * (dP - sum(P * dP)) stay.
     """
     a, b = n.args
     for x, s in ((a, b), (b, a)):
@@ -343,52 +449,91 @@ def _cancel_into_sum(n: Call) -> Expr | None:
     return None
 
 
-def _rule_div(n: Call) -> Expr | None:
+def _div_one(n: Call) -> Expr | None:
+    """a / 1 = a."""
     a, b = n.args
-    if is_const(a) and is_const(b):
-        v = _fold("div", a.value, b.value)
-        return None if v is None else Const(v)
-    if is_const(b, 1) and _fits(a, n.shape):
-        return a
-    if is_call(a, "ones") and _fits(b, n.shape):
-        return Const(1) / b
-    if is_const(a, 0) and is_scalar(b):
-        return Const(0)
-    if is_call(a, "neg"):
-        return -(a.args[0] / b)
+    return a if is_const(b, 1) and _fits(a, n.shape) else None
+
+
+def _div_ones(n: Call) -> Expr | None:
+    """ones(...) / b = 1 / b when b has the quotient's shape."""
+    a, b = n.args
+    return Const(1) / b if is_call(a, "ones") and _fits(b, n.shape) else None
+
+
+def _div_zero_numerator(n: Call) -> Expr | None:
+    """0 / b = 0 for a scalar b (where b != 0)."""
+    a, b = n.args
+    return Const(0) if is_const(a, 0) and is_scalar(b) else None
+
+
+def _div_negation(n: Call) -> Expr | None:
+    """(-a) / b = -(a / b)."""
+    a, b = n.args
+    return -(a.args[0] / b) if is_call(a, "neg") else None
+
+
+def _div_by_constant(n: Call) -> Expr | None:
+    """A / c = (1 / c) A for a nonzero constant c and an array A."""
+    a, b = n.args
     if is_const(b) and b.value != 0 and not is_scalar(a):
         return Const(1 / b.value) * a
+    return None
+
+
+def _div_nested(n: Call) -> Expr | None:
+    """(a / s) / t = a / (s t) for scalars s, t."""
+    a, b = n.args
     if is_call(a, "div") and is_scalar(b) and is_scalar(a.args[1]):
         return a.args[0] / (a.args[1] * b)
+    return None
+
+
+def _div_cancel(n: Call) -> Expr | None:
+    """(x y) / x = y and (y x) / x = y, where x != 0."""
+    a, b = n.args
     if is_call(a, "mul"):
-        # (x * y) / x -> y wherever the quotient is defined (x != 0).
         for u, v in (a.args, a.args[::-1]):
             if u == b and _fits(v, n.shape):
                 return v
     return None
 
 
-def _rule_pow(n: Call) -> Expr | None:
+def _pow_one(n: Call) -> Expr | None:
+    """a ** 1 = a."""
     a, b = n.args
-    if is_const(a) and is_const(b):
-        v = _fold("pow", a.value, b.value)
-        return None if v is None else Const(v)
-    if is_const(b, 1):
-        return a
+    return a if is_const(b, 1) else None
+
+
+def _pow_of_pow(n: Call) -> Expr | None:
+    """(x ** a) ** k = x ** (a k) for an integer k; (x ** 2) ** (1/2) is |x|, not x."""
+    a, b = n.args
     if is_call(a, "pow") and is_const(b) and b.value.is_Integer and is_const(a.args[1]):
-        # (x^a)^k = x^(a k) for an integer k; (x^2)^(1/2) is |x|, not x.
         return a.args[0] ** Const(a.args[1].value * b.value)
     return None
 
 
-def _rule_neg(n: Call) -> Expr | None:
+def _neg_neg(n: Call) -> Expr | None:
+    """-(-a) = a."""
     (a,) = n.args
-    if is_call(a, "neg"):
-        return a.args[0]
-    if is_const(a):
-        return Const(-a.value)
-    if is_call(a, "sub"):
-        return a.args[1] - a.args[0]
+    return a.args[0] if is_call(a, "neg") else None
+
+
+def _neg_constant(n: Call) -> Expr | None:
+    """-(c) = the constant -c."""
+    (a,) = n.args
+    return Const(-a.value) if is_const(a) else None
+
+
+def _neg_difference(n: Call) -> Expr | None:
+    """-(a - b) = b - a."""
+    (a,) = n.args
+    return a.args[1] - a.args[0] if is_call(a, "sub") else None
+
+
+def _neg_scaled(n: Call) -> Expr | None:
+    """-(c x) = (-c) x for a constant c."""
+    (a,) = n.args
     if is_call(a, "mul") and is_const(a.args[0]):
         return Const(-a.args[0].value) * a.args[1]
     return None
@@ -412,35 +557,71 @@ def _pull_scalars(n: Call, rebuild: Callable[[Expr, Expr], Expr]) -> Expr | None
     return None
 
 
-def _rule_matmul(n: Call) -> Expr | None:
+def _matmul_identity(n: Call) -> Expr | None:
+    """I @ B = B and A @ I = A."""
     a, b = n.args
     if is_call(a, "eye"):
         return b
     if is_call(b, "eye"):
         return a
+    return None
+
+
+def _matmul_scalars_out(n: Call) -> Expr | None:
+    """(s A) @ B = s (A @ B), (A / s) @ B = (A @ B) / s and (-A) @ B = -(A @ B), either side."""
     return _pull_scalars(n, lambda x, y: x @ y)
 
 
-def _rule_outer(n: Call) -> Expr | None:
+def _outer_scalars_out(n: Call) -> Expr | None:
+    """outer(s u, v) = s outer(u, v), outer(u / s, v) = outer(u, v) / s, either side."""
     return _pull_scalars(n, lambda x, y: call("outer", x, y))
 
 
-def _rule_transpose(n: Call) -> Expr | None:
+def _transpose_symmetric(n: Call) -> Expr | None:
+    """v.T = v for a scalar or vector, diag(v).T = diag(v) and eye(n).T = eye(n)."""
     (a,) = n.args
-    if len(a.shape) <= 1 or is_call(a, "diag", "eye"):
-        return a
-    if is_call(a, "transpose"):
-        return a.args[0]
+    return a if len(a.shape) <= 1 or is_call(a, "diag", "eye") else None
+
+
+def _transpose_transpose(n: Call) -> Expr | None:
+    """(A.T).T = A."""
+    (a,) = n.args
+    return a.args[0] if is_call(a, "transpose") else None
+
+
+def _transpose_matmul(n: Call) -> Expr | None:
+    """(A @ B).T = B.T @ A.T for matrices A, B."""
+    (a,) = n.args
     if is_call(a, "matmul") and len(a.args[0].shape) == 2 and len(a.args[1].shape) == 2:
         return a.args[1].T @ a.args[0].T
-    if is_call(a, "outer"):
-        return call("outer", a.args[1], a.args[0])
+    return None
+
+
+def _transpose_outer(n: Call) -> Expr | None:
+    """outer(u, v).T = outer(v, u)."""
+    (a,) = n.args
+    return call("outer", a.args[1], a.args[0]) if is_call(a, "outer") else None
+
+
+def _transpose_sum(n: Call) -> Expr | None:
+    """(A + B).T = A.T + B.T (a broadcast row's transpose is a column), when no .T remains."""
+    (a,) = n.args
     if is_call(a, "add", "sub") and len(a.shape) == 2:
         parts = [_transpose_term(t, a.shape) for t in a.args]
         if all(p is not None and not is_call(p, "transpose") for p in parts):
             return parts[0] + parts[1] if a.fn == "add" else parts[0] - parts[1]
-    if is_call(a, "neg"):
-        return -(a.args[0].T)
+    return None
+
+
+def _transpose_negation(n: Call) -> Expr | None:
+    """(-A).T = -(A.T)."""
+    (a,) = n.args
+    return -(a.args[0].T) if is_call(a, "neg") else None
+
+
+def _transpose_scalar_out(n: Call) -> Expr | None:
+    """(s A).T = s A.T and (A / s).T = A.T / s for a scalar s."""
+    (a,) = n.args
     split = _scalar_factor(a)
     if split is not None:
         op, s, inner = split
@@ -459,35 +640,77 @@ def _transpose_term(t: Expr, shape: tuple) -> Expr | None:
         return call("expand_dims", t, axis=-1) if t.shape[0] == shape[1] else None
     if t.shape != tuple(shape):
         return None
-    return _rule_transpose(Call("transpose", (t,), (), (shape[1], shape[0])))
+    return _first_local(Call("transpose", (t,), (), (shape[1], shape[0])))
 
 
-def _rule_reduce(n: Call) -> Expr | None:
+def _reduce_vector_axis(n: Call) -> Expr | None:
+    """r(v, axis=0) = r(v) for a vector v: along the only axis, the plain reduction."""
     (x,) = n.args
-    p = dict(n.params)
-    axis, keep = _axis(n), _keepdims(n)
-    if len(x.shape) == 1 and axis is not None and not keep:
-        # Along the only axis of a vector: the plain reduction.
+    if len(x.shape) == 1 and _axis(n) is not None and not _keepdims(n):
         return call(n.fn, x)
-    if axis is not None and keep and x.shape[axis] == 1 and n.fn in ("sum", "mean"):
-        return x  # an axis of length 1 (left by unbroadcast) needs no reduction
+    return None
+
+
+def _reduce_unit_axis(n: Call) -> Expr | None:
+    """sum(X, axis=k, keepdims=True) = X when axis k has length 1 (and so does mean)."""
+    (x,) = n.args
+    axis = _axis(n)
+    if axis is not None and _keepdims(n) and x.shape[axis] == 1 and n.fn in ("sum", "mean"):
+        return x
+    return None
+
+
+def _sum_simplex(n: Call) -> Expr | None:
+    """sum(y, axis=-1) = 1 for y a declared simplex or one-hot variable (rows sum to one)."""
     if n.fn == "sum" and sums_to_one_over(n):
         return ones_like_shape(n.shape)
-    if n.fn in ("sum", "mean"):
-        if is_call(x, "neg"):
-            return -call(n.fn, x.args[0], **p)
-        split = _scalar_factor(x)
-        if split is not None:
-            op, s, inner = split
-            red = call(n.fn, inner, **p)
-            return s * red if op == "mul" else red / s
-        if n.fn == "sum" and is_call(x, "ones") and axis is None:
-            return _count(x.shape)
-        if n.fn == "sum" and is_call(x, "eye") and axis is not None:
-            return call("ones", dims=n.shape)
-        if n.fn == "sum" and is_call(x, "diag") and len(x.shape) == 2 and axis is not None:
-            v = x.args[0]
-            return call("expand_dims", v, axis=axis) if keep else v
+    return None
+
+
+def _reduce_negation(n: Call) -> Expr | None:
+    """sum(-X) = -sum(X) and mean(-X) = -mean(X), along any axes."""
+    (x,) = n.args
+    if n.fn in ("sum", "mean") and is_call(x, "neg"):
+        return -call(n.fn, x.args[0], **dict(n.params))
+    return None
+
+
+def _reduce_scalar_out(n: Call) -> Expr | None:
+    """sum(s X) = s sum(X) and sum(X / s) = sum(X) / s for a scalar s (mean alike)."""
+    (x,) = n.args
+    if n.fn not in ("sum", "mean"):
+        return None
+    split = _scalar_factor(x)
+    if split is not None:
+        op, s, inner = split
+        red = call(n.fn, inner, **dict(n.params))
+        return s * red if op == "mul" else red / s
+    return None
+
+
+def _sum_ones(n: Call) -> Expr | None:
+    """sum(ones(n, k)) = n k: the count of its entries."""
+    (x,) = n.args
+    if n.fn == "sum" and is_call(x, "ones") and _axis(n) is None:
+        return _count(x.shape)
+    return None
+
+
+def _sum_eye(n: Call) -> Expr | None:
+    """sum(eye(n), axis=k) = ones(n): every row and column of I sums to one."""
+    (x,) = n.args
+    if n.fn == "sum" and is_call(x, "eye") and _axis(n) is not None:
+        return call("ones", dims=n.shape)
+    return None
+
+
+def _sum_diag(n: Call) -> Expr | None:
+    """sum(diag(v), axis=k) = v: each row and column of diag(v) holds one entry of v."""
+    (x,) = n.args
+    axis = _axis(n)
+    if n.fn == "sum" and is_call(x, "diag") and len(x.shape) == 2 and axis is not None:
+        v = x.args[0]
+        return call("expand_dims", v, axis=axis) if _keepdims(n) else v
     return None
 
 
@@ -501,12 +724,25 @@ def _count(shape: tuple) -> Expr:
     return total
 
 
-def _rule_expand_dims(n: Call) -> Expr | None:
+def _expand_ones(n: Call) -> Expr | None:
+    """expand_dims(ones(n), axis) = ones of the expanded shape."""
     (x,) = n.args
     if is_call(x, "ones"):
         return call("ones", dims=n.shape) if len(n.shape) <= 2 else None
+    return None
+
+
+def _expand_negation(n: Call) -> Expr | None:
+    """expand_dims(-v, axis) = -expand_dims(v, axis)."""
+    (x,) = n.args
     if is_call(x, "neg"):
         return -call("expand_dims", x.args[0], **dict(n.params))
+    return None
+
+
+def _expand_scalar_out(n: Call) -> Expr | None:
+    """expand_dims(s v, axis) = s expand_dims(v, axis) (and a quotient by a scalar s)."""
+    (x,) = n.args
     split = _scalar_factor(x)
     if split is not None:
         op, s, inner = split
@@ -515,48 +751,43 @@ def _rule_expand_dims(n: Call) -> Expr | None:
     return None
 
 
-def _rule_softmax(n: Call) -> Expr | None:
+def _softmax_vector_axis(n: Call) -> Expr | None:
+    """softmax(v, axis=0) = softmax(v) for a vector v (and log_softmax alike)."""
     (x,) = n.args
     if len(x.shape) == 1 and dict(n.params).get("axis", -1) not in (-1,):
         return call(n.fn, x)
     return None
 
 
-def _rule_elementwise(n: Call) -> Expr | None:
+def _log_exp(n: Call) -> Expr | None:
+    """log(exp(x)) = x."""
     (x,) = n.args
-    if n.fn == "log" and is_call(x, "exp"):
-        return x.args[0]
+    return x.args[0] if n.fn == "log" and is_call(x, "exp") else None
+
+
+def _exp_log_softmax(n: Call) -> Expr | None:
+    """exp(log_softmax(z)) = softmax(z)."""
+    (x,) = n.args
     if n.fn == "exp" and is_call(x, "log_softmax"):
         return Call("softmax", x.args, x.params, x.shape)
+    return None
+
+
+def _log_softmax(n: Call) -> Expr | None:
+    """log(softmax(z)) = log_softmax(z)."""
+    (x,) = n.args
     if n.fn == "log" and is_call(unref(x), "softmax"):
         return call("log_softmax", unref(x).args[0], **dict(unref(x).params))
+    return None
+
+
+def _sqrt_constant(n: Call) -> Expr | None:
+    """sqrt(c) = the rational number it equals, for a perfect square c."""
+    (x,) = n.args
     if n.fn == "sqrt" and is_const(x):
         v = sympy.sqrt(x.value)
         return Const(v) if v.is_Rational else None
     return None
-
-
-RULES: dict[str, Rule] = {
-    "add": _elementwise_binary(_rule_add),
-    "sub": _elementwise_binary(_rule_sub),
-    "mul": _elementwise_binary(_rule_mul),
-    "div": _elementwise_binary(_rule_div),
-    "pow": _rule_pow,
-    "neg": _rule_neg,
-    "matmul": _rule_matmul,
-    "outer": _rule_outer,
-    "transpose": _rule_transpose,
-    "sum": _rule_reduce,
-    "mean": _rule_reduce,
-    "var": _rule_reduce,
-    "logsumexp": _rule_reduce,
-    "softmax": _rule_softmax,
-    "log_softmax": _rule_softmax,
-    "log": _rule_elementwise,
-    "exp": _rule_elementwise,
-    "sqrt": _rule_elementwise,
-    "expand_dims": _rule_expand_dims,
-}
 
 
 # ---------------------------------------------------------------- terms as monomials
@@ -667,6 +898,7 @@ class Rewriter:
         # earlier ones, so the bottom-up pass finds nested definitions too.
         self.defs = {ref.body: ref for ref in (defs or {}).values() if isinstance(ref.body, Call)}
         self.steps = 0
+        self.rules: dict[str, list[Rule]] = {}  # each function's rules, in order (from RULES)
 
     def name_defs(self, e: Expr) -> Expr:
         """Only replace subexpressions equal to a definition's body by its name."""
@@ -696,17 +928,23 @@ class Rewriter:
         memo[key] = node
         return node
 
+    def _rewrite(self, node: Call) -> Expr | None:
+        """The first rule's rewrite of `node` that changes it, or None."""
+        rules = self.rules.get(node.fn)
+        if rules is None:
+            rules = self.rules[node.fn] = rules_for(node.fn)
+        for rule in rules:
+            out = rule.apply(node, self)
+            if out is not None and out != node:
+                return out
+        return None
+
     def _local(self, node: Expr) -> Expr:
         for _ in range(MAX_LOCAL):
             if not isinstance(node, Call):
                 return node
-            rule = RULES.get(node.fn)
-            if rule is None:
-                return node
-            out = rule(node)
-            if out is None or out == node:
-                out = self._terms(node)
-            if out is None or out == node:
+            out = self._rewrite(node)
+            if out is None:
                 return node
             if out.shape != node.shape:
                 return node  # a rule must never change a shape; keep the original
@@ -812,12 +1050,257 @@ class Rewriter:
         inner = left + right if node.fn == "add" else left - right
         return inner / from_monomial(ONE, common, [])
 
-    def _terms(self, node: Call) -> Expr | None:
-        if node.fn in ("mul", "div"):
-            return self._product(node)
-        if node.fn in ("add", "sub"):
-            return self._common_denominator(node)
-        return None
+
+def _regroup_product(rw: Rewriter, n: Call) -> Expr | None:
+    """x y / (x z) = y / z, u / w = X (defined), sum(s A) = s sum(A), sum(A) / N = mean(A)."""
+    return rw._product(n)
+
+
+def _common_denominator(rw: Rewriter, n: Call) -> Expr | None:
+    """a / w + b / (w v) = (a + b / v) / w for a factor w both terms divide by."""
+    return rw._common_denominator(n)
+
+
+# Every rewrite rule, in the order they are tried at a node (the term rules of a node run after
+# its local rules). The examples are formulas over EXAMPLE_VARS and EXAMPLE_DEFS whose root the
+# rule rewrites; tests/test_simplify_rules.py checks node == rewrite(node) on them and on random
+# instances with the verifier. Other areas add their rules at the END of this list.
+EXAMPLE_VARS = {
+    "x": "real[n]",
+    "y": "real[n]",
+    "q": "simplex[n]",
+    "t": "onehot[n]",
+    "Y": "simplex[b, n]",
+    "s": "real",
+    "a": "positive",
+    "X": "real[n, k]",
+    "w": "real[k]",
+    "A": "real[n, n]",
+    "B": "real[n, n]",
+    "v": "positive[n]",
+    "Z": "real[b, n]",
+}
+EXAMPLE_DEFS = {
+    "p": "softmax(x)",
+    "xn": "(x - mean(x)) / sqrt(var(x) + a)",
+}
+
+_BINARY = ("add", "sub", "mul", "div")
+RULES: list[Rule] = [
+    # broadcasting leftovers
+    Rule(
+        "drop-vector-keepdims",
+        _BINARY,
+        _drop_vector_keepdims,
+        ("x - sum(x, axis=-1, keepdims=True)", "y * mean(x, axis=0, keepdims=True)"),
+    ),
+    Rule(
+        "drop-broadcast-ones",
+        ("add", "sub"),
+        _drop_broadcast_ones,
+        ("x - ones(n) * s", "ones(n) * s + y"),
+    ),
+    # sums and differences
+    Rule("collect", ("add", "sub"), _collect, ("2 * x + x", "3 * A - 5 * A", "x - x")),
+    Rule(
+        "fold-constants",
+        ("add", "sub", "mul", "div", "pow"),
+        _fold_constants,
+        ("2 + 3", "2 - 5", "2 * 3", "3 / 4", "2 ** 3"),
+    ),
+    Rule("add-zero", ("add",), _add_zero, ("0 + x", "A + 0 * ones(n, n)")),
+    Rule("add-negation", ("add",), _add_negation, ("x + -y", "-A + B")),
+    Rule("add-negative-constant", ("add",), _add_negative_constant, ("x + -2",)),
+    Rule("add-self", ("add",), _add_self, ("x + x", "s * a + s * a")),
+    Rule("sub-zero", ("sub",), _sub_zero, ("x - 0", "0 - A")),
+    Rule("sub-negation", ("sub",), _sub_negation, ("x - -y", "-x - y")),
+    Rule("sub-negative-constant", ("sub",), _sub_negative_constant, ("s - -2", "A - -0.5")),
+    Rule("sub-self", ("sub",), _sub_self, ("s - s", "a * s - a * s")),
+    Rule("sub-shorter-first", ("sub",), _sub_shorter_first, ("x - y * (x + y) - s",)),
+    # products
+    Rule(
+        "mul-matrix-forms",
+        ("mul",),
+        _mul_matrix_forms,
+        (
+            "eye(n) * expand_dims(x, axis=-1)",
+            "eye(n) * x",
+            "diag(x) * y",
+            "expand_dims(x, axis=1) * expand_dims(y, axis=0)",
+            "(eye(n) - x) * expand_dims(y, axis=-1)",
+        ),
+    ),
+    Rule("mul-one", ("mul",), _mul_one, ("x * 1", "1 * A")),
+    Rule("mul-minus-one", ("mul",), _mul_minus_one, ("x * -1", "-1 * A")),
+    Rule("mul-zero", ("mul",), _mul_zero, ("0 * x", "A * 0", "0 * s")),
+    Rule("mul-ones", ("mul",), _mul_ones, ("ones(n) * x", "A * ones(n)")),
+    Rule("mul-negation", ("mul",), _mul_negation, ("(-x) * y", "A * (-B)")),
+    Rule("mul-constant-first", ("mul",), _mul_constant_first, ("x * 2", "A * 3")),
+    Rule(
+        "mul-gather-constants",
+        ("mul",),
+        _mul_gather_constants,
+        ("2 * (3 * x)", "(2 * x) * y", "x * (2 * y)"),
+    ),
+    Rule("mul-quotient-outside", ("mul",), _mul_quotient_outside, ("(x / a) * y", "x * (y / v)")),
+    Rule("mul-square", ("mul",), _mul_square, ("x * x", "A * A")),
+    Rule(
+        "mul-cancel-into-sum",
+        ("mul",),
+        _cancel_into_sum,
+        ("v * (x - y / v)", "(y / v + x) * v"),
+    ),
+    # quotients
+    Rule("div-one", ("div",), _div_one, ("x / 1",)),
+    Rule("div-ones", ("div",), _div_ones, ("ones(n) / v",)),
+    Rule("div-zero-numerator", ("div",), _div_zero_numerator, ("0 / a",)),
+    Rule("div-negation", ("div",), _div_negation, ("(-x) / a", "(-A) / v")),
+    Rule("div-by-constant", ("div",), _div_by_constant, ("x / 2", "A / 4")),
+    Rule("div-nested", ("div",), _div_nested, ("x / a / s", "s / a / a")),
+    Rule("div-cancel", ("div",), _div_cancel, ("(v * x) / v", "(x * a) / a")),
+    # powers and negation
+    Rule("pow-one", ("pow",), _pow_one, ("x ** 1",)),
+    Rule("pow-of-pow", ("pow",), _pow_of_pow, ("(x ** 2) ** 3", "(v ** 0.5) ** 2")),
+    Rule("neg-neg", ("neg",), _neg_neg, ("-(-x)",)),
+    Rule("neg-constant", ("neg",), _neg_constant, (lambda: Call("neg", (Const(2),), (), ()),)),
+    Rule("neg-difference", ("neg",), _neg_difference, ("-(x - y)",)),
+    Rule("neg-scaled", ("neg",), _neg_scaled, ("-(2 * x)",)),
+    # matrix products, outer products, transposes
+    Rule("matmul-identity", ("matmul",), _matmul_identity, ("eye(n) @ A", "X.T @ eye(n)")),
+    Rule(
+        "matmul-scalars-out",
+        ("matmul",),
+        _matmul_scalars_out,
+        ("(2 * X.T) @ (X @ w)", "(A / a) @ B", "(-A) @ B", "A @ (s * x)"),
+    ),
+    Rule(
+        "outer-scalars-out",
+        ("outer",),
+        _outer_scalars_out,
+        ("outer(2 * x, y)", "outer(x, -y)", "outer(x / a, y)"),
+    ),
+    Rule(
+        "transpose-symmetric",
+        ("transpose",),
+        _transpose_symmetric,
+        ("x.T", "diag(x).T", "eye(n).T"),
+    ),
+    Rule("transpose-transpose", ("transpose",), _transpose_transpose, ("A.T.T",)),
+    Rule("transpose-matmul", ("transpose",), _transpose_matmul, ("(A @ B).T", "(X.T @ A).T")),
+    Rule("transpose-outer", ("transpose",), _transpose_outer, ("outer(x, y).T",)),
+    Rule(
+        "transpose-sum",
+        ("transpose",),
+        _transpose_sum,
+        ("(diag(x) - outer(x, y)).T", "(diag(x) - y).T", "(A @ B + eye(n)).T"),
+    ),
+    Rule("transpose-negation", ("transpose",), _transpose_negation, ("(-A).T",)),
+    Rule("transpose-scalar-out", ("transpose",), _transpose_scalar_out, ("(s * A).T", "(A / a).T")),
+    # reductions
+    Rule(
+        "reduce-vector-axis",
+        REDUCTIONS,
+        _reduce_vector_axis,
+        ("sum(x, axis=0)", "mean(x, axis=0)", "var(x, axis=0)", "logsumexp(x, axis=-1)"),
+    ),
+    Rule(
+        "reduce-unit-axis",
+        ("sum", "mean"),
+        _reduce_unit_axis,
+        (
+            "sum(expand_dims(x, axis=1), axis=1, keepdims=True)",
+            "mean(expand_dims(x, axis=0), axis=0, keepdims=True)",
+        ),
+    ),
+    Rule(
+        "sum-simplex",
+        ("sum",),
+        _sum_simplex,
+        ("sum(q)", "sum(t)", "sum(Y, axis=-1)", "sum(Y, axis=-1, keepdims=True)"),
+    ),
+    Rule("reduce-negation", ("sum", "mean"), _reduce_negation, ("sum(-x)", "mean(-A, axis=0)")),
+    Rule(
+        "reduce-scalar-out",
+        ("sum", "mean"),
+        _reduce_scalar_out,
+        ("sum(s * x)", "mean(A / a, axis=1)", "sum(X * s, axis=0, keepdims=True)"),
+    ),
+    Rule("sum-ones", ("sum",), _sum_ones, ("sum(ones(n, k))", "sum(ones(n))")),
+    Rule(
+        "sum-eye",
+        ("sum",),
+        _sum_eye,
+        ("sum(eye(n), axis=1)", "sum(eye(n), axis=0, keepdims=True)"),
+    ),
+    Rule(
+        "sum-diag",
+        ("sum",),
+        _sum_diag,
+        ("sum(diag(x), axis=0, keepdims=True)", "sum(diag(x), axis=1)"),
+    ),
+    # broadcasting axes
+    Rule("expand-ones", ("expand_dims",), _expand_ones, ("expand_dims(ones(n), axis=0)",)),
+    Rule("expand-negation", ("expand_dims",), _expand_negation, ("expand_dims(-x, axis=1)",)),
+    Rule(
+        "expand-scalar-out",
+        ("expand_dims",),
+        _expand_scalar_out,
+        ("expand_dims(s * x, axis=0)", "expand_dims(x / a, axis=-1)"),
+    ),
+    # the softmax family and elementary functions
+    Rule(
+        "softmax-vector-axis",
+        ("softmax", "log_softmax"),
+        _softmax_vector_axis,
+        ("softmax(x, axis=0)", "log_softmax(x, axis=0)"),
+    ),
+    Rule("log-exp", ("log",), _log_exp, ("log(exp(x))",)),
+    Rule(
+        "exp-log-softmax",
+        ("exp",),
+        _exp_log_softmax,
+        ("exp(log_softmax(x))", "exp(log_softmax(Z))"),
+    ),
+    Rule("log-softmax", ("log",), _log_softmax, ("log(softmax(x))", "log(p)", "log(softmax(Z))")),
+    Rule("sqrt-constant", ("sqrt",), _sqrt_constant, ("sqrt(4)", "sqrt(2.25)")),
+    # whole terms, with the user's definitions
+    Rule(
+        "regroup-product",
+        ("mul", "div"),
+        _regroup_product,
+        (
+            "(x - mean(x)) * y / sqrt(var(x) + a)",
+            "sum(y) / n",
+            "sum(X, axis=0) / n",
+            "x * a / a",
+            "s * ones(n) * x / s",
+        ),
+        term=True,
+    ),
+    Rule(
+        "common-denominator",
+        ("add", "sub"),
+        _common_denominator,
+        ("x / a - y / a", "x / a + y / (a * s)"),
+        term=True,
+    ),
+]
+
+
+def rules_for(fn: str) -> list[Rule]:
+    """The rules that rewrite a node of `fn`, in the order they are tried (term rules last)."""
+    local = [r for r in RULES if fn in r.fns and not r.term]
+    return local + [r for r in RULES if fn in r.fns and r.term]
+
+
+def _first_local(node: Call) -> Expr | None:
+    """The first local rule's rewrite of `node` (None if no local rule applies)."""
+    for r in rules_for(node.fn):
+        if not r.term:
+            out = r.apply(node)
+            if out is not None:
+                return out
+    return None
 
 
 def simplify(e: Expr, defs: Mapping[str, Ref] | None = None) -> Expr:
