@@ -71,6 +71,10 @@ def verify_sides(
             f"the two sides have different shapes: {format_shape(lhs.shape)} "
             f"and {format_shape(rhs.shape)}",
         )
+    from engine.functions.calculus import expand_hessians
+
+    # hessian(f, x) is checked as the nested derivative jacobian(grad(f, x), x) by both routes
+    lhs, rhs = expand_hessians(lhs), expand_hessians(rhs)
     used = {**free_vars(lhs), **free_vars(rhs)}
     order = [s for s in env.sizes if s in _all_size_names(lhs, rhs, used)]
     checks: list[CheckReport] = []
