@@ -202,3 +202,38 @@ def test_exported_hessian_matches_torch_func_hessian(expr, tmp_path):
     assert ref.shape == (values[wrt].size, values[wrt].size)
     np.testing.assert_allclose(np.asarray(grads[wrt]), ref.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.asarray(value), fn(*args).numpy(), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- the corpus's small-n blind spot
+
+
+def _from_n4_claims():
+    from pathlib import Path
+
+    from engine.claims import load_claims
+
+    path = Path(__file__).parent / "corpus" / "hessian.toml"
+    return [c for c in load_claims(path) if c.name.endswith("-from-n4")]
+
+
+@pytest.mark.parametrize("claim", _from_n4_claims(), ids=lambda c: c.name)
+def test_planted_bugs_from_n4_vanish_below_four_and_fail(claim):
+    """Each "-from-n4" bug is invisible at n = 2 and 3 (both sides agree to rounding there) and
+    shows at n = 5: a verifier that never looked at n >= 4 would pass it. It must FAIL."""
+    from engine.parser import build_environment, parse_equation
+
+    env = build_environment(claim.vars, claim.defs)
+    lhs, rhs = parse_equation(claim.equation, env)
+    program_like = type("P", (), {"output": lhs + 0 * rhs})  # the variables of both sides
+
+    def gap(n: int) -> float:
+        sizes = {"n": n, "m": n + 1, "k": n + 2}
+        values = _point(program_like, n, sizes)
+        left = np.real(numpy_backend.evaluate(lhs, values, sizes))
+        right = np.real(numpy_backend.evaluate(rhs, values, sizes))
+        return float(np.max(np.abs(left - right)) / max(1.0, np.max(np.abs(left))))
+
+    assert gap(2) < 1e-8 and gap(3) < 1e-8
+    assert gap(5) > 1e-7
+    assert claim.expect == "fail"
+    assert claim.check(seed=0).verdict == "fail"
