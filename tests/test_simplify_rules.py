@@ -32,6 +32,7 @@ STAND_INS = {
     "X": ["X", "tanh(X)", "2 * X - 1", "A @ X"],
     "w": ["w", "exp(w)", "w * w - 1"],
     "Z": ["Z", "tanh(Z)", "Z * 2 - 1"],
+    "u": ["u", "sigmoid(s)", "u * u"],
 }
 
 

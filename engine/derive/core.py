@@ -17,7 +17,7 @@ from engine.derive.reverse import (
     reverse,
     roles_of,
 )
-from engine.derive.simplify import Rewriter, is_call
+from engine.derive.simplify import Rewriter, is_call, present
 from engine.expr import Call, Const, EngineError, Expr, Ref, Var
 from engine.parser import Environment, build_environment, parse_formula
 from engine.printing.text import to_text
@@ -148,7 +148,12 @@ def build_program(output: Expr, wrt: list[Var], env: Environment, order: int = 1
 
 
 def _finish(output, env, steps, gradients, kind, taken, fixed, hints) -> Program:
-    """Name repeated subexpressions, inline what is used once, number the temporaries."""
+    """Name repeated subexpressions, inline what is used once, number the temporaries.
+
+    The presentation rules (simplify.present: ones(n, d) * v is outer(ones(n), v)) apply first.
+    """
+    steps = [Assignment(a.name, present(a.expr)) for a in steps]
+    gradients = [(v, present(g)) for v, g in gradients]
     steps, gradients = _name_common(steps, gradients, taken, hints)
     steps, gradients = _inline_single_use(steps, gradients)
     steps, gradients = _name_repeated(steps, gradients, taken)
