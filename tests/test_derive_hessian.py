@@ -39,6 +39,14 @@ TEXTBOOK = [
     ("logsumexp(z)", "z", {}, "p = softmax(z)\nH = diag(p) - outer(p, p)"),
     ("sum((X @ w - r)**2)", "w", {}, "H = 2 * (X.T @ X)"),
     ("sum(z**4)", "z", {}, "H = 12 * diag(z ** 2)"),
+    ("0.5 * (w @ M @ w)", "w", {}, "H = 0.5 * (M + M.T)"),
+    (
+        "sum(softplus(X @ w) - y * (X @ w))",
+        "w",
+        {},
+        "H = X.T @ diag(sigmoid(X @ w) * (1 - sigmoid(X @ w))) @ X",
+    ),
+    ("sum(tanh(z))", "z", {}, "H = -2 * diag(tanh(z) * (1 - tanh(z) ** 2))"),
 ]
 
 
@@ -181,6 +189,9 @@ TORCH = {
     "logsumexp(z)": lambda z: torch.logsumexp(z, -1),
     "sum((X @ w - r)**2)": lambda X, w, r: ((X @ w - r) ** 2).sum(),
     "sum(z**4)": lambda z: (z**4).sum(),
+    "sum(softplus(X @ w) - y * (X @ w))": lambda X, w, y: (
+        torch.nn.functional.softplus(X @ w) - y * (X @ w)
+    ).sum(),
 }
 
 
@@ -237,3 +248,22 @@ def test_planted_bugs_from_n4_vanish_below_four_and_fail(claim):
     assert gap(5) > 1e-7
     assert claim.expect == "fail"
     assert claim.check(seed=0).verdict == "fail"
+
+
+def test_derivative_claims_are_checked_numerically_at_size_four_or_more():
+    """Given sizes below 4 (say --size n=3) are raised to 4 for a claim with a derivative node,
+    so the numeric route alone still sees a term that needs four coordinates."""
+    from engine.verify.sampling import LARGE_EXACT_FROM, numeric_size_assignment
+
+    assert numeric_size_assignment(["n"], {"n": 3}, derivative=True) == {"n": LARGE_EXACT_FROM}
+    assert numeric_size_assignment(["n"], {"n": 3}) == {"n": 3}  # plain claims keep their size
+    assert numeric_size_assignment(["n"], {"n": 7}, derivative=True) == {"n": 7}
+    program = _program("cross_entropy(softmax(z), s)", "z", {})
+    lhs, _ = program.claim_sides("z")
+    wrong = parse_formula(
+        "diag(softmax(z)) - outer(softmax(z), softmax(z)) + 1e-3 * (n - 2) * (n - 3) * eye(n)",
+        program.env,
+    )
+    result = verify_sides(lhs, wrong, program.env, numeric_sizes={"n": 3}, exact=False)
+    assert result.verdict == "fail", result.report()
+    assert "n=4" in result.report()

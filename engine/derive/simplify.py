@@ -1366,6 +1366,41 @@ def _mul_sign(n: Call) -> Expr | None:
     return None
 
 
+def _scaled_columns_as_diag(n: Call) -> Expr | None:
+    """(A * v) @ B = A @ diag(v) @ B for a matrix A whose columns a vector v scales (a row)."""
+    a, b = n.args
+    if not is_call(a, "mul") or len(a.shape) != 2 or len(b.shape) != 2:
+        return None
+    for m, v in (a.args, a.args[::-1]):
+        if m.shape == a.shape and len(v.shape) == 1 and v.shape[0] == a.shape[1]:
+            return (m @ call("diag", v)) @ b
+    return None
+
+
+def _transpose_sum_one_left(n: Call) -> Expr | None:
+    """(A.T + B).T = A + B.T: a transpose of a sum distributes when it leaves at most one .T."""
+    (a,) = n.args
+    if is_call(a, "add", "sub") and len(a.shape) == 2:
+        parts = [
+            _transpose_term(t, a.shape) or (t.T if t.shape == a.shape else None) for t in a.args
+        ]
+        if all(p is not None for p in parts) and sum(is_call(p, "transpose") for p in parts) == 1:
+            return parts[0] + parts[1] if a.fn == "add" else parts[0] - parts[1]
+    return None
+
+
+def _factor_constant(n: Call) -> Expr | None:
+    """c X + c Y = c (X + Y) and c X - c Y = c (X - Y) for a number c and arrays X != Y."""
+    a, b = n.args
+    if not (is_call(a, "mul") and is_call(b, "mul")):
+        return None
+    (c, x), (d, y) = a.args, b.args
+    if is_const(c) and is_const(d) and c == d and x != y and x.shape == y.shape == n.shape:
+        if not is_scalar(x):
+            return c * (x + y if n.fn == "add" else x - y)
+    return None
+
+
 def _ones_as_outer(n: Call) -> Expr | None:
     """ones(n, d) * v = outer(ones(n), v) and ones(n, d) * c[:, None] = outer(c, ones(d))."""
     if len(n.shape) != 2:
@@ -1693,6 +1728,25 @@ RULES: list[Rule] = [
         ("(A * expand_dims(x, axis=-1)).T", "(X * w).T", "(expand_dims(x, axis=-1) * X).T"),
     ),
     Rule("mul-sign", ("mul",), _mul_sign, ("x * sign(x)", "sign(A) * A")),
+    Rule(
+        "transpose-sum-one-left",
+        ("transpose",),
+        _transpose_sum_one_left,
+        ("(A.T + B).T", "(A - A.T).T", "(outer(x, y) + B).T"),
+    ),
+    Rule(
+        "factor-constant",
+        ("add", "sub"),
+        _factor_constant,
+        ("0.5 * A + 0.5 * A.T", "2 * X - 2 * tanh(X)"),
+    ),
+    Rule(
+        "scaled-columns-as-diag",
+        ("matmul",),
+        _scaled_columns_as_diag,
+        ("(X.T * x) @ X", "(x * A) @ B"),
+        final=True,
+    ),
     Rule(
         "ones-as-outer",
         ("mul",),
