@@ -9,6 +9,11 @@ sum(A) / N becomes mean(A); a sum of two terms with a common divisor is written 
 take cross-entropy of softmax to p - y and LayerNorm/RMSNorm to their textbook forms from the
 plain VJPs. Soundness does not rest on the rules alone: every derived program is checked by
 the verifier before it is shown.
+
+The rules are data: `RULES` lists every rule (a `Rule`: name, the functions it rewrites, the
+rewrite, whose docstring states the identity, and example formulas) in the order it is tried;
+tests/test_simplify_rules.py checks each rule's examples and random instances of them with the
+verifier. Presentation rules (`final=True`) run once on a finished program (`present`).
 """
 
 from __future__ import annotations
@@ -1219,7 +1224,8 @@ def _expanded_terms(e: Expr) -> list[tuple[tuple, sympy.Expr]] | None:
         p = _expanded_terms(e.args[0])
         return None if p is None else [(k, -c) for k, c in p]
     if is_call(e, "add", "sub", "mul"):
-        a, b = (_expanded_terms(x) for x in e.args)
+        a = _expanded_terms(e.args[0])
+        b = None if a is None else _expanded_terms(e.args[1])
         if a is None or b is None:
             return None
         if e.fn == "mul":
