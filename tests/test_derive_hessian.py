@@ -267,3 +267,35 @@ def test_derivative_claims_are_checked_numerically_at_size_four_or_more():
     result = verify_sides(lhs, wrong, program.env, numeric_sizes={"n": 3}, exact=False)
     assert result.verdict == "fail", result.report()
     assert "n=4" in result.report()
+
+
+RANK3_ENV = {
+    "A": "real[n, k]",
+    "w": "real[k]",
+    "M": "real[n, n]",
+    "C": "real[2, n]",
+    "z": "real[n]",
+}
+
+
+@pytest.mark.parametrize("route", ["exact", "numeric"])
+@pytest.mark.parametrize(
+    "equation",
+    [
+        "jacobian(tanh(A) @ w, A) == jacobian(tanh(A) @ w, A) * (1 + 1e-6)",
+        "jacobian(M @ z, M) == jacobian(M @ z, M) + 1e-6",
+        "hessian(sum(C ** 3), C) == hessian(sum(C ** 3), C) * (1 + 1e-6)",
+    ],
+)
+def test_each_route_alone_catches_a_planted_error_in_a_high_rank_derivative(equation, route):
+    """A 1e-6 error in a Jacobian of rank 3 or a Hessian of rank 4 FAILs on either route alone
+    (the numeric route checks such Jacobians at the nested sizes, 9, 8, ..., so the difference is
+    confirmed at high precision rather than left undecided)."""
+    from engine.parser import build_environment, parse_equation
+
+    env = build_environment(RANK3_ENV)
+    lhs, rhs = parse_equation(equation, env)
+    result = verify_sides(lhs, rhs, env, exact=route == "exact", numeric=route == "numeric")
+    assert result.verdict == "fail", result.report()
+    good = verify_sides(lhs, lhs, env, exact=route == "exact", numeric=route == "numeric")
+    assert good.passed, good.report()

@@ -17,7 +17,7 @@ from engine.types import PROFILES, TYPES
 # Numeric check: size symbols take these distinct values in declaration order.
 NUMERIC_SIZES = (64, 24, 16, 12, 10, 9, 8, 7)
 # A nested derivative (a Hessian) costs coordinates squared evaluations: smaller, still larger
-# than every exact size (n = 9 against n = 2, 3, 4).
+# than every exact size (n = 9 against n = 2, 3, 4). A Jacobian of rank > 2 uses them too.
 NESTED_SIZES = (9, 8, 7, 10, 11, 12, 13, 14)
 # The exact check's size assignments: two small ones with pairwise distinct sizes >= 2 (so a
 # transposition or an axis mix-up cannot hide), and one with every size >= LARGE_EXACT_FROM, where
