@@ -306,4 +306,7 @@ def size_names(expr: Expr) -> set[str]:
 
 
 def contains_derivative(expr: Expr) -> bool:
-    return any(isinstance(n, Call) and n.fn in ("grad", "jacobian") for n in expr.walk())
+    return any(isinstance(n, Call) and n.fn in DERIVATIVE_FNS for n in expr.walk())
+
+
+DERIVATIVE_FNS = ("grad", "jacobian", "hessian")  # derivative nodes, evaluated by the backends

@@ -41,7 +41,7 @@ MAX_DECLARATIONS = 10_000  # variables plus definitions in one environment
 
 PUBLIC_FUNCTIONS = frozenset(name for name, f in REGISTRY.items() if f.public)
 SIZE_FUNCTIONS = frozenset({"eye", "ones"})
-DERIVATIVES = frozenset({"grad", "jacobian"})
+DERIVATIVES = frozenset({"grad", "jacobian", "hessian"})
 RESERVED = PUBLIC_FUNCTIONS | {"pi", "split"}
 LIST_FUNCTIONS = frozenset({"concat", "stack"})  # take a list of arrays, as in the array API
 

@@ -133,6 +133,14 @@ CASES = [
     "pad(A, (0, n), axis=0)",
     "pad(A, (2, 1), axis=-1)",
     "grad(sum(pad(x, (1, 0)) ** 3), x)",
+    # calculus: Jacobians of any ranks, Hessians
+    "jacobian(tanh(A), A)",
+    "jacobian(sum(A * A), A)",
+    "jacobian(A @ w, A)",
+    "jacobian(S @ tanh(x), S)",
+    "hessian(sum(x ** 3 * softmax(x)), x)",
+    "hessian(sum(tanh(A) * A), A)",
+    "hessian(s ** 3 * exp(s), s)",
 ]
 
 
@@ -309,8 +317,8 @@ def test_numpy_forms_take_complex_steps():
         ("softmax(A, axis=2)", "softmax(): axis 2 is out of range for an array of rank 2"),
         ("cross_entropy(p, w)", "shapes (n,) and (m,) do not broadcast"),
         ("kl(A, S)", "shapes (n, m) and (n, n) do not broadcast"),
-        ("jacobian(A, x)", "jacobian() needs a vector function of a vector, got (n, m) of (n,)"),
-        ("jacobian(x, S)", "jacobian() needs a vector function of a vector, got (n,) of (n, n)"),
+        ("hessian(A, x)", "hessian() needs a scalar function, got shape (n, m)"),
+        ("hessian(x, S)", "hessian() needs a scalar function, got shape (n,)"),
         ("grad(A, x)", "grad() needs a scalar function, got shape (n, m)"),
         ("A @ x", "@: inner dimensions differ: (n, m) @ (n,) (m vs n)"),
         ("x @ S @ A.T @ w", "@: inner dimensions differ"),
@@ -336,6 +344,13 @@ def test_shape_rules_give_clear_errors(text, message):
         ("diag(S)", ("n",)),
         ("x @ A", ("m",)),
         ("jacobian(A.T @ x, x)", ("m", "n")),
+        ("jacobian(A, A)", ("n", "m", "n", "m")),
+        ("jacobian(A @ w, S)", ("n", "n", "n")),
+        ("jacobian(sum(A), A)", ("n", "m")),
+        ("jacobian(s * x, s)", ("n",)),
+        ("hessian(sum(A), A)", ("n", "m", "n", "m")),
+        ("hessian(sum(x), x)", ("n", "n")),
+        ("hessian(s ** 3, s)", ()),
     ],
 )
 def test_shape_rules(text, shape):

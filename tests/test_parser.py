@@ -270,7 +270,7 @@ def test_forbidden_constructs_are_refused_with_a_clear_message(text, message, en
         ("A @ A", "@: inner dimensions differ: (n, m) @ (n, m) (m vs n)"),
         ("x @ s", "@ needs vectors or matrices, got a scalar"),
         ("grad(x, x)", "grad() needs a scalar function, got shape (n,)"),
-        ("jacobian(sum(x), x)", "jacobian() needs a vector function of a vector"),
+        ("hessian(x, x)", "hessian() needs a scalar function, got shape (n,)"),
         ("sum(x, axis=1)", "sum(): axis 1 is out of range for an array of rank 1"),
         ("softmax(s)", "softmax() needs a vector or matrix, got shape scalar"),
         ("trace(A)", "trace() needs a square matrix, got shape (n, m)"),

@@ -170,6 +170,7 @@ def test_latex_of_derivatives_and_constant_factors():
             r"\frac{\partial}{\partial z} \operatorname{softmax}\left(z\right)"
         ),
         "grad(cross_entropy(p, y), z)": r"\nabla_{z} \operatorname{CE}\left(p, y\right)",
+        "hessian(logsumexp(z), z)": r"\nabla^{2}_{z} \operatorname{logsumexp}\left(z\right)",
         "z * 2": "2 z",
         "z * -2": "-2 z",
         "0 * ones(n)": r"\mathbf{0}_{n}",

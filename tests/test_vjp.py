@@ -80,6 +80,7 @@ NO_VJP = {
     "ones": "no arguments",
     "grad": "nested derivatives are evaluated by the backends, not differentiated",
     "jacobian": "nested derivatives are evaluated by the backends, not differentiated",
+    "hessian": "nested derivatives are evaluated by the backends, not differentiated",
 }
 
 

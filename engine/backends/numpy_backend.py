@@ -58,6 +58,11 @@ def _eval_node(node: Expr, memo, values, sizes) -> np.ndarray:
         return gradient(node.args[0], node.args[1], values, sizes)
     if node.fn == "jacobian":
         return jacobian(node.args[0], node.args[1], values, sizes)
+    if node.fn == "hessian":
+        from engine.functions.calculus import expand_hessians
+
+        inner = expand_hessians(node)
+        return jacobian(inner.args[0], inner.args[1], values, sizes)
     args = [memo[id(a)] for a in node.args]
     return np.asarray(node.spec.numpy(*args, **resolve_params(node, sizes)))
 
@@ -158,9 +163,9 @@ def gradient(f: Expr, x: Var, values, sizes) -> np.ndarray:
 
 
 def jacobian(f: Expr, x: Var, values, sizes) -> np.ndarray:
-    """Jacobian of vector f: one directional derivative per column."""
-    m = np.shape(evaluate(f, values, sizes))[0]
-    return _per_coordinate(f, x, values, sizes, (m, np.size(values[x.name])))
+    """Jacobian of f (shape f.shape + x.shape): one directional derivative per coordinate of x."""
+    shape = np.shape(evaluate(f, values, sizes)) + np.shape(values[x.name])
+    return _per_coordinate(f, x, values, sizes, shape)
 
 
 def to_numpy(expr: Expr, sizes: dict[str, int] | None = None) -> Callable[..., np.ndarray]:

@@ -83,6 +83,10 @@ def _eval_node(node: Expr, memo, values, sizes) -> np.ndarray:
     assert isinstance(node, Call)
     if node.fn in ("grad", "jacobian"):
         return _derivative(node, memo, values)
+    if node.fn == "hessian":
+        from engine.functions.calculus import expand_hessians
+
+        return evaluate(expand_hessians(node), values, sizes)
     args = [memo[id(a)] for a in node.args]
     return obj(node.spec.sympy(*args, **resolve_params(node, sizes)))
 
@@ -92,7 +96,7 @@ def _derivative(node: Call, memo, values) -> np.ndarray:
     xs = obj(values[node.args[1].name])
     if any(not isinstance(s, sympy.Symbol) for s in xs.flat):
         raise EngineError("grad/jacobian need symbolic inputs in the SymPy backend")
-    coords = xs.size if node.fn == "grad" else xs.shape[0]
+    coords = xs.size
     work = coords * sum(tree_size(v, {}) for v in f.flat)
     if work > MAX_DIFF_WORK:
         raise EngineError(
@@ -105,10 +109,10 @@ def _derivative(node: Call, memo, values) -> np.ndarray:
         for idx in np.ndindex(xs.shape):
             out[idx] = _diff(scalar, xs[idx], node)
         return obj(out)
-    out = np.empty((f.shape[0], xs.shape[0]), dtype=object)
-    for i in range(f.shape[0]):
-        for j in range(xs.shape[0]):
-            out[i, j] = _diff(f[i], xs[j], node)
+    out = np.empty(f.shape + xs.shape, dtype=object)
+    for i in np.ndindex(f.shape):
+        for j in np.ndindex(xs.shape):
+            out[i + j] = _diff(f[i], xs[j], node)
     return out
 
 

@@ -85,13 +85,25 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
     show_default=True,
     help="Array library of --format python.",
 )
+@click.option(
+    "--order",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="1: gradients (or a Jacobian); 2: the Hessian of a scalar EXPR with respect to one "
+    "vector or scalar --wrt variable.",
+)
+@click.option("--hessian", is_flag=True, help="The same as --order 2.")
 @seed_option
 @timeout_option
-def derive(expr, wrt, vars_, defs, size_rels, spec, fmt, target, seed, timeout) -> None:
+def derive(
+    expr, wrt, vars_, defs, size_rels, spec, fmt, target, seed, timeout, order, hessian
+) -> None:
     """Derive the gradient of EXPR as a short program, verified before it is shown.
 
     EXPR is a scalar expression (one gradient per --wrt variable), a vector function of one
-    vector variable (its Jacobian), or grad(f, x) / jacobian(f, x). The result is checked
+    vector variable (its Jacobian), or grad(f, x) / jacobian(f, x) / hessian(f, x); with
+    --order 2 (--hessian) the Hessian of a scalar EXPR. The result is checked
     exactly with SymPy at small sizes and numerically with NumPy (complex-step) at larger
     ones; the last line says how. A program that fails the check is never printed.
 
@@ -101,6 +113,8 @@ def derive(expr, wrt, vars_, defs, size_rels, spec, fmt, target, seed, timeout) 
           --var 'z=real[n]' --var 'y=simplex[n]'
       llm-math derive 'sum(O * (P @ V))' --wrt Q --wrt K --wrt V --file examples/claims.toml
       llm-math derive 'jacobian(softmax(z), z)' --var 'z=real[n]' --def 'p=softmax(z)'
+      llm-math derive 'sum((X @ w - y)**2)' --wrt w --order 2 \\
+          --var 'X=real[m, n]' --var 'w=real[n]' --var 'y=real[m]'
 
     Exit status: 0 verified, 1 the verifier rejected the derivation, 2 bad input (or over
     the time budget), 3 internal error.
@@ -125,7 +139,7 @@ def derive(expr, wrt, vars_, defs, size_rels, spec, fmt, target, seed, timeout) 
 
     def job() -> tuple[int, str]:
         try:
-            program = derive_program(tree, names, env=env, seed=seed)
+            program = derive_program(tree, names, env=env, seed=seed, order=2 if hessian else order)
         except RecursionError:
             raise EngineError("the expression is nested too deeply to differentiate") from None
         except DerivationFailed as e:

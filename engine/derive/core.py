@@ -17,7 +17,7 @@ from engine.derive.reverse import (
     reverse,
     roles_of,
 )
-from engine.derive.simplify import Rewriter, is_call
+from engine.derive.simplify import Rewriter, is_call, present
 from engine.expr import Call, Const, EngineError, Expr, Ref, Var
 from engine.parser import Environment, build_environment, parse_formula
 from engine.printing.text import to_text
@@ -51,6 +51,7 @@ def derive(
     verify: bool = True,
     seed: int = 0,
     sizes: Mapping[str, str] | None = None,
+    order: int = 1,
 ) -> Program:
     """Differentiate `expr` with respect to the variables `wrt` into a verified `Program`.
 
@@ -58,11 +59,16 @@ def derive(
     a vector gives the Jacobian. `grad(f, x)` / `jacobian(f, x)` are accepted as `expr` too. The
     program is checked by the verifier (exact and numeric) and `DerivationFailed` is raised if
     it does not pass; `verify=False` skips the check (for benchmarks), and says so in the result.
+    `order=2` gives the Hessian of a scalar `expr` (so does `hessian(f, x)` as `expr`).
     """
     if env is None:
         env = build_environment(vars or {}, defs or {}, sizes)
     tree = parse_formula(expr, env) if isinstance(expr, str) else expr
-    if is_call(tree, "grad", "jacobian"):
+    if order not in (1, 2):
+        raise DeriveError(f"derive gives first and second derivatives (order 1 or 2), not {order}")
+    if is_call(tree, "hessian"):
+        order = 2
+    if is_call(tree, "grad", "jacobian", "hessian"):
         inner_wrt = tree.args[1].name
         if wrt is not None and _names(wrt) != [inner_wrt]:
             raise DeriveError(f"{tree.fn}() already names the variable {inner_wrt}; drop --wrt")
@@ -77,7 +83,7 @@ def derive(
             raise DeriveError(f"--wrt {n}: not a declared variable")
     if len(set(names)) != len(names):
         raise DeriveError("a variable is named twice in --wrt")
-    program = build_program(tree, [env.vars[n] for n in names], env)
+    program = build_program(tree, [env.vars[n] for n in names], env, order)
     if not verify:
         return program
     results = program.verify(seed=seed)
@@ -93,8 +99,10 @@ def _names(wrt: str | Iterable[str]) -> list[str]:
     return [w.strip() for w in wrt]
 
 
-def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
-    """The unverified backward program of `output` with respect to `wrt`."""
+def build_program(output: Expr, wrt: list[Var], env: Environment, order: int = 1) -> Program:
+    """The unverified backward program of `output` with respect to `wrt` (`order=2`: Hessian)."""
+    if order == 2:
+        return _hessian_program(output, wrt, env)
     if output.shape == ():
         kind = "grad"
     elif len(output.shape) == 1 and len(wrt) == 1 and len(wrt[0].shape) == 1:
@@ -107,7 +115,9 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
     from engine.expr import contains_derivative
 
     if contains_derivative(output):
-        raise DeriveError("cannot differentiate an expression that contains grad() or jacobian()")
+        raise DeriveError(
+            "cannot differentiate an expression that contains grad(), jacobian() or hessian()"
+        )
     rewriter = Rewriter(env.defs)
     # The gradients' names first (dX, or grad_X when the user has a dX), so no step takes them.
     fixed = Names(env.names())
@@ -135,11 +145,83 @@ def build_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
         cot = reverse(forward, wrt, u, rewriter, None)[wrt[0].name]
         grads = {wrt[0].name: rewriter.simplify(linearize(cot, m).T)}
     gradients = [(v.name, grads[v.name]) for v in wrt]
+    return _finish(output, env, steps, gradients, kind, taken, fixed, hints)
+
+
+def _finish(output, env, steps, gradients, kind, taken, fixed, hints) -> Program:
+    """Name repeated subexpressions, inline what is used once, number the temporaries.
+
+    The presentation rules (simplify.present: ones(n, d) * v is outer(ones(n), v)) apply first.
+    """
+    steps = [Assignment(a.name, present(a.expr)) for a in steps]
+    gradients = [(v, present(g)) for v, g in gradients]
     steps, gradients = _name_common(steps, gradients, taken, hints)
     steps, gradients = _inline_single_use(steps, gradients)
     steps, gradients = _name_repeated(steps, gradients, taken)
     steps, gradients = _renumber(steps, gradients, fixed)
     return Program(output, env, tuple(steps), tuple(gradients), kind)
+
+
+def _hessian_program(output: Expr, wrt: list[Var], env: Environment) -> Program:
+    """The Hessian of a scalar `output`: the Jacobian of its derived gradient.
+
+    The gradient g is derived and simplified as for `derive` (p - y for cross-entropy of
+    softmax), its named steps written out, and g is differentiated again as a vector function
+    of x (a scalar x: as a scalar function), so the Hessian reads in the gradient's own terms:
+    diag(p) - outer(p, p), 2 * (X.T @ X).
+    """
+    if output.shape != ():
+        raise DeriveError("a Hessian (--order 2) needs a scalar expression")
+    if len(wrt) != 1:
+        raise DeriveError("a Hessian (--order 2) is taken with respect to one variable (--wrt)")
+    (x,) = wrt
+    if len(x.shape) > 1:
+        raise DeriveError(
+            f"--order 2 derives Hessians with respect to a vector or scalar; {x.name} has rank "
+            f"{len(x.shape)} (check hessian(f, {x.name}) as a claim instead)"
+        )
+    first = build_program(output, wrt, env)
+    names = {a.name for a in first.steps}
+    g = _inline_all(dict(first.gradients)[x.name], names)
+    if not any(isinstance(n, Var) and n.name == x.name for n in _leaves(g)):
+        raise DeriveError(f"the gradient does not depend on {x.name}: the Hessian is zero")
+    rewriter = Rewriter(env.defs)
+    fixed = Names(env.names())
+    fixed.gradient(x.name, "hessian")
+    taken = fixed.copy()
+    forward = canonical_forward(rewriter.name_defs(g))
+    if x.shape == ():
+        h = reverse(forward, wrt, Const(1), rewriter, None)[x.name]
+    else:
+        m = g.shape[0]
+        u = cotangent_var(m)
+        cot = reverse(forward, wrt, u, rewriter, None)[x.name]
+        h = rewriter.simplify(linearize(cot, m).T)
+    # a softmax the Hessian writes more than once is named p (P for rows), as textbooks do
+    hints = {n: _hint(n) for n in h.walk() if is_call(n, "softmax")}
+    return _finish(output, env, [], [(x.name, h)], "hessian", taken, fixed, hints)
+
+
+def _leaves(e: Expr) -> list[Expr]:
+    """The variables and constants of `e`, looking through names."""
+    out: list[Expr] = []
+    for n in e.walk():
+        if isinstance(n, Ref):
+            out += _leaves(n.body)
+        elif not isinstance(n, Call):
+            out.append(n)
+    return out
+
+
+def _inline_all(e: Expr, names: set[str]) -> Expr:
+    """`e` with every program step in `names` written out (the user's definitions stay)."""
+    if isinstance(e, Ref):
+        return _inline_all(e.body, names) if e.name in names else e
+    if isinstance(e, Call) and e.args:
+        args = tuple(_inline_all(a, names) for a in e.args)
+        if args != e.args:
+            return Call(e.fn, args, e.params, e.shape)
+    return e
 
 
 # ---------------------------------------------------------------- naming repeated subexpressions

@@ -76,13 +76,16 @@ class Names:
     def gradient(self, var: str, kind: str = "grad") -> str:
         """The name of the gradient of `var`: `dX`, else `grad_X`, else `dX_1`, `dX_2`, ...
 
-        A Jacobian is `J`, else `J_z`, else `J_z_1`, ... A variable named `dX` (an upstream
-        gradient, as in CS231n) thus leaves the gradient of X the name `grad_X`.
+        A Jacobian is `J`, else `J_z`, else `J_z_1`, ...; a Hessian `H`, `H_z`, ... A variable
+        named `dX` (an upstream gradient, as in CS231n) thus leaves the gradient of X the name
+        `grad_X`.
         """
         if len(var) > MAX_STEM:
-            return self.numbered("grad" if kind == "grad" else "J")
+            return self.numbered({"grad": "grad", "hessian": "H"}.get(kind, "J"))
         if kind == "jacobian":
             return self.first_free(_then_numbered(f"J_{var}_", "J", f"J_{var}"))
+        if kind == "hessian":
+            return self.first_free(_then_numbered(f"H_{var}_", "H", f"H_{var}"))
         return self.first_free(_then_numbered(f"d{var}_", f"d{var}", f"grad_{var}"))
 
 

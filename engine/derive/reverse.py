@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.derive.simplify import Rewriter, is_call, is_const, is_scalar, unref
-from engine.expr import Call, EngineError, Expr, Ref, Var, call, map_calls
+from engine.expr import DERIVATIVE_FNS, Call, EngineError, Expr, Ref, Var, call, map_calls
 from engine.functions.base import params_of
 
 
@@ -248,7 +248,7 @@ def _worth_a_name(node: Ref, g: Call, dep: set[int], rewriter: Rewriter) -> bool
     p = softmax(z) gives p - y that way; dP = O @ V.T in attention stays named.
     """
     body = node.body
-    if not isinstance(body, Call) or body.spec.vjp is None or body.fn in ("grad", "jacobian"):
+    if not isinstance(body, Call) or body.spec.vjp is None or body.fn in DERIVATIVE_FNS:
         return True
     placeholder = Ref("d" + node.name, g)
 
@@ -268,7 +268,7 @@ def _total(items: list[Expr]) -> Expr:
 
 def _pullback(node: Call, g: Expr, dep: set[int]) -> list[tuple[Expr, Expr]]:
     """(child, cotangent) pairs for one node, from the registry's VJP rules."""
-    if node.fn in ("grad", "jacobian"):
+    if node.fn in DERIVATIVE_FNS:
         raise DeriveError(f"cannot differentiate through a nested {node.fn}()")
     spec = node.spec
     if spec.vjp is None:

@@ -9,15 +9,21 @@ sum(A) / N becomes mean(A); a sum of two terms with a common divisor is written 
 take cross-entropy of softmax to p - y and LayerNorm/RMSNorm to their textbook forms from the
 plain VJPs. Soundness does not rest on the rules alone: every derived program is checked by
 the verifier before it is shown.
+
+The rules are data: `RULES` lists every rule (a `Rule`: name, the functions it rewrites, the
+rewrite, whose docstring states the identity, and example formulas) in the order it is tried;
+tests/test_simplify_rules.py checks each rule's examples and random instances of them with the
+verifier. Presentation rules (`final=True`) run once on a finished program (`present`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import sympy
 
-from engine.expr import Call, Const, EngineError, Expr, Ref, Var, call, map_calls
+from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, call, map_calls
 from engine.functions.base import broadcast, params_of
 from engine.types import TYPES
 
@@ -114,13 +120,45 @@ def ones_like_shape(shape: tuple) -> Expr:
     return Const(1) if not shape else call("ones", dims=tuple(shape))
 
 
-Rule = Callable[[Call], Expr | None]
+RewriteFn = Callable[[Call], Expr | None]
 
 REDUCTIONS = ("sum", "mean", "var", "logsumexp")
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One rewrite rule: a name, the functions whose nodes it rewrites, the rewrite, instances.
+
+    `rewrite(node)` returns an expression equal to `node` (wherever `node` is defined) or None
+    when the rule does not apply; its docstring's first line states the identity. `examples`
+    are formulas (over EXAMPLE_VARS and EXAMPLE_DEFS) whose root node the rule rewrites (or
+    builders of a node the parser would fold, like -(2)):
+    tests/test_simplify_rules.py turns each, and random instances of it, into a claim
+    `node == rewrite(node)` for the verifier. A `term` rule regroups a whole term with the
+    user's definitions (`rewrite(node, rewriter)`); it runs after the local rules of its node.
+    """
+
+    name: str
+    fns: tuple[str, ...]
+    rewrite: Callable[..., Expr | None]
+    examples: tuple[str | Callable[[], Expr], ...]
+    term: bool = False
+    final: bool = False  # a presentation rule: applied once to a finished program (`present`)
+
+    @property
+    def doc(self) -> str:
+        """The identity the rule applies, in one line."""
+        return (self.rewrite.__doc__ or "").strip().splitlines()[0]
+
+    def apply(self, node: Call, rewriter: Rewriter | None = None) -> Expr | None:
+        """The rewritten node, or None when the rule does not apply."""
+        if self.term:
+            return self.rewrite(rewriter or Rewriter(), node)
+        return self.rewrite(node)
+
+
 def _drop_vector_keepdims(n: Call) -> Expr | None:
-    """v - sum(v, axis=-1, keepdims=True) -> v - sum(v) for vectors: a scalar broadcasts alike."""
+    """v - sum(v, axis=-1, keepdims=True) = v - sum(v) for vectors: a scalar broadcasts alike."""
     if len(n.shape) != 1:
         return None
     for i, x in enumerate(n.args):
@@ -134,7 +172,7 @@ def _drop_vector_keepdims(n: Call) -> Expr | None:
 
 
 def _drop_broadcast_ones(n: Call) -> Expr | None:
-    """a - ones(n) * s -> a - s when a alone has the full shape (broadcasting does the rest)."""
+    """a - ones(n) * s = a - s when a alone has the full shape (broadcasting does the rest)."""
     if not is_call(n, "add", "sub"):
         return None
     for i, x in enumerate(n.args):
@@ -149,13 +187,6 @@ def _drop_broadcast_ones(n: Call) -> Expr | None:
     return None
 
 
-def _elementwise_binary(rule: Rule) -> Rule:
-    def wrapped(n: Call) -> Expr | None:
-        return _drop_vector_keepdims(n) or _drop_broadcast_ones(n) or rule(n)
-
-    return wrapped
-
-
 def _coefficient(e: Expr) -> tuple[sympy.Expr, Expr]:
     """`c * X` -> (c, X); `-X` -> (-1, X); else (1, e)."""
     if is_call(e, "mul") and is_const(e.args[0]) and not is_const(e.args[1]):
@@ -167,7 +198,7 @@ def _coefficient(e: Expr) -> tuple[sympy.Expr, Expr]:
 
 
 def _collect(n: Call) -> Expr | None:
-    """c X + d X -> (c + d) X and c X - d X -> (c - d) X (same X, so the same shape)."""
+    """c X + d X = (c + d) X and c X - d X = (c - d) X (same X, so the same shape)."""
     a, b = n.args
     if is_const(a) or is_const(b):
         return None
@@ -180,51 +211,87 @@ def _collect(n: Call) -> Expr | None:
     return xa if c == 1 else Const(c) * xa
 
 
-def _rule_add(n: Call) -> Expr | None:
+def _fold_constants(n: Call) -> Expr | None:
+    """c op d = the rational number it equals, for constants c, d (op: + - * / **)."""
     a, b = n.args
-    collected = _collect(n)
-    if collected is not None:
-        return collected
     if is_const(a) and is_const(b):
-        v = _fold("add", a.value, b.value)
+        v = _fold(n.fn, a.value, b.value)
         return None if v is None else Const(v)
+    return None
+
+
+def _add_zero(n: Call) -> Expr | None:
+    """0 + b = b and a + 0 = a (when the other term alone has the full shape)."""
+    a, b = n.args
     if is_zero(a) and _fits(b, n.shape):
         return b
     if is_zero(b) and _fits(a, n.shape):
         return a
+    return None
+
+
+def _add_negation(n: Call) -> Expr | None:
+    """a + (-b) = a - b and (-a) + b = b - a."""
+    a, b = n.args
     if is_call(b, "neg"):
         return a - b.args[0]
     if is_call(a, "neg"):
         return b - a.args[0]
-    if is_const(b) and b.value.is_negative:
-        return a - Const(-b.value)
-    if a == b:
-        return Const(2) * a
     return None
 
 
-def _rule_sub(n: Call) -> Expr | None:
+def _add_negative_constant(n: Call) -> Expr | None:
+    """a + c = a - |c| for a negative constant c."""
     a, b = n.args
-    collected = _collect(n)
-    if collected is not None:
-        return collected
-    if is_const(a) and is_const(b):
-        v = _fold("sub", a.value, b.value)
-        return None if v is None else Const(v)
+    if is_const(b) and b.value.is_negative:
+        return a - Const(-b.value)
+    return None
+
+
+def _add_self(n: Call) -> Expr | None:
+    """a + a = 2 a."""
+    a, b = n.args
+    return Const(2) * a if a == b else None
+
+
+def _sub_zero(n: Call) -> Expr | None:
+    """a - 0 = a and 0 - b = -b (when the other term alone has the full shape)."""
+    a, b = n.args
     if is_zero(b) and _fits(a, n.shape):
         return a
     if is_zero(a) and _fits(b, n.shape):
         return -b
+    return None
+
+
+def _sub_negation(n: Call) -> Expr | None:
+    """a - (-b) = a + b and (-a) - b = -(a + b)."""
+    a, b = n.args
     if is_call(b, "neg"):
         return a + b.args[0]
     if is_call(a, "neg"):
         return -(a.args[0] + b)
+    return None
+
+
+def _sub_negative_constant(n: Call) -> Expr | None:
+    """a - c = a + |c| for a negative constant c."""
+    a, b = n.args
     if is_const(b) and b.value.is_negative:
         return a + Const(-b.value)
-    if a == b and is_scalar(a):
-        return Const(0)
+    return None
+
+
+def _sub_self(n: Call) -> Expr | None:
+    """s - s = 0 for a scalar s."""
+    a, b = n.args
+    return Const(0) if a == b and is_scalar(a) else None
+
+
+def _sub_shorter_first(n: Call) -> Expr | None:
+    """(a - B) - c = (a - c) - B: the shorter subtrahend first, as textbooks write it."""
+    a, b = n.args
     if is_call(a, "sub") and _nodes(b) < _nodes(a.args[1]):
-        # (a - B) - c -> (a - c) - B: the shorter subtrahend first, as textbooks write it.
         return (a.args[0] - b) - a.args[1]
     return None
 
@@ -280,53 +347,98 @@ def _matrix_product_rule(a: Expr, b: Expr) -> Expr | None:
     return None
 
 
-def _rule_mul(n: Call) -> Expr | None:
-    a, b = n.args
+def _mul_matrix_forms(n: Call) -> Expr | None:
+    """eye * v = diag(v), diag(v) * w = diag(v * w), v[:, None] * w[None, :] = outer(v, w)."""
     if len(n.shape) == 2:
-        out = _matrix_product_rule(a, b)
+        out = _matrix_product_rule(*n.args)
         if out is not None and out.shape == n.shape:
             return out
-    if is_const(a) and is_const(b):
-        v = _fold("mul", a.value, b.value)
-        return None if v is None else Const(v)
-    for x, y in ((a, b), (b, a)):
+    return None
+
+
+def _mul_one(n: Call) -> Expr | None:
+    """1 * y = y and y * 1 = y."""
+    for x, y in (n.args, n.args[::-1]):
         if is_const(x, 1) and _fits(y, n.shape):
             return y
+    return None
+
+
+def _mul_minus_one(n: Call) -> Expr | None:
+    """(-1) * y = -y and y * (-1) = -y."""
+    for x, y in (n.args, n.args[::-1]):
         if is_const(x, -1) and _fits(y, n.shape):
             return -y
+    return None
+
+
+def _mul_zero(n: Call) -> Expr | None:
+    """0 * y = 0 (of the product's shape) and y * 0 = 0."""
+    for x, y in (n.args, n.args[::-1]):
         if is_const(x, 0) and (is_scalar(y) or not is_call(y, "ones")):
             return zeros(n.shape) if len(n.shape) <= 2 else None
+    return None
+
+
+def _mul_ones(n: Call) -> Expr | None:
+    """ones(...) * y = y when ones broadcasts to the shape of y."""
+    for x, y in (n.args, n.args[::-1]):
         if is_call(x, "ones") and _broadcasts_to(x.shape, y.shape) and _fits(y, n.shape):
             return y
+    return None
+
+
+def _mul_negation(n: Call) -> Expr | None:
+    """(-a) * b = -(a b) and a * (-b) = -(a b)."""
+    a, b = n.args
     if is_call(a, "neg"):
         return -(a.args[0] * b)
     if is_call(b, "neg"):
         return -(a * b.args[0])
+    return None
+
+
+def _mul_constant_first(n: Call) -> Expr | None:
+    """a * c = c * a for a constant c: constants are written first."""
+    a, b = n.args
     if is_const(b) and not is_const(a):
         return b * a
-    # Constants gather at the front: c * (d * x) -> (c d) * x, (c * x) * y -> c * (x * y).
+    return None
+
+
+def _mul_gather_constants(n: Call) -> Expr | None:
+    """c (d x) = (c d) x, (c x) y = c (x y) and x (c y) = c (x y) for constants c, d."""
+    a, b = n.args
     if is_const(a) and is_call(b, "mul") and is_const(b.args[0]):
         return (a * b.args[0]) * b.args[1]
     if is_call(a, "mul") and is_const(a.args[0]) and not is_const(b):
         return a.args[0] * (a.args[1] * b)
     if not is_const(a) and is_call(b, "mul") and is_const(b.args[0]):
         return b.args[0] * (a * b.args[1])
-    # (x / s) * y -> (x * y) / s for a scalar s (the quotient goes outside, as in textbooks).
-    # (p / q) * r -> (p * r) / q: the quotient goes outside, as in textbooks.
+    return None
+
+
+def _mul_quotient_outside(n: Call) -> Expr | None:
+    """(p / q) r = (p r) / q and r (p / q) = (r p) / q: the quotient goes outside."""
+    a, b = n.args
     if is_call(a, "div"):
         return (a.args[0] * b) / a.args[1]
     if is_call(b, "div"):
         return (a * b.args[0]) / b.args[1]
-    if a == b:
-        return a ** Const(2)
-    return _cancel_into_sum(n)
+    return None
+
+
+def _mul_square(n: Call) -> Expr | None:
+    """a * a = a ** 2."""
+    a, b = n.args
+    return a ** Const(2) if a == b else None
 
 
 def _cancel_into_sum(n: Call) -> Expr | None:
-    """x * (A - B / x) -> x * A - B (and +, and either order): distribute only to cancel.
+    """x (A - B / x) = x A - B (and +, either order), where x != 0: distribute only to cancel.
 
-    An identity wherever the quotient is defined (x != 0); the product is only distributed when
-    a term is a quotient by the same x, so factored forms like P * (dP - sum(P * dP)) stay.
+    The product is only distributed when a term is a quotient by the same x, so factored forms
+    like P * (dP - sum(P * dP)) stay.
     """
     a, b = n.args
     for x, s in ((a, b), (b, a)):
@@ -343,52 +455,91 @@ def _cancel_into_sum(n: Call) -> Expr | None:
     return None
 
 
-def _rule_div(n: Call) -> Expr | None:
+def _div_one(n: Call) -> Expr | None:
+    """a / 1 = a."""
     a, b = n.args
-    if is_const(a) and is_const(b):
-        v = _fold("div", a.value, b.value)
-        return None if v is None else Const(v)
-    if is_const(b, 1) and _fits(a, n.shape):
-        return a
-    if is_call(a, "ones") and _fits(b, n.shape):
-        return Const(1) / b
-    if is_const(a, 0) and is_scalar(b):
-        return Const(0)
-    if is_call(a, "neg"):
-        return -(a.args[0] / b)
+    return a if is_const(b, 1) and _fits(a, n.shape) else None
+
+
+def _div_ones(n: Call) -> Expr | None:
+    """ones(...) / b = 1 / b when b has the quotient's shape."""
+    a, b = n.args
+    return Const(1) / b if is_call(a, "ones") and _fits(b, n.shape) else None
+
+
+def _div_zero_numerator(n: Call) -> Expr | None:
+    """0 / b = 0 for a scalar b (where b != 0)."""
+    a, b = n.args
+    return Const(0) if is_const(a, 0) and is_scalar(b) else None
+
+
+def _div_negation(n: Call) -> Expr | None:
+    """(-a) / b = -(a / b)."""
+    a, b = n.args
+    return -(a.args[0] / b) if is_call(a, "neg") else None
+
+
+def _div_by_constant(n: Call) -> Expr | None:
+    """A / c = (1 / c) A for a nonzero constant c and an array A."""
+    a, b = n.args
     if is_const(b) and b.value != 0 and not is_scalar(a):
         return Const(1 / b.value) * a
+    return None
+
+
+def _div_nested(n: Call) -> Expr | None:
+    """(a / s) / t = a / (s t) for scalars s, t."""
+    a, b = n.args
     if is_call(a, "div") and is_scalar(b) and is_scalar(a.args[1]):
         return a.args[0] / (a.args[1] * b)
+    return None
+
+
+def _div_cancel(n: Call) -> Expr | None:
+    """(x y) / x = y and (y x) / x = y, where x != 0."""
+    a, b = n.args
     if is_call(a, "mul"):
-        # (x * y) / x -> y wherever the quotient is defined (x != 0).
         for u, v in (a.args, a.args[::-1]):
             if u == b and _fits(v, n.shape):
                 return v
     return None
 
 
-def _rule_pow(n: Call) -> Expr | None:
+def _pow_one(n: Call) -> Expr | None:
+    """a ** 1 = a."""
     a, b = n.args
-    if is_const(a) and is_const(b):
-        v = _fold("pow", a.value, b.value)
-        return None if v is None else Const(v)
-    if is_const(b, 1):
-        return a
+    return a if is_const(b, 1) else None
+
+
+def _pow_of_pow(n: Call) -> Expr | None:
+    """(x ** a) ** k = x ** (a k) for an integer k; (x ** 2) ** (1/2) is |x|, not x."""
+    a, b = n.args
     if is_call(a, "pow") and is_const(b) and b.value.is_Integer and is_const(a.args[1]):
-        # (x^a)^k = x^(a k) for an integer k; (x^2)^(1/2) is |x|, not x.
         return a.args[0] ** Const(a.args[1].value * b.value)
     return None
 
 
-def _rule_neg(n: Call) -> Expr | None:
+def _neg_neg(n: Call) -> Expr | None:
+    """-(-a) = a."""
     (a,) = n.args
-    if is_call(a, "neg"):
-        return a.args[0]
-    if is_const(a):
-        return Const(-a.value)
-    if is_call(a, "sub"):
-        return a.args[1] - a.args[0]
+    return a.args[0] if is_call(a, "neg") else None
+
+
+def _neg_constant(n: Call) -> Expr | None:
+    """-(c) = the constant -c."""
+    (a,) = n.args
+    return Const(-a.value) if is_const(a) else None
+
+
+def _neg_difference(n: Call) -> Expr | None:
+    """-(a - b) = b - a."""
+    (a,) = n.args
+    return a.args[1] - a.args[0] if is_call(a, "sub") else None
+
+
+def _neg_scaled(n: Call) -> Expr | None:
+    """-(c x) = (-c) x for a constant c."""
+    (a,) = n.args
     if is_call(a, "mul") and is_const(a.args[0]):
         return Const(-a.args[0].value) * a.args[1]
     return None
@@ -412,35 +563,71 @@ def _pull_scalars(n: Call, rebuild: Callable[[Expr, Expr], Expr]) -> Expr | None
     return None
 
 
-def _rule_matmul(n: Call) -> Expr | None:
+def _matmul_identity(n: Call) -> Expr | None:
+    """I @ B = B and A @ I = A."""
     a, b = n.args
     if is_call(a, "eye"):
         return b
     if is_call(b, "eye"):
         return a
+    return None
+
+
+def _matmul_scalars_out(n: Call) -> Expr | None:
+    """(s A) @ B = s (A @ B), (A / s) @ B = (A @ B) / s and (-A) @ B = -(A @ B), either side."""
     return _pull_scalars(n, lambda x, y: x @ y)
 
 
-def _rule_outer(n: Call) -> Expr | None:
+def _outer_scalars_out(n: Call) -> Expr | None:
+    """outer(s u, v) = s outer(u, v), outer(u / s, v) = outer(u, v) / s, either side."""
     return _pull_scalars(n, lambda x, y: call("outer", x, y))
 
 
-def _rule_transpose(n: Call) -> Expr | None:
+def _transpose_symmetric(n: Call) -> Expr | None:
+    """v.T = v for a scalar or vector, diag(v).T = diag(v) and eye(n).T = eye(n)."""
     (a,) = n.args
-    if len(a.shape) <= 1 or is_call(a, "diag", "eye"):
-        return a
-    if is_call(a, "transpose"):
-        return a.args[0]
+    return a if len(a.shape) <= 1 or is_call(a, "diag", "eye") else None
+
+
+def _transpose_transpose(n: Call) -> Expr | None:
+    """(A.T).T = A."""
+    (a,) = n.args
+    return a.args[0] if is_call(a, "transpose") else None
+
+
+def _transpose_matmul(n: Call) -> Expr | None:
+    """(A @ B).T = B.T @ A.T for matrices A, B."""
+    (a,) = n.args
     if is_call(a, "matmul") and len(a.args[0].shape) == 2 and len(a.args[1].shape) == 2:
         return a.args[1].T @ a.args[0].T
-    if is_call(a, "outer"):
-        return call("outer", a.args[1], a.args[0])
+    return None
+
+
+def _transpose_outer(n: Call) -> Expr | None:
+    """outer(u, v).T = outer(v, u)."""
+    (a,) = n.args
+    return call("outer", a.args[1], a.args[0]) if is_call(a, "outer") else None
+
+
+def _transpose_sum(n: Call) -> Expr | None:
+    """(A + B).T = A.T + B.T (a broadcast row's transpose is a column), when no .T remains."""
+    (a,) = n.args
     if is_call(a, "add", "sub") and len(a.shape) == 2:
         parts = [_transpose_term(t, a.shape) for t in a.args]
         if all(p is not None and not is_call(p, "transpose") for p in parts):
             return parts[0] + parts[1] if a.fn == "add" else parts[0] - parts[1]
-    if is_call(a, "neg"):
-        return -(a.args[0].T)
+    return None
+
+
+def _transpose_negation(n: Call) -> Expr | None:
+    """(-A).T = -(A.T)."""
+    (a,) = n.args
+    return -(a.args[0].T) if is_call(a, "neg") else None
+
+
+def _transpose_scalar_out(n: Call) -> Expr | None:
+    """(s A).T = s A.T and (A / s).T = A.T / s for a scalar s."""
+    (a,) = n.args
     split = _scalar_factor(a)
     if split is not None:
         op, s, inner = split
@@ -459,35 +646,77 @@ def _transpose_term(t: Expr, shape: tuple) -> Expr | None:
         return call("expand_dims", t, axis=-1) if t.shape[0] == shape[1] else None
     if t.shape != tuple(shape):
         return None
-    return _rule_transpose(Call("transpose", (t,), (), (shape[1], shape[0])))
+    return _first_local(Call("transpose", (t,), (), (shape[1], shape[0])))
 
 
-def _rule_reduce(n: Call) -> Expr | None:
+def _reduce_vector_axis(n: Call) -> Expr | None:
+    """r(v, axis=0) = r(v) for a vector v: along the only axis, the plain reduction."""
     (x,) = n.args
-    p = dict(n.params)
-    axis, keep = _axis(n), _keepdims(n)
-    if len(x.shape) == 1 and axis is not None and not keep:
-        # Along the only axis of a vector: the plain reduction.
+    if len(x.shape) == 1 and _axis(n) is not None and not _keepdims(n):
         return call(n.fn, x)
-    if axis is not None and keep and x.shape[axis] == 1 and n.fn in ("sum", "mean"):
-        return x  # an axis of length 1 (left by unbroadcast) needs no reduction
+    return None
+
+
+def _reduce_unit_axis(n: Call) -> Expr | None:
+    """sum(X, axis=k, keepdims=True) = X when axis k has length 1 (and so does mean)."""
+    (x,) = n.args
+    axis = _axis(n)
+    if axis is not None and _keepdims(n) and x.shape[axis] == 1 and n.fn in ("sum", "mean"):
+        return x
+    return None
+
+
+def _sum_simplex(n: Call) -> Expr | None:
+    """sum(y, axis=-1) = 1 for y a declared simplex or one-hot variable (rows sum to one)."""
     if n.fn == "sum" and sums_to_one_over(n):
         return ones_like_shape(n.shape)
-    if n.fn in ("sum", "mean"):
-        if is_call(x, "neg"):
-            return -call(n.fn, x.args[0], **p)
-        split = _scalar_factor(x)
-        if split is not None:
-            op, s, inner = split
-            red = call(n.fn, inner, **p)
-            return s * red if op == "mul" else red / s
-        if n.fn == "sum" and is_call(x, "ones") and axis is None:
-            return _count(x.shape)
-        if n.fn == "sum" and is_call(x, "eye") and axis is not None:
-            return call("ones", dims=n.shape)
-        if n.fn == "sum" and is_call(x, "diag") and len(x.shape) == 2 and axis is not None:
-            v = x.args[0]
-            return call("expand_dims", v, axis=axis) if keep else v
+    return None
+
+
+def _reduce_negation(n: Call) -> Expr | None:
+    """sum(-X) = -sum(X) and mean(-X) = -mean(X), along any axes."""
+    (x,) = n.args
+    if n.fn in ("sum", "mean") and is_call(x, "neg"):
+        return -call(n.fn, x.args[0], **dict(n.params))
+    return None
+
+
+def _reduce_scalar_out(n: Call) -> Expr | None:
+    """sum(s X) = s sum(X) and sum(X / s) = sum(X) / s for a scalar s (mean alike)."""
+    (x,) = n.args
+    if n.fn not in ("sum", "mean"):
+        return None
+    split = _scalar_factor(x)
+    if split is not None:
+        op, s, inner = split
+        red = call(n.fn, inner, **dict(n.params))
+        return s * red if op == "mul" else red / s
+    return None
+
+
+def _sum_ones(n: Call) -> Expr | None:
+    """sum(ones(n, k)) = n k: the count of its entries."""
+    (x,) = n.args
+    if n.fn == "sum" and is_call(x, "ones") and _axis(n) is None:
+        return _count(x.shape)
+    return None
+
+
+def _sum_eye(n: Call) -> Expr | None:
+    """sum(eye(n), axis=k) = ones(n): every row and column of I sums to one."""
+    (x,) = n.args
+    if n.fn == "sum" and is_call(x, "eye") and _axis(n) is not None:
+        return call("ones", dims=n.shape)
+    return None
+
+
+def _sum_diag(n: Call) -> Expr | None:
+    """sum(diag(v), axis=k) = v: each row and column of diag(v) holds one entry of v."""
+    (x,) = n.args
+    axis = _axis(n)
+    if n.fn == "sum" and is_call(x, "diag") and len(x.shape) == 2 and axis is not None:
+        v = x.args[0]
+        return call("expand_dims", v, axis=axis) if _keepdims(n) else v
     return None
 
 
@@ -501,12 +730,25 @@ def _count(shape: tuple) -> Expr:
     return total
 
 
-def _rule_expand_dims(n: Call) -> Expr | None:
+def _expand_ones(n: Call) -> Expr | None:
+    """expand_dims(ones(n), axis) = ones of the expanded shape."""
     (x,) = n.args
     if is_call(x, "ones"):
         return call("ones", dims=n.shape) if len(n.shape) <= 2 else None
+    return None
+
+
+def _expand_negation(n: Call) -> Expr | None:
+    """expand_dims(-v, axis) = -expand_dims(v, axis)."""
+    (x,) = n.args
     if is_call(x, "neg"):
         return -call("expand_dims", x.args[0], **dict(n.params))
+    return None
+
+
+def _expand_scalar_out(n: Call) -> Expr | None:
+    """expand_dims(s v, axis) = s expand_dims(v, axis) (and a quotient by a scalar s)."""
+    (x,) = n.args
     split = _scalar_factor(x)
     if split is not None:
         op, s, inner = split
@@ -515,53 +757,43 @@ def _rule_expand_dims(n: Call) -> Expr | None:
     return None
 
 
-def _rule_softmax(n: Call) -> Expr | None:
+def _softmax_vector_axis(n: Call) -> Expr | None:
+    """softmax(v, axis=0) = softmax(v) for a vector v (and log_softmax alike)."""
     (x,) = n.args
     if len(x.shape) == 1 and dict(n.params).get("axis", -1) not in (-1,):
         return call(n.fn, x)
     return None
 
 
-def _rule_elementwise(n: Call) -> Expr | None:
+def _log_exp(n: Call) -> Expr | None:
+    """log(exp(x)) = x."""
     (x,) = n.args
-    if n.fn == "log" and is_call(x, "exp"):
-        return x.args[0]
+    return x.args[0] if n.fn == "log" and is_call(x, "exp") else None
+
+
+def _exp_log_softmax(n: Call) -> Expr | None:
+    """exp(log_softmax(z)) = softmax(z)."""
+    (x,) = n.args
     if n.fn == "exp" and is_call(x, "log_softmax"):
         return Call("softmax", x.args, x.params, x.shape)
+    return None
+
+
+def _log_softmax(n: Call) -> Expr | None:
+    """log(softmax(z)) = log_softmax(z)."""
+    (x,) = n.args
     if n.fn == "log" and is_call(unref(x), "softmax"):
         return call("log_softmax", unref(x).args[0], **dict(unref(x).params))
+    return None
+
+
+def _sqrt_constant(n: Call) -> Expr | None:
+    """sqrt(c) = the rational number it equals, for a perfect square c."""
+    (x,) = n.args
     if n.fn == "sqrt" and is_const(x):
         v = sympy.sqrt(x.value)
         return Const(v) if v.is_Rational else None
     return None
-
-
-RULES: dict[str, Rule] = {
-    "add": _elementwise_binary(_rule_add),
-    "sub": _elementwise_binary(_rule_sub),
-    "mul": _elementwise_binary(_rule_mul),
-    "div": _elementwise_binary(_rule_div),
-    "pow": _rule_pow,
-    "neg": _rule_neg,
-    "matmul": _rule_matmul,
-    "outer": _rule_outer,
-    "transpose": _rule_transpose,
-    "sum": _rule_reduce,
-    "mean": _rule_reduce,
-    "var": _rule_reduce,
-    "logsumexp": _rule_reduce,
-    "softmax": _rule_softmax,
-    "log_softmax": _rule_softmax,
-    "log": _rule_elementwise,
-    "exp": _rule_elementwise,
-    "sqrt": _rule_elementwise,
-    "expand_dims": _rule_expand_dims,
-}
-
-# structure: blocks of slices and concatenations (engine/derive/structure_rules.py)
-from engine.derive.structure_rules import install as _install_structure_rules  # noqa: E402
-
-_install_structure_rules(RULES)
 
 
 # ---------------------------------------------------------------- terms as monomials
@@ -672,6 +904,7 @@ class Rewriter:
         # earlier ones, so the bottom-up pass finds nested definitions too.
         self.defs = {ref.body: ref for ref in (defs or {}).values() if isinstance(ref.body, Call)}
         self.steps = 0
+        self.rules: dict[str, list[Rule]] = {}  # each function's rules, in order (from RULES)
 
     def name_defs(self, e: Expr) -> Expr:
         """Only replace subexpressions equal to a definition's body by its name."""
@@ -701,17 +934,23 @@ class Rewriter:
         memo[key] = node
         return node
 
+    def _rewrite(self, node: Call) -> Expr | None:
+        """The first rule's rewrite of `node` that changes it, or None."""
+        rules = self.rules.get(node.fn)
+        if rules is None:
+            rules = self.rules[node.fn] = rules_for(node.fn)
+        for rule in rules:
+            out = rule.apply(node, self)
+            if out is not None and out != node:
+                return out
+        return None
+
     def _local(self, node: Expr) -> Expr:
         for _ in range(MAX_LOCAL):
             if not isinstance(node, Call):
                 return node
-            rule = RULES.get(node.fn)
-            if rule is None:
-                return node
-            out = rule(node)
-            if out is None or out == node:
-                out = self._terms(node)
-            if out is None or out == node:
+            out = self._rewrite(node)
+            if out is None:
                 return node
             if out.shape != node.shape:
                 return node  # a rule must never change a shape; keep the original
@@ -817,14 +1056,779 @@ class Rewriter:
         inner = left + right if node.fn == "add" else left - right
         return inner / from_monomial(ONE, common, [])
 
-    def _terms(self, node: Call) -> Expr | None:
-        if node.fn in ("mul", "div"):
-            return self._product(node)
-        if node.fn in ("add", "sub"):
-            return self._common_denominator(node)
+
+def _regroup_product(rw: Rewriter, n: Call) -> Expr | None:
+    """x y / (x z) = y / z, u / w = X (defined), sum(s A) = s sum(A), sum(A) / N = mean(A)."""
+    return rw._product(n)
+
+
+def _common_denominator(rw: Rewriter, n: Call) -> Expr | None:
+    """a / w + b / (w v) = (a + b / v) / w for a factor w both terms divide by."""
+    return rw._common_denominator(n)
+
+
+# ---------------------------------------------------------------- rules a reader expects (issue 8)
+
+
+def positive_by_type(e: Expr) -> bool:
+    """`e` is > 0 wherever it is defined, by the types of its variables and its functions."""
+    e = unref(e)
+    if isinstance(e, Var):
+        return bool(TYPES[e.vtype].assumptions.get("positive"))
+    if isinstance(e, Const):
+        return e.value.is_positive is True
+    if isinstance(e, Size):
+        return True
+    if is_call(e, "exp", "softmax", "sigmoid", "softplus"):
+        return True
+    if is_call(e, "sqrt", "sum", "mean", "pow"):
+        return positive_by_type(e.args[0])
+    if is_call(e, "add", "mul", "div"):
+        return all(positive_by_type(a) for a in e.args)
+    return False
+
+
+def nonnegative_by_type(e: Expr) -> bool:
+    """`e` is >= 0 wherever it is defined, by types and functions (x ** 2, abs, relu, var...)."""
+    if positive_by_type(e):
+        return True
+    e = unref(e)
+    if isinstance(e, Var):
+        return bool(TYPES[e.vtype].assumptions.get("nonnegative"))
+    if isinstance(e, Const):
+        return e.value.is_nonnegative is True
+    if is_call(e, "abs", "relu", "step", "sqrt", "var"):
+        return True
+    if is_call(e, "pow"):
+        k = e.args[1]
+        return (is_const(k) and k.value.is_even is True) or nonnegative_by_type(e.args[0])
+    if is_call(e, "add", "mul", "sum", "mean"):
+        return all(nonnegative_by_type(a) for a in e.args)
+    if is_call(e, "div"):
+        return nonnegative_by_type(e.args[0]) and positive_by_type(e.args[1])
+    return False
+
+
+def _softmax_axis_of(e: Expr) -> int | None:
+    """The axis (non-negative) a softmax is taken along, or None if `e` is not a softmax."""
+    e = unref(e)
+    if not is_call(e, "softmax"):
         return None
+    return params_of(e).get("axis", -1) % len(e.shape)
+
+
+def _sum_softmax(n: Call) -> Expr | None:
+    """sum(softmax(z, axis=a), axis=a) = 1: each row of a softmax sums to one."""
+    (x,) = n.args
+    axis = _softmax_axis_of(x)
+    if n.fn != "sum" or axis is None:
+        return None
+    red = _axis(n)
+    if red == axis or (red is None and len(x.shape) == 1):
+        return ones_like_shape(n.shape)
+    return None
+
+
+def _row_total(e: Expr, length: Expr) -> Expr | None:
+    """sum(e, axis=-1) by linearity, where each row of a distribution sums to 1; None if unknown."""
+    e = unref(e)
+    if e.shape == ():
+        return e * length  # a scalar broadcast along the row
+    if isinstance(e, Var) and TYPES[e.vtype].sums_to_one:
+        return Const(1)
+    if _softmax_axis_of(e) == len(e.shape) - 1:
+        return Const(1)
+    if is_call(e, "ones"):
+        return length
+    if is_call(e, "neg"):
+        t = _row_total(e.args[0], length)
+        return None if t is None else -t
+    if is_call(e, "add", "sub"):
+        a, b = (_row_total(x, length) for x in e.args)
+        if a is None or b is None:
+            return None
+        return a + b if e.fn == "add" else a - b
+    if is_call(e, "mul", "div"):
+        split = _scalar_factor(e)
+        if split is None:
+            return None
+        op, s, inner = split
+        t = _row_total(inner, length)
+        if t is None:
+            return None
+        return s * t if op == "mul" else t / s
+    return None
+
+
+def _sum_of_distributions(n: Call) -> Expr | None:
+    """sum(t, axis=-1) = c for t a combination of distributions whose weights add to a constant c.
+
+    Label smoothing's (1 - e) y + e / n and a mixture (1 - e) y + e q of simplex rows: the row
+    total, by linearity, simplifies to 1 (to -1 for the negated target).
+    """
+    (x,) = n.args
+    if n.fn != "sum" or not x.shape:
+        return None
+    axis = _axis(n)
+    if not (axis == len(x.shape) - 1 or (axis is None and len(x.shape) == 1)):
+        return None
+    if isinstance(unref(x), Var) or _softmax_axis_of(x) is not None:
+        return None  # sum-simplex and sum-softmax say it directly
+    total = _row_total(x, _count(x.shape[-1:]))
+    if total is None:
+        return None
+    total = Rewriter().simplify(total)
+    if not is_const(total) or not total.value.is_Rational:
+        return None
+    ones = ones_like_shape(n.shape)
+    return ones if total.value == 1 else (total if not n.shape else total * ones)
+
+
+def _factor_scalar(n: Call) -> Expr | None:
+    """c X + c Y = c (X + Y) and c X - Y c = c (X - Y) for a common scalar c (not a number)."""
+    a, b = n.args
+    if not (is_call(a, "mul") and is_call(b, "mul")):
+        return None
+    for c, x in (a.args, a.args[::-1]):
+        if not is_scalar(c) or is_const(c):
+            continue
+        for d, y in (b.args, b.args[::-1]):
+            if d == c and x.shape == y.shape == n.shape and not (is_scalar(x) and is_scalar(y)):
+                return c * (x + y if n.fn == "add" else x - y)
+    return None
+
+
+def _add_cancel(n: Call) -> Expr | None:
+    """(a - b) + b = a, b + (a - b) = a and (a + b) - b = (b + a) - b = a."""
+    a, b = n.args
+    if n.fn == "add":
+        for x, y in ((a, b), (b, a)):
+            if is_call(x, "sub") and x.args[1] == y and _fits(x.args[0], n.shape):
+                return x.args[0]
+    if n.fn == "sub" and is_call(a, "add"):
+        for u, v in (a.args, a.args[::-1]):
+            if v == b and _fits(u, n.shape):
+                return u
+    return None
+
+
+MAX_EXPANDED_TERMS = 8  # monomials an expansion may hold
+
+
+def _expanded_terms(e: Expr) -> list[tuple[tuple, sympy.Expr]] | None:
+    """`e` expanded over + - * into (factors, coefficient) terms, like terms not yet collected
+    (nodes other than + - * and constants are atoms); None beyond MAX_EXPANDED_TERMS terms."""
+    if isinstance(e, Const):
+        return [((), e.value)]
+    if is_call(e, "neg"):
+        p = _expanded_terms(e.args[0])
+        return None if p is None else [(k, -c) for k, c in p]
+    if is_call(e, "add", "sub", "mul"):
+        a = _expanded_terms(e.args[0])
+        b = None if a is None else _expanded_terms(e.args[1])
+        if a is None or b is None:
+            return None
+        if e.fn == "mul":
+            out = [(tuple(sorted(ka + kb, key=str)), ca * cb) for ka, ca in a for kb, cb in b]
+        else:
+            out = a + [(k, c if e.fn == "add" else -c) for k, c in b]
+        return out if len(out) <= MAX_EXPANDED_TERMS else None
+    return [((e,), ONE)]
+
+
+def _polynomial(e: Expr) -> tuple[dict[tuple, sympy.Expr], int] | None:
+    """`e` as {factors: coefficient} with like terms collected, and the count before collecting."""
+    terms = _expanded_terms(e)
+    if terms is None:
+        return None
+    out: dict[tuple, sympy.Expr] = {}
+    for k, c in terms:
+        out[k] = out.get(k, ZERO) + c
+    return out, len(terms)
+
+
+def _expand_if_shorter(n: Call) -> Expr | None:
+    """A sum of products equals its expansion, like terms collected: (y - 1) s + y (1 - s) = y - s.
+
+    Used only when like terms cancel or merge and the result is strictly shorter, so factored
+    forms stay.
+    """
+    got = _polynomial(n)
+    if got is None:
+        return None
+    poly, raw = got
+    terms = [(k, c) for k, c in poly.items() if c != 0]
+    if len(terms) >= raw:
+        return None  # nothing cancelled or merged
+    terms.sort(key=lambda kc: not kc[1].is_positive)  # a positive term first: a - b, not -b + a
+    out: Expr | None = None
+    for factors, c in terms:
+        body = _product_of(list(factors))
+        mag = abs(c)
+        term = Const(mag) if body is None else (body if mag == 1 else Const(mag) * body)
+        if out is None:
+            out = term if c.is_positive else -term
+        else:
+            out = out + term if c.is_positive else out - term
+    if out is None:
+        out = zeros(n.shape)
+    if out.shape != n.shape or _nodes(out) >= _nodes(n):
+        return None
+    return out
+
+
+def _sqrt_squared(n: Call) -> Expr | None:
+    """sqrt(u) ** 2 = u for u >= 0 by type."""
+    a, b = n.args
+    if is_const(b, 2) and is_call(a, "sqrt") and nonnegative_by_type(a.args[0]):
+        if _fits(a.args[0], n.shape):
+            return a.args[0]
+    return None
+
+
+def _div_self_positive(n: Call) -> Expr | None:
+    """u / u = 1 for u > 0 by type."""
+    a, b = n.args
+    if a == b and positive_by_type(a):
+        return ones_like_shape(n.shape)
+    return None
+
+
+def _diag_of(e: Expr) -> Expr | None:
+    """v for diag(v) of a vector v, ones for eye(n); None for anything else."""
+    if is_call(e, "diag") and len(e.args[0].shape) == 1:
+        return e.args[0]
+    if is_call(e, "eye"):
+        return Const(1)
+    return None
+
+
+def _diag_combine(n: Call) -> Expr | None:
+    """diag(a) + diag(b) = diag(a + b) (I = diag(1)); diag(a) + (diag(b) - C) = diag(a + b) - C."""
+    a, b = n.args
+    da, db = _diag_of(a), _diag_of(b)
+    if da is not None and db is not None and not (is_const(da) and is_const(db)):
+        inner = da + db if n.fn == "add" else da - db
+        return call("diag", inner) if inner.shape == n.shape[:1] else None
+    if da is not None and is_call(b, "add", "sub") and b.shape == n.shape:
+        db = _diag_of(b.args[0])
+        if db is not None and not (is_const(da) and is_const(db)):
+            inner = da + db if n.fn == "add" else da - db
+            rest = b.args[1]
+            # a + (b +- C) = (a + b) +- C; a - (b + C) = (a - b) - C; a - (b - C) = (a - b) + C
+            op = b.fn if n.fn == "add" else ("sub" if b.fn == "add" else "add")
+            if inner.shape == n.shape[:1]:
+                d = call("diag", inner)
+                return d + rest if op == "add" else d - rest
+    return None
+
+
+def _diag_divided(n: Call) -> Expr | None:
+    """diag(v) / w = diag(v / w), I / w = diag(1 / w): w a vector, row or column (w != 0)."""
+    a, b = n.args
+    d = _diag_of(a)
+    if d is None or len(n.shape) != 2:
+        return None
+    col = _vector_axis(b)
+    w = col[0] if col is not None else (b if len(b.shape) == 1 else None)
+    if w is None or w.shape[0] != n.shape[0]:
+        return None
+    return call("diag", d / w)
+
+
+def _mul_scalar_out_of_diag(n: Call) -> Expr | None:
+    """(s D) * B = s (D * B) for a scalar s and D = I or diag(v): the diagonal form shows."""
+    a, b = n.args
+    for x, y in ((a, b), (b, a)):
+        if is_call(x, "mul") and len(n.shape) == 2:
+            for s, d in (x.args, x.args[::-1]):
+                if is_scalar(s) and _diag_of(d) is not None and _fits(d, n.shape):
+                    return s * (d * y)
+    return None
+
+
+def _transpose_scaled(n: Call) -> Expr | None:
+    """(M * c[:, None]).T = M.T * c and (M * r).T = M.T * r[:, None]: rows scale, then columns."""
+    (a,) = n.args
+    if not is_call(a, "mul") or len(a.shape) != 2:
+        return None
+    for m, v in (a.args, a.args[::-1]):
+        if m.shape != a.shape:
+            continue
+        col = _vector_axis(v)
+        if col is not None and col[1] == 1:
+            return m.T * col[0]
+        if len(v.shape) == 1:
+            return m.T * call("expand_dims", v, axis=-1)
+    return None
+
+
+def _mul_sign(n: Call) -> Expr | None:
+    """x * sign(x) = abs(x)."""
+    a, b = n.args
+    for x, y in ((a, b), (b, a)):
+        if is_call(y, "sign") and y.args[0] == x and _fits(x, n.shape):
+            return call("abs", x)
+    return None
+
+
+def _scaled_columns_as_diag(n: Call) -> Expr | None:
+    """(A * v) @ B = A @ diag(v) @ B for a matrix A whose columns a vector v scales (a row)."""
+    a, b = n.args
+    if not is_call(a, "mul") or len(a.shape) != 2 or len(b.shape) != 2:
+        return None
+    for m, v in (a.args, a.args[::-1]):
+        if m.shape == a.shape and len(v.shape) == 1 and v.shape[0] == a.shape[1]:
+            return (m @ call("diag", v)) @ b
+    return None
+
+
+def _transpose_sum_one_left(n: Call) -> Expr | None:
+    """(A.T + B).T = A + B.T: a transpose of a sum distributes when it leaves at most one .T."""
+    (a,) = n.args
+    if is_call(a, "add", "sub") and len(a.shape) == 2:
+        parts = [
+            _transpose_term(t, a.shape) or (t.T if t.shape == a.shape else None) for t in a.args
+        ]
+        if all(p is not None for p in parts) and sum(is_call(p, "transpose") for p in parts) == 1:
+            return parts[0] + parts[1] if a.fn == "add" else parts[0] - parts[1]
+    return None
+
+
+def _factor_constant(n: Call) -> Expr | None:
+    """c X + c Y = c (X + Y) and c X - c Y = c (X - Y) for a number c and arrays X != Y."""
+    a, b = n.args
+    if not (is_call(a, "mul") and is_call(b, "mul")):
+        return None
+    (c, x), (d, y) = a.args, b.args
+    if is_const(c) and is_const(d) and c == d and x != y and x.shape == y.shape == n.shape:
+        if not is_scalar(x):
+            return c * (x + y if n.fn == "add" else x - y)
+    return None
+
+
+def _ones_as_outer(n: Call) -> Expr | None:
+    """ones(n, d) * v = outer(ones(n), v) and ones(n, d) * c[:, None] = outer(c, ones(d))."""
+    if len(n.shape) != 2:
+        return None
+    rows, cols = n.shape
+    for o, v in (n.args, n.args[::-1]):
+        if not (is_call(o, "ones") and o.shape == n.shape):
+            continue
+        col = _vector_axis(v)
+        if col is not None and col[1] == 1 and col[0].shape == (rows,):
+            return call("outer", col[0], call("ones", dims=(cols,)))
+        if len(v.shape) == 1 and v.shape == (cols,):
+            return call("outer", call("ones", dims=(rows,)), v)
+    return None
+
+
+# Every rewrite rule, in the order they are tried at a node (the term rules of a node run after
+# its local rules). The examples are formulas over EXAMPLE_VARS and EXAMPLE_DEFS whose root the
+# rule rewrites; tests/test_simplify_rules.py checks node == rewrite(node) on them and on random
+# instances with the verifier. Other areas add their rules at the END of this list.
+EXAMPLE_VARS = {
+    "x": "real[n]",
+    "y": "real[n]",
+    "q": "simplex[n]",
+    "t": "onehot[n]",
+    "Y": "simplex[b, n]",
+    "s": "real",
+    "a": "positive",
+    "X": "real[n, k]",
+    "w": "real[k]",
+    "A": "real[n, n]",
+    "B": "real[n, n]",
+    "v": "positive[n]",
+    "Z": "real[b, n]",
+    "u": "unit",
+}
+EXAMPLE_DEFS = {
+    "p": "softmax(x)",
+    "xn": "(x - mean(x)) / sqrt(var(x) + a)",
+}
+
+_BINARY = ("add", "sub", "mul", "div")
+RULES: list[Rule] = [
+    # broadcasting leftovers
+    Rule(
+        "drop-vector-keepdims",
+        _BINARY,
+        _drop_vector_keepdims,
+        ("x - sum(x, axis=-1, keepdims=True)", "y * mean(x, axis=0, keepdims=True)"),
+    ),
+    Rule(
+        "drop-broadcast-ones",
+        ("add", "sub"),
+        _drop_broadcast_ones,
+        ("x - ones(n) * s", "ones(n) * s + y"),
+    ),
+    # sums and differences
+    Rule("collect", ("add", "sub"), _collect, ("2 * x + x", "3 * A - 5 * A", "x - x")),
+    Rule(
+        "fold-constants",
+        ("add", "sub", "mul", "div", "pow"),
+        _fold_constants,
+        ("2 + 3", "2 - 5", "2 * 3", "3 / 4", "2 ** 3"),
+    ),
+    Rule("add-zero", ("add",), _add_zero, ("0 + x", "A + 0 * ones(n, n)")),
+    Rule("add-negation", ("add",), _add_negation, ("x + -y", "-A + B")),
+    Rule("add-negative-constant", ("add",), _add_negative_constant, ("x + -2",)),
+    Rule("add-self", ("add",), _add_self, ("x + x", "s * a + s * a")),
+    Rule("sub-zero", ("sub",), _sub_zero, ("x - 0", "0 - A")),
+    Rule("sub-negation", ("sub",), _sub_negation, ("x - -y", "-x - y")),
+    Rule("sub-negative-constant", ("sub",), _sub_negative_constant, ("s - -2", "A - -0.5")),
+    Rule("sub-self", ("sub",), _sub_self, ("s - s", "a * s - a * s")),
+    Rule("sub-shorter-first", ("sub",), _sub_shorter_first, ("x - y * (x + y) - s",)),
+    # products
+    Rule(
+        "mul-matrix-forms",
+        ("mul",),
+        _mul_matrix_forms,
+        (
+            "eye(n) * expand_dims(x, axis=-1)",
+            "eye(n) * x",
+            "diag(x) * y",
+            "expand_dims(x, axis=1) * expand_dims(y, axis=0)",
+            "(eye(n) - x) * expand_dims(y, axis=-1)",
+        ),
+    ),
+    Rule("mul-one", ("mul",), _mul_one, ("x * 1", "1 * A")),
+    Rule("mul-minus-one", ("mul",), _mul_minus_one, ("x * -1", "-1 * A")),
+    Rule("mul-zero", ("mul",), _mul_zero, ("0 * x", "A * 0", "0 * s")),
+    Rule("mul-ones", ("mul",), _mul_ones, ("ones(n) * x", "A * ones(n)")),
+    Rule("mul-negation", ("mul",), _mul_negation, ("(-x) * y", "A * (-B)")),
+    Rule("mul-constant-first", ("mul",), _mul_constant_first, ("x * 2", "A * 3")),
+    Rule(
+        "mul-gather-constants",
+        ("mul",),
+        _mul_gather_constants,
+        ("2 * (3 * x)", "(2 * x) * y", "x * (2 * y)"),
+    ),
+    Rule("mul-quotient-outside", ("mul",), _mul_quotient_outside, ("(x / a) * y", "x * (y / v)")),
+    Rule("mul-square", ("mul",), _mul_square, ("x * x", "A * A")),
+    Rule(
+        "mul-cancel-into-sum",
+        ("mul",),
+        _cancel_into_sum,
+        ("v * (x - y / v)", "(y / v + x) * v"),
+    ),
+    # quotients
+    Rule("div-one", ("div",), _div_one, ("x / 1",)),
+    Rule("div-ones", ("div",), _div_ones, ("ones(n) / v",)),
+    Rule("div-zero-numerator", ("div",), _div_zero_numerator, ("0 / a",)),
+    Rule("div-negation", ("div",), _div_negation, ("(-x) / a", "(-A) / v")),
+    Rule("div-by-constant", ("div",), _div_by_constant, ("x / 2", "A / 4")),
+    Rule("div-nested", ("div",), _div_nested, ("x / a / s", "s / a / a")),
+    Rule("div-cancel", ("div",), _div_cancel, ("(v * x) / v", "(x * a) / a")),
+    # powers and negation
+    Rule("pow-one", ("pow",), _pow_one, ("x ** 1",)),
+    Rule("pow-of-pow", ("pow",), _pow_of_pow, ("(x ** 2) ** 3", "(v ** 0.5) ** 2")),
+    Rule("neg-neg", ("neg",), _neg_neg, ("-(-x)",)),
+    Rule("neg-constant", ("neg",), _neg_constant, (lambda: Call("neg", (Const(2),), (), ()),)),
+    Rule("neg-difference", ("neg",), _neg_difference, ("-(x - y)",)),
+    Rule("neg-scaled", ("neg",), _neg_scaled, ("-(2 * x)",)),
+    # matrix products, outer products, transposes
+    Rule("matmul-identity", ("matmul",), _matmul_identity, ("eye(n) @ A", "X.T @ eye(n)")),
+    Rule(
+        "matmul-scalars-out",
+        ("matmul",),
+        _matmul_scalars_out,
+        ("(2 * X.T) @ (X @ w)", "(A / a) @ B", "(-A) @ B", "A @ (s * x)"),
+    ),
+    Rule(
+        "outer-scalars-out",
+        ("outer",),
+        _outer_scalars_out,
+        ("outer(2 * x, y)", "outer(x, -y)", "outer(x / a, y)"),
+    ),
+    Rule(
+        "transpose-symmetric",
+        ("transpose",),
+        _transpose_symmetric,
+        ("x.T", "diag(x).T", "eye(n).T"),
+    ),
+    Rule("transpose-transpose", ("transpose",), _transpose_transpose, ("A.T.T",)),
+    Rule("transpose-matmul", ("transpose",), _transpose_matmul, ("(A @ B).T", "(X.T @ A).T")),
+    Rule("transpose-outer", ("transpose",), _transpose_outer, ("outer(x, y).T",)),
+    Rule(
+        "transpose-sum",
+        ("transpose",),
+        _transpose_sum,
+        ("(diag(x) - outer(x, y)).T", "(diag(x) - y).T", "(A @ B + eye(n)).T"),
+    ),
+    Rule("transpose-negation", ("transpose",), _transpose_negation, ("(-A).T",)),
+    Rule("transpose-scalar-out", ("transpose",), _transpose_scalar_out, ("(s * A).T", "(A / a).T")),
+    # reductions
+    Rule(
+        "reduce-vector-axis",
+        REDUCTIONS,
+        _reduce_vector_axis,
+        ("sum(x, axis=0)", "mean(x, axis=0)", "var(x, axis=0)", "logsumexp(x, axis=-1)"),
+    ),
+    Rule(
+        "reduce-unit-axis",
+        ("sum", "mean"),
+        _reduce_unit_axis,
+        (
+            "sum(expand_dims(x, axis=1), axis=1, keepdims=True)",
+            "mean(expand_dims(x, axis=0), axis=0, keepdims=True)",
+        ),
+    ),
+    Rule(
+        "sum-simplex",
+        ("sum",),
+        _sum_simplex,
+        ("sum(q)", "sum(t)", "sum(Y, axis=-1)", "sum(Y, axis=-1, keepdims=True)"),
+    ),
+    Rule("reduce-negation", ("sum", "mean"), _reduce_negation, ("sum(-x)", "mean(-A, axis=0)")),
+    Rule(
+        "reduce-scalar-out",
+        ("sum", "mean"),
+        _reduce_scalar_out,
+        ("sum(s * x)", "mean(A / a, axis=1)", "sum(X * s, axis=0, keepdims=True)"),
+    ),
+    Rule("sum-ones", ("sum",), _sum_ones, ("sum(ones(n, k))", "sum(ones(n))")),
+    Rule(
+        "sum-eye",
+        ("sum",),
+        _sum_eye,
+        ("sum(eye(n), axis=1)", "sum(eye(n), axis=0, keepdims=True)"),
+    ),
+    Rule(
+        "sum-diag",
+        ("sum",),
+        _sum_diag,
+        ("sum(diag(x), axis=0, keepdims=True)", "sum(diag(x), axis=1)"),
+    ),
+    # broadcasting axes
+    Rule("expand-ones", ("expand_dims",), _expand_ones, ("expand_dims(ones(n), axis=0)",)),
+    Rule("expand-negation", ("expand_dims",), _expand_negation, ("expand_dims(-x, axis=1)",)),
+    Rule(
+        "expand-scalar-out",
+        ("expand_dims",),
+        _expand_scalar_out,
+        ("expand_dims(s * x, axis=0)", "expand_dims(x / a, axis=-1)"),
+    ),
+    # the softmax family and elementary functions
+    Rule(
+        "softmax-vector-axis",
+        ("softmax", "log_softmax"),
+        _softmax_vector_axis,
+        ("softmax(x, axis=0)", "log_softmax(x, axis=0)"),
+    ),
+    Rule("log-exp", ("log",), _log_exp, ("log(exp(x))",)),
+    Rule(
+        "exp-log-softmax",
+        ("exp",),
+        _exp_log_softmax,
+        ("exp(log_softmax(x))", "exp(log_softmax(Z))"),
+    ),
+    Rule("log-softmax", ("log",), _log_softmax, ("log(softmax(x))", "log(p)", "log(softmax(Z))")),
+    Rule("sqrt-constant", ("sqrt",), _sqrt_constant, ("sqrt(4)", "sqrt(2.25)")),
+    # whole terms, with the user's definitions
+    Rule(
+        "regroup-product",
+        ("mul", "div"),
+        _regroup_product,
+        (
+            "(x - mean(x)) * y / sqrt(var(x) + a)",
+            "sum(y) / n",
+            "sum(X, axis=0) / n",
+            "x * a / a",
+            "s * ones(n) * x / s",
+        ),
+        term=True,
+    ),
+    Rule(
+        "common-denominator",
+        ("add", "sub"),
+        _common_denominator,
+        ("x / a - y / a", "x / a + y / (a * s)"),
+        term=True,
+    ),
+    # rules a reader expects (issue 8: calculus, Hessians, distributions)
+    Rule(
+        "sum-softmax",
+        ("sum",),
+        _sum_softmax,
+        (
+            "sum(softmax(x))",
+            "sum(p)",
+            "sum(softmax(Z), axis=-1)",
+            "sum(softmax(Z), axis=1, keepdims=True)",
+            "sum(softmax(Z, axis=0), axis=0)",
+        ),
+    ),
+    Rule(
+        "sum-of-distributions",
+        ("sum",),
+        _sum_of_distributions,
+        (
+            "sum((1 - u) * t + u / n)",
+            "sum((1 - u) * q + u * p)",
+            "sum(u * Y + (1 - u) * softmax(Z), axis=-1, keepdims=True)",
+            "sum(u * t - (t + u / n))",
+        ),
+    ),
+    Rule(
+        "factor-scalar",
+        ("add", "sub"),
+        _factor_scalar,
+        ("s * x - s * y", "x * a + a * y", "A * (s * s) - (s * s) * B"),
+    ),
+    Rule("add-cancel", ("add", "sub"), _add_cancel, ("(x - y) + y", "y + (x - y)", "(x + s) - s")),
+    Rule(
+        "expand-if-shorter",
+        ("add", "sub"),
+        _expand_if_shorter,
+        ("(y - 1) * x + y * (1 - x)", "x * (y + 1) - x * y", "(x - 1) * A - x * (A - 1)"),
+    ),
+    # final: inside the rewriter sqrt(u) ** 2 stays two factors sqrt(u), which LayerNorm's
+    # regrouping into xhat = (x - mean(x)) / sqrt(var(x) + eps) needs
+    Rule(
+        "sqrt-squared",
+        ("pow",),
+        _sqrt_squared,
+        ("sqrt(v) ** 2", "sqrt(x ** 2 + a) ** 2"),
+        final=True,
+    ),
+    Rule(
+        "div-self-positive",
+        ("div",),
+        _div_self_positive,
+        ("v / v", "sqrt(v) / sqrt(v)", "exp(A) / exp(A)"),
+    ),
+    Rule(
+        "diag-combine",
+        ("add", "sub"),
+        _diag_combine,
+        (
+            "diag(x) + diag(y)",
+            "eye(n) - diag(x)",
+            "diag(x) - eye(n)",
+            "diag(x) + (diag(y) - outer(x, y))",
+            "diag(x) - (diag(y) + A)",
+        ),
+    ),
+    Rule(
+        "diag-divided",
+        ("div",),
+        _diag_divided,
+        ("diag(x) / expand_dims(v, axis=-1)", "eye(n) / expand_dims(v, axis=0)", "diag(x) / v"),
+    ),
+    Rule(
+        "mul-scalar-out-of-diag",
+        ("mul",),
+        _mul_scalar_out_of_diag,
+        (
+            "eye(n) * s * expand_dims(x, axis=-1)",
+            "(s * diag(x)) * y",
+            "expand_dims(y, axis=0) * (diag(x) * s)",
+        ),
+    ),
+    Rule(
+        "transpose-scaled",
+        ("transpose",),
+        _transpose_scaled,
+        ("(A * expand_dims(x, axis=-1)).T", "(X * w).T", "(expand_dims(x, axis=-1) * X).T"),
+    ),
+    Rule("mul-sign", ("mul",), _mul_sign, ("x * sign(x)", "sign(A) * A")),
+    Rule(
+        "transpose-sum-one-left",
+        ("transpose",),
+        _transpose_sum_one_left,
+        ("(A.T + B).T", "(A - A.T).T", "(outer(x, y) + B).T"),
+    ),
+    Rule(
+        "factor-constant",
+        ("add", "sub"),
+        _factor_constant,
+        ("0.5 * A + 0.5 * A.T", "2 * X - 2 * tanh(X)"),
+    ),
+    Rule(
+        "scaled-columns-as-diag",
+        ("matmul",),
+        _scaled_columns_as_diag,
+        ("(X.T * x) @ X", "(x * A) @ B"),
+        final=True,
+    ),
+    Rule(
+        "ones-as-outer",
+        ("mul",),
+        _ones_as_outer,
+        ("ones(n, k) * w", "expand_dims(x, axis=-1) * ones(n, k)"),
+        final=True,
+    ),
+]
+
+
+def rules_for(fn: str) -> list[Rule]:
+    """The rules that rewrite a node of `fn`, in the order they are tried (term rules last)."""
+    local = [r for r in RULES if fn in r.fns and not r.term and not r.final]
+    return local + [r for r in RULES if fn in r.fns and r.term and not r.final]
+
+
+def present(e: Expr) -> Expr:
+    """`e` with the presentation rules applied once, bottom-up (ones(n, d) * v = 1 v^T)."""
+    final = [r for r in RULES if r.final]
+
+    def rewrite(node: Call) -> Expr:
+        for r in final:
+            if node.fn in r.fns:
+                out = r.apply(node)
+                if out is not None and out.shape == node.shape:
+                    return out
+        return node
+
+    return map_calls(e, rewrite) if final else e
+
+
+def _first_local(node: Call) -> Expr | None:
+    """The first local rule's rewrite of `node` (None if no local rule applies)."""
+    for r in rules_for(node.fn):
+        if not r.term:
+            out = r.apply(node)
+            if out is not None:
+                return out
+    return None
 
 
 def simplify(e: Expr, defs: Mapping[str, Ref] | None = None) -> Expr:
     """Simplify `e` with the local rules; subexpressions equal to a definition become its name."""
     return Rewriter(defs).simplify(e)
+
+
+# structure: blocks of slices and concatenations (engine/derive/structure_rules.py), tried
+# before the other rules of their functions
+from engine.derive import structure_rules as _structure  # noqa: E402
+
+RULES[:0] = [
+    Rule(
+        "blockwise-sum",
+        ("add", "sub"),
+        _structure.blockwise_sum,
+        (
+            "concat([x, y], axis=0) + concat([y, x], axis=0)",
+            "concat([X, X], axis=1) - concat([X, 2 * X], axis=1)",
+        ),
+    ),
+    Rule(
+        "slice-of-concat",
+        ("getitem",),
+        _structure.slice_of_concat,
+        ("concat([x, y], axis=0)[n:]", "concat([X, X], axis=1)[:, :k]"),
+    ),
+    Rule(
+        "slice-of-scaled",
+        ("getitem",),
+        _structure.slice_of_scaled,
+        ("(2 * x)[1:]", "(X / a)[:, :1]", "(-X)[1:]"),
+    ),
+    Rule(
+        "concat-of-slices",
+        ("concat",),
+        _structure.concat_of_slices,
+        ("concat([x[:1], x[1:]], axis=0)", "concat([X[:, :1], X[:, 1:]], axis=1)"),
+    ),
+]

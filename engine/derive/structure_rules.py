@@ -121,24 +121,6 @@ def concat_of_slices(n: Call) -> Expr | None:
     return source if sympy.expand(offset - source.shape[axis]) == 0 else None
 
 
-def first(rule: Rule, then: Rule | None) -> Rule:
-    """`rule`, and where it does not apply, `then`."""
-
-    def both(n: Call) -> Expr | None:
-        out = rule(n)
-        return out if out is not None or then is None else then(n)
-
-    return both
-
-
-def install(rules: dict[str, Rule]) -> None:
-    """Add the structure rules to the simplifier's table (engine.derive.simplify.RULES)."""
-    for fn in ("add", "sub"):
-        rules[fn] = first(blockwise_sum, rules.get(fn))
-    rules["getitem"] = first(slice_of_concat, first(slice_of_scaled, rules.get("getitem")))
-    rules["concat"] = first(concat_of_slices, rules.get("concat"))
-
-
 STRUCTURE_RULES: tuple[Rule, ...] = (
     blockwise_sum,
     slice_of_concat,

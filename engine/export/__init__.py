@@ -35,7 +35,7 @@ def to_module(
             f"function name {name!r} is not a public Python identifier free for the module "
             "(keywords, builtins and the module's imports are taken)"
         )
-    if program.kind not in ("grad", "jacobian"):
+    if program.kind not in ("grad", "jacobian", "hessian"):
         raise ExportError(f"cannot export a program of kind {program.kind!r}")
     return Emitter(program, TARGETS[target], with_value).module(name, verified_summary)
 

@@ -114,7 +114,7 @@ class Emitter:
         self.arg = {v: self.namer.claim(v) for v in env.vars}
         self.size = {s: self.namer.claim(s) for s in env.sizes}
         self.sizes_used: set[str] = set()
-        self.what = "Jacobian" if program.kind == "jacobian" else "gradients"
+        self.what = {"jacobian": "Jacobian", "hessian": "Hessian"}.get(program.kind, "gradients")
         self.vars_used: set[str] = set()
 
     # ------------------------------------------------------------ the walk

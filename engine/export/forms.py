@@ -89,6 +89,7 @@ LOWERED: dict[str, str] = {
 NOT_EXPORTABLE: dict[str, str] = {
     "grad": "derivative nodes are verified, not exported; export a derived program instead",
     "jacobian": "derivative nodes are verified, not exported; export a derived program instead",
+    "hessian": "derivative nodes are verified, not exported; export a derived program instead",
 }
 
 

@@ -74,6 +74,10 @@ def verify_sides(
             f"the two sides have different shapes: {format_shape(lhs.shape)} "
             f"and {format_shape(rhs.shape)}",
         )
+    from engine.functions.calculus import expand_hessians
+
+    # hessian(f, x) is checked as the nested derivative jacobian(grad(f, x), x) by both routes
+    lhs, rhs = expand_hessians(lhs), expand_hessians(rhs)
     used = {**free_vars(lhs), **free_vars(rhs)}
     if env.size_rels:  # the sizes a relation multiplies stay small (engine.sizes)
         from engine.sizes import relation_numeric_sizes

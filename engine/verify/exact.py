@@ -196,7 +196,7 @@ class Sides:
     def _placeholders(self, node: Call, memo) -> np.ndarray:
         f = memo[id(node.args[0])]
         xs = obj(self.symbols[node.args[1].name])
-        shape = xs.shape if node.fn == "grad" else (f.shape[0], xs.shape[0])
+        shape = xs.shape if node.fn == "grad" else f.shape + xs.shape
         k = len(self.deferred)
         marks = np.empty(shape, dtype=object)
         for idx in np.ndindex(shape):
@@ -216,7 +216,7 @@ class Sides:
                 rows = [f[()]] if fn == "grad" else list(f.flat)
                 for i, row in enumerate(rows):
                     grad = gradient_at(_sympify(row), wrt, point)
-                    targets = marks.flat if fn == "grad" else marks[i]
+                    targets = marks.reshape(len(rows), -1)[i]
                     for mark, (g, err) in zip(targets, grad, strict=True):
                         out[mark] = sympy.Float(g, digits + FAST_GUARD_DIGITS)
                         self.errors[mark] = err

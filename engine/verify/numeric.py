@@ -79,10 +79,17 @@ def numeric_check(
         for n in side.walk()
         if isinstance(n, Call)
     )
-    sizes = numeric_size_assignment(order, given, nested)
     has_derivative = any(
         isinstance(n, Call) and n.fn in ("grad", "jacobian") for s in (lhs, rhs) for n in s.walk()
     )
+    # a Jacobian of rank > 2 (a matrix of a matrix) has coordinates times outputs entries: the
+    # nested table's sizes (9, 8, ...) keep it checkable at high precision, still above n = 4
+    wide = any(
+        isinstance(n, Call) and n.fn == "jacobian" and len(n.shape) > 2
+        for s in (lhs, rhs)
+        for n in s.walk()
+    )
+    sizes = numeric_size_assignment(order, given, nested or wide, has_derivative)
     method = "nested" if nested else ("complex-step" if has_derivative else "none")
     rtol = NUMERIC_RTOL[method]
     scales = input_scales(lhs, rhs)
@@ -357,7 +364,7 @@ def _probe_check(lhs, rhs, probe_left, values, sizes, rng, rtol, discount_noise=
     f, x = side.args
     worst = 0.0
     for _ in range(PROBES):
-        rows = concrete_shape(side.shape[:1], sizes)
+        rows = np.shape(other_value)[: np.ndim(other_value) - np.ndim(values[x.name])]
         u = rng.standard_normal(rows) if side.fn == "jacobian" else None
         w = probe_direction(rng, np.shape(values[x.name]))
         mask = np.ones(w.shape, dtype=bool)
@@ -379,8 +386,11 @@ def probe_direction(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndar
 
 def _probe_terms(fn, u, jd, other_value, d):
     """(got, want, scale) of one probe: u.J d against u.R d, or <grad, d> against <R, d>."""
-    if fn == "jacobian":
-        return u @ jd, u @ (other_value @ d), np.abs(u) @ (np.abs(other_value) @ np.abs(d))
+    if fn == "jacobian":  # J d contracts the trailing (variable) axes of J with d
+        k = np.ndim(d)
+        rd = np.tensordot(other_value, d, axes=k)
+        scale = np.tensordot(np.abs(other_value), np.abs(d), axes=k)
+        return np.sum(u * jd), np.sum(u * rd), np.sum(np.abs(u) * scale)
     return np.sum(jd), np.sum(d * other_value), np.sum(np.abs(d * other_value))
 
 
@@ -430,8 +440,11 @@ def _localize(f, x, side, u, w, other_value, values, sizes, probe_left) -> Count
     e.flat[k] = 1.0
     column = numpy_backend.directional(f, x, e, values, sizes)
     if side.fn == "jacobian":
-        row = int(np.argmax(np.abs(column - other_value[:, k])))
-        got, want, idx = float(column[row]), float(other_value[row, k]), (row, k)
+        flat = np.reshape(other_value, np.shape(column) + (w.size,))[..., k]
+        row = int(np.argmax(np.abs(column - flat)))
+        got, want = float(np.ravel(column)[row]), float(np.ravel(flat)[row])
+        rows = np.unravel_index(row, np.shape(column)) if np.ndim(column) else ()
+        idx = tuple(int(i) for i in rows) + tuple(int(i) for i in np.unravel_index(k, w.shape))
     else:
         got, want = float(column), float(other_value.flat[k])
         idx = tuple(int(i) for i in np.unravel_index(k, w.shape))

@@ -250,6 +250,10 @@ def _evaluate(expr: Expr, values, sizes, digits: int, work: int) -> np.ndarray:
 
 
 def _eval_node(node, memo, values, sizes, digits, work):
+    if isinstance(node, Call) and node.fn == "hessian":
+        from engine.functions.calculus import expand_hessians
+
+        return _evaluate(expand_hessians(node), values, sizes, digits, work)
     if isinstance(node, Call) and node.fn in ("grad", "jacobian"):
         f, x = node.args
         shape = np.shape(values[x.name])
@@ -265,7 +269,7 @@ def _eval_node(node, memo, values, sizes, digits, work):
             for k, c in zip(np.ndindex(shape), columns, strict=True):
                 out[k] = c[()] if isinstance(c, np.ndarray) else c
             return out
-        return np.stack(columns, axis=-1)
+        return np.stack(columns, axis=-1).reshape(np.shape(columns[0]) + shape)
     if isinstance(node, Var):
         return values[node.name]
     if isinstance(node, Ref):

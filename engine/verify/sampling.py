@@ -17,7 +17,7 @@ from engine.types import PROFILES, TYPES
 # Numeric check: size symbols take these distinct values in declaration order.
 NUMERIC_SIZES = (64, 24, 16, 12, 10, 9, 8, 7)
 # A nested derivative (a Hessian) costs coordinates squared evaluations: smaller, still larger
-# than every exact size (n = 9 against n = 2, 3, 4).
+# than every exact size (n = 9 against n = 2, 3, 4). A Jacobian of rank > 2 uses them too.
 NESTED_SIZES = (9, 8, 7, 10, 11, 12, 13, 14)
 # The exact check's size assignments: two small ones with pairwise distinct sizes >= 2 (so a
 # transposition or an axis mix-up cannot hide), and one with every size >= LARGE_EXACT_FROM, where
@@ -47,12 +47,21 @@ def exact_size_assignments(order: list[str]) -> list[dict[str, int]]:
 
 
 def numeric_size_assignment(
-    order: list[str], given: Mapping[str, int] | None, nested: bool = False
+    order: list[str],
+    given: Mapping[str, int] | None,
+    nested: bool = False,
+    derivative: bool = False,
 ) -> dict[str, int]:
-    """The numeric route's sizes: NUMERIC_SIZES (NESTED_SIZES for a Hessian), or `given`."""
+    """The numeric route's sizes: NUMERIC_SIZES (NESTED_SIZES for a Hessian), or `given`.
+
+    A claim with a derivative node (a Jacobian or Hessian) is checked at sizes of at least
+    LARGE_EXACT_FROM even when smaller ones are given: the exact route's large assignment may be
+    skipped as too costly, and an entry that needs four coordinates must still be seen by a route.
+    """
     table = NESTED_SIZES if nested else NUMERIC_SIZES
     sizes = {name: table[i % len(table)] for i, name in enumerate(order)}
-    sizes.update({k: int(v) for k, v in (given or {}).items() if k in sizes})
+    floor = LARGE_EXACT_FROM if derivative else 1
+    sizes.update({k: max(int(v), floor) for k, v in (given or {}).items() if k in sizes})
     return sizes
 
 
