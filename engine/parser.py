@@ -111,6 +111,10 @@ def parse_type(name: str, text: str, env: Environment) -> Var:
                 dims.append(env.sizes[part])
     if len(dims) > MAX_RANK:
         raise ParseError(f"variable {name!r}: rank {len(dims)} is above the limit {MAX_RANK}")
+    if vtype.square and (len(dims) != 2 or dims[0] != dims[1]):
+        raise ParseError(
+            f"variable {name!r}: type {tname!r} needs a square matrix, e.g. '{tname}[n, n]'"
+        )
     if len(dims) < vtype.min_rank:
         raise ParseError(
             f"variable {name!r}: type {tname!r} needs at least one axis, e.g. '{tname}[n]'"

@@ -3,6 +3,11 @@
 from engine.functions import calculus, elementwise, linalg, ops, probability, reductions
 from engine.functions.base import REGISTRY, Function, params_of
 
+# isort: off
+# linear algebra of the Matrix Cookbook (det, logdet, inv, solve, norm)
+from engine.functions import matrices
+# isort: on
+
 __all__ = [
     "REGISTRY",
     "Function",
@@ -13,4 +18,5 @@ __all__ = [
     "ops",
     "probability",
     "reductions",
+    "matrices",
 ]

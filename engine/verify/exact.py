@@ -135,6 +135,10 @@ def _rationalize(point: dict[str, np.ndarray], used) -> dict[str, np.ndarray]:
     """A float point as exact rationals; rows of simplex variables renormalized exactly."""
     out = {}
     for name, v in point.items():
+        own = TYPES[used[name].vtype].rationalize
+        if own is not None:  # orthogonal: exactly of its kind, not entry by entry
+            out[name] = own(v)
+            continue
         arr = np.empty(np.shape(v), dtype=object)
         for idx in np.ndindex(arr.shape):
             arr[idx] = sympy.Rational(float(v[idx]))

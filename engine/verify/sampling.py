@@ -209,7 +209,7 @@ def _between(a: dict, b: dict, t: float, used: dict[str, Var]) -> dict[str, np.n
     """The point (1 - t) a + t b; a one-hot variable (not convex) is taken from the nearer end."""
     out = {}
     for k in a:
-        if TYPES[used[k].vtype].name == "onehot":
+        if not TYPES[used[k].vtype].convex:  # onehot, orthogonal
             out[k] = a[k] if t < 0.5 else b[k]
         else:
             out[k] = (1 - t) * a[k] + t * b[k]
