@@ -110,10 +110,10 @@ class EngineGroup(click.Group):
 
 
 def _is_file_target(target: str) -> bool:
-    """A claims file (a .toml name, or an existing path without '=='), not an equation."""
+    """A claims file (a .toml name, or an existing path without a relation), not a claim."""
     if target.endswith(".toml"):
         return True
-    if "==" in target:
+    if any(op in target for op in ("==", "<", ">")):  # an equation or inequality
         return False
     try:
         return Path(target).exists()

@@ -173,6 +173,27 @@ def parse_equation(text: str, env: Environment) -> tuple[Expr, Expr]:
     return b.build(body.left), b.build(body.comparators[0])
 
 
+# ---------------------------------------------------------------- inequality claims
+RELATIONS = {ast.Eq: "==", ast.LtE: "<=", ast.GtE: ">=", ast.Lt: "<", ast.Gt: ">"}
+
+
+def parse_claim(text: str, env: Environment) -> tuple[Expr, str, Expr]:
+    """Parse a claim `lhs REL rhs` with REL one of == <= >= < > (an inequality holds entry by
+    entry, over every entry); returns (lhs, relation, rhs)."""
+    tree = _parse_ast(text)
+    body = tree.body
+    if not isinstance(body, ast.Compare) or len(body.ops) != 1:
+        raise ParseError(
+            "a claim needs exactly one relation ('==', '<=', '>=', '<' or '>') between its two "
+            "sides"
+        )
+    relation = RELATIONS.get(type(body.ops[0]))
+    if relation is None:
+        raise ParseError("a claim's relation must be one of '==', '<=', '>=', '<', '>'")
+    b = _Builder(env, text.strip())
+    return b.build(body.left), relation, b.build(body.comparators[0])
+
+
 def _parse_ast(text: str) -> ast.Expression:
     if not isinstance(text, str):
         raise ParseError("a formula must be text")
