@@ -177,6 +177,16 @@ FUNCTION_CASES = [
         {"X": "real[n, k]"},
     ),
     ("a * x + sqrt(a) + exp(a)", {"a": "positive", "x": "real[k]"}),
+    # linear algebra of the Matrix Cookbook (engine/functions/matrices.py)
+    ("det(A)", {"A": "real[k, k]"}),
+    ("logdet(S)", {"S": "spd[k, k]"}),
+    ("inv(S) + inv(Q)", {"S": "spd[k, k]", "Q": "orthogonal[k, k]"}),
+    ("solve(S, B)", {"S": "spd[k, k]", "B": "real[k, n]"}),
+    ("solve(S, x)", {"S": "spd[k, k]", "x": "real[k]"}),
+    ("norm(x)", {"x": "real[k]"}),
+    ("norm(X)", {"X": "real[n, k]"}),
+    ("norm(X, axis=1)", {"X": "real[n, k]"}),
+    ("norm(X, axis=0, keepdims=True)", {"X": "real[n, k]"}),
 ]
 
 

@@ -44,6 +44,9 @@ ENV = build_environment(VARS, {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"})
         "diag(x) - outer(x, x)",
         "(y - mean(y) - xhat * mean(y * xhat)) / sqrt(var(x) + eps)",
         "0.5 * x + 1/3 * y",
+        # linear algebra (matrices.py)
+        "inv(P).T @ x - solve(P.T, y) * det(P) + logdet(P @ P.T)",
+        "norm(X, axis=1, keepdims=True) + norm(x) * norm(Q)",
     ],
 )
 def test_text_round_trip(text: str):
@@ -97,6 +100,14 @@ def test_latex_names(name: str, latex: str):
             r"\operatorname{mean}\left(y \odot \hat{x}\right)}"
             r"{\sqrt{\operatorname{Var}\left(x\right) + \epsilon}}",
         ),
+        # linear algebra (matrices.py)
+        ("inv(P).T @ x", r"\left(P^{-1}\right)^\top x"),
+        ("inv(P.T + P)", r"\left(P^\top + P\right)^{-1}"),
+        ("solve(P, x)", r"P^{-1} x"),
+        ("det(P) * logdet(P)", r"\det\left(P\right) \, \log\det\left(P\right)"),
+        ("norm(x)", r"\left\lVert x \right\rVert"),
+        ("norm(X)", r"\left\lVert X \right\rVert_F"),
+        ("norm(X, axis=1)", r"\left\lVert X \right\rVert_{\text{row}}"),
     ],
 )
 def test_latex_textbook_forms(text: str, latex: str):

@@ -24,6 +24,7 @@ VARS = {
     "A": "real[m, n]",
     "c": "real[n, 1]",
     "r": "real[m]",
+    "K": "spd[n, n]",  # linear algebra (matrices.py)
 }
 
 # One or more applications of each function; the VJP of the root call is checked for every
@@ -66,6 +67,12 @@ CASES: dict[str, list[str]] = {
     "outer": ["outer(x, r)"],
     "trace": ["trace(S)"],
     "expand_dims": ["expand_dims(x, axis=0)", "expand_dims(x, axis=-1)", "expand_dims(M, axis=1)"],
+    # linear algebra of the Matrix Cookbook (matrices.py)
+    "det": ["det(S)", "det(K)"],
+    "logdet": ["logdet(K)"],
+    "inv": ["inv(K)"],  # inv(S) of a real S is right too, but ill-conditioned draws cost 90 s
+    "solve": ["solve(S, x)", "solve(K, M)"],
+    "norm": ["norm(x)", "norm(M)", "norm(M, axis=1)", "norm(M, axis=0, keepdims=True)"],
 }
 
 # Functions without a VJP, and why none is needed.

@@ -94,18 +94,14 @@ def _lu_solve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, object]:
             det = -det
         pivot = m[k, k]
         det = det * pivot
-        # entry by entry: an HP number times a whole row would not broadcast
-        for c in range(n):
-            m[k, c] = m[k, c] / pivot
-        for c in range(rhs.shape[1]):
-            rhs[k, c] = rhs[k, c] / pivot
+        # row first: `row * f` broadcasts over the row, `f * row` would hand the row to f
+        m[k] = m[k] / pivot
+        rhs[k] = rhs[k] / pivot
         for r in range(n):
             if r != k:
                 f = m[r, k]
-                for c in range(n):
-                    m[r, c] = m[r, c] - f * m[k, c]
-                for c in range(rhs.shape[1]):
-                    rhs[r, c] = rhs[r, c] - f * rhs[k, c]
+                m[r] = m[r] - m[k] * f
+                rhs[r] = rhs[r] - rhs[k] * f
     return rhs.reshape(np.shape(b)), det
 
 
