@@ -80,20 +80,17 @@ def _sym_norm(x, axis=None, keepdims=False):
 # ---------------------------------------------------------------- float and object forms
 
 
-def _lu_solve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, object]:
-    """Gauss-Jordan with partial pivoting on object arrays (the verifier's high-precision
-    numbers): (A^{-1} B, det A)."""
+def _lu_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A^{-1} B by Gauss-Jordan with partial pivoting on object arrays (the verifier's
+    high-precision numbers)."""
     n = a.shape[0]
     m = np.array(a, dtype=object)
     rhs = np.array(b, dtype=object).reshape(n, -1)
-    det = 1
     for k in range(n):
         p = max(range(k, n), key=lambda r: abs(m[r, k]))
         if p != k:
             m[[k, p]], rhs[[k, p]] = m[[p, k]], rhs[[p, k]]
-            det = -det
         pivot = m[k, k]
-        det = det * pivot
         # row first: `row * f` broadcasts over the row, `f * row` would hand the row to f
         m[k] = m[k] / pivot
         rhs[k] = rhs[k] / pivot
@@ -102,12 +99,29 @@ def _lu_solve(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, object]:
                 f = m[r, k]
                 m[r] = m[r] - m[k] * f
                 rhs[r] = rhs[r] - rhs[k] * f
-    return rhs.reshape(np.shape(b)), det
+    return rhs.reshape(np.shape(b))
+
+
+def _object_det(x: np.ndarray):
+    """det by LU with partial pivoting on object arrays (a third of Gauss-Jordan's work)."""
+    n = x.shape[0]
+    m = np.array(x, dtype=object)
+    det = 1
+    for k in range(n):
+        p = max(range(k, n), key=lambda r: abs(m[r, k]))
+        if p != k:
+            m[[k, p]] = m[[p, k]]
+            det = -det
+        pivot = m[k, k]
+        det = det * pivot
+        for r in range(k + 1, n):
+            m[r, k + 1 :] = m[r, k + 1 :] - m[k, k + 1 :] * (m[r, k] / pivot)
+    return det
 
 
 def _np_det(x):
     if x.dtype == object:
-        return obj(_lu_solve(x, np.zeros((x.shape[0], 0), dtype=object))[1])
+        return obj(_object_det(x))
     return np.asarray(np.linalg.det(x))
 
 
@@ -124,7 +138,7 @@ def _np_logdet(x):
 
 def _np_inv(x):
     if x.dtype == object:
-        return _lu_solve(x, np.eye(x.shape[0]).astype(object))[0]
+        return _lu_solve(x, np.eye(x.shape[0]).astype(object))
     try:
         return np.linalg.inv(x)
     except np.linalg.LinAlgError:  # singular: NaN, which the verifier reports as not finite
@@ -133,7 +147,7 @@ def _np_inv(x):
 
 def _np_solve(a, b):
     if a.dtype == object or b.dtype == object:
-        return _lu_solve(a, b)[0]
+        return _lu_solve(a, b)
     try:
         return np.linalg.solve(a, b)
     except np.linalg.LinAlgError:

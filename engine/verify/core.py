@@ -169,8 +169,9 @@ def _verify_inequality(
                 checks.append(report)
                 failure = failure or cx
             if numeric:
+                discount = all(c.passed for c in checks)
                 report, cx = numeric_inequality(
-                    lhs, rhs, relation, used, order, seed, numeric_sizes
+                    lhs, rhs, relation, used, order, seed, numeric_sizes, discount
                 )
                 checks.append(report)
                 failure = failure or cx

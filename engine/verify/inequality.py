@@ -182,9 +182,11 @@ def _exact_entry(lv, le, rv, re, relation: str, strict: bool) -> tuple[float, bo
 
 
 def numeric_inequality(
-    lhs: Expr, rhs: Expr, relation: str, used, order, seed, given
+    lhs: Expr, rhs: Expr, relation: str, used, order, seed, given, discount_noise: bool = True
 ) -> tuple[CheckReport, Counterexample | None]:
-    """Check `lhs REL rhs` (strict as non-strict) in float64 at the numeric sizes."""
+    """Check `lhs REL rhs` (strict as non-strict) in float64 at the numeric sizes. Once the
+    exact route has failed (`discount_noise=False`) the verdict is settled, and the float64
+    noise discount and the high-precision confirmation are skipped, as for identities."""
     nested = any(
         isinstance(n, Call) and n.fn in ("grad", "jacobian") and contains_derivative(n.args[0])
         for side in (lhs, rhs)
@@ -218,11 +220,13 @@ def numeric_inequality(
             else:
                 outside += 1
             continue
-        found = _numeric_violation(lhs, rhs, relation, values, sizes, left, right, rtol)
+        found = _numeric_violation(
+            lhs, rhs, relation, values, sizes, left, right, rtol, discount_noise
+        )
         if found is None:
             continue
-        rel, idx, text = found
-        if text is None:
+        rel, idx, text, confirmed = found
+        if not confirmed:
             undone += 1
             continue
         if worst is None or rel > worst[0]:
@@ -260,15 +264,15 @@ def numeric_inequality(
     return CheckReport("numeric", True, detail, 0.0), None
 
 
-def _numeric_violation(lhs, rhs, relation, values, sizes, left, right, rtol):
+def _numeric_violation(lhs, rhs, relation, values, sizes, left, right, rtol, discount=True):
     """None if no entry is violated beyond float64 noise; else (relative violation, entry,
-    the two values at high precision as text, or None when high precision undoes it)."""
+    the two values at high precision as text, whether high precision confirms it)."""
     left, right = np.broadcast_arrays(left, right)
     d = oriented(relation, left, right)
     if not np.any(d > 0):
         return None
     noise = np.zeros(d.shape)
-    for side in (lhs, rhs):
+    for side in (lhs, rhs) if discount else ():
         noise = noise + rounding_noise(side, values, sizes) + propagated_noise(side, values, sizes)
     scale = max(float(np.max(np.abs(left), initial=0)), float(np.max(np.abs(right), initial=0)))
     denom = np.maximum(np.abs(left), np.abs(right)) + SCALE_FLOOR * scale + 1e-300
@@ -277,6 +281,8 @@ def _numeric_violation(lhs, rhs, relation, values, sizes, left, right, rtol):
     if rel.flat[k] <= rtol:
         return None
     idx = tuple(int(i) for i in np.unravel_index(k, d.shape)) if d.shape else ()
+    if not discount:
+        return float(rel.flat[k]), idx, None, True
     got = _high_precision(lhs, rhs, values, sizes, idx)
     if got is None:
         raise EngineError(
@@ -288,12 +294,12 @@ def _numeric_violation(lhs, rhs, relation, values, sizes, left, right, rtol):
     with mpmath.workdps(precision.HIGH_DIGITS):
         hd = oriented(relation, hl, hr)
         if not hd > precision.CONFIRM_RTOL * max(abs(hl), abs(hr)):
-            return float(rel.flat[k]), idx, None
+            return float(rel.flat[k]), idx, None, False
         text = (
             f"lhs = {mpmath.nstr(hl, 12)}, rhs = {mpmath.nstr(hr, 12)} "
             f"(at {precision.HIGH_DIGITS} digits)"
         )
-    return float(rel.flat[k]), idx, text
+    return float(rel.flat[k]), idx, text, True
 
 
 def _high_precision(lhs, rhs, values, sizes, idx):
