@@ -305,3 +305,13 @@ def test_derive_and_torch_autograd_agree_on_a_gaussian_negative_log_likelihood(t
     assert float(value) == pytest.approx(float(ref.detach()), rel=1e-12)
     for name, t in (("X", xt), ("b", bt), ("A", at)):
         np.testing.assert_allclose(grads[name].numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_the_cli_help_lists_every_type():
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+
+    out = CliRunner().invoke(cli, ["verify", "--help"]).output
+    assert all(name in out for name in TYPES), out
+    assert "kl(p, q) >= 0" in out  # an inequality example
