@@ -61,6 +61,8 @@ VECTOR = [
     "({0}) / sqrt(mean(({0}) ** 2) + 1)",
     "sum(expand_dims({0}, axis=0) * ({M}), axis=1)",
     "ones(n) * ({s}) + eye(n) @ ({0})",
+    # linear algebra (matrices.py), on well-conditioned matrices
+    "solve(eye(n) * 2 + outer({0}, {0}), {0})",
 ]
 SCALAR = [
     "sum({0})",
@@ -74,6 +76,11 @@ SCALAR = [
     "cross_entropy(softmax({0}), y)",
     "kl(q, softmax({0}))",
     "entropy(softmax({0}))",
+    # linear algebra (matrices.py), of matrices made of vectors (a matrix variable would cost
+    # n^2 = 4,096 derivative coordinates, each an O(n^3) factorization): det = 1 + u.v / n > 0
+    "det(eye(n) + outer(tanh({0}), tanh({1})) / n)",
+    "logdet(eye(n) * 2 + outer({0}, {0}))",
+    "norm(({0}) ** 2 + 1)",
 ]
 MATRIX = [
     "outer({0}, {1})",
@@ -84,6 +91,8 @@ MATRIX = [
     "W @ ({M})",
     "softmax({M})",
     "({M}) - sum({M}, axis=-1, keepdims=True)",
+    # linear algebra (matrices.py)
+    "inv(eye(n) * 2 + outer({0}, {0})) @ ({M})",
 ]
 
 
