@@ -105,6 +105,15 @@ def shape_of(text: str, env) -> tuple:
         ("grad(sum(A), A)", (n, m)),
         ("jacobian(softmax(x), x)", (n, n)),
         ("jacobian(A.T @ x, x)", (m, n)),
+        # linear algebra (matrices.py)
+        ("det(S)", ()),
+        ("logdet(S @ S.T)", ()),
+        ("inv(S)", (n, n)),
+        ("solve(S, A)", (n, m)),
+        ("solve(S.T, x)", (n,)),
+        ("norm(x)", ()),
+        ("norm(A, axis=0)", (m,)),
+        ("norm(A, axis=-1, keepdims=True)", (n, 1)),
     ],
 )
 def test_language_is_accepted(text, shape, env):
