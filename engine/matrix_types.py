@@ -7,6 +7,8 @@ skew-symmetric K times a diagonal of signs), the numeric one float matrices of i
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import sympy
 
@@ -110,12 +112,18 @@ def _numeric_orthogonal(rng, shape, profile) -> np.ndarray:
 
 def _rationalize_orthogonal(x: np.ndarray) -> np.ndarray:
     """An exactly orthogonal rational matrix near the float one: the Cayley transform of the
-    rationalized K = (I - Q D)(I + Q D)^{-1}, times D (D flips a column when det Q = -1)."""
+    rationalized K = (I - Q D)(I + Q D)^{-1}, times D, for the diagonal of signs D that keeps
+    I + Q D furthest from singular (one exists for every orthogonal Q; a reflection, or a
+    diagonal of signs, has an eigenvalue -1 and no Cayley transform of its own)."""
     q = np.asarray(x, dtype=float)
     n = q.shape[0]
-    d = np.ones(n)
-    if np.linalg.det(q) < 0:
-        d[0] = -1.0
+    rng = np.random.default_rng(0)
+    candidates = (
+        [np.array(s, dtype=float) for s in itertools.product((1.0, -1.0), repeat=n)]
+        if n <= 8
+        else [rng.choice([-1.0, 1.0], size=n) for _ in range(256)]
+    )
+    d = max(candidates, key=lambda s: np.linalg.svd(np.eye(n) + q * s, compute_uv=False)[-1])
     qd = q * d
     k = np.linalg.solve((np.eye(n) + qd).T, (np.eye(n) - qd).T).T
     kr = np.empty((n, n), dtype=object)

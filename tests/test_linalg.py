@@ -315,3 +315,28 @@ def test_the_cli_help_lists_every_type():
     out = CliRunner().invoke(cli, ["verify", "--help"]).output
     assert all(name in out for name in TYPES), out
     assert "kl(p, q) >= 0" in out  # an inequality example
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        np.diag([1.0, -1.0, -1.0]),  # a diagonal of signs: I + Q is singular
+        np.diag([-1.0, 1.0]),  # a reflection
+        -np.eye(4),
+        np.array([[0.0, 1.0], [1.0, 0.0]]),  # a permutation, det -1
+    ],
+)
+def test_orthogonal_matrices_with_eigenvalue_minus_one_rationalize_exactly(q):
+    """Found by a kink claim: the exact route rationalizes the float points of its kink search,
+    and an orthogonal matrix with eigenvalue -1 has no Cayley transform without a sign flip."""
+    r = sympy.Matrix(_rationalize_orthogonal(q).tolist())
+    assert r.T * r == sympy.eye(q.shape[0])
+    np.testing.assert_allclose(np.asarray(r.tolist(), dtype=float), q, atol=1e-9)
+
+
+def test_kink_claims_over_orthogonal_matrices_are_checked_on_both_sides():
+    vars = {"Q": "orthogonal[n, n]", "x": "real[n]", "s": "real"}
+    good = verify("relu(Q @ x - s) - relu(s - Q @ x) == Q @ x - s", vars, numeric_sizes=SMALL)
+    assert good.passed and "kinks 2/2 both sides" in good.summary(), good.report()
+    bad = verify("abs(Q.T @ Q @ x - 1) == abs(x + 1)", vars, numeric_sizes=SMALL)
+    assert bad.verdict == "fail", bad.report()
