@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -184,3 +185,17 @@ def test_cli_one_liner_and_claims_file(tmp_path):
     run = _cli("verify", str(path))
     assert run.returncode == 1 and "PASS entropy-bound" in run.stdout
     assert "FAIL strict" in run.stdout and "violates lhs < rhs" in run.stdout
+
+
+def test_rounding_bound_of_a_square_root_of_exact_zero_is_zero():
+    """norm(x) at x = 0 is sqrt(0): its rounding bound was 0 * log(0) = NaN, and a NaN bound makes
+    every comparison false, so `norm(x) > 0` passed. Exactly 0 ** p has no rounding error."""
+    from engine.backends import sympy_backend
+    from engine.verify.exact import Sides
+
+    env = build_environment({"x": "real[n]"})
+    side = parse_formula("norm(x)", env)
+    symbols = sympy_backend.symbol_arrays(env.vars, {"n": 2})
+    sides = Sides.build(side, side, symbols, {"n": 2})
+    lv, le, _, _ = sides.values({s: sympy.Integer(0) for s in symbols["x"].flat})
+    assert lv[()] == 0 and le[()] == 0
