@@ -24,6 +24,7 @@ _EXPORTS = {
     "build_environment": "engine.parser",
     "parse_equation": "engine.parser",
     "parse_formula": "engine.parser",
+    "parse_claim": "engine.parser",  # inequality claims
     "Counterexample": "engine.verify",
     "Result": "engine.verify",
     "verify_sides": "engine.verify",
@@ -41,6 +42,7 @@ __all__ = [
     "assert_claim",
     "build_environment",
     "derive",
+    "parse_claim",
     "parse_equation",
     "parse_formula",
     "to_numpy",
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
         Environment,
         ParseError,
         build_environment,
+        parse_claim,
         parse_equation,
         parse_formula,
     )

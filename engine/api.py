@@ -40,19 +40,23 @@ def verify(
     return dataclasses.replace(result, latex=statement_latex(equation, vars, defs, sizes))
 
 
+LATEX_RELATIONS = {"==": "=", "<=": r"\le", ">=": r"\ge", "<": "<", ">": ">"}
+
+
 def statement_latex(
     equation: str,
     vars: Mapping[str, str],
     defs: Mapping[str, str] | None = None,
     sizes: Mapping[str, str] | None = None,
 ) -> str | None:
-    """The claim typeset, `lhs = rhs`; None if it does not parse (the result says why)."""
-    from engine.parser import build_environment, parse_equation
+    """The claim typeset, `lhs = rhs` (or `lhs \\le rhs` ...); None if it does not parse (the
+    result says why)."""
+    from engine.parser import build_environment, parse_claim
     from engine.printing.latex import to_latex
 
     try:
-        lhs, rhs = parse_equation(equation, build_environment(vars, defs, sizes))
-        return f"{to_latex(lhs)} = {to_latex(rhs)}"
+        lhs, relation, rhs = parse_claim(equation, build_environment(vars, defs, sizes))
+        return f"{to_latex(lhs)} {LATEX_RELATIONS[relation]} {to_latex(rhs)}"
     except (EngineError, RecursionError):
         return None
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 from engine import budget
 from engine.budget import check_entries, result_within
 from engine.expr import EngineError
-from engine.parser import build_environment, parse_equation
+from engine.parser import build_environment, parse_claim
 from engine.verify import Result, verify_sides
 
 MAX_FILE_BYTES = 4 * 2**20  # a claims or spec file is refused above 4 MiB, before it is read
@@ -64,14 +64,20 @@ class Claim:
         claim does not parse."""
         try:
             env = build_environment(self.vars, self.defs, self.sizes)
-            lhs, rhs = parse_equation(self.equation, env)
+            lhs, relation, rhs = parse_claim(self.equation, env)
             check_entries((lhs, rhs), numeric_sizes)
         except EngineError as e:
             return Result(self.name, "error", str(e))
 
         def job() -> Result:
             return verify_sides(
-                lhs, rhs, env, seed=seed, name=self.name, numeric_sizes=numeric_sizes
+                lhs,
+                rhs,
+                env,
+                seed=seed,
+                name=self.name,
+                numeric_sizes=numeric_sizes,
+                relation=relation,
             )
 
         return job

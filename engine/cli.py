@@ -111,10 +111,10 @@ class EngineGroup(click.Group):
 
 
 def _is_file_target(target: str) -> bool:
-    """A claims file (a .toml name, or an existing path without '=='), not an equation."""
+    """A claims file (a .toml name, or an existing path without a relation), not a claim."""
     if target.endswith(".toml"):
         return True
-    if "==" in target:
+    if any(op in target for op in ("==", "<", ">")):  # an equation or inequality
         return False
     try:
         return Path(target).exists()
@@ -160,11 +160,14 @@ def cli() -> None:
 def verify(target, vars_, defs, size_rels, as_json, seed, sizes, timeout, jobs) -> None:
     """Check claims: a TOML claims file, or one EQUATION with --var/--def.
 
+    An inequality (<=, >=, <, >) is a claim too: it must hold entry by entry.
+
     \b
     Examples:
       llm-math verify examples/claims.toml
       llm-math verify --var 'z=real[n]' --var 'y=simplex[n]' --def 'p=softmax(z)' \\
           'grad(cross_entropy(p, y), z) == p - y'
+      llm-math verify --var 'p=simplex[n]' --var 'q=simplex[n]' 'kl(p, q) >= 0'
 
     Exit status: 0 if every claim passes, 1 if any fails, 2 if any is an error (bad input,
     or a claim over its time budget), 3 on an internal error.

@@ -48,6 +48,8 @@ def result_markdown(result: Result) -> str:
             "| | value |",
             "|---|---|",
         ]
+        if cx.relation != "==":  # an inequality: which relation the entry violates
+            lines.append(f"| violates | lhs {_cell(cx.relation)} rhs |")
         if cx.values_text:
             lines.append(f"| sides | {_cell(cx.values_text)} |")
         else:

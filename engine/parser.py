@@ -119,6 +119,10 @@ def parse_type(name: str, text: str, env: Environment) -> Var:
                 dims.append(env.sizes[part])
     if len(dims) > MAX_RANK:
         raise ParseError(f"variable {name!r}: rank {len(dims)} is above the limit {MAX_RANK}")
+    if vtype.square and (len(dims) != 2 or dims[0] != dims[1]):
+        raise ParseError(
+            f"variable {name!r}: type {tname!r} needs a square matrix, e.g. '{tname}[n, n]'"
+        )
     if len(dims) < vtype.min_rank:
         raise ParseError(
             f"variable {name!r}: type {tname!r} needs at least one axis, e.g. '{tname}[n]'"
@@ -185,6 +189,27 @@ def parse_equation(text: str, env: Environment) -> tuple[Expr, Expr]:
         raise ParseError("an equation needs exactly one '==' between its two sides")
     b = _Builder(env, text.strip())
     return b.build(body.left), b.build(body.comparators[0])
+
+
+# ---------------------------------------------------------------- inequality claims
+RELATIONS = {ast.Eq: "==", ast.LtE: "<=", ast.GtE: ">=", ast.Lt: "<", ast.Gt: ">"}
+
+
+def parse_claim(text: str, env: Environment) -> tuple[Expr, str, Expr]:
+    """Parse a claim `lhs REL rhs` with REL one of == <= >= < > (an inequality holds entry by
+    entry, over every entry); returns (lhs, relation, rhs)."""
+    tree = _parse_ast(text)
+    body = tree.body
+    if not isinstance(body, ast.Compare) or len(body.ops) != 1:
+        raise ParseError(
+            "a claim needs exactly one relation ('==', '<=', '>=', '<' or '>') between its two "
+            "sides"
+        )
+    relation = RELATIONS.get(type(body.ops[0]))
+    if relation is None:
+        raise ParseError("a claim's relation must be one of '==', '<=', '>=', '<', '>'")
+    b = _Builder(env, text.strip())
+    return b.build(body.left), relation, b.build(body.comparators[0])
 
 
 def _parse_ast(text: str) -> ast.Expression:

@@ -1,4 +1,5 @@
-"""Variable types (real, positive, unit, simplex, onehot): their constraints and samplers."""
+"""Variable types (real, positive, unit, simplex, onehot, symmetric, spd, orthogonal): their
+constraints and samplers."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ class VarType:
         Callable[[np.random.Generator, tuple[int, ...], sympy.Rational], np.ndarray] | None
     ) = None
     numeric_at: Callable[[np.random.Generator, tuple[int, ...], float], np.ndarray] | None = None
+    # Square-matrix types (symmetric, spd, orthogonal): exactly rank 2 with equal sizes.
+    square: bool = False
+    # A segment between two admitted values stays admitted (false for onehot and orthogonal).
+    convex: bool = True
+    # A float value as an exact rational one of the type (None: entry by entry).
+    rationalize: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _rationals(rng, shape, lo, hi, den=12, nonzero=True) -> np.ndarray:
@@ -221,6 +228,12 @@ TYPES: dict[str, VarType] = {
             sums_to_one=True,
             exact_at=lambda rng, s, scale: _exact_onehot(rng, s),
             numeric_at=lambda rng, s, scale: _onehot_numeric(rng, s, "unit"),
+            convex=False,
         ),
     )
 }
+
+# ---------------------------------------------------------------- matrix types (linear algebra)
+from engine.matrix_types import MATRIX_TYPES  # noqa: E402
+
+TYPES.update({t.name: t for t in MATRIX_TYPES})

@@ -66,6 +66,8 @@ VECTOR = [
     "stack([{0}, {1}], axis=1) @ ones(2)",
     "reshape({M}, (n * n,))[n - 1:2 * n - 1]",
     "pad({0}, (1, 0))[:n] * ({1})",
+    # linear algebra (matrices.py), on well-conditioned matrices
+    "solve(eye(n) * 2 + outer({0}, {0}), {0})",
 ]
 SCALAR = [
     "sum({0})",
@@ -82,6 +84,11 @@ SCALAR = [
     # structure
     "({0})[-1] * ({1})[0]",
     "sum(concat([{0}, ({1})[1:]]) ** 2)",
+    # linear algebra (matrices.py), of matrices made of vectors (a matrix variable would cost
+    # n^2 = 4,096 derivative coordinates, each an O(n^3) factorization): det = 1 + u.v / n > 0
+    "det(eye(n) + outer(tanh({0}), tanh({1})) / n)",
+    "logdet(eye(n) * 2 + outer({0}, {0}))",
+    "norm(({0}) ** 2 + 1)",
 ]
 MATRIX = [
     "outer({0}, {1})",
@@ -95,6 +102,8 @@ MATRIX = [
     # structure
     "concat([({M})[:, 1:], ({M2})[:, :1]], axis=1)",
     "reshape(stack([{0}, {1}], axis=1), (n, 2)) @ stack([{0}, {1}])",
+    # linear algebra (matrices.py)
+    "inv(eye(n) * 2 + outer({0}, {0})) @ ({M})",
 ]
 
 

@@ -187,6 +187,16 @@ FUNCTION_CASES = [
     ("reshape(X, (k,))", {"X": "real[1, k]"}),
     ("pad(X, (1, 2), axis=0) + pad(Y, (0, 3))", {"X": "real[2, 4]", "Y": "real[5, 1]"}),
     ("pad(x, (2, 1))", {"x": "real[4]"}),
+    # linear algebra of the Matrix Cookbook (engine/functions/matrices.py)
+    ("det(A)", {"A": "real[k, k]"}),
+    ("logdet(S)", {"S": "spd[k, k]"}),
+    ("inv(S) + inv(Q)", {"S": "spd[k, k]", "Q": "orthogonal[k, k]"}),
+    ("solve(S, B)", {"S": "spd[k, k]", "B": "real[k, n]"}),
+    ("solve(S, x)", {"S": "spd[k, k]", "x": "real[k]"}),
+    ("norm(x)", {"x": "real[k]"}),
+    ("norm(X)", {"X": "real[n, k]"}),
+    ("norm(X, axis=1)", {"X": "real[n, k]"}),
+    ("norm(X, axis=0, keepdims=True)", {"X": "real[n, k]"}),
 ]
 
 

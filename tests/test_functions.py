@@ -28,6 +28,10 @@ VARS = {
     "P": "simplex[m, n]",
     "Y": "simplex[n, m]",
     "t": "onehot[n]",
+    # linear algebra (matrices.py)
+    "K": "spd[n, n]",
+    "O": "orthogonal[n, n]",
+    "H": "symmetric[n, n]",
 }
 SIZES = {"n": 3, "m": 2}
 ELEMENTWISE = "exp tanh sigmoid sin cos relu softplus silu erf gelu gelu_tanh sign step abs".split()
@@ -141,6 +145,22 @@ CASES = [
     "hessian(sum(x ** 3 * softmax(x)), x)",
     "hessian(sum(tanh(A) * A), A)",
     "hessian(s ** 3 * exp(s), s)",
+    # linear algebra of the Matrix Cookbook (matrices.py)
+    "det(S)",
+    "det(O)",
+    "logdet(K)",
+    "inv(S)",
+    "inv(H) @ x",
+    "solve(K, x)",
+    "solve(S, A)",
+    "norm(x)",
+    "norm(A)",
+    "norm(A, axis=1)",
+    "norm(A, axis=0, keepdims=True)",
+    "grad(logdet(K), K)",
+    "grad(det(S), S)",
+    "grad(norm(x), x)",
+    "grad(trace(inv(S) @ K), S)",
 ]
 
 

@@ -124,6 +124,15 @@ def shape_of(text: str, env) -> tuple:
         ("split(concat([x, x]), 2)[-1]", (n,)),
         ("pad(x, (1, n))", (2 * n + 1,)),
         ("pad(A, (0, 2), axis=0)", (n + 2, m)),
+        # linear algebra (matrices.py)
+        ("det(S)", ()),
+        ("logdet(S @ S.T)", ()),
+        ("inv(S)", (n, n)),
+        ("solve(S, A)", (n, m)),
+        ("solve(S.T, x)", (n,)),
+        ("norm(x)", ()),
+        ("norm(A, axis=0)", (m,)),
+        ("norm(A, axis=-1, keepdims=True)", (n, 1)),
     ],
 )
 def test_language_is_accepted(text, shape, env):

@@ -58,6 +58,9 @@ ENV = build_environment(VARS, {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"})
         "reshape(P, (n, n, 1))[:, 0]",
         "pad(x, (1, n))",
         "pad(X, (0, 2), axis=0)",
+        # linear algebra (matrices.py)
+        "inv(P).T @ x - solve(P.T, y) * det(P) + logdet(P @ P.T)",
+        "norm(X, axis=1, keepdims=True) + norm(x) * norm(Q)",
     ],
 )
 def test_text_round_trip(text: str):
@@ -124,6 +127,14 @@ def test_latex_names(name: str, latex: str):
         ("reshape(X, (k, n))", r"\operatorname{reshape}_{k \times n}\left(X\right)"),
         ("pad(x, (1, 0))", r"\begin{bmatrix} \mathbf{0}_{1} \\ x \end{bmatrix}"),
         ("pad(X, (0, 2))", r"\operatorname{pad}_{(0, 2),\,\text{axis}\,1}\left(X\right)"),
+        # linear algebra (matrices.py)
+        ("inv(P).T @ x", r"\left(P^{-1}\right)^\top x"),
+        ("inv(P.T + P)", r"\left(P^\top + P\right)^{-1}"),
+        ("solve(P, x)", r"P^{-1} x"),
+        ("det(P) * logdet(P)", r"\det\left(P\right) \, \log\det\left(P\right)"),
+        ("norm(x)", r"\left\lVert x \right\rVert"),
+        ("norm(X)", r"\left\lVert X \right\rVert_F"),
+        ("norm(X, axis=1)", r"\left\lVert X \right\rVert_{\text{row}}"),
     ],
 )
 def test_latex_textbook_forms(text: str, latex: str):

@@ -49,8 +49,14 @@ def _node(example: str | Callable[[], Expr]) -> Expr:
     return parse_formula(example, ENV) if isinstance(example, str) else example()
 
 
-def _check(rule: Rule, text: str | Callable[[], Expr], require: bool) -> bool:
-    """Apply `rule` to the root of `text`; verify node == rewrite (True if the rule fired)."""
+def _check(
+    rule: Rule, text: str | Callable[[], Expr], require: bool, singular_ok: bool = False
+) -> bool:
+    """Apply `rule` to the root of `text`; verify node == rewrite (True if the rule fired).
+
+    With `singular_ok`, an instance whose left side is not finite where the verifier samples
+    (a stand-in such as s * s - 1 in a denominator, at s = 1) says nothing about the rule:
+    False, as for a node the rule does not rewrite."""
     node = _node(text)
     out = rule.apply(node, REWRITER)
     if out is None:
@@ -58,6 +64,8 @@ def _check(rule: Rule, text: str | Callable[[], Expr], require: bool) -> bool:
         return False
     assert out.shape == node.shape, f"{rule.name} changed the shape of {text!r}"
     result = verify_sides(node, out, ENV, name=f"{rule.name}: {text}")
+    if singular_ok and result.verdict == "error" and "left side is not finite" in result.message:
+        return False
     assert result.passed, f"rule {rule.name} ({rule.doc}) is not an identity:\n{result.report()}"
     return True
 
@@ -93,7 +101,7 @@ def test_rule_random_instance_is_a_verified_identity(rule: Rule, data):
     used = [name for name in STAND_INS if re.search(rf"\b{name}\b(?!\s*=)", text)]
     choice = {name: data.draw(st.sampled_from(STAND_INS[name]), label=name) for name in used}
     # an instance the rule does not rewrite says nothing: hypothesis draws another
-    assume(_check(rule, _substitute(text, choice), require=False))
+    assume(_check(rule, _substitute(text, choice), require=False, singular_ok=True))
 
 
 def test_a_false_rule_would_be_caught():

@@ -13,6 +13,8 @@ SHAPES = [(), (1,), (5,), (3, 4), (2, 3, 2)]
 
 
 def shapes_for(tname: str):
+    if TYPES[tname].square:  # symmetric, spd, orthogonal: square matrices only
+        return [(1, 1), (2, 2), (3, 3), (5, 5)]
     return [s for s in SHAPES if len(s) >= TYPES[tname].min_rank]
 
 
@@ -30,11 +32,22 @@ def constraint_holds_exactly(tname: str, x: np.ndarray) -> bool:
         return all(v > 0 for v in flat) and all(sum(r) == 1 for r in rows)
     if tname == "onehot":
         return all(sorted(r) == [0] * (len(r) - 1) + [1] for r in rows)
+    m = sympy.Matrix(x.tolist())
+    if tname == "symmetric":
+        return m == m.T
+    if tname == "spd":  # Sylvester's criterion: every leading minor positive
+        return m == m.T and all(m[:k, :k].det() > 0 for k in range(1, m.rows + 1))
+    if tname == "orthogonal":
+        return m.T * m == sympy.eye(m.rows)
     raise AssertionError(tname)
 
 
-def test_the_five_types_exist():
-    assert set(TYPES) == {"real", "positive", "unit", "simplex", "onehot"}
+def test_the_eight_types_exist():
+    assert set(TYPES) == {"real", "positive", "unit", "simplex", "onehot"} | {
+        "symmetric",
+        "spd",
+        "orthogonal",
+    }
 
 
 @pytest.mark.parametrize("tname", sorted(TYPES))
@@ -54,7 +67,8 @@ def test_exact_samplers_are_exact_and_respect_the_constraint(tname, seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_numeric_samplers_respect_the_constraint(tname, profile, seed):
     rng = np.random.default_rng(seed)
-    for shape in [*shapes_for(tname), (64,), (16, 24)]:
+    extra = [(64, 64), (16, 16)] if TYPES[tname].square else [(64,), (16, 24)]
+    for shape in [*shapes_for(tname), *extra]:
         x = TYPES[tname].numeric(rng, shape, profile)
         assert np.shape(x) == shape and np.asarray(x).dtype == np.float64
         assert np.all(np.isfinite(x))
@@ -68,6 +82,13 @@ def test_numeric_samplers_respect_the_constraint(tname, profile, seed):
             np.testing.assert_allclose(np.sum(x, axis=-1), 1.0, rtol=0, atol=1e-12)
         if tname == "onehot":
             assert np.all((x == 0) | (x == 1)) and np.all(np.sum(x, axis=-1) == 1)
+        if tname in ("symmetric", "spd"):
+            np.testing.assert_array_equal(x, x.T)
+        if tname == "spd":  # well-conditioned, as documented
+            eig = np.linalg.eigvalsh(x)
+            assert eig.min() > 0 and eig.max() / eig.min() <= 101
+        if tname == "orthogonal":
+            np.testing.assert_allclose(x @ x.T, np.eye(shape[0]), atol=1e-12)
 
 
 def test_exact_real_samples_are_nonzero_small_rationals():
@@ -92,7 +113,7 @@ def test_numeric_profiles_differ_as_documented():
 
 def test_samplers_are_deterministic_given_the_seed():
     for tname, vtype in TYPES.items():
-        shape = (3, 4)
+        shape = (3, 3) if vtype.square else (3, 4)
         a = vtype.exact(np.random.default_rng(7), shape)
         b = vtype.exact(np.random.default_rng(7), shape)
         assert (a == b).all(), tname
@@ -112,6 +133,10 @@ def test_samplers_are_deterministic_given_the_seed():
         ("simplex", [[0.5, 0.5], [0.1, 0.9]], [[1.2, -0.2], [0.1, 0.9]]),
         ("onehot", [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]),
         ("onehot", [[1.0, 0.0], [0.0, 1.0]], [[0.5, 0.5], [0.0, 1.0]]),
+        # square-matrix types (matrix_types.py)
+        ("symmetric", [[1.0, -2.0], [-2.0, 0.0]], [[1.0, -2.0], [2.0, 0.0]]),
+        ("spd", [[2.0, 1.0], [1.0, 2.0]], [[1.0, 2.0], [2.0, 1.0]]),  # eigenvalues 3, -1
+        ("orthogonal", [[0.6, -0.8], [0.8, 0.6]], [[0.6, 0.8], [0.8, 0.6]]),
     ],
 )
 def test_admits_accepts_and_rejects_hand_examples(tname, good, bad):

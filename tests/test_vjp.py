@@ -24,6 +24,7 @@ VARS = {
     "A": "real[m, n]",
     "c": "real[n, 1]",
     "r": "real[m]",
+    "K": "spd[n, n]",  # linear algebra (matrices.py)
 }
 
 # One or more applications of each function; the VJP of the root call is checked for every
@@ -72,6 +73,12 @@ CASES: dict[str, list[str]] = {
     "stack": ["stack([x, y])", "stack([x, y], axis=1)", "stack([M, N], axis=-1)"],
     "reshape": ["reshape(M, (m, n))", "reshape(x, (n, 1))", "reshape(M, (n * m,))"],
     "pad": ["pad(x, (1, 2))", "pad(M, (0, n), axis=0)", "pad(M, (2, 1), axis=-1)"],
+    # linear algebra of the Matrix Cookbook (matrices.py)
+    "det": ["det(S)", "det(K)"],
+    "logdet": ["logdet(K)"],
+    "inv": ["inv(K)"],  # inv(S) of a real S is right too, but ill-conditioned draws cost 90 s
+    "solve": ["solve(S, x)", "solve(K, M)"],
+    "norm": ["norm(x)", "norm(M)", "norm(M, axis=1)", "norm(M, axis=0, keepdims=True)"],
 }
 
 # Functions without a VJP, and why none is needed.

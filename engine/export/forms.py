@@ -382,6 +382,54 @@ HELPERS: dict[str, str] = {
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))''',
 }
 
+# ---------------------------------------------------------------- linear algebra (matrices.py)
+LOGDET_HELPER = "_logdet"
+
+
+def _norm(fn: str, axis_kw: str, keep_kw: str) -> Rule:
+    """np.linalg.norm style: the 2-norm of a vector, Frobenius of a matrix, or along an axis."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        parts = [a[0]]
+        axis = _param(node, "axis", None)
+        if axis is not None:
+            parts.append(f"{axis_kw}={axis}")
+        if _param(node, "keepdims", False):
+            parts.append(f"{keep_kw}=True")
+        return f"{fn}({', '.join(parts)})"
+
+    return rule
+
+
+FORMS.update(
+    {
+        "det": _t("np.linalg.det({0})", "jnp.linalg.det({0})", "torch.linalg.det({0})"),
+        # slogdet's log|det| is log det on the function's domain, det > 0 (NaN outside in
+        # NumPy, as torch.logdet)
+        "logdet": _t(
+            "_logdet({0})",
+            "jnp.linalg.slogdet({0})[1]",
+            "torch.logdet({0})",
+            np_helpers=(LOGDET_HELPER,),
+        ),
+        "inv": _t("np.linalg.inv({0})", "jnp.linalg.inv({0})", "torch.linalg.inv({0})"),
+        "solve": _t(
+            "np.linalg.solve({0}, {1})",
+            "jnp.linalg.solve({0}, {1})",
+            "torch.linalg.solve({0}, {1})",
+        ),
+        "norm": {
+            "numpy": Custom(_norm("np.linalg.norm", "axis", "keepdims"), (NP,)),
+            "jax": Custom(_norm("jnp.linalg.norm", "axis", "keepdims"), (JNP,)),
+            "torch": Custom(_norm("torch.linalg.norm", "dim", "keepdim"), (TORCH,)),
+        },
+    }
+)
+HELPERS[LOGDET_HELPER] = '''def _logdet(x):
+    """log det x for det x > 0 (NaN otherwise, as torch.logdet), without overflow."""
+    sign, value = np.linalg.slogdet(x)
+    return np.where(sign > 0, value, np.nan)'''
+
 
 def form(fn: str, column: str) -> Form:
     """The form of registry (or internal) function `fn` in `column`; KeyError if it has none."""

@@ -11,6 +11,11 @@ from engine.functions import (
 )
 from engine.functions.base import REGISTRY, Function, params_of
 
+# isort: off
+# linear algebra of the Matrix Cookbook (det, logdet, inv, solve, norm)
+from engine.functions import matrices
+# isort: on
+
 __all__ = [
     "REGISTRY",
     "Function",
@@ -22,4 +27,5 @@ __all__ = [
     "probability",
     "reductions",
     "structure",
+    "matrices",
 ]

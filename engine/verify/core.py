@@ -10,7 +10,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from engine.expr import EngineError, Expr, Var, format_shape, free_vars, size_names
-from engine.parser import Environment, build_environment, parse_equation
+from engine.parser import Environment, build_environment, parse_claim
 from engine.verify.exact import exact_check
 from engine.verify.numeric import numeric_check
 from engine.verify.result import CheckReport, Counterexample, Result
@@ -25,14 +25,17 @@ def verify(
     numeric_sizes: Mapping[str, int] | None = None,
     sizes: Mapping[str, str] | None = None,
 ) -> Result:
-    """Check the claim `equation` (text `lhs == rhs`) over variables of the given types;
+    """Check the claim `equation` (text `lhs == rhs`, or an inequality `lhs <= rhs`, `>=`, `<`,
+    `>` holding entry by entry) over variables of the given types;
     `sizes` declares size relations such as {"d": "h * dh"} (engine.sizes)."""
     try:
         env = build_environment(vars, defs, sizes)
-        lhs, rhs = parse_equation(equation, env)
+        lhs, relation, rhs = parse_claim(equation, env)
     except EngineError as e:
         return Result(name, "error", str(e))
-    return verify_sides(lhs, rhs, env, seed=seed, name=name, numeric_sizes=numeric_sizes)
+    return verify_sides(
+        lhs, rhs, env, seed=seed, name=name, numeric_sizes=numeric_sizes, relation=relation
+    )
 
 
 def assert_claim(
@@ -59,6 +62,7 @@ def verify_sides(
     numeric_sizes: Mapping[str, int] | None = None,
     exact: bool = True,
     numeric: bool = True,
+    relation: str = "==",
 ) -> Result:
     """Check two parsed sides against each other: exact at small sizes, numeric at larger ones.
 
@@ -67,6 +71,10 @@ def verify_sides(
     """
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         return Result(name, "error", f"the seed must be a non-negative integer, got {seed!r}")
+    if relation != "==":
+        return _verify_inequality(
+            lhs, rhs, relation, env, seed, name, numeric_sizes, exact, numeric
+        )
     if lhs.shape != rhs.shape:
         return Result(
             name,
@@ -127,3 +135,70 @@ def _all_size_names(lhs: Expr, rhs: Expr, used: dict[str, Var]) -> set[str]:
         for d in v.shape:
             names.update(str(s) for s in d.free_symbols)
     return names
+
+
+def _verify_inequality(
+    lhs: Expr,
+    rhs: Expr,
+    relation: str,
+    env: Environment,
+    seed: int,
+    name: str,
+    numeric_sizes: Mapping[str, int] | None,
+    exact: bool,
+    numeric: bool,
+) -> Result:
+    """`lhs REL rhs` entry by entry (engine.verify.inequality), the two sides broadcasting."""
+    from engine.functions.base import broadcast
+    from engine.verify.inequality import RELATIONS, exact_inequality, numeric_inequality
+
+    if relation not in RELATIONS:
+        return Result(name, "error", f"unknown relation {relation!r}", relation=relation)
+    try:
+        broadcast(lhs.shape, rhs.shape)
+    except EngineError:
+        return Result(
+            name,
+            "fail",
+            f"the two sides have shapes {format_shape(lhs.shape)} and "
+            f"{format_shape(rhs.shape)}, which do not broadcast",
+            relation=relation,
+        )
+    used = {**free_vars(lhs), **free_vars(rhs)}
+    order = [s for s in env.sizes if s in _all_size_names(lhs, rhs, used)]
+    checks: list[CheckReport] = []
+    failure: Counterexample | None = None
+    try:
+        with (
+            warnings.catch_warnings(),
+            np.errstate(all="ignore"),
+            threadpool_limits(limits=1, user_api="blas"),
+        ):
+            warnings.simplefilter("ignore")
+            if exact:
+                report, cx = exact_inequality(lhs, rhs, relation, used, order, seed)
+                checks.append(report)
+                failure = failure or cx
+            if numeric:
+                discount = all(c.passed for c in checks)
+                report, cx = numeric_inequality(
+                    lhs, rhs, relation, used, order, seed, numeric_sizes, discount
+                )
+                checks.append(report)
+                failure = failure or cx
+    except EngineError as e:
+        return Result(name, "error", str(e), checks=tuple(checks), relation=relation)
+    except (ZeroDivisionError, OverflowError, RecursionError, MemoryError) as e:
+        return Result(
+            name, "error", f"cannot evaluate the claim: {type(e).__name__}", relation=relation
+        )
+    if all(c.passed for c in checks):
+        return Result(name, "pass", "verified", None, tuple(checks), relation=relation)
+    failed = [c.method for c in checks if not c.passed]
+    passed = [c.method for c in checks if c.passed]
+    msg = f"the inequality lhs {relation} rhs is violated ({' and '.join(failed)} check)"
+    if passed == ["numeric"] and relation in ("<", ">"):
+        msg += "; the numeric check, which judges a strict inequality as non-strict, passed"
+    elif passed:
+        msg += f"; the {' and '.join(passed)} check passed, so the two routes disagree"
+    return Result(name, "fail", msg, failure, tuple(checks), relation=relation)

@@ -135,6 +135,10 @@ def _rationalize(point: dict[str, np.ndarray], used) -> dict[str, np.ndarray]:
     """A float point as exact rationals; rows of simplex variables renormalized exactly."""
     out = {}
     for name, v in point.items():
+        own = TYPES[used[name].vtype].rationalize
+        if own is not None:  # orthogonal: exactly of its kind, not entry by entry
+            out[name] = own(v)
+            continue
         arr = np.empty(np.shape(v), dtype=object)
         for idx in np.ndindex(arr.shape):
             arr[idx] = sympy.Rational(float(v[idx]))
@@ -231,11 +235,25 @@ class Sides:
             self.left, self.right, self.deferred = rebuilt.left, rebuilt.right, []
             return self._compare(subs)
 
-    def _compare(self, subs: dict) -> tuple[float, int, np.ndarray, np.ndarray]:
+    def values(self, subs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(lhs, its rounding bounds, rhs, its rounding bounds) at one rational point."""
+        try:
+            return self._values(subs)
+        except NoAdjoint:
+            rebuilt = Sides(self.lhs, self.rhs, self.symbols, self.sizes, deferred=False)
+            self.left, self.right, self.deferred = rebuilt.left, rebuilt.right, []
+            return self._values(subs)
+
+    def _values(self, subs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         with not_real_guard():
             at = self._with_derivatives(subs, EXACT_DIGITS)
             lv, le = values_at(self.left, at, EXACT_DIGITS, "left", self.errors)
             rv, re = values_at(self.right, at, EXACT_DIGITS, "right", self.errors)
+        return lv, le, rv, re
+
+    def _compare(self, subs: dict) -> tuple[float, int, np.ndarray, np.ndarray]:
+        lv, le, rv, re = self._values(subs)
+        with not_real_guard():
             errors = own_relative_errors(lv, rv, le + re)
         k = int(np.argmax(errors)) if errors.size else 0
         return (float(errors[k]) if errors.size else 0.0), k, lv, rv
@@ -409,7 +427,7 @@ def _fast_values(
                 err = u * abs(r)
                 if eb:
                     err += abs(p * mpmath.power(b, p - 1)) * eb
-                if ep:
+                if ep and r:  # 0 ** p is 0 for every p > 0: no error from the exponent
                     err += abs(r * mpmath.log(b)) * ep
         elif e.func in _MPMATH and len(e.args) == 1:
             a, ea = value(e.args[0])

@@ -22,6 +22,8 @@ class Counterexample:
     profile: str | None = None
     # the values as text when a float cannot show them (1e-1700 underflows to 0.0)
     values_text: str | None = None
+    # an inequality claim's relation: the entry is where `lhs REL rhs` is violated the most
+    relation: str = "=="
 
     def describe(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes.items()) or "no sizes"
@@ -30,7 +32,8 @@ class Counterexample:
         values = self.values_text or (
             f"lhs = {self.lhs:.10g}, rhs = {self.rhs:.10g}, difference = {self.difference:.3g}"
         )
-        lines = [f"{self.check} check at {sizes}{profile}: {where} differs: {values}"]
+        what = "differs" if self.relation == "==" else f"violates lhs {self.relation} rhs"
+        lines = [f"{self.check} check at {sizes}{profile}: {where} {what}: {values}"]
         for name, value in self.inputs.items():
             lines.append(f"{name} = {_short(value)}")
         return "\n".join(lines)
@@ -57,6 +60,8 @@ class Result:
     checks: tuple[CheckReport, ...] = field(default_factory=tuple)
     # The claim typeset (LaTeX), for display in notebooks; not part of the verdict or JSON.
     latex: str | None = field(default=None, compare=False, repr=False)
+    # the claim's relation: "==" for an identity, "<=", ">=", "<" or ">" for an inequality
+    relation: str = "=="
 
     @property
     def passed(self) -> bool:
@@ -89,6 +94,7 @@ class Result:
             "message": self.message,
             "counterexample": None if self.counterexample is None else asdict(self.counterexample),
             "checks": [asdict(c) for c in self.checks],
+            "relation": self.relation,
         }
 
 

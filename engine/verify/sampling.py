@@ -218,7 +218,7 @@ def _between(a: dict, b: dict, t: float, used: dict[str, Var]) -> dict[str, np.n
     """The point (1 - t) a + t b; a one-hot variable (not convex) is taken from the nearer end."""
     out = {}
     for k in a:
-        if TYPES[used[k].vtype].name == "onehot":
+        if not TYPES[used[k].vtype].convex:  # onehot, orthogonal
             out[k] = a[k] if t < 0.5 else b[k]
         else:
             out[k] = (1 - t) * a[k] + t * b[k]
@@ -333,3 +333,67 @@ def kink_search(
         if coverage.seen != before:
             found.append(point)
     return found
+
+
+# ---------------------------------------------------------------- inequality claims
+
+
+def coincidence_points(
+    used: dict[str, Var], sizes: dict[str, int], rng: np.random.Generator, exact: bool
+) -> list[dict[str, np.ndarray]]:
+    """Points where an inequality may hold with equality, which random points never reach:
+    variables of one type and shape set equal (KL(p || q) at p = q, Cauchy-Schwarz at k = q),
+    every variable flat (all entries equal, uniform rows, c I: AM-GM, entropy <= log n), both,
+    and real variables at zero (norm(x) at x = 0). Exact points are rationals, numeric ones
+    floats; a point outside a claim's domain is left out by the caller."""
+
+    def draw() -> dict[str, np.ndarray]:
+        if exact:
+            return exact_point(used, sizes, rng, None)
+        return numeric_point(used, sizes, rng, "unit")
+
+    def tie(point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        first: dict[tuple, str] = {}
+        out = dict(point)
+        for name, v in used.items():
+            key = (v.vtype, v.shape)
+            out[name] = point[first.setdefault(key, name)]
+        return out
+
+    def flat(point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: _flat_value(used[name].vtype, x, exact) for name, x in point.items()}
+
+    def zeros(point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = dict(point)
+        for name, v in used.items():
+            if v.vtype in ("real", "symmetric"):
+                shape = np.shape(point[name])
+                out[name] = (
+                    _object_array(np.full(shape, sympy.Integer(0), dtype=object))
+                    if exact
+                    else np.zeros(shape)
+                )
+        return out
+
+    return [tie(draw()), flat(draw()), tie(flat(draw())), zeros(draw())]
+
+
+def _flat_value(vtype: str, x: np.ndarray, exact: bool) -> np.ndarray:
+    """All entries equal: a constant array, uniform rows (simplex), c I (symmetric), I (spd,
+    orthogonal: log det X <= tr X - n holds with equality at X = I)."""
+    t = TYPES[vtype]
+    shape = np.shape(x)
+    if vtype == "onehot" or not shape:
+        return x
+    one = sympy.Integer(1) if exact else 1.0
+    zero = sympy.Integer(0) if exact else 0.0
+    if t.square:
+        c = x[0, 0] if vtype == "symmetric" else one  # spd and orthogonal: the identity
+        out = np.full(shape, zero, dtype=object)
+        for i in range(shape[0]):
+            out[i, i] = c
+    elif t.sums_to_one:
+        out = np.full(shape, sympy.Rational(1, shape[-1]) if exact else 1.0 / shape[-1], object)
+    else:
+        out = np.full(shape, np.asarray(x).flat[0], dtype=object)
+    return _object_array(out) if exact else np.asarray(out, dtype=float)
