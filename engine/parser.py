@@ -39,9 +39,9 @@ MAX_RANK = 4
 MAX_DECLARATIONS = 10_000  # variables plus definitions in one environment
 
 PUBLIC_FUNCTIONS = frozenset(name for name, f in REGISTRY.items() if f.public)
-SIZE_FUNCTIONS = frozenset({"eye", "ones"})
+SIZE_FUNCTIONS = frozenset({"eye", "ones", "tril", "triu"})
 DERIVATIVES = frozenset({"grad", "jacobian"})
-RESERVED = PUBLIC_FUNCTIONS | {"pi"}
+RESERVED = PUBLIC_FUNCTIONS | {"pi", "inf"}
 
 
 class ParseError(EngineError):
@@ -287,6 +287,8 @@ class _Builder:
             return Size(name)
         if name == "pi":
             return Const(sympy.pi)
+        if name == "inf":  # IEEE infinity: exp(-inf) = 0, where(mask, S, -inf) before softmax
+            return Const(sympy.oo)
         if name in PUBLIC_FUNCTIONS:
             raise ParseError(f"function {name!r} must be called with arguments")
         raise ParseError(f"unknown name {name!r}")
@@ -318,7 +320,7 @@ class _Builder:
         if name in SIZE_FUNCTIONS:
             if not node.args:
                 raise ParseError(f"{name}() needs at least one size, e.g. {name}(n)")
-            return call(name, dims=tuple(self._size_arg(name, a) for a in node.args))
+            return call(name, dims=tuple(self._size_arg(name, a) for a in node.args), **params)
         if name in DERIVATIVES:
             if len(node.args) != 2:
                 raise ParseError(f"{name}() takes two arguments: {name}(f, x)")

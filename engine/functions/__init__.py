@@ -13,4 +13,9 @@ __all__ = [
     "ops",
     "probability",
     "reductions",
+    "select",
+    "stable",
 ]
+
+# selection, masks and stable elementwise functions (issue 8): registered on import
+from engine.functions import select, stable  # noqa: E402

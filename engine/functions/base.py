@@ -43,6 +43,11 @@ class Function:
     # verifier places inputs on both sides of every kink, and its derivative at the kink follows
     # PyTorch's convention (relu'(0) = abs'(0) = step'(0) = sign'(0) = 0) in every backend.
     kink: bool = False
+    # Kinked in general (maximum, clip): the expressions whose sign change is a kink (a - b for
+    # maximum(a, b); x - lo and x - hi for clip). The verifier straddles each as it does `kink`.
+    kinks: Callable[[Call], list[Expr]] | None = None
+    # False for a value that is not differentiable (argmax, an index): grad/jacobian refuse it.
+    differentiable: bool = True
 
     def build(self, args: tuple[Expr, ...], params: dict[str, Any]) -> Call:
         if len(args) != self.nargs:
@@ -55,12 +60,26 @@ class Function:
             raise EngineError(f"{self.name}() has no parameter '{sorted(unknown)[0]}'")
         full = {**self.params, **{k: v for k, v in params.items()}}
         shape = self.shape(tuple(a.shape for a in args), full)
+        if self.name in ("grad", "jacobian"):
+            _refuse_nondifferentiable(self.name, *args)
         # Parameters equal to their defaults are left out, so equal trees print the same.
         kept = tuple((k, v) for k, v in full.items() if k in params and v != self.params[k])
         return Call(self.name, args, kept, shape)
 
 
 REGISTRY: dict[str, Function] = {}
+
+
+def _refuse_nondifferentiable(fname: str, f: Expr, x: Expr) -> None:
+    """A one-line error for grad/jacobian through a function whose value is not differentiable
+    (argmax: an index), when its argument depends on the variable differentiated."""
+    for node in f.walk():
+        if isinstance(node, Call) and not node.spec.differentiable:
+            if any(a == x for arg in node.args for a in arg.walk()):
+                raise EngineError(
+                    f"{node.fn}() is not differentiable (its value is an index); "
+                    f"{fname}() cannot pass through it"
+                )
 
 
 def register(fn: Function) -> Function:

@@ -50,6 +50,8 @@ def _value(node: sympy.Basic, vals: dict, point: dict) -> Any:
         return point[node]
     if node.is_Rational:
         return mpmath.mpf(node.p) / node.q
+    if node.is_infinite:  # `inf` in a claim (where(mask, S, -inf)): left to sympy.diff
+        raise NoAdjoint
     if node.is_Number or node.is_NumberSymbol:
         return mpmath.mpf(sympy.Float(node, mpmath.mp.dps + 5)._mpf_)
     a = [vals[x] for x in node.args]
@@ -60,7 +62,7 @@ def _value(node: sympy.Basic, vals: dict, point: dict) -> Any:
     if node.is_Pow:
         b, e = a
         return b ** int(node.args[1]) if node.args[1].is_Integer else mpmath.power(b, e)
-    f = _FUNCTIONS.get(node.func)
+    f = _rule(node.func)
     if f is None:
         raise NoAdjoint
     return f[0](*a)
@@ -82,8 +84,17 @@ def _partials(node: sympy.Basic, v: Any, a: list) -> list:
         if b <= 0:
             raise NoAdjoint
         return [e * mpmath.power(b, e - 1), v * mpmath.log(b)]
-    f = _FUNCTIONS[node.func]
+    f = _rule(node.func)
     return f[1](v, *a)
+
+
+def _rule(func) -> tuple | None:
+    """(value, partials) of a SymPy function: from the table, or its own `mp_value` and
+    `mp_partials` (the selection functions of engine/functions/select.py carry theirs)."""
+    f = _FUNCTIONS.get(func)
+    if f is None and hasattr(func, "mp_value"):
+        return func.mp_value, lambda v, *a: [0 if p is None else p for p in func.mp_partials(v, *a)]
+    return f
 
 
 def _no():

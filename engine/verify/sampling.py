@@ -115,12 +115,15 @@ def describe_scales(scales: list[Scale]) -> str:
 
 
 def kink_arguments(*sides: Expr) -> list[Expr]:
-    """The argument of every kinked function in the claim (relu, abs, step, sign, ...)."""
+    """The argument of every kinked function in the claim (relu, abs, step, sign, ...), and the
+    `kinks` of the generally kinked ones (a - b for maximum(a, b), x - lo and x - hi for clip)."""
     out: list[Expr] = []
     for side in sides:
         for node in side.walk():
             if isinstance(node, Call) and node.spec.kink and node.args[0] not in out:
                 out.append(node.args[0])
+            if isinstance(node, Call) and node.spec.kinks is not None:
+                out += [k for k in node.spec.kinks(node) if k not in out]
     return out
 
 
@@ -209,7 +212,7 @@ def _between(a: dict, b: dict, t: float, used: dict[str, Var]) -> dict[str, np.n
     """The point (1 - t) a + t b; a one-hot variable (not convex) is taken from the nearer end."""
     out = {}
     for k in a:
-        if TYPES[used[k].vtype].name == "onehot":
+        if TYPES[used[k].vtype].name in ("onehot", "mask"):
             out[k] = a[k] if t < 0.5 else b[k]
         else:
             out[k] = (1 - t) * a[k] + t * b[k]
