@@ -24,6 +24,10 @@ VARS = {
     "A": "real[m, n]",
     "c": "real[n, 1]",
     "r": "real[m]",
+    # selection and masks (issue 8)
+    "K": "mask[n, m]",
+    "lo": "real",
+    "hi": "real",
 }
 
 # One or more applications of each function; the VJP of the root call is checked for every
@@ -66,6 +70,17 @@ CASES: dict[str, list[str]] = {
     "outer": ["outer(x, r)"],
     "trace": ["trace(S)"],
     "expand_dims": ["expand_dims(x, axis=0)", "expand_dims(x, axis=-1)", "expand_dims(M, axis=1)"],
+    # selection, masks and stable elementwise functions (issue 8)
+    "log1p": ["log1p(a)"],
+    "expm1": ["expm1(x)"],
+    "logsigmoid": ["logsigmoid(x)"],
+    "maximum": ["maximum(x, y)", "maximum(M, r)", "maximum(x, s)"],
+    "minimum": ["minimum(x, y)", "minimum(M, c)", "minimum(s, x)"],
+    "clip": ["clip(x, lo, hi)", "clip(M, lo, hi)", "clip(x, y, s)", "clip(M, -1, 1)"],
+    "where": ["where(K, M, N)", "where(K, M, s)"],
+    "max": ["max(x)", "max(M, axis=0)", "max(M, axis=-1, keepdims=True)", "max(M)"],
+    "min": ["min(x)", "min(M, axis=1)"],
+    "cumsum": ["cumsum(x)", "cumsum(M, axis=0)", "cumsum(M, axis=1)"],
 }
 
 # Functions without a VJP, and why none is needed.
@@ -74,6 +89,11 @@ NO_VJP = {
     "ones": "no arguments",
     "grad": "nested derivatives are evaluated by the backends, not differentiated",
     "jacobian": "nested derivatives are evaluated by the backends, not differentiated",
+    # selection and masks (issue 8)
+    "tril": "no arguments",
+    "triu": "no arguments",
+    "argmax": "an index: not differentiable (grad/jacobian through it is refused)",
+    "argmin": "an index: not differentiable (grad/jacobian through it is refused)",
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.expr import Call
+from engine.expr import Call, free_vars
 
 TARGETS = ("numpy", "jax", "torch")
 COLUMNS = (*TARGETS, "scalar")
@@ -348,25 +348,30 @@ def _tri_rule(prefix: str, which: str, dtype: str) -> Rule:
     return rule
 
 
+def _tensors(a: tuple[str, ...], node: Call) -> list[str]:
+    """Argument texts with the plain Python numbers (no variable below them) made tensors."""
+    return [
+        f"torch.as_tensor({t}, dtype=torch.float64)" if not free_vars(arg) else t
+        for t, arg in zip(a, node.args, strict=True)
+    ]
+
+
 def _torch_pair(fn: str) -> Rule:
-    """torch.maximum/minimum need tensors on both sides: a Python scalar is made one."""
+    """torch.maximum/minimum need tensors on both sides: a Python number is made one."""
 
     def rule(a: tuple[str, ...], node: Call) -> str:
-        texts = [
-            t if arg.shape else f"torch.as_tensor({t}, dtype=torch.float64)"
-            for t, arg in zip(a, node.args, strict=True)
-        ]
+        texts = _tensors(a, node)
         return f"torch.{fn}({texts[0]}, {texts[1]})"
 
     return rule
 
 
 def _torch_clip(a: tuple[str, ...], node: Call) -> str:
-    """torch.clamp(x, lo, hi) with tensor bounds (torch.clamp's own min/max semantics)."""
-    x, lo, hi = (
-        t if arg.shape else f"torch.as_tensor({t}, dtype=torch.float64)"
-        for t, arg in zip(a, node.args, strict=True)
-    )
+    """torch.clamp(x, lo, hi) (torch.clamp's own semantics: hi wins when lo > hi); bounds both
+    Python numbers or both tensors, as its overloads need."""
+    if not free_vars(node.args[1]) and not free_vars(node.args[2]):
+        return f"torch.clamp({a[0]}, {a[1]}, {a[2]})"
+    x, lo, hi = _tensors(a, node)
     return f"torch.clamp({x}, {lo}, {hi})"
 
 

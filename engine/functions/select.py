@@ -166,6 +166,41 @@ class Where(sympy.Function):
         return [None, 1 if m != 0 else 0, 0 if m != 0 else 1]  # None: a jump in the mask
 
 
+class MaxOf(sympy.Function):
+    """The largest argument; the derivative is shared equally by tied largest arguments
+    (torch.amax). Cheaper than sympy.Max, which compares its symbolic arguments pairwise."""
+
+    is_real = True
+    largest = True
+
+    @classmethod
+    def eval(cls, *xs):
+        if len(xs) == 1:
+            return xs[0]
+        if all(x.is_number and x.is_comparable for x in xs):
+            return max(xs) if cls.largest else min(xs)
+        return None
+
+    def fdiff(self, argindex=1):
+        hits = [1 - Step(self - x) if self.largest else 1 - Step(x - self) for x in self.args]
+        return hits[argindex - 1] / sympy.Add(*hits)
+
+    @classmethod
+    def mp_value(cls, *xs):
+        return max(xs) if cls.largest else min(xs)
+
+    @classmethod
+    def mp_partials(cls, v, *xs):
+        hits = [1 if x == v else 0 for x in xs]
+        return [h / sum(hits) for h in hits]
+
+
+class MinOf(MaxOf):
+    """The smallest argument; ties share the derivative equally (torch.amin)."""
+
+    largest = False
+
+
 class ArgMax(sympy.Function):
     """The index of the first largest argument; evaluates once every argument is a number."""
 
@@ -545,7 +580,7 @@ for _name, _largest, _doc in (
             nargs=1,
             shape=_reduce_shape(_name),
             numpy=_np_reduce_extreme(_largest),
-            sympy=lambda x, axis=None, keepdims=False, _f=(sympy.Max if _largest else sympy.Min): (
+            sympy=lambda x, axis=None, keepdims=False, _f=(MaxOf if _largest else MinOf): (
                 _sym_reduce_along(_f, x, axis, keepdims)
             ),
             latex=_reduce_latex(r"\max" if _largest else r"\min"),
