@@ -343,10 +343,10 @@ class _Builder:
 
 
 def _literal_param(fname: str, key: str, value: ast.AST):
-    if key == "keepdims":
+    if key in ("keepdims", "descending"):
         if isinstance(value, ast.Constant) and isinstance(value.value, bool):
             return value.value
-        raise ParseError(f"{fname}(): keepdims must be True or False")
+        raise ParseError(f"{fname}(): {key} must be True or False")
     sign = 1
     if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub):
         sign, value = -1, value.operand

@@ -203,6 +203,11 @@ FUNCTION_CASES = [
         {"X": "real[n, k]"},
     ),
     ("X * (logsigmoid(-1000 * n) + logsigmoid(k) + where(n - k, 1, 2))", {"X": "real[n, k]"}),
+    ("sort(X) + sort(X, axis=0, descending=True)", {"X": "real[n, k]"}),
+    (
+        "unsort(Y, X) + unsort(Y, X, axis=0, descending=True)",
+        {"X": "real[n, k]", "Y": "real[n, k]"},
+    ),
 ]
 
 

@@ -143,6 +143,10 @@ CASES = [
     "grad(sum(maximum(A, w) * A), w)",
     "grad(sum(max(A, axis=0) ** 2), A)",
     "grad(sum(cumsum(x) * x), x)",
+    "sort(x)",
+    "sort(A, axis=0, descending=True)",
+    "unsort(A, A, axis=0) + unsort(A, -A, descending=True)",
+    "grad(sum(sort(A) * A), A)",
 ]
 
 

@@ -81,6 +81,7 @@ CASES: dict[str, list[str]] = {
     "max": ["max(x)", "max(M, axis=0)", "max(M, axis=-1, keepdims=True)", "max(M)"],
     "min": ["min(x)", "min(M, axis=1)"],
     "cumsum": ["cumsum(x)", "cumsum(M, axis=0)", "cumsum(M, axis=1)"],
+    "sort": ["sort(x)", "sort(M, axis=0)", "sort(M, descending=True)"],
 }
 
 # Functions without a VJP, and why none is needed.
@@ -94,6 +95,7 @@ NO_VJP = {
     "triu": "no arguments",
     "argmax": "an index: not differentiable (grad/jacobian through it is refused)",
     "argmin": "an index: not differentiable (grad/jacobian through it is refused)",
+    "unsort": "sort's VJP (a permutation of g); not differentiated again",
 }
 
 

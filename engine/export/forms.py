@@ -375,8 +375,46 @@ def _torch_clip(a: tuple[str, ...], node: Call) -> str:
     return f"torch.clamp({x}, {lo}, {hi})"
 
 
+def _sort_rule(prefix: str) -> Rule:
+    """sort along an axis; descending as a flip of the ascending sort (equal values)."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        axis = _param(node, "axis", -1)
+        if prefix == "torch":
+            desc = ", descending=True" if _param(node, "descending", False) else ""
+            return f"torch.sort({a[0]}, dim={axis}{desc}).values"
+        text = f"{prefix}.sort({a[0]}, axis={axis})"
+        return f"{prefix}.flip({text}, axis={axis})" if _param(node, "descending", False) else text
+
+    return rule
+
+
+UNSORT_HELPERS = {"np": "_unsort", "jnp": "_unsort_jax", "torch": "_unsort_torch"}
+
+
+def _unsort_rule(prefix: str) -> Rule:
+    """g put back through the stable sort's permutation (a helper in the emitted module)."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        axis = _param(node, "axis", -1)
+        desc = _param(node, "descending", False)
+        return f"{UNSORT_HELPERS[prefix]}({a[0]}, {a[1]}, {axis}, {desc})"
+
+    return rule
+
+
 FORMS.update(
     {
+        "sort": {
+            "numpy": Custom(_sort_rule("np"), (NP,)),
+            "jax": Custom(_sort_rule("jnp"), (JNP,)),
+            "torch": Custom(_sort_rule("torch"), (TORCH,)),
+        },
+        "unsort": {
+            "numpy": Custom(_unsort_rule("np"), (NP,), ("_unsort",)),
+            "jax": Custom(_unsort_rule("jnp"), (JNP,), ("_unsort_jax",)),
+            "torch": Custom(_unsort_rule("torch"), (TORCH,), ("_unsort_torch",)),
+        },
         "log1p": _t("np.log1p({0})", "jnp.log1p({0})", "torch.log1p({0})", "math.log1p({0})"),
         "expm1": _t("np.expm1({0})", "jnp.expm1({0})", "torch.expm1({0})", "math.expm1({0})"),
         "logsigmoid": _t(
@@ -455,6 +493,18 @@ HELPERS: dict[str, str] = {
     """Logistic sigmoid without overflow: only exp(-|x|) is computed."""
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))''',
+    "_unsort": '''def _unsort(g, x, axis, descending):
+    """g put back through the stable sort of x: entry k of g goes where slot k came from."""
+    order = np.argsort(-x if descending else x, axis=axis, kind="stable")
+    return np.take_along_axis(g, np.argsort(order, axis=axis), axis=axis)''',
+    "_unsort_jax": '''def _unsort_jax(g, x, axis, descending):
+    """g put back through the stable sort of x: entry k of g goes where slot k came from."""
+    order = jnp.argsort(x, axis=axis, stable=True, descending=descending)
+    return jnp.take_along_axis(g, jnp.argsort(order, axis=axis), axis=axis)''',
+    "_unsort_torch": '''def _unsort_torch(g, x, axis, descending):
+    """g put back through the stable sort of x: entry k of g goes where slot k came from."""
+    order = torch.argsort(x, dim=axis, stable=True, descending=descending)
+    return torch.gather(g, axis, torch.argsort(order, dim=axis))''',
     LOGSIGMOID_HELPER: '''def _logsigmoid(x):
     """log sigmoid(x) = -softplus(-x) without overflow: only exp(-|x|) is computed."""
     return -(np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0.0))''',
