@@ -412,3 +412,41 @@ def test_exported_gradients_match_torch_autograd_at_ties(expr, target, tmp_path)
         np.testing.assert_allclose(
             np.asarray(grads[k], dtype=float), want[k].numpy(), rtol=1e-12, atol=1e-12, err_msg=k
         )
+
+
+# ---------------------------------------------------------------- sort
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_and_unsort_are_numpys_stable_sort(axis, descending):
+    X = np.round(np.random.default_rng(2).standard_normal((4, 5)), 1)
+    X[1, 1] = X[1, 2] = X[0, 1]  # ties along both axes
+    G = np.random.default_rng(3).standard_normal((4, 5))
+    text = f"axis={axis}, descending={descending}"
+    order = np.argsort(-X if descending else X, axis=axis, kind="stable")
+    want = np.take_along_axis(X, order, axis=axis)
+    np.testing.assert_array_equal(value(f"sort(X, {text})", X=X), want)
+    np.testing.assert_array_equal(exact(f"sort(X, {text})", X=X), want)
+    back = np.empty_like(G)
+    np.put_along_axis(back, order, G, axis=axis)  # slot k of G goes where slot k came from
+    np.testing.assert_allclose(value(f"unsort(G, X, {text})", G=G, X=X), back)
+    np.testing.assert_allclose(exact(f"unsort(G, X, {text})", G=G, X=X), back, rtol=1e-15)
+
+
+def test_sort_gradient_matches_torch_away_from_ties():
+    torch = pytest.importorskip("torch")
+    x = np.array([0.3, -1.2, 2.5, 0.7])
+    g = np.array([1.0, 2.0, 3.0, 4.0])
+    t = torch.tensor(x, requires_grad=True)
+    (want,) = torch.autograd.grad(
+        torch.sum(torch.sort(t, descending=True).values * torch.tensor(g)), [t]
+    )
+    env = build_environment({"x": "real[4]", "g": "real[4]"})
+    f = parse_formula("grad(sum(sort(x, descending=True) * g), x)", env)
+    np.testing.assert_allclose(numpy_backend.evaluate(f, {"x": x, "g": g}, {}), want.numpy())
+
+
+def test_unsort_is_not_differentiated_again():
+    with pytest.raises(EngineError, match="unsort\\(\\) is not differentiable"):
+        parse_formula("grad(sum(unsort(x, y)), x)", ENV)

@@ -46,8 +46,9 @@ class Function:
     # Kinked in general (maximum, clip): the expressions whose sign change is a kink (a - b for
     # maximum(a, b); x - lo and x - hi for clip). The verifier straddles each as it does `kink`.
     kinks: Callable[[Call], list[Expr]] | None = None
-    # False for a value that is not differentiable (argmax, an index): grad/jacobian refuse it.
-    differentiable: bool = True
+    # Why grad/jacobian refuse to pass through it ("its value is an index" for argmax); empty for
+    # the differentiable functions.
+    nondifferentiable: str = ""
 
     def build(self, args: tuple[Expr, ...], params: dict[str, Any]) -> Call:
         if len(args) != self.nargs:
@@ -74,10 +75,10 @@ def _refuse_nondifferentiable(fname: str, f: Expr, x: Expr) -> None:
     """A one-line error for grad/jacobian through a function whose value is not differentiable
     (argmax: an index), when its argument depends on the variable differentiated."""
     for node in f.walk():
-        if isinstance(node, Call) and not node.spec.differentiable:
+        if isinstance(node, Call) and node.spec.nondifferentiable:
             if any(a == x for arg in node.args for a in arg.walk()):
                 raise EngineError(
-                    f"{node.fn}() is not differentiable (its value is an index); "
+                    f"{node.fn}() is not differentiable ({node.spec.nondifferentiable}); "
                     f"{fname}() cannot pass through it"
                 )
 

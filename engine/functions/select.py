@@ -607,7 +607,7 @@ for _name, _largest, _doc in (
             ),
             params=dict(REDUCE_PARAMS),
             doc=_doc,
-            differentiable=False,
+            nondifferentiable="its value is an index",
         )
     )
 register(
@@ -807,6 +807,6 @@ register(
         latex=_sort_latex("unsort"),
         params={"axis": -1, "descending": False},
         doc="unsort(g, x): g put back where sort(x) took its entries from (sort's VJP)",
-        differentiable=False,
+        nondifferentiable="sort's VJP is not differentiated again",
     )
 )
