@@ -50,8 +50,8 @@ def _value(node: sympy.Basic, vals: dict, point: dict) -> Any:
         return point[node]
     if node.is_Rational:
         return mpmath.mpf(node.p) / node.q
-    if node.is_infinite:  # `inf` in a claim (where(mask, S, -inf)): left to sympy.diff
-        raise NoAdjoint
+    if node in (sympy.oo, -sympy.oo):  # `inf` in a claim (where(mask, S, -inf))
+        return mpmath.inf if node == sympy.oo else -mpmath.inf
     if node.is_Number or node.is_NumberSymbol:
         return mpmath.mpf(sympy.Float(node, mpmath.mp.dps + 5)._mpf_)
     a = [vals[x] for x in node.args]
@@ -134,6 +134,10 @@ def gradient_at(f: sympy.Basic, wrt: list[sympy.Symbol], point: dict) -> list[tu
     error: eps times the sum over paths of |adjoint x partial| (a cancellation of large
     contributions, as in the gradient of sum(softmax(z)) = 0, shows as a large bound)."""
     order = _topological(f)
+    # a claim that writes `inf` has infinite intermediate values (where(mask, S, -inf) before a
+    # softmax: exp(-inf) = 0 with derivative 0); any NaN, or an infinite or NaN gradient entry
+    # or bound, still leaves the point to sympy.diff
+    infinite = f.has(sympy.oo, -sympy.oo)
     vals: dict[sympy.Basic, Any] = {}
     for node in order:
         v = _value(node, vals, point)
@@ -141,7 +145,7 @@ def gradient_at(f: sympy.Basic, wrt: list[sympy.Symbol], point: dict) -> list[tu
             if v.imag != 0:
                 raise NoAdjoint
             v = v.real
-        if not mpmath.isfinite(v):
+        if not mpmath.isfinite(v) and not (infinite and mpmath.isinf(v)):
             raise NoAdjoint
         vals[node] = v
     adj: dict[sympy.Basic, Any] = {f: mpmath.mpf(1)}
@@ -158,4 +162,8 @@ def gradient_at(f: sympy.Basic, wrt: list[sympy.Symbol], point: dict) -> list[tu
                 mag[child] = mag.get(child, 0) + m * abs(p)
     eps = mpmath.eps * len(order)
     zero = mpmath.mpf(0)
+    if infinite and not all(
+        mpmath.isfinite(adj.get(s, zero)) and mpmath.isfinite(mag.get(s, zero)) for s in wrt
+    ):
+        raise NoAdjoint
     return [(adj.get(s, zero), eps * mag.get(s, zero)) for s in wrt]
