@@ -450,3 +450,25 @@ def test_sort_gradient_matches_torch_away_from_ties():
 def test_unsort_is_not_differentiated_again():
     with pytest.raises(EngineError, match="unsort\\(\\) is not differentiable"):
         parse_formula("grad(sum(unsort(x, y)), x)", ENV)
+
+
+def test_exact_derivative_sweeps_through_minus_inf():
+    """The exact route's reverse sweep takes exp(-inf) = 0 (slope 0) where a claim writes inf,
+    instead of falling back to sympy.diff; a NaN still falls back."""
+    import mpmath
+
+    from engine.functions.select import Where
+    from engine.verify.adjoint import NoAdjoint, gradient_at
+
+    s1, s2, m = sympy.symbols("s1 s2 m", real=True)
+    f = sympy.log(sympy.exp(s1) + sympy.exp(Where(m, s2, -sympy.oo)))
+    with mpmath.workdps(30):
+        point = {s1: mpmath.mpf(1) / 3, s2: mpmath.mpf(2), m: mpmath.mpf(0)}
+        (d1, _), (d2, _) = gradient_at(f, [s1, s2], point)
+        assert d1 == 1 and d2 == 0  # the masked entry has no weight
+        point[m] = mpmath.mpf(1)
+        (d1, _), (d2, _) = gradient_at(f, [s1, s2], point)
+        p2 = mpmath.exp(2) / (mpmath.exp(mpmath.mpf(1) / 3) + mpmath.exp(2))
+        assert abs(d2 - p2) < mpmath.mpf(10) ** -25 and abs(d1 + d2 - 1) < mpmath.mpf(10) ** -25
+        with pytest.raises(NoAdjoint):
+            gradient_at(s1 * (sympy.oo - sympy.oo + s2), [s1], {s1: 1, s2: 1})

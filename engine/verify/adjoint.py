@@ -52,6 +52,8 @@ def _value(node: sympy.Basic, vals: dict, point: dict) -> Any:
         return mpmath.mpf(node.p) / node.q
     if node in (sympy.oo, -sympy.oo):  # `inf` in a claim (where(mask, S, -inf))
         return mpmath.inf if node == sympy.oo else -mpmath.inf
+    if node is sympy.nan or node is sympy.zoo:  # inf - inf, 1/0: no value, left to sympy.diff
+        raise NoAdjoint
     if node.is_Number or node.is_NumberSymbol:
         return mpmath.mpf(sympy.Float(node, mpmath.mp.dps + 5)._mpf_)
     a = [vals[x] for x in node.args]
