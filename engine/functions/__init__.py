@@ -14,8 +14,9 @@ __all__ = [
     "probability",
     "reductions",
     "select",
+    "sorting",
     "stable",
 ]
 
 # selection, masks and stable elementwise functions (issue 8): registered on import
-from engine.functions import select, stable  # noqa: E402
+from engine.functions import select, sorting, stable  # noqa: E402
