@@ -19,7 +19,7 @@ var_option = click.option(
     multiple=True,
     metavar="NAME=TYPE",
     help="Declare a variable, e.g. --var 'z=real[n]'. Types: real, positive, unit, "
-    "simplex, onehot, symmetric, spd, orthogonal (square: 'spd[n, n]').",
+    "simplex, onehot, mask (0/1 entries), symmetric, spd, orthogonal (square: 'spd[n, n]').",
 )
 def_option = click.option(
     "--def",

@@ -40,9 +40,9 @@ MAX_RANK = 4
 MAX_DECLARATIONS = 10_000  # variables plus definitions in one environment
 
 PUBLIC_FUNCTIONS = frozenset(name for name, f in REGISTRY.items() if f.public)
-SIZE_FUNCTIONS = frozenset({"eye", "ones"})
+SIZE_FUNCTIONS = frozenset({"eye", "ones", "tril", "triu"})
 DERIVATIVES = frozenset({"grad", "jacobian", "hessian"})
-RESERVED = PUBLIC_FUNCTIONS | {"pi", "split"}
+RESERVED = PUBLIC_FUNCTIONS | {"pi", "split", "inf"}
 LIST_FUNCTIONS = frozenset({"concat", "stack"})  # take a list of arrays, as in the array API
 
 
@@ -334,6 +334,8 @@ class _Builder:
             return size_expr(env.size_rels[name])
         if name == "pi":
             return Const(sympy.pi)
+        if name == "inf":  # IEEE infinity: exp(-inf) = 0, where(mask, S, -inf) before softmax
+            return Const(sympy.oo)
         if name in PUBLIC_FUNCTIONS:
             raise ParseError(f"function {name!r} must be called with arguments")
         raise ParseError(f"unknown name {name!r}")
@@ -367,7 +369,7 @@ class _Builder:
         if name in SIZE_FUNCTIONS:
             if not node.args:
                 raise ParseError(f"{name}() needs at least one size, e.g. {name}(n)")
-            return call(name, dims=tuple(self._size_arg(name, a) for a in node.args))
+            return call(name, dims=tuple(self._size_arg(name, a) for a in node.args), **params)
         if name in LIST_FUNCTIONS or name in ("reshape", "pad"):
             return self._structure_call(name, node, params)
         if name in DERIVATIVES:
@@ -480,10 +482,10 @@ class _Builder:
 
 
 def _literal_param(fname: str, key: str, value: ast.AST):
-    if key == "keepdims":
+    if key in ("keepdims", "descending"):
         if isinstance(value, ast.Constant) and isinstance(value.value, bool):
             return value.value
-        raise ParseError(f"{fname}(): keepdims must be True or False")
+        raise ParseError(f"{fname}(): {key} must be True or False")
     sign = 1
     if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub):
         sign, value = -1, value.operand

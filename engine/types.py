@@ -1,4 +1,4 @@
-"""Variable types (real, positive, unit, simplex, onehot, symmetric, spd, orthogonal): their
+"""Variable types (real, positive, unit, simplex, onehot, mask, symmetric, spd, orthogonal): their
 constraints and samplers."""
 
 from __future__ import annotations
@@ -165,6 +165,24 @@ def _numeric_simplex_at(rng, shape, scale) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _mask_numeric(rng, shape, profile="unit") -> np.ndarray:
+    """0/1 entries, each 1 with probability 1/2, and at least one 1 in every last-axis row (a
+    softmax of where(mask, S, -inf) then has a finite row)."""
+    x = (rng.random(shape) < 0.5).astype(float)
+    if len(shape) >= 1:
+        keep = rng.integers(shape[-1], size=shape[:-1])
+        np.put_along_axis(x, np.expand_dims(keep, -1), 1.0, axis=-1)
+    return x
+
+
+def _exact_mask(rng, shape) -> np.ndarray:
+    x = _mask_numeric(rng, shape)
+    out = np.empty(shape, dtype=object)
+    for idx in np.ndindex(shape):
+        out[idx] = sympy.Integer(int(x[idx]))
+    return out
+
+
 def _rows_sum_to_one(x: np.ndarray) -> bool:
     return bool(np.allclose(np.sum(x, axis=-1), 1.0, rtol=0, atol=1e-12))
 
@@ -228,6 +246,19 @@ TYPES: dict[str, VarType] = {
             sums_to_one=True,
             exact_at=lambda rng, s, scale: _exact_onehot(rng, s),
             numeric_at=lambda rng, s, scale: _onehot_numeric(rng, s, "unit"),
+            convex=False,
+        ),
+        # select area (issue 8): a 0/1 selector such as an attention mask
+        VarType(
+            "mask",
+            "0/1 entries, at least one 1 per last-axis row",
+            1,
+            {"real": True, "nonnegative": True},
+            _exact_mask,
+            _mask_numeric,
+            lambda x: bool(np.all((x == 0) | (x == 1))),
+            exact_at=lambda rng, s, scale: _exact_mask(rng, s),
+            numeric_at=lambda rng, s, scale: _mask_numeric(rng, s),
             convex=False,
         ),
     )

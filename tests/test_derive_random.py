@@ -43,8 +43,16 @@ UNARY = [
     "abs({0})",
     "sign({0}) * ({0})",
     "step({0}) * ({0}) ** 2",
+    # selection and stable elementwise functions (issue 8)
+    "clip({0}, -1, 1)",
+    "maximum({0}, 0.5)",
+    "minimum({0}, 1 - ({0}))",
+    "expm1(tanh({0}))",
+    "log1p(({0}) ** 2)",
+    "logsigmoid({0})",
 ]
 BINARY = ["({0}) + ({1})", "({0}) - ({1})", "({0}) * ({1})", "({0}) / (2 + sin({1}))"]
+BINARY += ["maximum({0}, {1})", "clip({0}, -1, 1 + ({1}) ** 2)"]  # selection (issue 8)
 VECTOR = [
     "W @ ({0})",
     "({0}) @ W",
@@ -68,6 +76,12 @@ VECTOR = [
     "pad({0}, (1, 0))[:n] * ({1})",
     # linear algebra (matrices.py), on well-conditioned matrices
     "solve(eye(n) * 2 + outer({0}, {0}), {0})",
+    # selection and masks (issue 8); unsort (sort's VJP) is not differentiated again
+    "cumsum({0})",
+    "sort({0}, descending=True)",
+    "where(tril(n), {M}, 0) @ ({0})",
+    "max({M}, axis=0) + min({M}, axis=1)",
+    "({0}) * unsort(q, q)",
 ]
 SCALAR = [
     "sum({0})",
@@ -89,6 +103,7 @@ SCALAR = [
     "det(eye(n) + outer(tanh({0}), tanh({1})) / n)",
     "logdet(eye(n) * 2 + outer({0}, {0}))",
     "norm(({0}) ** 2 + 1)",
+    "max({0}) + min({0}) + argmax(q) * argmin(q)",  # selection (issue 8)
 ]
 MATRIX = [
     "outer({0}, {1})",
@@ -104,6 +119,7 @@ MATRIX = [
     "reshape(stack([{0}, {1}], axis=1), (n, 2)) @ stack([{0}, {1}])",
     # linear algebra (matrices.py)
     "inv(eye(n) * 2 + outer({0}, {0})) @ ({M})",
+    "triu(n, k=1) * ({M}) + cumsum({M}, axis=0)",  # selection (issue 8)
 ]
 
 
@@ -140,7 +156,7 @@ def test_templates_cover_the_language():
     from engine.functions import REGISTRY
 
     text = " ".join(UNARY + BINARY + VECTOR + SCALAR + MATRIX + JAC_STEPS)
-    used = set(re.findall(r"([a-z_]+)\(", text))
+    used = set(re.findall(r"([a-z_][a-z0-9_]*)\(", text))  # log1p, expm1: digits too
     public = {name for name, f in REGISTRY.items() if f.public} - {"grad", "jacobian", "hessian"}
     assert public <= used, sorted(public - used)
 

@@ -197,6 +197,37 @@ FUNCTION_CASES = [
     ("norm(X)", {"X": "real[n, k]"}),
     ("norm(X, axis=1)", {"X": "real[n, k]"}),
     ("norm(X, axis=0, keepdims=True)", {"X": "real[n, k]"}),
+    # selection, masks and stable elementwise functions (issue 8)
+    ("log1p(X) + expm1(-X)", {"X": "positive[n, k]"}),
+    ("logsigmoid(X) + logsigmoid(1000 * X)", {"X": "real[n, k]"}),
+    ("maximum(X, Y) + minimum(X, 1/2) + maximum(-1, Y)", {"X": "real[n, k]", "Y": "real[k]"}),
+    (
+        "clip(X, -1/2, 1/2) + clip(X, Y, Y + 1) + clip(X, 1, -1)",
+        {"X": "real[n, k]", "Y": "real[k]"},
+    ),
+    ("where(M, X, -X) + where(M, 0, 1)", {"X": "real[n, k]", "M": "mask[n, k]"}),
+    ("softmax(where(tril(n), S, -inf)) + triu(n, k=1) + tril(n, k=-1)", {"S": "real[n, n]"}),
+    ("tril(n, k, k=2) * X + triu(n, k) * X", {"X": "real[n, k]"}),
+    (
+        "max(X, axis=0) + min(X, axis=0) + argmax(X, axis=0) + argmin(X, axis=0)",
+        {"X": "real[n, k]"},
+    ),
+    ("X * (max(X) + min(X) + argmax(X) + argmin(X))", {"X": "real[n, k]"}),
+    (
+        "max(X, axis=-1, keepdims=True) + cumsum(X, axis=0) + cumsum(X, axis=-1)",
+        {"X": "real[n, k]"},
+    ),
+    ("cumsum(x)", {"x": "real[k]"}),
+    (
+        "X * (maximum(n, k) + minimum(1/2, n) + clip(n, 1, 2) + log1p(n) + expm1(-1))",
+        {"X": "real[n, k]"},
+    ),
+    ("X * (logsigmoid(-1000 * n) + logsigmoid(k) + where(n - k, 1, 2))", {"X": "real[n, k]"}),
+    ("sort(X) + sort(X, axis=0, descending=True)", {"X": "real[n, k]"}),
+    (
+        "unsort(Y, X) + unsort(Y, X, axis=0, descending=True)",
+        {"X": "real[n, k]", "Y": "real[n, k]"},
+    ),
 ]
 
 

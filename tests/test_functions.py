@@ -32,6 +32,9 @@ VARS = {
     "K": "spd[n, n]",
     "O": "orthogonal[n, n]",
     "H": "symmetric[n, n]",
+    # selection and masks (issue 8)
+    "Mk": "mask[n, m]",
+    "L": "mask[n, n]",
 }
 SIZES = {"n": 3, "m": 2}
 ELEMENTWISE = "exp tanh sigmoid sin cos relu softplus silu erf gelu gelu_tanh sign step abs".split()
@@ -161,6 +164,44 @@ CASES = [
     "grad(det(S), S)",
     "grad(norm(x), x)",
     "grad(trace(inv(S) @ K), S)",
+    # selection, masks and stable elementwise functions (issue 8)
+    *[f"{f}({a})" for f in ("expm1", "logsigmoid") for a in ("x", "A")],
+    *[f"{f}(u)" for f in ("log1p", "expm1", "logsigmoid")],
+    "log1p(U)",
+    "log1p(u / 2 - 1/2)",
+    *[f"grad(sum({f}(u) * u), u)" for f in ("log1p", "expm1", "logsigmoid")],
+    "maximum(x, s)",
+    "maximum(A, w)",
+    "minimum(A, 1/2)",
+    "minimum(x, u)",
+    "clip(A, -1/2, 1/2)",
+    "clip(x, -s, u)",
+    "where(Mk, A, -A)",
+    "where(L, S, 0)",
+    "softmax(where(tril(n), S, -inf))",
+    "softmax(where(L, S, -inf), axis=0)",
+    "exp(-inf) + x",
+    "tril(n)",
+    "triu(n, k=1)",
+    "tril(n, m, k=-1) * A",
+    "triu(3, 2)",
+    *[
+        f"{f}(A{args})"
+        for f in ("max", "min", "argmax", "argmin")
+        for args in ("", ", axis=0", ", axis=-1, keepdims=True")
+    ],
+    "max(x) + min(s) + argmax(x)",
+    "cumsum(x)",
+    "cumsum(A, axis=0)",
+    "cumsum(A, axis=-1)",
+    "grad(sum(clip(A, -1/2, 1/2) * A), A)",
+    "grad(sum(maximum(A, w) * A), w)",
+    "grad(sum(max(A, axis=0) ** 2), A)",
+    "grad(sum(cumsum(x) * x), x)",
+    "sort(x)",
+    "sort(A, axis=0, descending=True)",
+    "unsort(A, A, axis=0) + unsort(A, -A, descending=True)",
+    "grad(sum(sort(A) * A), A)",
 ]
 
 

@@ -12,6 +12,16 @@ from engine.export import to_module
 from engine.parser import build_environment, parse_formula
 
 CASES = [("sum(relu(x))", 0.0), ("sum(abs(x))", 0.0), ("sum(step(x) * x)", 0.0)]
+# selection (issue 8): torch.maximum/minimum split a tie, torch.clamp is inclusive at its bounds,
+# torch.amax shares the gradient among tied maxima (three zeros: 1/3 each)
+CASES += [
+    ("sum(maximum(x, 0))", 0.5),
+    ("sum(minimum(0, x))", 0.5),
+    ("sum(clip(x, 0, 1))", 1.0),
+    ("sum(clip(x, -1, 0))", 1.0),
+    ("max(x)", 1 / 3),
+    ("min(x)", 1 / 3),
+]
 
 
 def _grad_at_zero_numeric(f):

@@ -77,6 +77,14 @@ def shape_of(text: str, env) -> tuple:
                 "exp log sqrt abs tanh sigmoid sin cos relu softplus silu gelu gelu_tanh".split()
             )
         ],
+        # selection, masks and stable elementwise functions (issue 8)
+        *[(f"{f}(x)", (n,)) for f in ("log1p", "expm1", "logsigmoid", "cumsum")],
+        ("maximum(A, w)", (n, m)),
+        ("clip(A, 0, 6)", (n, m)),
+        ("where(tril(n), ones(n, n), -inf)", (n, n)),
+        ("triu(n, m, k=-1)", (n, m)),
+        ("max(A, axis=0)", (m,)),
+        ("argmax(A, axis=-1, keepdims=True)", (n, 1)),
         # reductions with NumPy semantics
         ("sum(A)", ()),
         ("sum(A, axis=0)", (m,)),

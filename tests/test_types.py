@@ -32,6 +32,8 @@ def constraint_holds_exactly(tname: str, x: np.ndarray) -> bool:
         return all(v > 0 for v in flat) and all(sum(r) == 1 for r in rows)
     if tname == "onehot":
         return all(sorted(r) == [0] * (len(r) - 1) + [1] for r in rows)
+    if tname == "mask":  # 0/1 entries, at least one 1 per last-axis row (issue 8)
+        return all(v in (0, 1) for v in flat) and all(sum(r) >= 1 for r in rows)
     m = sympy.Matrix(x.tolist())
     if tname == "symmetric":
         return m == m.T
@@ -42,8 +44,8 @@ def constraint_holds_exactly(tname: str, x: np.ndarray) -> bool:
     raise AssertionError(tname)
 
 
-def test_the_eight_types_exist():
-    assert set(TYPES) == {"real", "positive", "unit", "simplex", "onehot"} | {
+def test_the_nine_types_exist():
+    assert set(TYPES) == {"real", "positive", "unit", "simplex", "onehot", "mask"} | {
         "symmetric",
         "spd",
         "orthogonal",

@@ -25,6 +25,10 @@ VARS = {
     "c": "real[n, 1]",
     "r": "real[m]",
     "K": "spd[n, n]",  # linear algebra (matrices.py)
+    # selection and masks (issue 8)
+    "Mk": "mask[n, m]",
+    "lo": "real",
+    "hi": "real",
 }
 
 # One or more applications of each function; the VJP of the root call is checked for every
@@ -79,6 +83,18 @@ CASES: dict[str, list[str]] = {
     "inv": ["inv(K)"],  # inv(S) of a real S is right too, but ill-conditioned draws cost 90 s
     "solve": ["solve(S, x)", "solve(K, M)"],
     "norm": ["norm(x)", "norm(M)", "norm(M, axis=1)", "norm(M, axis=0, keepdims=True)"],
+    # selection, masks and stable elementwise functions (issue 8)
+    "log1p": ["log1p(a)"],
+    "expm1": ["expm1(x)"],
+    "logsigmoid": ["logsigmoid(x)"],
+    "maximum": ["maximum(x, y)", "maximum(M, r)", "maximum(x, s)"],
+    "minimum": ["minimum(x, y)", "minimum(M, c)", "minimum(s, x)"],
+    "clip": ["clip(x, lo, hi)", "clip(M, lo, hi)", "clip(x, y, s)", "clip(M, -1, 1)"],
+    "where": ["where(Mk, M, N)", "where(Mk, M, s)"],
+    "max": ["max(x)", "max(M, axis=0)", "max(M, axis=-1, keepdims=True)", "max(M)"],
+    "min": ["min(x)", "min(M, axis=1)"],
+    "cumsum": ["cumsum(x)", "cumsum(M, axis=0)", "cumsum(M, axis=1)"],
+    "sort": ["sort(x)", "sort(M, axis=0)", "sort(M, descending=True)"],
 }
 
 # Functions without a VJP, and why none is needed.
@@ -88,6 +104,12 @@ NO_VJP = {
     "grad": "nested derivatives are evaluated by the backends, not differentiated",
     "jacobian": "nested derivatives are evaluated by the backends, not differentiated",
     "hessian": "nested derivatives are evaluated by the backends, not differentiated",
+    # selection and masks (issue 8)
+    "tril": "no arguments",
+    "triu": "no arguments",
+    "argmax": "an index: not differentiable (grad/jacobian through it is refused)",
+    "argmin": "an index: not differentiable (grad/jacobian through it is refused)",
+    "unsort": "sort's VJP (a permutation of g); not differentiated again",
 }
 
 

@@ -79,6 +79,8 @@ class Namer:
 def const_code(value: sympy.Expr) -> Code:
     if value == sympy.pi:
         return "math.pi", P_ATOM
+    if value in (sympy.oo, -sympy.oo):  # IEEE infinity (where(mask, S, -inf))
+        return ("math.inf", P_ATOM) if value == sympy.oo else ("-math.inf", P_NEG)
     if value.is_Integer:
         return str(int(value)), (P_NEG if value < 0 else P_ATOM)
     if value.is_Rational:
@@ -208,7 +210,7 @@ class Emitter:
                 code[node] = (self.size[node.name], P_ATOM)
                 static[node] = True
             elif isinstance(node, Const):
-                if node.value == sympy.pi:
+                if node.value == sympy.pi or node.value.is_infinite:
                     self.imports.add(MATH)
                 code[node] = const_code(node.value)
                 static[node] = True

@@ -13,7 +13,7 @@ import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.expr import Call
+from engine.expr import Call, free_vars
 
 TARGETS = ("numpy", "jax", "torch")
 COLUMNS = (*TARGETS, "scalar")
@@ -374,12 +374,215 @@ FORMS: dict[str, dict[str, Form]] = {
     },
 }
 
+# ---------------------------------------------------------------- selection, masks, stable forms
+# (issue 8: engine/functions/select.py and stable.py)
+LOGSIGMOID_HELPER = "_logsigmoid"
+
+
+def _axis_kw(node: Call, kw: str, keep_kw: str) -> str:
+    axis = _param(node, "axis", None)
+    parts = [] if axis is None else [f"{kw}={axis}"]
+    if _param(node, "keepdims", False):
+        parts.append(f"{keep_kw}=True")
+    return "".join(", " + p for p in parts)
+
+
+def _arg_rule(prefix: str, fn: str, cast: str) -> Rule:
+    """argmax/argmin as float64 indices (the registry's value)."""
+    kw, keep = ("dim", "keepdim") if prefix == "torch" else ("axis", "keepdims")
+    return lambda a, node: f"{prefix}.{fn}({a[0]}{_axis_kw(node, kw, keep)}){cast}"
+
+
+def _np_arg_rule(fn: str) -> Rule:
+    return lambda a, node: f"np.asarray(np.{fn}({a[0]}{_axis_kw(node, 'axis', 'keepdims')}), float)"
+
+
+def _cumsum_rule(prefix: str, kw: str) -> Rule:
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        if not node.args[0].shape:
+            return f"({a[0]})"
+        axis = _param(node, "axis", None)
+        return f"{prefix}.cumsum({a[0]}, {kw}={0 if axis is None else axis})"
+
+    return rule
+
+
+def _tri_dims(node: Call) -> tuple[str, str]:
+    dims = [str(d) for d in _param(node, "dims", ())]
+    return (dims[0], dims[0]) if len(dims) == 1 else (dims[0], dims[1])
+
+
+def _tri_rule(prefix: str, which: str, dtype: str) -> Rule:
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        n, m = _tri_dims(node)
+        k = _param(node, "k", 0)
+        if prefix == "torch":
+            return f"torch.ones({n}, {m}{dtype}).{which}({k})"
+        return f"{prefix}.{which}({prefix}.ones(({n}, {m}){dtype}), {k})"
+
+    return rule
+
+
+def _tensors(a: tuple[str, ...], node: Call) -> list[str]:
+    """Argument texts with the plain Python numbers (no variable below them) made tensors."""
+    return [
+        f"torch.as_tensor({t}, dtype=torch.float64)" if not free_vars(arg) else t
+        for t, arg in zip(a, node.args, strict=True)
+    ]
+
+
+def _torch_pair(fn: str) -> Rule:
+    """torch.maximum/minimum need tensors on both sides: a Python number is made one."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        texts = _tensors(a, node)
+        return f"torch.{fn}({texts[0]}, {texts[1]})"
+
+    return rule
+
+
+def _torch_clip(a: tuple[str, ...], node: Call) -> str:
+    """torch.clamp(x, lo, hi) (torch.clamp's own semantics: hi wins when lo > hi); bounds both
+    Python numbers or both tensors, as its overloads need."""
+    if not free_vars(node.args[1]) and not free_vars(node.args[2]):
+        return f"torch.clamp({a[0]}, {a[1]}, {a[2]})"
+    x, lo, hi = _tensors(a, node)
+    return f"torch.clamp({x}, {lo}, {hi})"
+
+
+def _sort_rule(prefix: str) -> Rule:
+    """sort along an axis; descending as a flip of the ascending sort (equal values)."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        axis = _param(node, "axis", -1)
+        if prefix == "torch":
+            desc = ", descending=True" if _param(node, "descending", False) else ""
+            return f"torch.sort({a[0]}, dim={axis}{desc}).values"
+        text = f"{prefix}.sort({a[0]}, axis={axis})"
+        return f"{prefix}.flip({text}, axis={axis})" if _param(node, "descending", False) else text
+
+    return rule
+
+
+UNSORT_HELPERS = {"np": "_unsort", "jnp": "_unsort_jax", "torch": "_unsort_torch"}
+
+
+def _unsort_rule(prefix: str) -> Rule:
+    """g put back through the stable sort's permutation (a helper in the emitted module)."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        axis = _param(node, "axis", -1)
+        desc = _param(node, "descending", False)
+        return f"{UNSORT_HELPERS[prefix]}({a[0]}, {a[1]}, {axis}, {desc})"
+
+    return rule
+
+
+FORMS.update(
+    {
+        "sort": {
+            "numpy": Custom(_sort_rule("np"), (NP,)),
+            "jax": Custom(_sort_rule("jnp"), (JNP,)),
+            "torch": Custom(_sort_rule("torch"), (TORCH,)),
+        },
+        "unsort": {
+            "numpy": Custom(_unsort_rule("np"), (NP,), ("_unsort",)),
+            "jax": Custom(_unsort_rule("jnp"), (JNP,), ("_unsort_jax",)),
+            "torch": Custom(_unsort_rule("torch"), (TORCH,), ("_unsort_torch",)),
+        },
+        "log1p": _t("np.log1p({0})", "jnp.log1p({0})", "torch.log1p({0})", "math.log1p({0})"),
+        "expm1": _t("np.expm1({0})", "jnp.expm1({0})", "torch.expm1({0})", "math.expm1({0})"),
+        "logsigmoid": _t(
+            "_logsigmoid({0})",
+            "jax.nn.log_sigmoid({0})",
+            "torch.nn.functional.logsigmoid({0})",
+            "(-(math.log1p(math.exp(-abs({0}))) + max(-({0}), 0.0)))",
+            np_helpers=(LOGSIGMOID_HELPER,),
+            jax_imports=(JAX,),
+        ),
+        "maximum": {
+            "numpy": Template("np.maximum({0}, {1})", (NP,)),
+            "jax": Template("jnp.maximum({0}, {1})", (JNP,)),
+            "torch": Custom(_torch_pair("maximum"), (TORCH,)),
+            "scalar": Template("max({0}, {1})"),
+        },
+        "minimum": {
+            "numpy": Template("np.minimum({0}, {1})", (NP,)),
+            "jax": Template("jnp.minimum({0}, {1})", (JNP,)),
+            "torch": Custom(_torch_pair("minimum"), (TORCH,)),
+            "scalar": Template("min({0}, {1})"),
+        },
+        "clip": {
+            "numpy": Template("np.clip({0}, {1}, {2})", (NP,)),
+            "jax": Template("jnp.clip({0}, {1}, {2})", (JNP,)),
+            "torch": Custom(_torch_clip, (TORCH,)),
+            "scalar": Template("min(max({0}, {1}), {2})"),
+        },
+        "where": {
+            "numpy": Template("np.where({0} != 0, {1}, {2})", (NP,)),
+            "jax": Template("jnp.where({0} != 0, {1}, {2})", (JNP,)),
+            "torch": Template("torch.where({0} != 0, {1}, {2})", (TORCH,)),
+            "scalar": Template("({1} if {0} != 0 else {2})"),
+        },
+        "tril": {
+            "numpy": Custom(_tri_rule("np", "tril", ""), (NP,)),
+            "jax": Custom(_tri_rule("jnp", "tril", ", dtype=jnp.float64"), (JNP,)),
+            "torch": Custom(_tri_rule("torch", "tril", ", dtype=torch.float64"), (TORCH,)),
+        },
+        "triu": {
+            "numpy": Custom(_tri_rule("np", "triu", ""), (NP,)),
+            "jax": Custom(_tri_rule("jnp", "triu", ", dtype=jnp.float64"), (JNP,)),
+            "torch": Custom(_tri_rule("torch", "triu", ", dtype=torch.float64"), (TORCH,)),
+        },
+        "max": {
+            "numpy": Custom(_np_reduce("np.max"), (NP,)),
+            "jax": Custom(_np_reduce("jnp.max"), (JNP,)),
+            "torch": Custom(_torch_reduce("torch.amax"), (TORCH,)),
+        },
+        "min": {
+            "numpy": Custom(_np_reduce("np.min"), (NP,)),
+            "jax": Custom(_np_reduce("jnp.min"), (JNP,)),
+            "torch": Custom(_torch_reduce("torch.amin"), (TORCH,)),
+        },
+        "argmax": {
+            "numpy": Custom(_np_arg_rule("argmax"), (NP,)),
+            "jax": Custom(_arg_rule("jnp", "argmax", ".astype(jnp.float64)"), (JNP,)),
+            "torch": Custom(_arg_rule("torch", "argmax", ".to(torch.float64)"), (TORCH,)),
+        },
+        "argmin": {
+            "numpy": Custom(_np_arg_rule("argmin"), (NP,)),
+            "jax": Custom(_arg_rule("jnp", "argmin", ".astype(jnp.float64)"), (JNP,)),
+            "torch": Custom(_arg_rule("torch", "argmin", ".to(torch.float64)"), (TORCH,)),
+        },
+        "cumsum": {
+            "numpy": Custom(_cumsum_rule("np", "axis"), (NP,)),
+            "jax": Custom(_cumsum_rule("jnp", "axis"), (JNP,)),
+            "torch": Custom(_cumsum_rule("torch", "dim"), (TORCH,)),
+        },
+    }
+)
+
 # Helper functions some NumPy forms call; emitted once into the module that uses them.
 HELPERS: dict[str, str] = {
     SIGMOID_HELPER: '''def _sigmoid(x):
     """Logistic sigmoid without overflow: only exp(-|x|) is computed."""
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))''',
+    "_unsort": '''def _unsort(g, x, axis, descending):
+    """g put back through the stable sort of x: entry k of g goes where slot k came from."""
+    order = np.argsort(-x if descending else x, axis=axis, kind="stable")
+    return np.take_along_axis(g, np.argsort(order, axis=axis), axis=axis)''',
+    "_unsort_jax": '''def _unsort_jax(g, x, axis, descending):
+    """g put back through the stable sort of x: entry k of g goes where slot k came from."""
+    order = jnp.argsort(x, axis=axis, stable=True, descending=descending)
+    return jnp.take_along_axis(g, jnp.argsort(order, axis=axis), axis=axis)''',
+    "_unsort_torch": '''def _unsort_torch(g, x, axis, descending):
+    """g put back through the stable sort of x: entry k of g goes where slot k came from."""
+    order = torch.argsort(x, dim=axis, stable=True, descending=descending)
+    return torch.gather(g, axis, torch.argsort(order, dim=axis))''',
+    LOGSIGMOID_HELPER: '''def _logsigmoid(x):
+    """log sigmoid(x) = -softplus(-x) without overflow: only exp(-|x|) is computed."""
+    return -(np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0.0))''',
 }
 
 # ---------------------------------------------------------------- linear algebra (matrices.py)

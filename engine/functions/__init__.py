@@ -28,4 +28,10 @@ __all__ = [
     "reductions",
     "structure",
     "matrices",
+    "select",
+    "sorting",
+    "stable",
 ]
+
+# selection, masks and stable elementwise functions (issue 8): registered on import
+from engine.functions import select, sorting, stable  # noqa: E402

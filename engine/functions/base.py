@@ -48,6 +48,12 @@ class Function:
     # Formula-language text when it is not `name(args, key=value)` (X[:, :dh], concat([a, b]));
     # it must parse back to the same tree. `nargs = VARIADIC` takes one or more arguments.
     text: TextRule | None = None
+    # Kinked in general (maximum, clip): the expressions whose sign change is a kink (a - b for
+    # maximum(a, b); x - lo and x - hi for clip). The verifier straddles each as it does `kink`.
+    kinks: Callable[[Call], list[Expr]] | None = None
+    # Why grad/jacobian refuse to pass through it ("its value is an index" for argmax); empty for
+    # the differentiable functions.
+    nondifferentiable: str = ""
 
     def build(self, args: tuple[Expr, ...], params: dict[str, Any]) -> Call:
         if self.nargs == VARIADIC and not args:
@@ -62,12 +68,26 @@ class Function:
             raise EngineError(f"{self.name}() has no parameter '{sorted(unknown)[0]}'")
         full = {**self.params, **{k: v for k, v in params.items()}}
         shape = self.shape(tuple(a.shape for a in args), full)
+        if self.name in ("grad", "jacobian"):
+            _refuse_nondifferentiable(self.name, *args)
         # Parameters equal to their defaults are left out, so equal trees print the same.
         kept = tuple((k, v) for k, v in full.items() if k in params and v != self.params[k])
         return Call(self.name, args, kept, shape)
 
 
 REGISTRY: dict[str, Function] = {}
+
+
+def _refuse_nondifferentiable(fname: str, f: Expr, x: Expr) -> None:
+    """A one-line error for grad/jacobian through a function whose value is not differentiable
+    (argmax: an index), when its argument depends on the variable differentiated."""
+    for node in f.walk():
+        if isinstance(node, Call) and node.spec.nondifferentiable:
+            if any(a == x for arg in node.args for a in arg.walk()):
+                raise EngineError(
+                    f"{node.fn}() is not differentiable ({node.spec.nondifferentiable}); "
+                    f"{fname}() cannot pass through it"
+                )
 
 
 def register(fn: Function) -> Function:

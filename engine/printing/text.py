@@ -11,6 +11,8 @@ from engine.functions.base import PREC_ATOM, PREC_MUL, PREC_NEG, PREC_POSTFIX, P
 def const_text(value: sympy.Expr) -> str:
     if value == sympy.pi:
         return "pi"
+    if value in (sympy.oo, -sympy.oo):  # IEEE infinity (select area)
+        return "inf" if value == sympy.oo else "-inf"
     if value.is_Integer:
         return str(value)
     if value.is_Rational:

@@ -50,6 +50,10 @@ def _value(node: sympy.Basic, vals: dict, point: dict) -> Any:
         return point[node]
     if node.is_Rational:
         return mpmath.mpf(node.p) / node.q
+    if node in (sympy.oo, -sympy.oo):  # `inf` in a claim (where(mask, S, -inf))
+        return mpmath.inf if node == sympy.oo else -mpmath.inf
+    if node is sympy.nan or node is sympy.zoo:  # inf - inf, 1/0: no value, left to sympy.diff
+        raise NoAdjoint
     if node.is_Number or node.is_NumberSymbol:
         return mpmath.mpf(sympy.Float(node, mpmath.mp.dps + 5)._mpf_)
     a = [vals[x] for x in node.args]
@@ -60,7 +64,7 @@ def _value(node: sympy.Basic, vals: dict, point: dict) -> Any:
     if node.is_Pow:
         b, e = a
         return b ** int(node.args[1]) if node.args[1].is_Integer else mpmath.power(b, e)
-    f = _FUNCTIONS.get(node.func)
+    f = _rule(node.func)
     if f is None:
         raise NoAdjoint
     return f[0](*a)
@@ -82,8 +86,17 @@ def _partials(node: sympy.Basic, v: Any, a: list) -> list:
         if b <= 0:
             raise NoAdjoint
         return [e * mpmath.power(b, e - 1), v * mpmath.log(b)]
-    f = _FUNCTIONS[node.func]
+    f = _rule(node.func)
     return f[1](v, *a)
+
+
+def _rule(func) -> tuple | None:
+    """(value, partials) of a SymPy function: from the table, or its own `mp_value` and
+    `mp_partials` (the selection functions of engine/functions/select.py carry theirs)."""
+    f = _FUNCTIONS.get(func)
+    if f is None and hasattr(func, "mp_value"):
+        return func.mp_value, lambda v, *a: [0 if p is None else p for p in func.mp_partials(v, *a)]
+    return f
 
 
 def _no():
@@ -123,6 +136,10 @@ def gradient_at(f: sympy.Basic, wrt: list[sympy.Symbol], point: dict) -> list[tu
     error: eps times the sum over paths of |adjoint x partial| (a cancellation of large
     contributions, as in the gradient of sum(softmax(z)) = 0, shows as a large bound)."""
     order = _topological(f)
+    # a claim that writes `inf` has infinite intermediate values (where(mask, S, -inf) before a
+    # softmax: exp(-inf) = 0 with derivative 0); any NaN, or an infinite or NaN gradient entry
+    # or bound, still leaves the point to sympy.diff
+    infinite = f.has(sympy.oo, -sympy.oo)
     vals: dict[sympy.Basic, Any] = {}
     for node in order:
         v = _value(node, vals, point)
@@ -130,7 +147,7 @@ def gradient_at(f: sympy.Basic, wrt: list[sympy.Symbol], point: dict) -> list[tu
             if v.imag != 0:
                 raise NoAdjoint
             v = v.real
-        if not mpmath.isfinite(v):
+        if not mpmath.isfinite(v) and not (infinite and mpmath.isinf(v)):
             raise NoAdjoint
         vals[node] = v
     adj: dict[sympy.Basic, Any] = {f: mpmath.mpf(1)}
@@ -147,4 +164,8 @@ def gradient_at(f: sympy.Basic, wrt: list[sympy.Symbol], point: dict) -> list[tu
                 mag[child] = mag.get(child, 0) + m * abs(p)
     eps = mpmath.eps * len(order)
     zero = mpmath.mpf(0)
+    if infinite and not all(
+        mpmath.isfinite(adj.get(s, zero)) and mpmath.isfinite(mag.get(s, zero)) for s in wrt
+    ):
+        raise NoAdjoint
     return [(adj.get(s, zero), eps * mag.get(s, zero)) for s in wrt]

@@ -15,7 +15,7 @@ from sympy.core.sympify import _sympify
 from engine.backends import sympy_backend
 from engine.backends.common import concrete_shape
 from engine.backends.sympy_backend import MAX_TREE_SIZE
-from engine.expr import Call, EngineError, contains_derivative
+from engine.expr import Call, Const, EngineError, contains_derivative
 from engine.functions.base import obj
 from engine.functions.elementwise import Absolute, Relu, Sign, Step
 from engine.functions.probability import XLogY
@@ -161,6 +161,10 @@ class Sides:
         self.deferred: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
         self.errors: dict[sympy.Symbol, Any] = {}  # rounding bound of each placeholder's value
         memo: dict[int, np.ndarray] = {}
+        # a claim that writes `inf` may have infinite entries: equal infinities then agree
+        self.infinite = any(
+            isinstance(n, Const) and n.value.is_infinite for side in (lhs, rhs) for n in side.walk()
+        )
         self.left = self._evaluate(lhs, memo, deferred)
         self.right = self._evaluate(rhs, memo, deferred)
 
@@ -247,8 +251,8 @@ class Sides:
     def _values(self, subs: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         with not_real_guard():
             at = self._with_derivatives(subs, EXACT_DIGITS)
-            lv, le = values_at(self.left, at, EXACT_DIGITS, "left", self.errors)
-            rv, re = values_at(self.right, at, EXACT_DIGITS, "right", self.errors)
+            lv, le = values_at(self.left, at, EXACT_DIGITS, "left", self.errors, self.infinite)
+            rv, re = values_at(self.right, at, EXACT_DIGITS, "right", self.errors, self.infinite)
         return lv, le, rv, re
 
     def _compare(self, subs: dict) -> tuple[float, int, np.ndarray, np.ndarray]:
@@ -266,6 +270,9 @@ def own_relative_errors(lv: np.ndarray, rv: np.ndarray, bound: np.ndarray) -> np
     with mpmath.workdps(EXACT_DIGITS + FAST_GUARD_DIGITS):
         bound = np.asarray(bound, dtype=object)
     for i, (a, b, e) in enumerate(zip(lv.flat, rv.flat, bound.flat, strict=True)):
+        if mpmath.isinf(a) or mpmath.isinf(b):  # (only where the claim writes `inf`)
+            out[i] = 0.0 if a == b else math.inf
+            continue
         diff = abs(a - b) - ROUNDING_SAFETY * e
         if diff <= 0:
             continue
@@ -274,19 +281,26 @@ def own_relative_errors(lv: np.ndarray, rv: np.ndarray, bound: np.ndarray) -> np
 
 
 def values_at(
-    arr: np.ndarray, subs: dict, digits: int, side: str, known: dict | None = None
+    arr: np.ndarray,
+    subs: dict,
+    digits: int,
+    side: str,
+    known: dict | None = None,
+    infinite: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The entries of `arr` at the rational point `subs` and a bound on each one's rounding
-    error; `known` holds the bounds of substituted values that are not exact (placeholders)."""
-    fast = _fast_values(arr, subs, digits + FAST_GUARD_DIGITS, known or {})
+    error; `known` holds the bounds of substituted values that are not exact (placeholders).
+    With `infinite` (the claim writes `inf`), an entry may be +-inf (never NaN)."""
+    fast = _fast_values(arr, subs, digits + FAST_GUARD_DIGITS, known or {}, infinite)
     if fast is not None:
         return fast
-    values = _exact_values(arr, subs, side, digits)
+    values = _exact_values(arr, subs, side, digits, infinite)
     # evalf gives `digits` correct digits (relative); placeholders' own error comes on top
     extra = sum(known.values(), mpmath.mpf(0)) if known else 0
     bound = np.empty(values.shape, dtype=object)
     for idx in np.ndindex(values.shape):
-        bound[idx] = abs(values[idx]) * mpmath.mpf(10) ** (1 - digits) + extra
+        finite = mpmath.isfinite(values[idx])
+        bound[idx] = abs(values[idx]) * mpmath.mpf(10) ** (1 - digits) + extra if finite else 0
     return values, bound
 
 
@@ -376,7 +390,7 @@ class _NotFast(Exception):
 
 
 def _fast_values(
-    arr: np.ndarray, subs: dict, digits: int, known: dict
+    arr: np.ndarray, subs: dict, digits: int, known: dict, infinite: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The entries at the rational point `subs`, by one mpmath pass at `digits` digits that
     evaluates each common subexpression once (an entry-by-entry `evalf` redoes the softmax
@@ -401,6 +415,8 @@ def _fast_values(
         elif e.is_Rational:
             r = mpmath.mpf(e.p) / e.q
             err = u * abs(r)
+        elif infinite and e in (sympy.oo, -sympy.oo):
+            r, err = (mpmath.inf if e == sympy.oo else -mpmath.inf), mpmath.mpf(0)
         elif e.is_Add:
             parts = [value(a) for a in e.args]
             r = mpmath.fsum(v for v, _ in parts)
@@ -438,6 +454,17 @@ def _fast_values(
             err = u * abs(r)
             if slope is not None and ea:
                 err += abs(slope) * ea
+        elif hasattr(e.func, "mp_value"):  # maximum, clip, where (engine/functions/select.py)
+            parts = [value(a) for a in e.args]
+            args = [v for v, _ in parts]
+            r = e.func.mp_value(*args)
+            err = u * abs(r) if mpmath.isfinite(r) else mpmath.mpf(0)
+            for (a, ea), slope in zip(parts, e.func.mp_partials(r, *args), strict=True):
+                if slope is None:  # a jump in this argument (a mask): rounding must not reach 0
+                    if ea and abs(a) <= ea:
+                        raise _NotFast
+                elif ea and slope:
+                    err += abs(slope) * ea
         elif e.func is XLogY:
             x, ex = value(e.args[0])
             y, ey = value(e.args[1])
@@ -448,6 +475,8 @@ def _fast_values(
                 err = abs(mpmath.log(y)) * ex + abs(x / y) * ey + u * abs(r)
         else:
             v = e.xreplace(subs).evalf(digits)
+            if infinite and v in (sympy.oo, -sympy.oo):
+                v = sympy.Float(v)
             if not v.is_Float:
                 raise _NotFast
             r = mpmath.mpf(v._mpf_)
@@ -456,6 +485,8 @@ def _fast_values(
             if r.imag != 0:
                 raise _NotFast
             r = r.real
+        if infinite and mpmath.isinf(r):
+            err = mpmath.mpf(0)  # an infinity is exact (exp(-inf) = 0 carries no error)
         memo[e] = (r, err)
         return r, err
 
@@ -469,7 +500,7 @@ def _fast_values(
             }
             for idx in np.ndindex(arr.shape):
                 r, err = value(_sympify(arr[idx]))
-                if not mpmath.isfinite(r):
+                if not mpmath.isfinite(r) and not (infinite and mpmath.isinf(r)):
                     return None
                 out[idx], bound[idx] = r, err
     except (_NotFast, ZeroDivisionError, RecursionError, ValueError, TypeError, KeyError):
@@ -477,11 +508,16 @@ def _fast_values(
     return out, bound
 
 
-def _exact_values(arr: np.ndarray, subs: dict, side: str, digits: int) -> np.ndarray:
+def _exact_values(
+    arr: np.ndarray, subs: dict, side: str, digits: int, infinite: bool = False
+) -> np.ndarray:
     out = np.empty(arr.shape, dtype=object)
     for idx in np.ndindex(arr.shape):
         # strict conversion (numbers only, never text): user input is never sympified
         v = _sympify(arr[idx]).xreplace(subs).evalf(digits)
+        if infinite and v in (sympy.oo, -sympy.oo):
+            out[idx] = mpmath.inf if v == sympy.oo else -mpmath.inf
+            continue
         if v.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
             raise EngineError(f"the {side} side is not finite at the sampled inputs")
         re, im = v.as_real_imag()

@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.backends import numpy_backend
 from engine.backends.common import concrete_shape
-from engine.expr import Call, EngineError, Expr, contains_derivative
+from engine.expr import Call, Const, EngineError, Expr, contains_derivative
 from engine.types import PROFILES
 from engine.verify import precision
 from engine.verify.result import CheckReport, Counterexample
@@ -265,9 +265,38 @@ def entry_errors(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.abs(left - right) / denom
 
 
+def _matched_infinities(lhs, rhs, left, right):
+    """Where the claim writes `inf`, infinite entries are values: equal infinities on both sides
+    agree (and compare as 0 here), any other infinity is a difference (returned as `apart`)."""
+    written = any(
+        isinstance(n, Const) and n.value.is_infinite for side in (lhs, rhs) for n in side.walk()
+    )
+    left, right = np.asarray(left), np.asarray(right)
+    if not written or np.iscomplexobj(left) or np.iscomplexobj(right):
+        return left, right, None
+    left, right = np.broadcast_arrays(np.real(left), np.real(right))
+    inf = np.isinf(left) | np.isinf(right)
+    if not inf.any():
+        return left, right, None
+    apart = inf & (left != right)
+    return np.where(inf, 0.0, left), np.where(inf, 0.0, right), (apart if apart.any() else None)
+
+
 def _full_check(lhs, rhs, values, sizes, rtol, discount_noise=True):
-    left = _finite(numpy_backend.evaluate(lhs, values, sizes), "left")
-    right = _finite(numpy_backend.evaluate(rhs, values, sizes), "right")
+    left, right, apart = _matched_infinities(
+        lhs,
+        rhs,
+        numpy_backend.evaluate(lhs, values, sizes),
+        numpy_backend.evaluate(rhs, values, sizes),
+    )
+    left = _finite(left, "left")
+    right = _finite(right, "right")
+    if apart is not None:
+        k = int(np.argmax(apart.ravel()))
+        idx = tuple(int(i) for i in np.unravel_index(k, apart.shape)) if apart.shape else ()
+        lv = float(numpy_backend.evaluate(lhs, values, sizes)[idx])
+        rv = float(numpy_backend.evaluate(rhs, values, sizes)[idx])
+        return math.inf, Counterexample("numeric", {}, {}, idx, lv, rv, lv - rv), []
     errors = entry_errors(left, right)
     if discount_noise and errors.size and float(np.max(errors)) > rtol:
         # Before calling it false, discount float64 rounding noise: ill-conditioned sides (say a

@@ -288,6 +288,8 @@ def _hp_number(value) -> np.ndarray:
     out = np.empty((), dtype=object)
     if value.is_Rational:
         out[()] = HP(mpmath.mpf(int(value.p)) / int(value.q))
+    elif value in (sympy.oo, -sympy.oo):  # `inf` (where(mask, S, -inf))
+        out[()] = HP(mpmath.inf if value == sympy.oo else -mpmath.inf)
     else:
         out[()] = HP(mpmath.mpf(sympy.Float(value, mpmath.mp.dps + 5)._mpf_))
     return out

@@ -124,12 +124,15 @@ def describe_scales(scales: list[Scale]) -> str:
 
 
 def kink_arguments(*sides: Expr) -> list[Expr]:
-    """The argument of every kinked function in the claim (relu, abs, step, sign, ...)."""
+    """The argument of every kinked function in the claim (relu, abs, step, sign, ...), and the
+    `kinks` of the generally kinked ones (a - b for maximum(a, b), x - lo and x - hi for clip)."""
     out: list[Expr] = []
     for side in sides:
         for node in side.walk():
             if isinstance(node, Call) and node.spec.kink and node.args[0] not in out:
                 out.append(node.args[0])
+            if isinstance(node, Call) and node.spec.kinks is not None:
+                out += [k for k in node.spec.kinks(node) if k not in out]
     return out
 
 
@@ -218,7 +221,7 @@ def _between(a: dict, b: dict, t: float, used: dict[str, Var]) -> dict[str, np.n
     """The point (1 - t) a + t b; a one-hot variable (not convex) is taken from the nearer end."""
     out = {}
     for k in a:
-        if not TYPES[used[k].vtype].convex:  # onehot, orthogonal
+        if not TYPES[used[k].vtype].convex:  # onehot, mask, orthogonal
             out[k] = a[k] if t < 0.5 else b[k]
         else:
             out[k] = (1 - t) * a[k] + t * b[k]
@@ -332,6 +335,44 @@ def kink_search(
         coverage.add(point, sizes)
         if coverage.seen != before:
             found.append(point)
+    if coverage.missing() and len(found) < KINK_SEARCH_POINTS:
+        found += _ray_search(coverage, used, sizes, rng, KINK_SEARCH_POINTS - len(found))
+    return found
+
+
+# The ray search scales one variable (or all of them) by +-10**k: a threshold the claim reaches
+# only through a product of constants (minimum(z * 1e-4, 1) needs |z| > 1e4) or through a
+# variable's norm (g * minimum(1, c / norm(g))) is crossed at some power of ten.
+RAY_POWERS = tuple(range(-8, 13))
+
+
+def _ray_search(
+    coverage: KinkCoverage,
+    used: dict[str, Var],
+    sizes: dict[str, int],
+    rng: np.random.Generator,
+    most: int,
+) -> list[dict[str, np.ndarray]]:
+    """Points on the rays t * x (t = +-10**k) through a unit point, one variable at a time and
+    all together, that put a kink argument on a side no point has reached yet."""
+    base = numeric_point(used, sizes, rng, "unit")
+    scalable = [k for k, v in used.items() if v.vtype in ("real", "positive")]
+    groups = [[k] for k in scalable] + ([scalable] if len(scalable) > 1 else [])
+    found: list[dict[str, np.ndarray]] = []
+    for group in groups:
+        for power in RAY_POWERS:
+            for sign in (1.0, -1.0):
+                if len(found) >= most or not coverage.missing():
+                    return found
+                if sign < 0 and any(used[k].vtype != "real" for k in group):
+                    continue
+                point = dict(base)
+                for k in group:
+                    point[k] = base[k] * (sign * 10.0**power)
+                before = [set(s) for s in coverage.seen]
+                coverage.add(point, sizes)
+                if coverage.seen != before:
+                    found.append(point)
     return found
 
 
