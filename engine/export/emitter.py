@@ -41,8 +41,33 @@ RESERVED = (
     set(keyword.kwlist)
     | set(dir(builtins))
     | {"np", "jnp", "jax", "torch", "math", "erf"}
+    | {"dtype", "device", "ctx", "_float_dtype", "_float_type", "_check_shapes", "_sizes"}
     | set(HELPERS)
 )
+
+CHECK_SHAPES = '''def _check_shapes(fn, declared, *arrays):
+    """The sizes, read off the arguments' shapes; ValueError unless every shape is as declared.
+
+    The function is derived for one example of the declared shapes: an extra (batch) axis is an
+    error, never a silent broadcast. Map it over a batch with jax.vmap or torch.func.vmap.
+    """
+    sizes = {}
+    for (name, dims), a in zip(declared.items(), arrays, strict=True):
+        shape = tuple(a.shape)
+        problem = None
+        if len(shape) != len(dims):
+            problem = f"rank {len(shape)}, declared rank {len(dims)}"
+        for dim, length in zip(dims, shape, strict=False):
+            want = dim if isinstance(dim, int) else sizes.setdefault(dim, length)
+            if problem is None and length != want:
+                problem = f"an axis of length {length} where {dim} = {want}"
+        if problem is not None:
+            raise ValueError(
+                f"{fn}: argument {name} has shape {shape} ({problem}), declared "
+                f"[{', '.join(map(str, dims))}]; the function is not batched: call it per "
+                "example, or map it over a batch with jax.vmap / torch.func.vmap"
+            )
+    return sizes'''
 
 Code = tuple[str, int]  # source text and its Python precedence
 
@@ -102,13 +127,22 @@ def _wrap(code: Code, need: int) -> str:
 class Emitter:
     """Writes one program as one function for one target."""
 
-    def __init__(self, program: Program, target: Target, with_value: bool):
+    def __init__(
+        self,
+        program: Program,
+        target: Target,
+        with_value: bool,
+        value_root: Expr | None = None,
+    ):
         self.program = program
         self.target = target
         self.with_value = with_value
+        self.value_root = program.output if value_root is None else value_root
         self.imports: set[str] = set(target.imports)
         self.helpers: list[str] = []
         self.lines: list[str] = []
+        # (name, text, node, static) of every line, in order: the wrappers split them.
+        self.entries: list[tuple[str, str, Expr, bool]] = []
         env = program.env
         self.namer = Namer(RESERVED)
         self.arg = {v: self.namer.claim(v) for v in env.vars}
@@ -124,7 +158,7 @@ class Emitter:
         lower = Lowering()
         out: list[tuple[str | None, Expr]] = []
         if self.with_value:
-            out.append((None, lower(self.program.output)))
+            out.append((None, lower(self.value_root)))
         for var, g in self.program.gradients:
             if var not in self.program.env.vars:
                 raise ExportError(f"gradient for {var!r}, which is not a declared variable")
@@ -216,7 +250,7 @@ class Emitter:
                 name = ref_names[node]
                 static[node] = static[node.body]
                 if named.get(node.body) != name:
-                    self.lines.append(f"{name} = {code[node.body][0]}")
+                    self.define(name, code[node.body][0], node, static[node])
                 code[node] = (name, P_ATOM)
             else:
                 assert isinstance(node, Call)
@@ -227,11 +261,11 @@ class Emitter:
                 )
                 text = self.render(node, code, static)
                 if node in named:
-                    self.lines.append(f"{named[node]} = {text[0]}")
+                    self.define(named[node], text[0], node, static[node])
                     code[node] = (named[node], P_ATOM)
                 elif uses[node] >= 2 and not self.cheap(node):
                     name = self.namer.fresh(self.hint(node, code))
-                    self.lines.append(f"{name} = {text[0]}")
+                    self.define(name, text[0], node, static[node])
                     code[node] = (name, P_ATOM)
                 else:
                     code[node] = text
@@ -244,6 +278,10 @@ class Emitter:
             else:
                 grads.append((var, text))
         return self.lines, grads, value
+
+    def define(self, name: str, text: str, node: Expr, static: bool) -> None:
+        self.lines.append(f"{name} = {text}")
+        self.entries.append((name, text, node, static))
 
     def cheap(self, node: Call) -> bool:
         """A transpose of a named value is a view: write it where it is used."""
@@ -286,7 +324,7 @@ class Emitter:
                 return text
             longest = max(inline, key=lambda c: len(code[c][0]))
             name = self.namer.fresh(self.hint(longest, code))
-            self.lines.append(f"{name} = {code[longest][0]}")
+            self.define(name, code[longest][0], longest, static[longest])
             code[longest] = (name, P_ATOM)
 
     def _render(self, node: Call, column: str, code: dict[Expr, Code]) -> Code:
@@ -322,43 +360,92 @@ class Emitter:
 
     # ------------------------------------------------------------ the module
 
-    def size_lines(self) -> list[str]:
-        """`n, d = Q.shape`: each size used is read off the first variable that has it."""
+    def size_reads(self, available: list[str]) -> list[str]:
+        """`n = Q.shape[0]`: each size used, read off the first available variable that has it."""
         out: list[str] = []
-        need = set(self.sizes_used)
-        for name, var in self.program.env.vars.items():
-            syms = [str(d) if d.is_Symbol else None for d in var.shape]
-            here = [s for s in syms if s in need]
-            if not here:
-                continue
-            arg = self.arg[name]
-            if all(s is not None and s in need for s in syms) and len(set(syms)) == len(syms):
-                targets = ", ".join(self.size[s] for s in syms)
-                out.append(f"{targets}{',' if len(syms) == 1 else ''} = {arg}.shape")
+        need = sorted(self.sizes_used, key=list(self.program.env.sizes).index)
+        for s in need:
+            for v in available:
+                dims = [str(d) for d in self.program.env.vars[v].shape]
+                if s in dims:
+                    out.append(f"{self.size[s]} = {self.arg[v]}.shape[{dims.index(s)}]")
+                    break
             else:
-                for i, s in enumerate(syms):
-                    if s in need:
-                        out.append(f"{self.size[s]} = {arg}.shape[{i}]")
-                        need.discard(s)
-            need.difference_update(here)
-        if need:
-            raise ExportError(
-                f"size {sorted(need)[0]} is not the length of any variable's axis, "
-                "so the exported function cannot read it"
-            )
+                raise ExportError(
+                    f"size {s} is not the length of any variable's axis, "
+                    "so the exported function cannot read it"
+                )
         return out
+
+    def preamble(self, fn: str, names: list[str], dtype: str = "dtype") -> list[str]:
+        """Decide the dtype (and device), convert the arguments, check their shapes, read sizes.
+
+        Arguments of rank 1 or more decide the dtype (scalars such as eps follow them), unless
+        every argument is a scalar.
+        """
+        env = self.program.env
+        votes = [v for v in names if env.vars[v].shape] or names
+        out = [self.target.setup.format(dtype=dtype, args=", ".join(self.arg[v] for v in votes))]
+        for v in names:
+            line = f"{self.arg[v]} = {self.target.convert.format(self.arg[v])}"
+            out.append(line + ("  # noqa: E741" if self.arg[v] in ("l", "O", "I") else ""))
+        items = []
+        for v in names:
+            dims = [f'"{d}"' if d.is_Symbol else str(int(d)) for d in env.vars[v].shape]
+            comma = "," if len(dims) == 1 else ""
+            items.append(f'"{v}": (' + ", ".join(dims) + comma + ")")
+        need = [s for s in env.sizes if s in self.sizes_used]
+        declared = {str(d) for v in names for d in env.vars[v].shape}
+        for s in need:
+            if s not in declared:
+                raise ExportError(
+                    f"size {s} is not the length of any variable's axis, "
+                    "so the exported function cannot read it"
+                )
+        target = "_sizes = " if need else ""
+        arrays = ", ".join(self.arg[v] for v in names)
+        one = f'{target}_check_shapes("{fn}", {{{", ".join(items)}}}, {arrays})'
+        if len(one) <= 88:
+            out.append(one)
+        else:
+            out.append(f"{target}_check_shapes(")
+            out.append(f'    "{fn}",')
+            out.append("    {")
+            out += [f"        {item}," for item in items]
+            out.append("    },")
+            if len(arrays) <= 80:
+                out.append(f"    {arrays},")
+            else:
+                out += [f"    {self.arg[v]}," for v in names]
+            out.append(")")
+        out += [f'{self.size[s]} = _sizes["{s}"]' for s in need]
+        return out
+
+    def helper_sources(self) -> list[str]:
+        """The module's helper functions: the target's, the shape check, then the forms'."""
+        return [*self.target.helpers, CHECK_SHAPES, *(HELPERS[h] for h in self.helpers)]
+
+    def header_lines(self, header: list[str]) -> list[str]:
+        """Module docstring, imports, helpers: everything before the exported function."""
+        src: list[str] = ['"""' + _fill(header, 0) + '\n"""', ""]
+        std = sorted(i for i in self.imports if i == MATH)
+        third = sorted(i for i in self.imports if i != MATH and i.startswith("import "))
+        third += sorted(i for i in self.imports if i.startswith("from "))
+        if std:
+            src += std + [""]
+        src += third
+        if self.target.prelude:
+            src += [""] + list(self.target.prelude)
+        for h in self.helper_sources():
+            src += ["", "", h]
+        return src
 
     def module(self, name: str, verified_summary: str | None) -> str:
         lines, grads, value = self.emit()
         env = self.program.env
         args = [self.arg[v] for v in env.vars]
-        body: list[str] = []
-        # Variables the derivative needs become float64 arrays; sizes are read off their shapes.
-        for v in env.vars:
-            if v in self.vars_used:
-                line = f"{self.arg[v]} = {self.target.convert.format(self.arg[v])}"
-                body.append(line + ("  # noqa: E741" if self.arg[v] in ("l", "O", "I") else ""))
-        body += self.size_lines()
+        # Arguments become arrays of one floating dtype (and device); their shapes are checked.
+        body = self.preamble(name, list(env.vars))
         body += lines
         table = "{" + ", ".join(f'"{v}": {g}' for v, g in grads) + "}"
         body.append(f"return {value}, {table}" if self.with_value else f"return {table}")
@@ -366,8 +453,12 @@ class Emitter:
         out_text = to_text(self.program.output)
         wrt = ", ".join(v for v, _ in self.program.gradients)
         header = [
-            f"Generated by llm-math-notes ({self.target.title}, float64): "
+            f"Generated by llm-math-notes ({self.target.title}): "
             f"the value of {out_text} and its {self.what} with respect to {wrt}.",
+            "",
+            "It computes in the floating dtype of its array arguments (on their device), or in "
+            "the one given as dtype=, and raises ValueError on arguments of other shapes than "
+            "declared (it is not batched).",
         ]
         if verified_summary:
             header += ["", f"Verified by llm-math-notes: {_doc_safe(verified_summary)}"]
@@ -392,20 +483,10 @@ class Emitter:
             doc += ["", "Renamed, as the module needs the names: " + "; ".join(renamed) + "."]
         doc += ["", f"Returns (value, {returns})." if self.with_value else f"Returns {returns}."]
 
-        src: list[str] = ['"""' + _fill(header, 0) + '\n"""', ""]
-        std = sorted(i for i in self.imports if i == MATH)
-        third = sorted(i for i in self.imports if i != MATH and i.startswith("import "))
-        third += sorted(i for i in self.imports if i.startswith("from "))
-        if std:
-            src += std + [""]
-        src += third
-        if self.target.prelude:
-            src += [""] + list(self.target.prelude)
-        for h in self.helpers:
-            src += ["", "", HELPERS[h]]
+        src = self.header_lines(header)
         # Single-letter names such as O are the field's own (dO); ruff's E741 would flag them.
         ambiguous = "  # noqa: E741" if {"l", "O", "I"} & set(args) else ""
-        src += ["", "", f"def {name}({', '.join(args)}):{ambiguous}"]
+        src += ["", "", f"def {name}({', '.join(args)}, *, dtype=None):{ambiguous}"]
         src.append('    """' + _fill(doc, 4) + '\n    """')
         src += ["    " + line for line in body]
         return "\n".join(src) + "\n"

@@ -235,9 +235,9 @@ FORMS: dict[str, dict[str, Form]] = {
         scalar_imports=(),
     ),
     "step": _t(
-        "({0} > 0).astype(np.float64)",
-        "({0} > 0).astype(jnp.float64)",
-        "({0} > 0).to(torch.float64)",
+        "({0} > 0).astype(dtype)",
+        "({0} > 0).astype(dtype)",
+        "({0} > 0).to(dtype)",
         "float({0} > 0)",
         scalar_imports=(),
     ),
@@ -262,14 +262,14 @@ FORMS: dict[str, dict[str, Form]] = {
     "outer": _t("np.outer({0}, {1})", "jnp.outer({0}, {1})", "torch.outer({0}, {1})"),
     "trace": _t("np.trace({0})", "jnp.trace({0})", "torch.trace({0})"),
     "eye": {
-        "numpy": Custom(_eye("np", ""), (NP,)),
-        "jax": Custom(_eye("jnp", ", dtype=jnp.float64"), (JNP,)),
-        "torch": Custom(_eye("torch", ", dtype=torch.float64"), (TORCH,)),
+        "numpy": Custom(_eye("np", ", dtype=dtype"), (NP,)),
+        "jax": Custom(_eye("jnp", ", dtype=dtype"), (JNP,)),
+        "torch": Custom(_eye("torch", ", dtype=dtype, device=device"), (TORCH,)),
     },
     "ones": {
-        "numpy": Custom(_ones("np", ""), (NP,)),
-        "jax": Custom(_ones("jnp", ", dtype=jnp.float64"), (JNP,)),
-        "torch": Custom(_ones("torch", ", dtype=torch.float64"), (TORCH,)),
+        "numpy": Custom(_ones("np", ", dtype=dtype"), (NP,)),
+        "jax": Custom(_ones("jnp", ", dtype=dtype"), (JNP,)),
+        "torch": Custom(_ones("torch", ", dtype=dtype, device=device"), (TORCH,)),
     },
     "expand_dims": {
         "numpy": Custom(_expand("np.expand_dims", "axis"), (NP,)),
