@@ -215,3 +215,16 @@ def test_cli_writes_an_autograd_function(tmp_path):
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert "--as custom-vjp is for --target jax" in bad.stderr
+
+
+def test_autograd_function_under_torch_func_vmap():
+    """generate_vmap_rule: a batch of sequences through torch.func.vmap, equal row by row."""
+    fn = load(PROGRAMS["attention"](), "torch", as_="autograd-function")
+    torch.manual_seed(2)
+    Q, K, V = (torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    upstream = torch.randn(3, 7, 5, dtype=torch.float64)
+    batched = torch.autograd.grad(torch.sum(upstream * torch.func.vmap(fn)(Q, K, V)), (Q, K, V))
+    for b in range(3):
+        one = torch.autograd.grad(torch.sum(upstream[b] * fn(Q[b], K[b], V[b])), (Q, K, V))
+        for g, h in zip(batched, one, strict=True):
+            torch.testing.assert_close(g[b], h[b], rtol=1e-13, atol=1e-15)

@@ -5,6 +5,30 @@ in every target), written per target (`Template` text or a `Rule` producing text
 by `engine.export.lower` into other entries before emission (`LOWERED`, for the numerically
 stable forms). The `scalar` column is used for size/constant-only scalars such as `sqrt(d)`,
 which are plain Python numbers in every target.
+
+The scheme every form follows (issue 9; tests/test_export_dtype.py checks each FUNCTION_CASES
+entry against it, so add a new function's case there and these rules are tested for it):
+
+1. Dtype and device come from the inputs. Every exported function defines the locals `dtype`
+   (all targets) and `device` (torch) before the first form runs; the arguments are already
+   arrays of that dtype on that device. A form never names a dtype itself (no `np.float64`,
+   `jnp.float64`, `torch.float64`) and never makes an array on the default device:
+   constants are `np.ones(shape, dtype=dtype)`, `jnp.eye(n, dtype=dtype)`,
+   `torch.ones(shape, dtype=dtype, device=device)`, or `*_like` of an argument; a boolean mask
+   is cast with `.astype(dtype)` (NumPy, JAX) or `.to(dtype)` (torch).
+2. Numbers are Python numbers (`0.5`, `math.sqrt(2)`), which every library treats as weakly
+   typed, so float32 and bfloat16 arrays stay float32 and bfloat16. No `np.float64(...)`.
+3. Nothing changes process-wide state: no `jax.config.update`, no `torch.set_default_dtype`,
+   no global seeds; imports are module lines in `imports` (NP, JNP, JAX, TORCH, MATH, ...).
+4. Shapes are the declared ones: the function checks its arguments against the declaration
+   before any form runs, so a form may rely on the ranks its node declares (axis=-1 is the
+   declared last axis, `.T` a rank-2 transpose). It must not add a batch axis of its own.
+5. A form's text uses each argument once (`{0}` once): an argument that a form needs twice is
+   computed by a `Custom` rule that names it, or by a helper in HELPERS (NumPy's `_sigmoid`).
+6. The same form must run under `jax.jit`, `jax.vmap` and `torch.compile`: no Python control
+   flow on array values, no `.item()`, no NumPy calls on JAX or torch arrays.
+7. bfloat16: torch and JAX forms should run in bfloat16 where the library has the kernel; a
+   form with no bfloat16 kernel on CPU is listed in the docstring of its FORMS entry.
 """
 
 from __future__ import annotations

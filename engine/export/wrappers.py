@@ -193,33 +193,44 @@ def wrapper_module(
     bwd_sizes = sizes_for(split.backward_names)
     like = em.arg[inputs[0]]
     if style == "autograd-function":
-        fwd = [f"if ctx.needs_input_grad[{inputs.index(v)}]:" for v in not_derived]
         checks: list[str] = []
-        for v, line in zip(not_derived, fwd, strict=True):
+        for v in not_derived:
             checks += [
-                line,
+                f"if ctx.needs_input_grad[{inputs.index(v)}]:",
                 "    raise ValueError(",
                 f'        "{name}: the gradient with respect to {v} was not derived; '
                 f'derive it with --wrt {v}"',
                 "    )",
             ]
-        fwd_body = checks + fwd_sizes
+        fwd_body = list(fwd_sizes)
         if "dtype" in split.forward_names or "device" in split.forward_names:
             fwd_body += [f"dtype, device = {like}.dtype, {like}.device"]
         fwd_body += body(split.forward)
-        fwd_body += [f"ctx.save_for_backward({', '.join(saved)})", f"return {value}"]
+        fwd_body += [f"return {_tuple([value, *split.saved])}"]
+        ctx_body = [f"{_tuple([em.arg[v] for v in inputs])} = inputs", *checks]
+        if split.saved:
+            ctx_body += ["ctx.mark_non_differentiable(*output[1:])"]
+        ctx_body += ["ctx.save_for_backward(*inputs, *output[1:])"]
         bwd_body = [f"{_tuple(saved)} = ctx.saved_tensors"] + bwd_sizes
         if "dtype" in split.backward_names or "device" in split.backward_names:
             bwd_body += [f"dtype, device = {cot_name}.dtype, {cot_name}.device"]
         bwd_body += body(split.backward)
         outs = [gradient(v) if v in wrt else "None" for v in inputs]
         bwd_body += [f"return {_tuple(outs)}"]
-        cls_doc = f"{value_text} as a torch.autograd.Function: the derived program is its backward."
-        src += outer + [f"    return {cls}.apply({args})"]
-        src += ["", "", f"class {cls}(torch.autograd.Function):", f'    """{cls_doc}"""', ""]
-        src += ["    @staticmethod", f"    def forward(ctx, {args}):{ambiguous}"]
+        cls_doc = [
+            f"{value_text} as a torch.autograd.Function: the derived program is its backward.",
+            "",
+            "forward returns the value, then the arrays the backward reads (saved in "
+            "setup_context, not differentiable); generate_vmap_rule makes torch.func.vmap work.",
+        ]
+        src += outer + [f"    return {cls}.apply({args})[0]"]
+        src += ["", "", f"class {cls}(torch.autograd.Function):"]
+        src += ['    """' + _fill(cls_doc, 4) + '\n    """', "", "    generate_vmap_rule = True"]
+        src += ["", "    @staticmethod", f"    def forward({args}):{ambiguous}"]
         src += ["        " + line for line in fwd_body]
-        src += ["", "    @staticmethod", f"    def backward(ctx, {cot_name}):{ambiguous}"]
+        src += ["", "    @staticmethod", "    def setup_context(ctx, inputs, output):"]
+        src += ["        " + line for line in ctx_body]
+        src += ["", "    @staticmethod", f"    def backward(ctx, {cot_name}, *_):{ambiguous}"]
         src += ["        " + line for line in bwd_body]
     else:
         fwd_body = list(fwd_sizes)
