@@ -31,7 +31,7 @@ from engine.export.forms import (
     Postfix,
     Template,
 )
-from engine.export.lower import Lowering
+from engine.export.lower import Lowering, share_definitions
 from engine.export.target import Target
 from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, size_symbol
 from engine.printing.text import to_text
@@ -170,7 +170,8 @@ class Emitter:
                 zeros = Call("_zeros_like", (x,), (), x.shape)
                 g = zeros if isinstance(g, Const) and g.value == 0 else zeros + g
             out.append((var, g))
-        return out
+        shared = share_definitions([r for _, r in out])
+        return [(v, r) for (v, _), r in zip(out, shared, strict=True)]
 
     @staticmethod
     def postorder(roots: list[Expr]) -> list[Expr]:
