@@ -1,12 +1,16 @@
-"""Speed of exported NumPy gradient code against handwritten NumPy, measured side by side.
+"""Speed of exported code against handwritten NumPy and the libraries' own autodiff, side by side.
 
-    python benchmarks/export_bench.py            # prints the table and updates RESULTS.md
-    python benchmarks/export_bench.py --no-write --numpy-only
+    python benchmarks/export_bench.py                   # prints the table and updates RESULTS.md
+    python benchmarks/export_bench.py --no-write --cases attention --dtypes float32
 
-Cases: cross-entropy gradient at n = 50,000 against `softmax(z) - y`, and the attention
-backward at n = 512, d = 64 against a handwritten backward. The two sides run interleaved
-(alternating which goes first), each sample timing a few calls; the ratio is the median of the
-per-sample ratios. BLAS runs single-threaded so the 2 shared cores do not add noise.
+Cases (issue 9): cross-entropy (n = 50,000 and [B, V] = [32, 50,000]), the attention backward
+(n = 512, d = 64), LayerNorm (512 x 1024) and the GELU MLP (256, 1024 -> 4096 -> 1024), each in
+float32 and float64: the exported NumPy module against handwritten NumPy (target 1.2x), the
+exported torch module against torch.autograd of a forward written with torch.nn.functional
+(target 1.1x), and jax.jit of the exported JAX module against jax.jit(jax.value_and_grad)
+(target 1.1x). Every pair is checked to agree before it is timed. The two sides run interleaved
+(alternating which goes first); the ratio is the median of the per-sample ratios. BLAS and torch
+run single-threaded so the 2 shared cores do not add noise.
 """
 
 from __future__ import annotations
@@ -319,6 +323,9 @@ def _row(case: str, target: str, a, b, args, samples: int, calls: int) -> Row:
     return (case, target, samples, *interleaved(a, b, args, samples, calls))
 
 
+TORCH_COMPILE = False  # --torch-compile: also torch.compile(export, fullgraph=True) rows
+
+
 def library_rows(case, program, args, wrt, k, dtype, label, samples) -> list[Row]:
     """The torch export against torch.autograd, jax.jit(export) against jax.jit(value_and_grad)."""
     import jax
@@ -356,6 +363,27 @@ def library_rows(case, program, args, wrt, k, dtype, label, samples) -> list[Row
         )
     )
 
+    if TORCH_COMPILE:
+        compiled = torch.compile(exported, fullgraph=True)
+
+        def export_compiled(*a):
+            value, grads = compiled(*a)
+            return value, tuple(grads[v] for v in wrt)
+
+        cv, cg = export_compiled(*t_args)  # compiles (minutes on a busy machine)
+        _agree([cv, *cg], [rv, *rg], dtype, label)
+        rows.append(
+            _row(
+                f"{label}: torch.compile(torch export) / torch.autograd",
+                "-",
+                export_compiled,
+                autograd,
+                t_args,
+                samples,
+                _calls(case),
+            )
+        )
+
     with jax.enable_x64(dtype == "float64"):
         j_args = [jnp.asarray(a) if not isinstance(a, float) else a for a in args]
         exported = load(program, "jax")
@@ -391,11 +419,11 @@ def table(rows: list[Row]) -> str:
         "side goes first; ratio = median of the per-sample ratios; BLAS and torch "
         f"single-threaded; NumPy {np.__version__}, Python {platform.python_version()}, "
         f"{platform.machine()}).",
-        "The exported function is the module from `engine.export.to_module`; "
-        "`with_value=False` exports the gradients alone. The first row is the target as set "
-        "(the export also computes the loss value, one more pass over y); the third compares "
-        "like with like. Both sides are checked to agree before timing. The torch and jax rows "
-        "have no target: they compare the exports with each library's own autodiff.",
+        "Exported = the module of `engine.export.load` for the derived, verified program; the "
+        "references are handwritten NumPy, `torch.autograd` of a forward written with "
+        "`torch.nn.functional` (F.layer_norm, F.gelu, log_softmax), and "
+        "`jax.jit(jax.value_and_grad)`. Both sides compute the value and every gradient and "
+        "are checked to agree before timing; inputs and outputs are of the row's dtype.",
         f"Load average at the start (2 shared cores): {os.getloadavg()[0]:.1f}.",
         "",
         "| case | samples | exported | reference | ratio (median) | target |",
@@ -431,11 +459,18 @@ def main() -> None:
         "--cases", default=",".join(SIZES), help="comma-separated: " + ", ".join(SIZES)
     )
     parser.add_argument("--dtypes", default="float32,float64")
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="add torch.compile(export) rows (informational; each compile takes minutes)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument(
         "--numpy-only", action="store_true", help="skip the torch and jax rows (informational)"
     )
     args = parser.parse_args()
+    global TORCH_COMPILE
+    TORCH_COMPILE = args.torch_compile
     rows = run(args.samples, not args.numpy_only, args.cases.split(","), args.dtypes.split(","))
     text = table(rows)
     print(text)
