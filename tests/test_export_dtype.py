@@ -245,3 +245,14 @@ def test_load_returns_the_function_with_its_source(target, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written
     with pytest.raises(ExportError, match="unknown export form"):
         load(program, target, as_="lambda")
+
+
+def test_no_form_names_a_dtype():
+    """Scheme rule 1 of engine/export/forms.py, on the text of every template form."""
+    from engine.export.forms import FORMS, Template
+
+    for fn, row in FORMS.items():
+        for column, form in row.items():
+            if isinstance(form, Template):
+                for bad in ("float64", "float32", "default_dtype", "config.update"):
+                    assert bad not in form.text, (fn, column, form.text)

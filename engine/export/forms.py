@@ -28,7 +28,7 @@ entry against it, so add a new function's case there and these rules are tested 
 6. The same form must run under `jax.jit`, `jax.vmap` and `torch.compile`: no Python control
    flow on array values, no `.item()`, no NumPy calls on JAX or torch arrays.
 7. bfloat16: torch and JAX forms should run in bfloat16 where the library has the kernel; a
-   form with no bfloat16 kernel on CPU is listed in the docstring of its FORMS entry.
+   form with no bfloat16 kernel on CPU says so in a comment next to its FORMS entry.
 """
 
 from __future__ import annotations
