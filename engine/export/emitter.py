@@ -403,23 +403,39 @@ class Emitter:
                     f"size {s} is not the length of any variable's axis, "
                     "so the exported function cannot read it"
                 )
-        target = "_sizes = " if need else ""
+        # A fast test of the declared ranks and sizes; the helper runs only to explain a failure.
+        first: dict[str, str] = {}
+        ranks = _tuple_text([f"{self.arg[v]}.ndim" for v in names])
+        conds = [f"{ranks} != {_tuple_text([str(len(env.vars[v].shape)) for v in names])}"]
+        for v in names:
+            for i, d in enumerate(env.vars[v].shape):
+                here = f"{self.arg[v]}.shape[{i}]"
+                if not d.is_Symbol:
+                    conds.append(f"{here} != {int(d)}")
+                elif str(d) in first:
+                    conds.append(f"{here} != {first[str(d)]}")
+                else:
+                    first[str(d)] = here
         arrays = ", ".join(self.arg[v] for v in names)
-        one = f'{target}_check_shapes("{fn}", {{{", ".join(items)}}}, {arrays})'
-        if len(one) <= 88:
-            out.append(one)
+        one = f'_check_shapes("{fn}", {{{", ".join(items)}}}, {arrays})'
+        if len(one) <= 84:
+            call = [one]
         else:
-            out.append(f"{target}_check_shapes(")
-            out.append(f'    "{fn}",')
-            out.append("    {")
-            out += [f"        {item}," for item in items]
-            out.append("    },")
-            if len(arrays) <= 80:
-                out.append(f"    {arrays},")
+            call = ["_check_shapes(", f'    "{fn}",', "    {"]
+            call += [f"        {item}," for item in items]
+            call.append("    },")
+            if len(arrays) <= 76:
+                call.append(f"    {arrays},")
             else:
-                out += [f"    {self.arg[v]}," for v in names]
-            out.append(")")
-        out += [f'{self.size[s]} = _sizes["{s}"]' for s in need]
+                call += [f"    {self.arg[v]}," for v in names]
+            call.append(")")
+        test = f"if {' or '.join(conds)}:"
+        if len(test) <= 92:
+            out.append(test)
+        else:
+            out += ["if (", f"    {conds[0]}"] + [f"    or {c}" for c in conds[1:]] + ["):"]
+        out += ["    " + line for line in call]
+        out += [f"{self.size[s]} = {first[s]}" for s in need]
         return out
 
     def helper_sources(self) -> list[str]:
@@ -491,6 +507,10 @@ class Emitter:
         src.append('    """' + _fill(doc, 4) + '\n    """')
         src += ["    " + line for line in body]
         return "\n".join(src) + "\n"
+
+
+def _tuple_text(items: list[str]) -> str:
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def _is(e: Expr, fn: str) -> bool:

@@ -8,7 +8,9 @@ FLOAT_DTYPE = '''def _float_dtype(dtype, *arrays):
     arguments promote to (float64 when none is a floating array: lists, Python numbers, ints)."""
     if dtype is not None:
         return np.dtype(dtype)
-    kinds = [a.dtype for a in arrays if hasattr(a, "dtype") and a.dtype.kind == "f"]
+    kinds = {a.dtype for a in arrays if hasattr(a, "dtype") and a.dtype.kind == "f"}
+    if len(kinds) == 1:
+        return kinds.pop()
     return np.result_type(*kinds) if kinds else np.dtype(np.float64)'''
 
 NUMPY = Target(
