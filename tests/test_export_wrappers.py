@@ -228,3 +228,24 @@ def test_autograd_function_under_torch_func_vmap():
         one = torch.autograd.grad(torch.sum(upstream[b] * fn(Q[b], K[b], V[b])), (Q, K, V))
         for g, h in zip(batched, one, strict=True):
             torch.testing.assert_close(g[b], h[b], rtol=1e-13, atol=1e-15)
+
+
+def test_autograd_function_whose_backward_reads_the_value():
+    """d exp(sum(x)) / dx = exp(sum(x)): the backward reads the forward's output itself."""
+    from engine.derive.program import Program
+    from engine.parser import build_environment, parse_formula
+
+    env = build_environment({"x": "real[n]"})
+    program = Program(
+        parse_formula("exp(sum(x))", env),
+        env,
+        (),
+        (("x", parse_formula("exp(sum(x)) * ones(n)", env)),),
+    )
+    assert program.verify()["x"].passed
+    assert "output[0])" in to_module(program, "torch", as_="autograd-function")
+    fn = load(program, "torch", as_="autograd-function")
+    x = torch.tensor([0.1, -0.4, 0.2], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fn, (x,))
+    (g,) = torch.autograd.grad(fn(x), x)
+    torch.testing.assert_close(g, torch.exp(x.sum()).expand(3).detach(), rtol=1e-15, atol=0)

@@ -206,12 +206,18 @@ def wrapper_module(
         if "dtype" in split.forward_names or "device" in split.forward_names:
             fwd_body += [f"dtype, device = {like}.dtype, {like}.device"]
         fwd_body += body(split.forward)
-        fwd_body += [f"return {_tuple([value, *split.saved])}"]
+        # The value itself is never marked non-differentiable: when the backward reads it, it
+        # is saved as output[0].
+        extras = [n for n in split.saved if n != value]
+        keeps_value = value in split.saved
+        fwd_body += [f"return {_tuple([value, *extras])}"]
         ctx_body = [f"{_tuple([em.arg[v] for v in inputs])} = inputs", *checks]
-        if split.saved:
+        if extras:
             ctx_body += ["ctx.mark_non_differentiable(*output[1:])"]
-        ctx_body += ["ctx.save_for_backward(*inputs, *output[1:])"]
-        bwd_body = [f"{_tuple(saved)} = ctx.saved_tensors"] + bwd_sizes
+        tail = ", output[0]" if keeps_value else ""
+        ctx_body += [f"ctx.save_for_backward(*inputs, *output[1:]{tail})"]
+        restored = [em.arg[v] for v in inputs] + extras + ([value] if keeps_value else [])
+        bwd_body = [f"{_tuple(restored)} = ctx.saved_tensors"] + bwd_sizes
         if "dtype" in split.backward_names or "device" in split.backward_names:
             bwd_body += [f"dtype, device = {cot_name}.dtype, {cot_name}.device"]
         bwd_body += body(split.backward)
