@@ -7,6 +7,7 @@ libraries' own autodiff at that precision; constants are made on the inputs' dev
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import jax
@@ -14,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_export import FUNCTION_CASES, function_program
 from test_export_autodiff import JAX_FORWARD, TORCH_FORWARD
 from test_export_programs import PROGRAMS, SIZES, load_module, sample_inputs
@@ -256,3 +259,30 @@ def test_no_form_names_a_dtype():
             if isinstance(form, Template):
                 for bad in ("float64", "float32", "default_dtype", "config.update"):
                     assert bad not in form.text, (fn, column, form.text)
+
+
+_shapes = st.lists(st.integers(1, 3), min_size=0, max_size=3).map(tuple)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3), d=st.integers(1, 3), data=st.data())
+def test_shapes_raise_exactly_when_they_break_the_declaration(n, d, data):
+    """LayerNorm is declared X: [n, d], g, b: [d], O: [n, d], eps scalar; anything else raises."""
+    f = _LAYERNORM_NUMPY()
+    declared = [(n, d), (d,), (d,), (n, d), ()]
+    shapes = [data.draw(st.one_of(st.just(s), _shapes)) for s in declared]
+    X, g, b, O, eps = shapes  # noqa: E741
+    fits = len(X) == 2 and g == b == X[1:] and O == X and eps == ()
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(s) for s in shapes[:4]] + [np.full(eps, 1e-3)]
+    if fits:
+        value, grads = f(*args)
+        assert grads["X"].shape == X and grads["g"].shape == g
+    else:
+        with pytest.raises(ValueError, match="not batched"):
+            f(*args)
+
+
+@functools.cache
+def _LAYERNORM_NUMPY():  # noqa: N802
+    return load(PROGRAMS["layernorm"]())
