@@ -249,3 +249,29 @@ def test_autograd_function_whose_backward_reads_the_value():
     assert torch.autograd.gradcheck(fn, (x,))
     (g,) = torch.autograd.grad(fn(x), x)
     torch.testing.assert_close(g, torch.exp(x.sum()).expand(3).detach(), rtol=1e-15, atol=0)
+
+
+def test_wrapper_sources_are_ruff_clean(tmp_path):
+    for name, make in PROGRAMS.items():
+        for target, style in (("torch", "autograd-function"), ("jax", "custom-vjp")):
+            (tmp_path / f"{target}_{name}.py").write_text(to_module(make(), target, as_=style))
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated"]
+        + ["--line-length", "100", "--select", "E,F,W,I,B,UP", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_autograd_function_builds_its_constants_on_the_inputs_device():
+    """A residual block's backward makes ones(n): on 'meta' it must be made on 'meta' too."""
+    from engine.derive import derive
+
+    program = derive("sum(relu(W @ x) + x)", ["x", "W"], {"x": "real[n]", "W": "real[n, n]"})
+    assert "torch.ones(" in to_module(program, "torch", as_="autograd-function")
+    fn = load(program, "torch", as_="autograd-function")
+    x = torch.empty(4, device="meta", requires_grad=True)
+    W = torch.empty(4, 4, device="meta", requires_grad=True)
+    gx, gW = torch.autograd.grad(fn(x, W), (x, W))
+    assert gx.device.type == gW.device.type == "meta" and gW.shape == (4, 4)

@@ -203,8 +203,7 @@ def wrapper_module(
                 "    )",
             ]
         fwd_body = list(fwd_sizes)
-        if "dtype" in split.forward_names or "device" in split.forward_names:
-            fwd_body += [f"dtype, device = {like}.dtype, {like}.device"]
+        fwd_body += [f"{k} = {like}.{k}" for k in ("dtype", "device") if k in split.forward_names]
         fwd_body += body(split.forward)
         # The value itself is never marked non-differentiable: when the backward reads it, it
         # is saved as output[0].
@@ -218,8 +217,9 @@ def wrapper_module(
         ctx_body += [f"ctx.save_for_backward(*inputs, *output[1:]{tail})"]
         restored = [em.arg[v] for v in inputs] + extras + ([value] if keeps_value else [])
         bwd_body = [f"{_tuple(restored)} = ctx.saved_tensors"] + bwd_sizes
-        if "dtype" in split.backward_names or "device" in split.backward_names:
-            bwd_body += [f"dtype, device = {cot_name}.dtype, {cot_name}.device"]
+        bwd_body += [
+            f"{k} = {cot_name}.{k}" for k in ("dtype", "device") if k in split.backward_names
+        ]
         bwd_body += body(split.backward)
         outs = [gradient(v) if v in wrt else "None" for v in inputs]
         bwd_body += [f"return {_tuple(outs)}"]
