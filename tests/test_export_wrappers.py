@@ -275,3 +275,22 @@ def test_autograd_function_builds_its_constants_on_the_inputs_device():
     W = torch.empty(4, 4, device="meta", requires_grad=True)
     gx, gW = torch.autograd.grad(fn(x, W), (x, W))
     assert gx.device.type == gW.device.type == "meta" and gW.shape == (4, 4)
+
+
+@pytest.mark.parametrize("taken", ["inputs", "output", "saved", "grad_output", "ctx", "dtype"])
+def test_wrapper_variables_named_like_its_parameters(taken):
+    """A variable may be called like a wrapper's own parameter: it is renamed, never shadowed."""
+    from engine.derive import derive
+
+    vars = {taken: "real[n]", "y": "onehot[n]"}
+    program = derive(f"cross_entropy(softmax({taken}), y)", [taken], vars, verify=False)
+    fn = load(program, "torch", as_="autograd-function")
+    z = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda z: fn(z, y), (z,))
+    (g,) = torch.autograd.grad(fn(z, y), z)
+    torch.testing.assert_close(g, torch.softmax(z, 0).detach() - y, rtol=1e-14, atol=1e-15)
+    with jax.enable_x64(True):
+        jfn = load(program, "jax", as_="custom-vjp")
+        jg = jax.grad(jfn)(jnp.asarray(z.detach().numpy()), jnp.asarray(y.numpy()))
+        np.testing.assert_allclose(jg, g.numpy(), rtol=1e-13, atol=1e-15)

@@ -42,6 +42,7 @@ RESERVED = (
     | set(dir(builtins))
     | {"np", "jnp", "jax", "torch", "math", "erf"}
     | {"dtype", "device", "ctx", "_float_dtype", "_float_type", "_check_shapes", "_sizes"}
+    | {"inputs", "output", "saved", "grad_output"}  # the wrappers' parameters
     | set(HELPERS)
 )
 
