@@ -70,7 +70,7 @@ def test_python_output_calls_the_exporter(tmp_path):
 
     r = run(*CE, "--format", "python", "--target", "numpy")
     assert r.exit_code == 0, r.output
-    assert "def value_and_grad(z, y):" in r.stdout
+    assert "def value_and_grad(z, y, *, dtype=None):" in r.stdout
     assert "Verified by llm-math-notes: exact at n=2 and n=3" in r.stdout
     path = tmp_path / "ce_grad.py"
     path.write_text(r.stdout)

@@ -304,10 +304,10 @@ def test_function_cases_cover_the_registry():
 def test_attention_source_shape(tmp_path):
     """Sizes from shapes, each definition and step once, exp computed once, names kept."""
     src = to_module(PROGRAMS["attention"]())
-    assert "def value_and_grad(Q, K, V, O):  # noqa: E741" in src
+    assert "def value_and_grad(Q, K, V, O, *, dtype=None):  # noqa: E741" in src
     assert "Not verified at export time" in src and "Verified by" not in src
-    src = src.split('    """\n', 1)[1]  # the body, after the docstring
-    assert "    d = Q.shape[1]\n" in src
+    src = src.split("def value_and_grad", 1)[1].split('    """\n', 1)[1]  # the body
+    assert "    d = Q.shape[1]\n" in src and "_check_shapes(" in src
     for line in ("dP = O @ V.T", "dV = P.T @ O", "dQ = dS @ K / sqrt_d", "dK = dS.T @ Q / sqrt_d"):
         assert f"    {line}\n" in src, line
     assert src.count("np.exp(") == 1 and src.count("np.max(") == 1
@@ -385,7 +385,7 @@ def test_names_that_clash_with_the_module_are_renamed(tmp_path):
 
 def test_with_value_false_returns_gradients_only(tmp_path):
     src = to_module(PROGRAMS["attention"](), with_value=False)
-    body = src.split('    """\n', 1)[1]
+    body = src.split("def value_and_grad", 1)[1].split('    """\n', 1)[1]
     assert "vdot" not in body and "P @ V" not in body
     module = load_module(src, tmp_path, "novalue")
     inputs = sample_inputs(PROGRAMS["attention"]())

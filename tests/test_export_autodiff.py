@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_export import FUNCTION_CASES, run_function_case
-from test_export_programs import PROGRAMS, load_module, sample_inputs
+from test_export_programs import PROGRAMS, jax_x64, load_module, sample_inputs  # noqa: F401
 
 from engine.export import to_module
 
-jax.config.update("jax_enable_x64", True)
+pytestmark = pytest.mark.usefixtures("jax_x64")
 
 # Each forward is written by hand in the library's own idiom (its softmax, layer_norm, gelu),
 # sharing nothing with the engine; the library's autodiff then gives the reference gradients.

@@ -13,14 +13,14 @@ import pytest
 import torch
 from test_export import _complex_step_reference
 from test_export_autodiff import JAX_FORWARD, TORCH_FORWARD, _close
-from test_export_programs import PROGRAMS, load_module, sample_inputs
+from test_export_programs import PROGRAMS, jax_x64, load_module, sample_inputs  # noqa: F401
 
 from engine.backends import numpy_backend
 from engine.derive import derive
 from engine.export import to_module
 from engine.expr import call
 
-jax.config.update("jax_enable_x64", True)
+pytestmark = pytest.mark.usefixtures("jax_x64")
 
 
 @functools.cache

@@ -11,12 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_derive_names import SIZES, sample
-from test_export_programs import load_module
+from test_export_programs import jax_x64, load_module  # noqa: F401
 
 from engine import derive
 from engine.backends.numpy_backend import to_numpy
 from engine.export import to_module
 from engine.parser import build_environment, parse_formula
+
+pytestmark = pytest.mark.usefixtures("jax_x64")
 
 TARGETS = ["numpy", "torch", "jax"]
 # The names the emitter uses itself: imports, the value, temporaries, gradients.
@@ -35,6 +37,11 @@ NAMES = [
     "dV",
     "J",
     "value_and_grad",
+    # the dtype, device and shape-check locals of every exported function (issue 9)
+    "dtype",
+    "device",
+    "ctx",
+    "_sizes",
 ]
 
 

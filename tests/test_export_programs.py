@@ -155,6 +155,15 @@ def sample_inputs(program: Program, seed: int = 0, profile: str = "unit") -> dic
     return out
 
 
+@pytest.fixture
+def jax_x64():
+    """JAX in 64-bit mode for one test, and back after it (exports never change the mode)."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
 def load_module(source: str, tmp_path: Path, stem: str):
     """Import generated source from a file, as a user of the exported module would."""
     path = tmp_path / f"{stem}.py"

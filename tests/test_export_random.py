@@ -11,13 +11,15 @@ import pytest
 import sympy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_export_programs import load_module
+from test_export_programs import jax_x64, load_module  # noqa: F401
 
 from engine.backends import numpy_backend
 from engine.derive.program import Program
 from engine.export import to_module
 from engine.expr import Const, Expr, Size, call
 from engine.parser import build_environment, parse_formula
+
+pytestmark = pytest.mark.usefixtures("jax_x64")
 
 ENV = build_environment({"X": "real[n, k]", "Y": "positive[n, k]", "w": "real[n, k]"})
 SIZES = {"n": 4, "k": 3}

@@ -27,9 +27,16 @@ if TYPE_CHECKING:
 EXIT_FAIL, EXIT_ERROR = 1, 2
 FORMATS = ("text", "latex", "json", "python")
 TARGETS = ("numpy", "jax", "torch")
+FORMS = ("function", "autograd-function", "custom-vjp")  # --as (engine.export.wrappers)
 
 
-def render(program: Program, fmt: str, target: str = "numpy") -> str:
+def render(
+    program: Program,
+    fmt: str,
+    target: str = "numpy",
+    as_: str = "function",
+    name: str | None = None,
+) -> str:
     """The program in one of the output formats, with its verification line."""
     line = program.verification_line()
     if fmt == "text":
@@ -48,7 +55,7 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
             "in this version"
         ) from None
     summary = line.removeprefix("verified: ") if program.verified else None
-    return to_module(program, target, verified_summary=summary)
+    return to_module(program, target, name, verified_summary=summary, as_=as_)
 
 
 @click.command(cls=FormulaCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,10 +101,25 @@ def render(program: Program, fmt: str, target: str = "numpy") -> str:
     "vector or scalar --wrt variable.",
 )
 @click.option("--hessian", is_flag=True, help="The same as --order 2.")
+@click.option(
+    "--as",
+    "as_",
+    type=click.Choice(FORMS),
+    default="function",
+    show_default=True,
+    help="Form of --format python: a value-and-gradients function; a torch.autograd.Function "
+    "(--target torch) or a jax.custom_vjp function (--target jax) whose backward is the "
+    "derived program.",
+)
+@click.option(
+    "--name",
+    metavar="NAME",
+    help="Name of the exported function (default value_and_grad, or fused with --as).",
+)
 @seed_option
 @timeout_option
 def derive(
-    expr, wrt, vars_, defs, size_rels, spec, fmt, target, seed, timeout, order, hessian
+    expr, wrt, vars_, defs, size_rels, spec, fmt, target, as_, name, seed, timeout, order, hessian
 ) -> None:
     """Derive the gradient of EXPR as a short program, verified before it is shown.
 
@@ -148,7 +170,7 @@ def derive(
             lines += [r.report() for r in bad]
             code = EXIT_ERROR if any(r.verdict == "error" for r in bad) else EXIT_FAIL
             return code, "\n".join(lines)
-        return 0, render(program, fmt, target)
+        return 0, render(program, fmt, target, as_, name)
 
     code, text = budget.run(job, seconds, what="the derivation")
     if code:

@@ -31,7 +31,7 @@ from engine.export.forms import (
     Postfix,
     Template,
 )
-from engine.export.lower import Lowering
+from engine.export.lower import Lowering, share_definitions
 from engine.export.target import Target
 from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, size_symbol
 from engine.printing.text import to_text
@@ -41,8 +41,34 @@ RESERVED = (
     set(keyword.kwlist)
     | set(dir(builtins))
     | {"np", "jnp", "jax", "torch", "math", "erf"}
+    | {"dtype", "device", "ctx", "_float_dtype", "_float_type", "_check_shapes", "_sizes"}
+    | {"inputs", "output", "saved", "grad_output"}  # the wrappers' parameters
     | set(HELPERS)
 )
+
+CHECK_SHAPES = '''def _check_shapes(fn, declared, *arrays):
+    """The sizes, read off the arguments' shapes; ValueError unless every shape is as declared.
+
+    The function is derived for one example of the declared shapes: an extra (batch) axis is an
+    error, never a silent broadcast. Map it over a batch with jax.vmap or torch.func.vmap.
+    """
+    sizes = {}
+    for (name, dims), a in zip(declared.items(), arrays, strict=True):
+        shape = tuple(a.shape)
+        problem = None
+        if len(shape) != len(dims):
+            problem = f"rank {len(shape)}, declared rank {len(dims)}"
+        for dim, length in zip(dims, shape, strict=False):
+            want = dim if isinstance(dim, int) else sizes.setdefault(dim, length)
+            if problem is None and length != want:
+                problem = f"an axis of length {length} where {dim} = {want}"
+        if problem is not None:
+            raise ValueError(
+                f"{fn}: argument {name} has shape {shape} ({problem}), declared "
+                f"[{', '.join(map(str, dims))}]; the function is not batched: call it per "
+                "example, or map it over a batch with jax.vmap / torch.func.vmap"
+            )
+    return sizes'''
 
 Code = tuple[str, int]  # source text and its Python precedence
 
@@ -104,13 +130,22 @@ def _wrap(code: Code, need: int) -> str:
 class Emitter:
     """Writes one program as one function for one target."""
 
-    def __init__(self, program: Program, target: Target, with_value: bool):
+    def __init__(
+        self,
+        program: Program,
+        target: Target,
+        with_value: bool,
+        value_root: Expr | None = None,
+    ):
         self.program = program
         self.target = target
         self.with_value = with_value
+        self.value_root = program.output if value_root is None else value_root
         self.imports: set[str] = set(target.imports)
         self.helpers: list[str] = []
         self.lines: list[str] = []
+        # (name, text, node, static) of every line, in order: the wrappers split them.
+        self.entries: list[tuple[str, str, Expr, bool]] = []
         env = program.env
         self.namer = Namer(RESERVED)
         self.arg = {v: self.namer.claim(v) for v in env.vars}
@@ -126,7 +161,7 @@ class Emitter:
         lower = Lowering()
         out: list[tuple[str | None, Expr]] = []
         if self.with_value:
-            out.append((None, lower(self.program.output)))
+            out.append((None, lower(self.value_root)))
         for var, g in self.program.gradients:
             if var not in self.program.env.vars:
                 raise ExportError(f"gradient for {var!r}, which is not a declared variable")
@@ -138,7 +173,8 @@ class Emitter:
                 zeros = Call("_zeros_like", (x,), (), x.shape)
                 g = zeros if isinstance(g, Const) and g.value == 0 else zeros + g
             out.append((var, g))
-        return out
+        shared = share_definitions([r for _, r in out])
+        return [(v, r) for (v, _), r in zip(out, shared, strict=True)]
 
     @staticmethod
     def postorder(roots: list[Expr]) -> list[Expr]:
@@ -218,7 +254,7 @@ class Emitter:
                 name = ref_names[node]
                 static[node] = static[node.body]
                 if named.get(node.body) != name:
-                    self.lines.append(f"{name} = {code[node.body][0]}")
+                    self.define(name, code[node.body][0], node, static[node])
                 code[node] = (name, P_ATOM)
             else:
                 assert isinstance(node, Call)
@@ -229,11 +265,11 @@ class Emitter:
                 )
                 text = self.render(node, code, static)
                 if node in named:
-                    self.lines.append(f"{named[node]} = {text[0]}")
+                    self.define(named[node], text[0], node, static[node])
                     code[node] = (named[node], P_ATOM)
                 elif uses[node] >= 2 and not self.cheap(node):
                     name = self.namer.fresh(self.hint(node, code))
-                    self.lines.append(f"{name} = {text[0]}")
+                    self.define(name, text[0], node, static[node])
                     code[node] = (name, P_ATOM)
                 else:
                     code[node] = text
@@ -246,6 +282,10 @@ class Emitter:
             else:
                 grads.append((var, text))
         return self.lines, grads, value
+
+    def define(self, name: str, text: str, node: Expr, static: bool) -> None:
+        self.lines.append(f"{name} = {text}")
+        self.entries.append((name, text, node, static))
 
     def cheap(self, node: Call) -> bool:
         """A transpose of a named value is a view: write it where it is used."""
@@ -288,7 +328,7 @@ class Emitter:
                 return text
             longest = max(inline, key=lambda c: len(code[c][0]))
             name = self.namer.fresh(self.hint(longest, code))
-            self.lines.append(f"{name} = {code[longest][0]}")
+            self.define(name, code[longest][0], longest, static[longest])
             code[longest] = (name, P_ATOM)
 
     def _render(self, node: Call, column: str, code: dict[Expr, Code]) -> Code:
@@ -324,33 +364,103 @@ class Emitter:
 
     # ------------------------------------------------------------ the module
 
-    def size_lines(self) -> list[str]:
-        """`n, d = Q.shape`: each size used is read off the first variable that has it."""
+    def size_reads(self, available: list[str]) -> list[str]:
+        """`n = Q.shape[0]`: each size used, read off the first available variable that has it."""
         out: list[str] = []
-        need = set(self.sizes_used)
-        for name, var in self.program.env.vars.items():
-            syms = [str(d) if d.is_Symbol else None for d in var.shape]
-            here = [s for s in syms if s in need]
-            if not here:
-                continue
-            arg = self.arg[name]
-            if all(s is not None and s in need for s in syms) and len(set(syms)) == len(syms):
-                targets = ", ".join(self.size[s] for s in syms)
-                out.append(f"{targets}{',' if len(syms) == 1 else ''} = {arg}.shape")
+        need = sorted(self.sizes_used, key=list(self.program.env.sizes).index)
+        for s in need:
+            for v in available:
+                dims = [str(d) for d in self.program.env.vars[v].shape]
+                if s in dims:
+                    out.append(f"{self.size[s]} = {self.arg[v]}.shape[{dims.index(s)}]")
+                    break
             else:
-                for i, s in enumerate(syms):
-                    if s in need:
-                        out.append(f"{self.size[s]} = {arg}.shape[{i}]")
-                        need.discard(s)
-            need.difference_update(here)
-        if need:  # sizes tied by a relation (d = h * dh): solved from an axis of length d
-            out += self._related_sizes(need, set(self.sizes_used) - need)
-        if need:
+                raise ExportError(
+                    f"size {s} is not the length of any variable's axis, "
+                    "so the exported function cannot read it"
+                )
+        return out
+
+    def preamble(self, fn: str, names: list[str], dtype: str = "dtype") -> list[str]:
+        """Decide the dtype (and device), convert the arguments, check their shapes, read sizes.
+
+        Arguments of rank 1 or more decide the dtype (scalars such as eps follow them), unless
+        every argument is a scalar.
+        """
+        env = self.program.env
+        votes = [v for v in names if env.vars[v].shape] or names
+        out = [self.target.setup.format(dtype=dtype, args=", ".join(self.arg[v] for v in votes))]
+        for v in names:
+            line = f"{self.arg[v]} = {self.target.convert.format(self.arg[v])}"
+            out.append(line + ("  # noqa: E741" if self.arg[v] in ("l", "O", "I") else ""))
+        items = []
+        for v in names:
+            dims = [str(int(d)) if d.is_Integer else f'"{d}"' for d in env.vars[v].shape]
+            comma = "," if len(dims) == 1 else ""
+            items.append(f'"{v}": (' + ", ".join(dims) + comma + ")")
+        need = [s for s in env.sizes if s in self.sizes_used]
+        declared = {str(d) for v in names for d in env.vars[v].shape}
+        # a size tied by a relation (dh in d = h * dh) is solved from an axis of length h * dh
+        undeclared = {s for s in need if s not in declared}
+        related = self._related_sizes(undeclared, set(need) - undeclared) if undeclared else []
+        for s in sorted(undeclared):
             raise ExportError(
-                f"size {sorted(need)[0]} is not the length of any variable's axis, "
+                f"size {s} is not the length of any variable's axis, "
                 "so the exported function cannot read it"
             )
-        return out
+        # A fast test of the declared ranks and sizes; the helper runs only to explain a failure.
+        first: dict[str, str] = {}
+        ranks = _tuple_text([f"{self.arg[v]}.ndim" for v in names])
+        conds = [f"{ranks} != {_tuple_text([str(len(env.vars[v].shape)) for v in names])}"]
+        for v in names:
+            for i, d in enumerate(env.vars[v].shape):
+                here = f"{self.arg[v]}.shape[{i}]"
+                if d.is_Integer:
+                    conds.append(f"{here} != {int(d)}")
+                elif str(d) in first:
+                    conds.append(f"{here} != {first[str(d)]}")
+                else:
+                    first[str(d)] = here
+        arrays = ", ".join(self.arg[v] for v in names)
+        one = f'_check_shapes("{fn}", {{{", ".join(items)}}}, {arrays})'
+        if len(one) <= 84:
+            call = [one]
+        else:
+            call = ["_check_shapes(", f'    "{fn}",', "    {"]
+            call += [f"        {item}," for item in items]
+            call.append("    },")
+            if len(arrays) <= 76:
+                call.append(f"    {arrays},")
+            else:
+                call += [f"    {self.arg[v]}," for v in names]
+            call.append(")")
+        test = f"if {' or '.join(conds)}:"
+        if len(test) <= 92:
+            out.append(test)
+        else:
+            out += ["if (", f"    {conds[0]}"] + [f"    or {c}" for c in conds[1:]] + ["):"]
+        out += ["    " + line for line in call]
+        out += [f"{self.size[s]} = {first[s]}" for s in need if s in first]
+        return out + related
+
+    def helper_sources(self) -> list[str]:
+        """The module's helper functions: the target's, the shape check, then the forms'."""
+        return [*self.target.helpers, CHECK_SHAPES, *(HELPERS[h] for h in self.helpers)]
+
+    def header_lines(self, header: list[str]) -> list[str]:
+        """Module docstring, imports, helpers: everything before the exported function."""
+        src: list[str] = ['"""' + _fill(header, 0) + '\n"""', ""]
+        std = sorted(i for i in self.imports if i == MATH)
+        third = sorted(i for i in self.imports if i != MATH and i.startswith("import "))
+        third += sorted(i for i in self.imports if i.startswith("from "))
+        if std:
+            src += std + [""]
+        src += third
+        if self.target.prelude:
+            src += [""] + list(self.target.prelude)
+        for h in self.helper_sources():
+            src += ["", "", h]
+        return src
 
     def _related_sizes(self, need: set[str], known: set[str]) -> list[str]:
         """`dh = X.shape[1] // h` for a size that is only part of an axis length (X: (n, h*dh)),
@@ -402,13 +512,8 @@ class Emitter:
         lines, grads, value = self.emit()
         env = self.program.env
         args = [self.arg[v] for v in env.vars]
-        body: list[str] = []
-        # Variables the derivative needs become float64 arrays; sizes are read off their shapes.
-        for v in env.vars:
-            if v in self.vars_used:
-                line = f"{self.arg[v]} = {self.target.convert.format(self.arg[v])}"
-                body.append(line + ("  # noqa: E741" if self.arg[v] in ("l", "O", "I") else ""))
-        body += self.size_lines()
+        # Arguments become arrays of one floating dtype (and device); their shapes are checked.
+        body = self.preamble(name, list(env.vars))
         body += lines
         table = "{" + ", ".join(f'"{v}": {g}' for v, g in grads) + "}"
         body.append(f"return {value}, {table}" if self.with_value else f"return {table}")
@@ -416,8 +521,12 @@ class Emitter:
         out_text = to_text(self.program.output)
         wrt = ", ".join(v for v, _ in self.program.gradients)
         header = [
-            f"Generated by llm-math-notes ({self.target.title}, float64): "
+            f"Generated by llm-math-notes ({self.target.title}): "
             f"the value of {out_text} and its {self.what} with respect to {wrt}.",
+            "",
+            "It computes in the floating dtype of its array arguments (on their device), or in "
+            "the one given as dtype=, and raises ValueError on arguments of other shapes than "
+            "declared (it is not batched).",
         ]
         if verified_summary:
             header += ["", f"Verified by llm-math-notes: {_doc_safe(verified_summary)}"]
@@ -442,23 +551,17 @@ class Emitter:
             doc += ["", "Renamed, as the module needs the names: " + "; ".join(renamed) + "."]
         doc += ["", f"Returns (value, {returns})." if self.with_value else f"Returns {returns}."]
 
-        src: list[str] = ['"""' + _fill(header, 0) + '\n"""', ""]
-        std = sorted(i for i in self.imports if i == MATH)
-        third = sorted(i for i in self.imports if i != MATH and i.startswith("import "))
-        third += sorted(i for i in self.imports if i.startswith("from "))
-        if std:
-            src += std + [""]
-        src += third
-        if self.target.prelude:
-            src += [""] + list(self.target.prelude)
-        for h in self.helpers:
-            src += ["", "", HELPERS[h]]
+        src = self.header_lines(header)
         # Single-letter names such as O are the field's own (dO); ruff's E741 would flag them.
         ambiguous = "  # noqa: E741" if {"l", "O", "I"} & set(args) else ""
-        src += ["", "", f"def {name}({', '.join(args)}):{ambiguous}"]
+        src += ["", "", f"def {name}({', '.join(args)}, *, dtype=None):{ambiguous}"]
         src.append('    """' + _fill(doc, 4) + '\n    """')
         src += ["    " + line for line in body]
         return "\n".join(src) + "\n"
+
+
+def _tuple_text(items: list[str]) -> str:
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def _is(e: Expr, fn: str) -> bool:

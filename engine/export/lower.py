@@ -51,6 +51,68 @@ def _sum_keep(x: Expr, axis: int | None) -> Expr:
     )
 
 
+def drop_ones(e: Expr) -> Expr:
+    """e without its ones(...) factors, for an operand of a sum whose other side is full-shape.
+
+    ones(n, d) * m only broadcasts m to (n, d); a + ones(n, d) * m = a + m when a has the shape
+    (n, d), by broadcasting. Products and quotients of such factors drop them too; a derived
+    LayerNorm gradient would otherwise build and multiply a full (n, d) array of ones.
+    """
+    if not isinstance(e, Call):
+        return e
+    if e.fn == "mul":
+        left, right = e.args
+        if isinstance(left, Call) and left.fn == "ones":
+            return drop_ones(right)
+        if isinstance(right, Call) and right.fn == "ones":
+            return drop_ones(left)
+        dl, dr = drop_ones(left), drop_ones(right)
+        return e if (dl, dr) == (left, right) else dl * dr
+    if e.fn == "div":
+        dl = drop_ones(e.args[0])
+        return e if dl == e.args[0] else dl / e.args[1]
+    if e.fn == "neg":
+        dx = drop_ones(e.args[0])
+        return e if dx == e.args[0] else -dx
+    return e
+
+
+def share_definitions(roots: list[Expr]) -> list[Expr]:
+    """Every subtree equal to a definition's body becomes the definition itself (one name).
+
+    A derived program's gradients read `t1` where its value reads `X @ W1`: the same array,
+    but two different trees, so the emitter would compute both and everything built on them
+    (GELU's 0.5 * (1 + erf(...)) twice). A Ref evaluates as its body, so the swap is exact.
+    """
+    bodies: dict[Expr, Ref] = {}
+    for root in roots:
+        for node in root.walk():
+            if isinstance(node, Ref) and isinstance(node.body, Call):
+                bodies.setdefault(node.body, node)
+    if not bodies:
+        return roots
+    memo: dict[tuple[Expr, bool], Expr] = {}
+
+    def swap(e: Expr, top: bool = True) -> Expr:
+        key = (e, top)
+        if key in memo:
+            return memo[key]
+        out = e
+        if isinstance(e, Call):
+            if top and e in bodies:
+                out = swap(bodies[e])
+            else:
+                args = tuple(swap(a) for a in e.args)
+                out = e if args == e.args else Call(e.fn, args, e.params, e.shape)
+        elif isinstance(e, Ref):
+            body = swap(e.body, top=False)
+            out = e if body == e.body else Ref(e.name, body)
+        memo[key] = out
+        return out
+
+    return [swap(r) for r in roots]
+
+
 class Lowering:
     """Lowers many roots with one memo, so equal subtrees stay equal (and merge in CSE)."""
 
@@ -172,6 +234,14 @@ class Lowering:
             return x * (HALF * (1 + t))
         if fn == "sum" and p["axis"] is None and not p["keepdims"]:
             return self.total(a[0])
+        if fn in ("add", "sub"):
+            x, y = a
+            if x.shape == node.shape:
+                y = drop_ones(y)
+            elif y.shape == node.shape:
+                x = drop_ones(x)
+            if (x, y) != a:
+                return Call(fn, (x, y), node.params, node.shape)
         if a == orig:
             return node
         return Call(fn, a, node.params, node.shape)

@@ -10,8 +10,11 @@ class Target:
     """An array library the exporter writes for.
 
     `column` selects the library's forms in `engine.export.forms.FORMS`; `imports` are always
-    emitted; `prelude` lines follow the imports; `convert` turns one argument into a float64
-    array (`{0}` is the argument's name).
+    emitted; `helpers` (source text) follow the imports. Every exported function starts with
+    `setup` (`{0}` is the argument list that decides the dtype), which defines the locals `dtype`
+    (and, for PyTorch, `device`) that the forms use, then `convert` turns one argument into an
+    array of that dtype (and device) (`{0}` is the argument's name). Nothing in a module changes
+    process-wide configuration.
     """
 
     name: str
@@ -19,4 +22,6 @@ class Target:
     column: str
     imports: tuple[str, ...]
     convert: str
+    setup: str
+    helpers: tuple[str, ...] = ()
     prelude: tuple[str, ...] = ()
