@@ -159,6 +159,18 @@ def _expand(fn: str, kw: str) -> Rule:
     return lambda a, node: f"{fn}({a[0]}, {kw}={_param(node, 'axis', 0)})"
 
 
+def _swapaxes(fn: str) -> Rule:
+    return lambda a, node: f"{fn}({a[0]}, {_param(node, 'axis1', 0)}, {_param(node, 'axis2', 0)})"
+
+
+def _einsum(fn: str) -> Rule:
+    return lambda a, node: f'{fn}("{_param(node, "subscripts", "")}", {", ".join(a)})'
+
+
+def _permute(fn: str) -> Rule:
+    return lambda a, node: f"{fn}({a[0]}, {_param(node, 'axes', ())})"
+
+
 def _t(numpy: str, jax: str, torch: str, scalar: str | None = None, **imp) -> dict[str, Form]:
     """One elementwise row: NumPy, JAX and PyTorch templates (and a math one for scalars)."""
     row: dict[str, Form] = {
@@ -275,6 +287,27 @@ FORMS: dict[str, dict[str, Form]] = {
         "numpy": Custom(_expand("np.expand_dims", "axis"), (NP,)),
         "jax": Custom(_expand("jnp.expand_dims", "axis"), (JNP,)),
         "torch": Custom(_expand("torch.unsqueeze", "dim"), (TORCH,)),
+    },
+    # ---------------------------------------------------------------- tensors (issue 8)
+    "swapaxes": {
+        "numpy": Custom(_swapaxes("np.swapaxes"), (NP,)),
+        "jax": Custom(_swapaxes("jnp.swapaxes"), (JNP,)),
+        "torch": Custom(_swapaxes("torch.swapaxes"), (TORCH,)),
+    },
+    "squeeze": {
+        "numpy": Custom(_squeeze("np.squeeze", "axis"), (NP,)),
+        "jax": Custom(_squeeze("jnp.squeeze", "axis"), (JNP,)),
+        "torch": Custom(_squeeze("torch.squeeze", "dim"), (TORCH,)),
+    },
+    "einsum": {
+        "numpy": Custom(_einsum("np.einsum"), (NP,)),
+        "jax": Custom(_einsum("jnp.einsum"), (JNP,)),
+        "torch": Custom(_einsum("torch.einsum"), (TORCH,)),
+    },
+    "_permute": {  # transpose(x, axes), from lower()
+        "numpy": Custom(_permute("np.transpose"), (NP,)),
+        "jax": Custom(_permute("jnp.transpose"), (JNP,)),
+        "torch": Custom(_permute("torch.permute"), (TORCH,)),
     },
     # ---------------------------------------------------------------- internal (from lower())
     "_amax": {
