@@ -82,8 +82,10 @@ def _fold(fn: str, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
     return v if v.is_Rational else None
 
 
-def _axis(node: Call) -> int | None:
+def _axis(node: Call) -> int | tuple[int, ...] | None:
     axis = params_of(node).get("axis")
+    if isinstance(axis, tuple):  # reduced axes, sorted (tensors of any rank)
+        return tuple(sorted(a % len(node.args[0].shape) for a in axis))
     return None if axis is None else axis % len(node.args[0].shape)
 
 
@@ -823,3 +825,9 @@ class Rewriter:
 def simplify(e: Expr, defs: Mapping[str, Ref] | None = None) -> Expr:
     """Simplify `e` with the local rules; subexpressions equal to a definition become its name."""
     return Rewriter(defs).simplify(e)
+
+
+# ---------------------------------------------------------------- tensors of any rank (issue 8)
+from engine.derive.tensor_rules import tensor_rules  # noqa: E402
+
+RULES.update(tensor_rules(RULES))
