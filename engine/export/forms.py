@@ -159,6 +159,18 @@ def _expand(fn: str, kw: str) -> Rule:
     return lambda a, node: f"{fn}({a[0]}, {kw}={_param(node, 'axis', 0)})"
 
 
+def _unsqueeze(a: tuple[str, ...], node: Call) -> str:
+    """torch.unsqueeze takes one dim: a tuple of axes is one call per axis, in ascending order
+    of their (normalized) positions in the result."""
+    axis = _param(node, "axis", 0)
+    if not isinstance(axis, tuple):
+        return f"torch.unsqueeze({a[0]}, dim={axis})"
+    text = a[0]
+    for k in sorted(x % len(node.shape) for x in axis):
+        text = f"torch.unsqueeze({text}, dim={k})"
+    return text
+
+
 def _swapaxes(fn: str) -> Rule:
     return lambda a, node: f"{fn}({a[0]}, {_param(node, 'axis1', 0)}, {_param(node, 'axis2', 0)})"
 
@@ -286,7 +298,7 @@ FORMS: dict[str, dict[str, Form]] = {
     "expand_dims": {
         "numpy": Custom(_expand("np.expand_dims", "axis"), (NP,)),
         "jax": Custom(_expand("jnp.expand_dims", "axis"), (JNP,)),
-        "torch": Custom(_expand("torch.unsqueeze", "dim"), (TORCH,)),
+        "torch": Custom(_unsqueeze, (TORCH,)),
     },
     # ---------------------------------------------------------------- tensors (issue 8)
     "swapaxes": {
