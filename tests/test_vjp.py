@@ -28,7 +28,9 @@ VARS = {
     "T": "real[k, n, m]",
     "U": "real[k, m, n]",
     "F": "real[k, 1, n, m]",
-    "B": "real[1, m, n]",
+    "B": "real[1, m, 2]",  # a literal 2: the complex-step gradient of a broadcast weight is
+    "D": "real[m, 2]",  # taken coordinate by coordinate, and m x n of them take 25 s
+    "E": "real[2, m]",
 }
 
 # One or more applications of each function; the VJP of the root call is checked for every
@@ -73,7 +75,7 @@ CASES: dict[str, list[str]] = {
     "expand_dims": ["expand_dims(x, axis=0)", "expand_dims(x, axis=-1)", "expand_dims(M, axis=1)"],
 }
 # tensors of any rank (issue 8): batched @ with broadcast batch axes, axes, tuple axes, einsum
-CASES["matmul"] += ["T @ U", "T @ A", "M @ U", "T @ B", "F @ U", "T @ r", "x @ T"]
+CASES["matmul"] += ["T @ U", "T @ D", "E @ U", "T @ B", "F @ U", "T @ r", "x @ T"]
 CASES["transpose"] += ["transpose(T, (2, 0, 1))", "transpose(M, (1, 0))"]
 CASES["sum"] += ["sum(T, axis=(0, 2))", "sum(F, axis=(1, -1), keepdims=True)"]
 CASES["mean"] += ["mean(T, axis=(0, 1))"]

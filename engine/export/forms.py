@@ -176,7 +176,13 @@ def _swapaxes(fn: str) -> Rule:
 
 
 def _einsum(fn: str) -> Rule:
-    return lambda a, node: f'{fn}("{_param(node, "subscripts", "")}", {", ".join(a)})'
+    """np.einsum contracts pairwise only when asked (optimize=True); jnp and torch always do."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        extra = ", optimize=True" if fn == "np.einsum" and len(a) > 2 else ""
+        return f'{fn}("{_param(node, "subscripts", "")}", {", ".join(a)}{extra})'
+
+    return rule
 
 
 def _permute(fn: str) -> Rule:

@@ -216,7 +216,9 @@ def _einsum_shape(shapes: tuple[Shape, ...], p) -> Shape:
 
 
 def _np_einsum(*ops, subscripts=None):
-    return np.asarray(np.einsum(subscripts, *ops))
+    # Three or more operands: contract pairwise (np.einsum's default loops over every letter at
+    # once, O(n^4) for a chain of three n x n matrices).
+    return np.asarray(np.einsum(subscripts, *ops, optimize=len(ops) > 2))
 
 
 def _sym_einsum(*ops, subscripts=None) -> np.ndarray:
