@@ -1,4 +1,4 @@
-"""Rewrite rules for tensors of any rank: swapaxes, transpose(x, axes), tuple-axis reductions.
+"""Rewrite rules for tensors of any rank: swapaxes, transpose(x, axes), einsum.
 
 Each rule is a small named function whose docstring states its identity; tests/test_tensor.py
 turns every one into a claim and checks it with the verifier. They join the rewriter's table
@@ -82,6 +82,32 @@ def swapaxes_of_scaled(n: Call) -> Expr | None:
     return None
 
 
+def einsum_pull_scalar(n: Call) -> Expr | None:
+    """einsum(s, ..., c * X, ...) = c * einsum(s, ..., X, ...), and likewise X / c and -X, for a
+    scalar c (einsum is linear in each operand)."""
+    for i, x in enumerate(n.args):
+        if not x.shape:
+            continue
+        inner, factor, op = None, None, None
+        if _is(x, "neg"):
+            inner = x.args[0]
+        elif _is(x, "mul") and x.args[0].shape == () and x.args[1].shape:
+            inner, factor, op = x.args[1], x.args[0], "mul"
+        elif _is(x, "mul") and x.args[1].shape == () and x.args[0].shape:
+            inner, factor, op = x.args[0], x.args[1], "mul"
+        elif _is(x, "div") and x.args[1].shape == () and x.args[0].shape:
+            inner, factor, op = x.args[0], x.args[1], "div"
+        if inner is None:
+            continue
+        args = list(n.args)
+        args[i] = inner
+        out = call("einsum", *args, **dict(n.params))
+        if op is None:
+            return -out
+        return factor * out if op == "mul" else out / factor
+    return None
+
+
 def _perm(n: Call) -> tuple[int, ...] | None:
     from engine.functions.ops import permutation
 
@@ -117,6 +143,7 @@ SWAPAXES_RULES: tuple[Rule, ...] = (
     swapaxes_of_scaled,
 )
 TRANSPOSE_RULES: tuple[Rule, ...] = (transpose_identity, transpose_compose)
+EINSUM_RULES: tuple[Rule, ...] = (einsum_pull_scalar,)
 
 
 def _first(rules: tuple[Rule, ...]) -> Rule:
@@ -142,7 +169,11 @@ def tensor_rules(rules: dict[str, Rule]) -> dict[str, Rule]:
             return transpose_axes(n)
         return old_transpose(n) if old_transpose is not None else None
 
-    out: dict[str, Rule] = {"swapaxes": _first(SWAPAXES_RULES), "transpose": transpose}
+    out: dict[str, Rule] = {
+        "swapaxes": _first(SWAPAXES_RULES),
+        "transpose": transpose,
+        "einsum": _first(EINSUM_RULES),
+    }
     for fn in ("sum", "mean", "var", "logsumexp"):
         old = rules.get(fn)
         if old is not None:
@@ -157,4 +188,4 @@ def _skip_tuple_axes(rule: Rule) -> Rule:
     return apply
 
 
-ALL_RULES: tuple[Rule, ...] = SWAPAXES_RULES + TRANSPOSE_RULES
+ALL_RULES: tuple[Rule, ...] = SWAPAXES_RULES + TRANSPOSE_RULES + EINSUM_RULES
