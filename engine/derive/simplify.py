@@ -19,6 +19,7 @@ import sympy
 
 from engine.expr import Call, Const, EngineError, Expr, Ref, Var, call, map_calls
 from engine.functions.base import broadcast, params_of
+from engine.functions.linalg import MAX_ONES_RANK
 from engine.types import TYPES
 
 MAX_PASSES = 30  # whole-tree passes before giving up on a fixed point
@@ -297,7 +298,7 @@ def _rule_mul(n: Call) -> Expr | None:
         if is_const(x, -1) and _fits(y, n.shape):
             return -y
         if is_const(x, 0) and (is_scalar(y) or not is_call(y, "ones")):
-            return zeros(n.shape) if len(n.shape) <= 2 else None
+            return zeros(n.shape) if len(n.shape) <= MAX_ONES_RANK else None
         if is_call(x, "ones") and _broadcasts_to(x.shape, y.shape) and _fits(y, n.shape):
             return y
     if is_call(a, "neg"):
@@ -506,7 +507,7 @@ def _count(shape: tuple) -> Expr:
 def _rule_expand_dims(n: Call) -> Expr | None:
     (x,) = n.args
     if is_call(x, "ones"):
-        return call("ones", dims=n.shape) if len(n.shape) <= 2 else None
+        return call("ones", dims=n.shape) if len(n.shape) <= MAX_ONES_RANK else None
     if is_call(x, "neg"):
         return -call("expand_dims", x.args[0], **dict(n.params))
     split = _scalar_factor(x)
