@@ -210,6 +210,9 @@ RULE_CASES = {
     "transpose_identity": ("transpose(T, (0, 1, 2))", {}),
     "transpose_compose": ("transpose(transpose(T, (1, 2, 0)), (2, 0, 1))", {}),
     "einsum_pull_scalar": ('einsum("bnk,bkm->bnm", T, U / s)', {"s": "positive"}),
+    "sum_of_sum_keepdims": ("sum(sum(T, axis=0, keepdims=True), axis=(1, -1), keepdims=True)", {}),
+    "sum_over_unit_axes": ("sum(F, axis=(1,))", {}),
+    "expand_dims_of_reduction": ("expand_dims(mean(T, axis=(0, 2)), axis=(2, 0))", {}),
 }
 
 
@@ -227,6 +230,34 @@ def test_rule_is_a_verified_identity(rule):
     assert out.shape == node.shape
     result = verify_sides(node, out, env, name=rule.__name__)
     assert result.passed, result.report()
+
+
+def test_reduction_rules_in_their_other_forms():
+    cases = {
+        "sum(mean(T, axis=2, keepdims=True), axis=0, keepdims=True)": None,  # sum of a mean
+        "sum(sum(T, axis=2, keepdims=True), axis=0)": None,  # the outer one drops its axis
+        "mean(mean(T, axis=2, keepdims=True), axis=0, keepdims=True)": "sum_of_sum_keepdims",
+        "sum(F, axis=1, keepdims=True)": "sum_over_unit_axes",
+        "expand_dims(squeeze(F, 1), axis=1)": "expand_dims_of_reduction",
+        "expand_dims(logsumexp(T, axis=-1), axis=2)": "expand_dims_of_reduction",
+        "expand_dims(sum(T, axis=1), axis=0)": None,  # another position: no rule
+    }
+    for text, name in cases.items():
+        node = parse(text)
+        fired = [r.__name__ for r in tensor_rules.ALL_RULES if r(node) is not None]
+        assert fired == ([name] if name else []), text
+        for rule in tensor_rules.ALL_RULES:
+            out = rule(node)
+            if out is not None:
+                assert verify_sides(node, out, ENV).passed, text
+
+
+def test_tuple_axis_derivative_reads_as_a_keepdims_sum():
+    program = derive(
+        "sum(expand_dims(sum(X, axis=(0, 2)), axis=(0, 2)) * X)", ["X"], {"X": "real[a, b, c]"}
+    )
+    assert program.verified
+    assert "expand_dims" not in program.to_text() and "squeeze" not in program.to_text()
 
 
 def test_scaled_and_negated_operands():

@@ -1,4 +1,4 @@
-"""Rewrite rules for tensors of any rank: swapaxes, transpose(x, axes), einsum.
+"""Rewrite rules for tensors of any rank: swapaxes, transpose(x, axes), einsum, tuple axes.
 
 Each rule is a small named function whose docstring states its identity; tests/test_tensor.py
 turns every one into a claim and checks it with the verifier. They join the rewriter's table
@@ -8,12 +8,26 @@ function for the cases these do not handle.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from engine.expr import Call, Expr, call
 from engine.functions.base import normalize_axis
 
 Rule = Callable[[Call], Expr | None]
+
+
+def applies_to(*fns: str) -> Callable[[Rule], Rule]:
+    """A rule of the named functions: on any other call it does not apply (returns None)."""
+
+    def wrap(rule: Rule) -> Rule:
+        @functools.wraps(rule)
+        def apply(n: Call) -> Expr | None:
+            return rule(n) if n.fn in fns else None
+
+        return apply
+
+    return wrap
 
 
 def _pair(n: Call) -> tuple[int, int]:
@@ -32,12 +46,14 @@ def _swap_last(x: Expr) -> Expr:
     return x.T if len(x.shape) == 2 else call("swapaxes", x, axis1=-1, axis2=-2)
 
 
+@applies_to("swapaxes")
 def swapaxes_same_axis(n: Call) -> Expr | None:
     """swapaxes(x, a, a) = x."""
     a, b = _pair(n)
     return n.args[0] if a == b else None
 
 
+@applies_to("swapaxes")
 def swapaxes_involution(n: Call) -> Expr | None:
     """swapaxes(swapaxes(x, a, b), a, b) = x (a swap undoes itself)."""
     (x,) = n.args
@@ -46,12 +62,14 @@ def swapaxes_involution(n: Call) -> Expr | None:
     return None
 
 
+@applies_to("swapaxes")
 def swapaxes_of_matrix(n: Call) -> Expr | None:
     """swapaxes(A, 0, 1) = A.T for a matrix A."""
     (x,) = n.args
     return x.T if len(x.shape) == 2 and _pair(n) == (0, 1) else None
 
 
+@applies_to("swapaxes")
 def swapaxes_of_product(n: Call) -> Expr | None:
     """swapaxes(A @ B, -1, -2) = swapaxes(B, -1, -2) @ swapaxes(A, -1, -2) (batched (AB)ᵀ = BᵀAᵀ)
     for A and B of rank 2 or more."""
@@ -65,6 +83,7 @@ def swapaxes_of_product(n: Call) -> Expr | None:
     return _swap_last(b) @ _swap_last(a)
 
 
+@applies_to("swapaxes")
 def swapaxes_of_scaled(n: Call) -> Expr | None:
     """swapaxes(s * A) = s * swapaxes(A), swapaxes(A / s) = swapaxes(A) / s, swapaxes(-A) =
     -swapaxes(A), for a scalar s."""
@@ -82,6 +101,7 @@ def swapaxes_of_scaled(n: Call) -> Expr | None:
     return None
 
 
+@applies_to("einsum")
 def einsum_pull_scalar(n: Call) -> Expr | None:
     """einsum(s, ..., c * X, ...) = c * einsum(s, ..., X, ...), and likewise X / c and -X, for a
     scalar c (einsum is linear in each operand)."""
@@ -108,6 +128,67 @@ def einsum_pull_scalar(n: Call) -> Expr | None:
     return None
 
 
+def _reduced(n: Call) -> tuple[int, ...] | None:
+    """The axes a reduction (or expand_dims) names, normalized and sorted; None for all."""
+    axis = n.param("axis")
+    if axis is None:
+        return None
+    rank = len(n.shape) if n.fn == "expand_dims" else len(n.args[0].shape)
+    return tuple(sorted(a % rank for a in (axis if isinstance(axis, tuple) else (axis,))))
+
+
+def _axis_param(axes: tuple[int, ...]) -> int | tuple[int, ...]:
+    return axes[0] if len(axes) == 1 else axes
+
+
+@applies_to("sum", "mean")
+def sum_of_sum_keepdims(n: Call) -> Expr | None:
+    """sum(sum(x, axis=a, keepdims=True), axis=b, keepdims=True) = sum(x, axis=a ∪ b,
+    keepdims=True) (and for mean: every entry is averaged over the same count), a, b disjoint."""
+    (x,) = n.args
+    if not (_is(x, n.fn) and x.param("keepdims") and n.param("keepdims")):
+        return None
+    if n.param("axis") is None:
+        return None
+    inner, outer = _reduced(x), _reduced(n)
+    if inner is None or outer is None or set(inner) & set(outer):
+        return None
+    axes = tuple(sorted(inner + outer))
+    return call(n.fn, x.args[0], axis=_axis_param(axes), keepdims=True)
+
+
+@applies_to("sum", "mean")
+def sum_over_unit_axes(n: Call) -> Expr | None:
+    """sum(x, axis=A) = squeeze(x, A) (x itself with keepdims) when every axis in A has
+    length 1: a sum of one entry (also for mean)."""
+    (x,) = n.args
+    axes = _reduced(n)
+    if axes is None or any(x.shape[a] != 1 for a in axes):
+        return None
+    if n.param("keepdims"):
+        return x
+    return call("squeeze", x, axis=_axis_param(axes))
+
+
+@applies_to("expand_dims")
+def expand_dims_of_reduction(n: Call) -> Expr | None:
+    """expand_dims(sum(x, axis=A), axis=A) = sum(x, axis=A, keepdims=True), for any reduction
+    (sum, mean, var, logsumexp); and expand_dims(squeeze(x, A), A) = x."""
+    (x,) = n.args
+    new = _reduced(n)
+    if _is(x, "squeeze") and x.param("axis") is not None:
+        from engine.functions.tensor import squeezed_axes
+
+        if squeezed_axes(x.args[0].shape, x.param("axis")) == new:
+            return x.args[0]
+        return None
+    if not (isinstance(x, Call) and x.fn in ("sum", "mean", "var", "logsumexp")):
+        return None
+    if x.param("keepdims") or _reduced(x) != new:
+        return None
+    return call(x.fn, x.args[0], **dict(x.params), keepdims=True)
+
+
 def _perm(n: Call) -> tuple[int, ...] | None:
     from engine.functions.ops import permutation
 
@@ -115,12 +196,14 @@ def _perm(n: Call) -> tuple[int, ...] | None:
     return None if axes is None else permutation(axes, len(n.shape), "transpose")
 
 
+@applies_to("transpose")
 def transpose_identity(n: Call) -> Expr | None:
     """transpose(x, (0, 1, ..., r-1)) = x."""
     perm = _perm(n)
     return n.args[0] if perm is not None and perm == tuple(range(len(perm))) else None
 
 
+@applies_to("transpose")
 def transpose_compose(n: Call) -> Expr | None:
     """transpose(transpose(x, p), q) = transpose(x, (p[q[0]], p[q[1]], ...)): permutations
     compose (x.T is the reversed permutation of a matrix)."""
@@ -144,6 +227,8 @@ SWAPAXES_RULES: tuple[Rule, ...] = (
 )
 TRANSPOSE_RULES: tuple[Rule, ...] = (transpose_identity, transpose_compose)
 EINSUM_RULES: tuple[Rule, ...] = (einsum_pull_scalar,)
+REDUCTION_RULES: tuple[Rule, ...] = (sum_of_sum_keepdims, sum_over_unit_axes)
+EXPAND_RULES: tuple[Rule, ...] = (expand_dims_of_reduction,)
 
 
 def _first(rules: tuple[Rule, ...]) -> Rule:
@@ -175,10 +260,23 @@ def tensor_rules(rules: dict[str, Rule]) -> dict[str, Rule]:
         "einsum": _first(EINSUM_RULES),
     }
     for fn in ("sum", "mean", "var", "logsumexp"):
-        old = rules.get(fn)
-        if old is not None:
-            out[fn] = _skip_tuple_axes(old)
+        own = REDUCTION_RULES if fn in ("sum", "mean") else ()
+        out[fn] = _then(own, _skip_tuple_axes(rules[fn]) if fn in rules else None)
+    out["expand_dims"] = _then(EXPAND_RULES, rules.get("expand_dims"))
     return out
+
+
+def _then(first: tuple[Rule, ...], rest: Rule | None) -> Rule:
+    """These rules first, then the older rule of the function (if any)."""
+    mine = _first(first)
+
+    def apply(n: Call) -> Expr | None:
+        out = mine(n)
+        if out is None and rest is not None:
+            out = rest(n)
+        return out
+
+    return apply
 
 
 def _skip_tuple_axes(rule: Rule) -> Rule:
@@ -188,4 +286,6 @@ def _skip_tuple_axes(rule: Rule) -> Rule:
     return apply
 
 
-ALL_RULES: tuple[Rule, ...] = SWAPAXES_RULES + TRANSPOSE_RULES + EINSUM_RULES
+ALL_RULES: tuple[Rule, ...] = (
+    SWAPAXES_RULES + TRANSPOSE_RULES + EINSUM_RULES + REDUCTION_RULES + EXPAND_RULES
+)
