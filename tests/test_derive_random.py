@@ -84,7 +84,18 @@ MATRIX = [
     "W @ ({M})",
     "softmax({M})",
     "({M}) - sum({M}, axis=-1, keepdims=True)",
+    # tensors of any rank (issue 8)
+    "transpose({M}, (1, 0))",
+    "swapaxes({M}, 0, 1) @ ({M2})",
+    'einsum("ij,kj->ik", {M}, {M2})',
 ]
+# tensors of any rank (issue 8): through rank 3 and back
+VECTOR += [
+    "squeeze(expand_dims({0}, axis=(0, 2)))",
+    'einsum("ij,j->i", {M}, {0})',
+    "sum(expand_dims({M}, axis=0) * ones(2, n, n), axis=(0, 2))",
+]
+SCALAR += ['einsum("ii->", {M})', "sum({M}, axis=(0, 1))"]
 
 
 @st.composite
