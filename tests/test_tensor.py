@@ -213,6 +213,11 @@ RULE_CASES = {
     "sum_of_sum_keepdims": ("sum(sum(T, axis=0, keepdims=True), axis=(1, -1), keepdims=True)", {}),
     "sum_over_unit_axes": ("sum(F, axis=(1,))", {}),
     "expand_dims_of_reduction": ("expand_dims(mean(T, axis=(0, 2)), axis=(2, 0))", {}),
+    "einsum_identity": ('einsum("bnk->bnk", T)', {}),
+    "einsum_scalar_operand": ('einsum(",bnk,k->bn", s, T, x)', {"s": "positive"}),
+    "squeeze_of_expand_dims": ("squeeze(expand_dims(T, axis=(0, -1)), (0, 4))", {}),
+    "expand_dims_of_scalar": ("expand_dims(s, axis=(0, 1))", {"s": "positive"}),
+    "transpose_of_matrix": ("transpose(A, (1, 0))", {}),
 }
 
 

@@ -189,6 +189,68 @@ def expand_dims_of_reduction(n: Call) -> Expr | None:
     return call(x.fn, x.args[0], **dict(x.params), keepdims=True)
 
 
+@applies_to("einsum")
+def einsum_identity(n: Call) -> Expr | None:
+    """einsum("ij->ij", X) = X (one operand, its letters unchanged and none repeated)."""
+    from engine.functions.tensor import parse_subscripts
+
+    sub = parse_subscripts(n.param("subscripts"), len(n.args))
+    if len(n.args) == 1 and sub.inputs[0] == sub.output:
+        return n.args[0]
+    return None
+
+
+@applies_to("einsum")
+def einsum_scalar_operand(n: Call) -> Expr | None:
+    """einsum(",ij->ij", c, X) = c * einsum("ij->ij", X): a scalar operand (no letters) is a
+    factor of every term."""
+    from engine.functions.tensor import parse_subscripts
+
+    sub = parse_subscripts(n.param("subscripts"), len(n.args))
+    if len(n.args) < 2:
+        return None
+    for i, letters in enumerate(sub.inputs):
+        if not letters:
+            rest = [a for k, a in enumerate(n.args) if k != i]
+            spec = ",".join(s for k, s in enumerate(sub.inputs) if k != i) + "->" + sub.output
+            return n.args[i] * call("einsum", *rest, subscripts=spec)
+    return None
+
+
+@applies_to("squeeze")
+def squeeze_of_expand_dims(n: Call) -> Expr | None:
+    """squeeze(expand_dims(x, A), A) = x."""
+    (x,) = n.args
+    if not _is(x, "expand_dims"):
+        return None
+    from engine.functions.tensor import squeezed_axes
+
+    return x.args[0] if squeezed_axes(x.shape, n.param("axis")) == _reduced(x) else None
+
+
+@applies_to("expand_dims")
+def expand_dims_of_scalar(n: Call) -> Expr | None:
+    """expand_dims(c, axis) = c * ones(1, ..., 1) for a scalar c."""
+    (x,) = n.args
+    if x.shape:
+        return None
+    ones = call("ones", dims=n.shape)
+    return ones if _is_one(x) else x * ones
+
+
+def _is_one(e: Expr) -> bool:
+    from engine.expr import Const
+
+    return isinstance(e, Const) and e.value == 1
+
+
+@applies_to("transpose")
+def transpose_of_matrix(n: Call) -> Expr | None:
+    """transpose(A, (1, 0)) = A.T for a matrix A."""
+    (x,) = n.args
+    return x.T if len(x.shape) == 2 and _perm(n) == (1, 0) else None
+
+
 def _perm(n: Call) -> tuple[int, ...] | None:
     from engine.functions.ops import permutation
 
@@ -225,10 +287,11 @@ SWAPAXES_RULES: tuple[Rule, ...] = (
     swapaxes_of_product,
     swapaxes_of_scaled,
 )
-TRANSPOSE_RULES: tuple[Rule, ...] = (transpose_identity, transpose_compose)
-EINSUM_RULES: tuple[Rule, ...] = (einsum_pull_scalar,)
+TRANSPOSE_RULES: tuple[Rule, ...] = (transpose_identity, transpose_of_matrix, transpose_compose)
+EINSUM_RULES: tuple[Rule, ...] = (einsum_pull_scalar, einsum_identity, einsum_scalar_operand)
 REDUCTION_RULES: tuple[Rule, ...] = (sum_of_sum_keepdims, sum_over_unit_axes)
-EXPAND_RULES: tuple[Rule, ...] = (expand_dims_of_reduction,)
+EXPAND_RULES: tuple[Rule, ...] = (expand_dims_of_reduction, expand_dims_of_scalar)
+SQUEEZE_RULES: tuple[Rule, ...] = (squeeze_of_expand_dims,)
 
 
 def _first(rules: tuple[Rule, ...]) -> Rule:
@@ -258,6 +321,7 @@ def tensor_rules(rules: dict[str, Rule]) -> dict[str, Rule]:
         "swapaxes": _first(SWAPAXES_RULES),
         "transpose": transpose,
         "einsum": _first(EINSUM_RULES),
+        "squeeze": _first(SQUEEZE_RULES),
     }
     for fn in ("sum", "mean", "var", "logsumexp"):
         own = REDUCTION_RULES if fn in ("sum", "mean") else ()
@@ -287,5 +351,5 @@ def _skip_tuple_axes(rule: Rule) -> Rule:
 
 
 ALL_RULES: tuple[Rule, ...] = (
-    SWAPAXES_RULES + TRANSPOSE_RULES + EINSUM_RULES + REDUCTION_RULES + EXPAND_RULES
+    SWAPAXES_RULES + TRANSPOSE_RULES + EINSUM_RULES + REDUCTION_RULES + EXPAND_RULES + SQUEEZE_RULES
 )
