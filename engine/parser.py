@@ -38,6 +38,9 @@ MAX_MAGNITUDE_DIGITS = 300  # a constant power may not exceed 10**300
 MAX_NESTED_EXPONENT = MAX_EXPONENT**2
 MAX_RANK = 4
 MAX_DECLARATIONS = 10_000  # variables plus definitions in one environment
+# Tensors (issue 8): parameters that take a tuple of axes, and einsum's operands in a formula.
+TUPLE_PARAMS = frozenset({"axis", "axes"})
+MAX_EINSUM_OPERANDS = 3
 
 PUBLIC_FUNCTIONS = frozenset(name for name, f in REGISTRY.items() if f.public)
 SIZE_FUNCTIONS = frozenset({"eye", "ones", "tril", "triu"})
@@ -360,12 +363,15 @@ class _Builder:
             raise ParseError(f"unknown function {name!r}")
         spec = REGISTRY[name]
         params = {}
+        string_param = getattr(spec, "string_param", None)
         for kw in node.keywords:
             if kw.arg is None:
                 raise ParseError(f"{name}(): '**' arguments are not allowed")
-            if kw.arg not in spec.params or kw.arg == "dims":
+            if kw.arg not in spec.params or kw.arg in ("dims", string_param):
                 raise ParseError(f"{name}() has no parameter {kw.arg!r}")
             params[kw.arg] = _literal_param(name, kw.arg, kw.value)
+        if string_param is not None or spec.positional:
+            return self._call_with_literals(name, spec, node.args, params)
         if name in SIZE_FUNCTIONS:
             if not node.args:
                 raise ParseError(f"{name}() needs at least one size, e.g. {name}(n)")
@@ -382,6 +388,36 @@ class _Builder:
             return call(name, f, self.env.vars[wrt.id])
         args = tuple(self.build(a) for a in node.args)
         return call(name, *args, **params)
+
+    def _call_with_literals(self, name: str, spec, args: list[ast.AST], params: dict) -> Expr:
+        """einsum's leading subscripts string (the only string literal of the language), and
+        parameters written positionally after the array arguments (swapaxes(x, -1, -2))."""
+        args = list(args)
+        string_param = getattr(spec, "string_param", None)
+        if string_param is not None:
+            if not args or not (
+                isinstance(args[0], ast.Constant) and isinstance(args[0].value, str)
+            ):
+                raise ParseError(
+                    f'{name}() takes a subscripts string first, e.g. {name}("ij,jk->ik", A, B)'
+                )
+            params[string_param] = args.pop(0).value
+            if not 1 <= len(args) <= MAX_EINSUM_OPERANDS:
+                raise ParseError(
+                    f"{name}() takes 1 to {MAX_EINSUM_OPERANDS} operands, got {len(args)}"
+                )
+            return call(name, *(self.build(a) for a in args), **params)
+        extra = args[spec.nargs :]
+        if len(extra) > len(spec.positional):
+            raise ParseError(
+                f"{name}() takes {spec.nargs} array argument{'s' * (spec.nargs != 1)} and at "
+                f"most {len(spec.positional)} more ({', '.join(spec.positional)})"
+            )
+        for key, value in zip(spec.positional, extra, strict=False):
+            if key in params:
+                raise ParseError(f"{name}(): {key} is given twice")
+            params[key] = _literal_param(name, key, value)
+        return call(name, *(self.build(a) for a in args[: spec.nargs]), **params)
 
     def _size_arg(self, fname: str, a: ast.AST) -> sympy.Expr:
         if isinstance(a, ast.Name) and a.id in self.env.sizes:
@@ -486,12 +522,17 @@ def _literal_param(fname: str, key: str, value: ast.AST):
         if isinstance(value, ast.Constant) and isinstance(value.value, bool):
             return value.value
         raise ParseError(f"{fname}(): {key} must be True or False")
+    if key in TUPLE_PARAMS and isinstance(value, ast.Tuple):
+        if not 1 <= len(value.elts) <= MAX_RANK * 2:
+            raise ParseError(f"{fname}(): {key} must be a tuple of 1 to {MAX_RANK * 2} axes")
+        return tuple(_literal_param(fname, key + " entry", v) for v in value.elts)
     sign = 1
     if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub):
         sign, value = -1, value.operand
     if isinstance(value, ast.Constant) and type(value.value) is int and abs(value.value) < 16:
         return sign * value.value
-    raise ParseError(f"{fname}(): {key} must be a small integer")
+    what = "a small integer or a tuple of them" if key in TUPLE_PARAMS else "a small integer"
+    raise ParseError(f"{fname}(): {key} must be {what}")
 
 
 def _op_text(op: ast.AST) -> str:

@@ -120,7 +120,18 @@ MATRIX = [
     # linear algebra (matrices.py)
     "inv(eye(n) * 2 + outer({0}, {0})) @ ({M})",
     "triu(n, k=1) * ({M}) + cumsum({M}, axis=0)",  # selection (issue 8)
+    # tensors of any rank (issue 8)
+    "transpose({M}, (1, 0))",
+    "swapaxes({M}, 0, 1) @ ({M2})",
+    'einsum("ij,kj->ik", {M}, {M2})',
 ]
+# tensors of any rank (issue 8): through rank 3 and back
+VECTOR += [
+    "squeeze(expand_dims({0}, axis=(0, 2)))",
+    'einsum("ij,j->i", {M}, {0})',
+    "sum(expand_dims({M}, axis=0) * ones(2, n, n), axis=(0, 2))",
+]
+SCALAR += ['einsum("ii->", {M})', "sum({M}, axis=(0, 1))"]
 
 
 @st.composite

@@ -228,6 +228,29 @@ FUNCTION_CASES = [
         "unsort(Y, X) + unsort(Y, X, axis=0, descending=True)",
         {"X": "real[n, k]", "Y": "real[n, k]"},
     ),
+    # tensors of any rank (issue 8)
+    ("T @ U", {"T": "real[h, n, d]", "U": "real[h, d, m]"}),
+    (
+        "T @ A + F @ U",
+        {"T": "real[h, n, d]", "A": "real[d, m]", "F": "real[1, n, d]", "U": "real[h, d, m]"},
+    ),
+    ("T @ x", {"T": "real[k, h, n, d]", "x": "real[d]"}),
+    ("swapaxes(T, 0, 2) + swapaxes(T, -1, -3)", {"T": "real[h, n, d]"}),
+    ("transpose(T, (2, 0, 3, 1))", {"T": "real[h, n, d, m]"}),
+    ("squeeze(F, 1) + squeeze(F)", {"F": "real[h, 1, n]"}),
+    ("expand_dims(T, axis=(0, 2))", {"T": "real[h, n]"}),
+    *(
+        (f"{f}(T, axis=(0, 2))", {"T": "real[h, n, d]"})
+        for f in ("sum", "mean", "var", "logsumexp")
+    ),
+    *(
+        (f"{f}(T, axis=(1, -1), keepdims=True)", {"T": "real[h, n, d]"})
+        for f in ("sum", "mean", "var", "logsumexp")
+    ),
+    ("softmax(T, axis=(1, 2)) + log_softmax(T, axis=(0, 2))", {"T": "real[h, n, d]"}),
+    ('einsum("bhid,bhjd->bhij", Q, K)', {"Q": "real[k, h, n, d]", "K": "real[k, h, n, d]"}),
+    ('einsum("ii->", A) + einsum("ij,ij->", A, A)', {"A": "real[n, n]"}),
+    ('einsum("i,j,k->ijk", x, y, x)', {"x": "real[n]", "y": "real[d]"}),
 ]
 
 

@@ -54,6 +54,16 @@ def _jax_mlp(W1, b1, w2, x):
     return jax.nn.softplus(w2 @ act)
 
 
+def _torch_mha(Q, K, V, G):
+    """PyTorch's own fused attention, batched over (batch, head)."""
+    return torch.sum(G * F.scaled_dot_product_attention(Q, K, V))
+
+
+def _jax_mha(Q, K, V, G):
+    S = jnp.einsum("bhid,bhjd->bhij", Q, K) / jnp.sqrt(Q.shape[-1])
+    return jnp.sum(G * jnp.einsum("bhij,bhjd->bhid", jax.nn.softmax(S, axis=-1), V))
+
+
 TORCH_FORWARD = {
     "cross_entropy": lambda z, y: -torch.sum(y * torch.log_softmax(z, dim=-1)),
     "attention": _torch_attention,
@@ -62,6 +72,7 @@ TORCH_FORWARD = {
     "mlp": _torch_mlp,
     "batched_logsumexp": lambda Z, Y: torch.mean(torch.logsumexp(Z, -1) - torch.sum(Y * Z, -1)),
     "temperature": lambda z, y, T: -torch.sum(y * torch.log_softmax(z / T, dim=-1)),
+    "multi_head_attention": _torch_mha,
 }
 JAX_FORWARD = {
     "cross_entropy": lambda z, y: -jnp.sum(y * jax.nn.log_softmax(z)),
@@ -73,6 +84,7 @@ JAX_FORWARD = {
         jax.scipy.special.logsumexp(Z, axis=-1) - jnp.sum(Y * Z, axis=-1)
     ),
     "temperature": lambda z, y, T: -jnp.sum(y * jax.nn.log_softmax(z / T)),
+    "multi_head_attention": _jax_mha,
 }
 
 

@@ -131,6 +131,24 @@ def temperature() -> Program:
     )
 
 
+def multi_head_attention() -> Program:
+    """Attention batched over a batch of 2 and h heads (issue 8): derive's program, per head."""
+    return _program(
+        {k: "real[2, h, n, d]" for k in ("Q", "K", "V", "G")},
+        {"P": "softmax(Q @ swapaxes(K, -1, -2) / sqrt(d))"},
+        "sum(G * (P @ V))",
+        steps=[
+            ("dP", "G @ swapaxes(V, -1, -2)"),
+            ("dS", "P * (dP - sum(P * dP, axis=-1, keepdims=True))"),
+        ],
+        gradients=[
+            ("Q", "dS @ K / sqrt(d)"),
+            ("K", "swapaxes(dS, -1, -2) @ Q / sqrt(d)"),
+            ("V", "swapaxes(P, -1, -2) @ G"),
+        ],
+    )
+
+
 PROGRAMS = {
     "cross_entropy": cross_entropy,
     "attention": attention,
@@ -139,6 +157,7 @@ PROGRAMS = {
     "mlp": mlp,
     "batched_logsumexp": batched_logsumexp,
     "temperature": temperature,
+    "multi_head_attention": multi_head_attention,  # tensors of any rank (issue 8)
 }
 
 # Sizes for the export checks: distinct, so a transposed shape mix-up cannot pass.

@@ -35,8 +35,12 @@ VARS = {
     # selection and masks (issue 8)
     "Mk": "mask[n, m]",
     "L": "mask[n, n]",
+    # tensors of any rank (issue 8)
+    "T": "real[b, n, m]",
+    "R": "real[b, m, n]",
+    "F": "real[b, 1, n, m]",
 }
-SIZES = {"n": 3, "m": 2}
+SIZES = {"n": 3, "m": 2, "b": 4}
 ELEMENTWISE = "exp tanh sigmoid sin cos relu softplus silu erf gelu gelu_tanh sign step abs".split()
 POSITIVE_ONLY = ["log", "sqrt"]
 
@@ -202,6 +206,40 @@ CASES = [
     "sort(A, axis=0, descending=True)",
     "unsort(A, A, axis=0) + unsort(A, -A, descending=True)",
     "grad(sum(sort(A) * A), A)",
+    # tensors of any rank (issue 8): batched @, axes, tuple axes, einsum
+    "T @ R",
+    "T @ A.T",
+    "A.T @ T",
+    "T @ w",
+    "x @ T",
+    "F @ R",
+    "swapaxes(T, 0, 2)",
+    "swapaxes(T, -1, -2)",
+    "transpose(T, (2, 0, 1))",
+    "transpose(F, (3, 1, 0, 2))",
+    "transpose(A, (1, 0))",
+    "transpose(A)",
+    "squeeze(F, 1)",
+    "squeeze(F)",
+    "squeeze(sum(A, axis=0, keepdims=True), axis=(0,))",
+    "expand_dims(T, axis=(0, 3))",
+    "ones(b, n, m) + ones(b, 1, n, m)",
+    *[f"{f}(T, axis=(0, 2))" for f in ("sum", "mean", "var", "logsumexp")],
+    *[f"{f}(F, axis=(0, -1), keepdims=True)" for f in ("sum", "mean", "var", "logsumexp")],
+    "softmax(T, axis=(1, 2))",
+    "log_softmax(F, axis=(0, 3))",
+    'einsum("ij,jk->ik", A, A.T)',
+    'einsum("ii->", S)',
+    'einsum("ii->i", S)',
+    'einsum("i,j->ij", x, w)',
+    'einsum("bij,bjk->bik", T, R)',
+    'einsum("bij->", T)',
+    'einsum("ijk->kji", T)',
+    'einsum("ij,ij,ij->i", A, A, A)',
+    'einsum("bij,bji,b->b", T, R, sum(T, axis=(1, 2)))',
+    "grad(sum(sin(T @ R)), T)",
+    'grad(sum(sin(einsum("bij,bjk->bik", T, R))), R)',
+    "grad(sum(softmax(F, axis=(0, 2)) * F), F)",
 ]
 
 
@@ -368,7 +406,7 @@ def test_numpy_forms_take_complex_steps():
         ("trace(x)", "trace() needs a square matrix, got shape (n,)"),
         ("outer(x, A)", "outer() needs two vectors, got shape (n, m)"),
         ("eye(n, m)", "eye() takes 1 to 1 sizes, got 2"),
-        ("ones(n, m, n)", "ones() takes 1 to 2 sizes, got 3"),
+        ("ones(n, m, n, m, n, m, n, m, n)", "ones() takes 1 to 8 sizes, got 9"),
         ("expand_dims(x, axis=2)", "expand_dims(): axis 2 is out of range for an array of rank 2"),
         ("sum(s, axis=0)", "sum() needs an array (not a scalar) when axis is given"),
         ("mean(A, axis=2)", "mean(): axis 2 is out of range for an array of rank 2"),

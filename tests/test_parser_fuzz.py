@@ -25,6 +25,9 @@ SEEDS = [
     "var(x) + mean(exp(-x)) + kl(y, p) + entropy(y) + trace(eye(n))",
     "(eye(3) ** 2).T + ones(3, 3) ** 0.5 + s ** (n - 1) + (x ** 2) ** 3",
     "gelu(x) + gelu_tanh(x) + silu(x) + relu(x) + softplus(x) + abs(tanh(sigmoid(x)))",
+    # tensors of any rank (issue 8)
+    'einsum("ij,j->i", A, einsum("ij->j", A)) + sum(swapaxes(expand_dims(x, axis=(0, 2)), 0, 1))',
+    "sum(transpose(expand_dims(A, axis=0), (2, 0, 1)), axis=(0, 2)) + squeeze(A.T @ ones(n, 1))",
 ]
 
 # Characters the language uses, plus the ones an attacker or a typo would bring.
@@ -56,6 +59,10 @@ FRAGMENTS = [
     "await ",
     "yield",
     ":=",
+    'einsum("',  # tensors of any rank (issue 8)
+    "->",
+    "axis=(0, 1)",
+    ", (1, 0)",
 ]
 
 

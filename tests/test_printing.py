@@ -61,6 +61,11 @@ ENV = build_environment(VARS, {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"})
         # linear algebra (matrices.py)
         "inv(P).T @ x - solve(P.T, y) * det(P) + logdet(P @ P.T)",
         "norm(X, axis=1, keepdims=True) + norm(x) * norm(Q)",
+        # tensors of any rank (issue 8)
+        "transpose(X, (1, 0)) @ swapaxes(X, 0, 1).T",
+        'einsum("ij,j->i", X, w) + einsum("ii->", P) * x',
+        "sum(X, axis=(0, 1)) + mean(softmax(X, axis=(0, 1)), axis=(-1,))",
+        "squeeze(expand_dims(x, axis=(0, 2)))",
     ],
 )
 def test_text_round_trip(text: str):
@@ -108,6 +113,10 @@ def test_latex_names(name: str, latex: str):
         ("softmax(x) - y", r"\operatorname{softmax}\left(x\right) - y"),
         ("sum(y) * x", r"{\textstyle\sum}\left(y\right) \, x"),
         ("ones(n) * s", r"\mathbf{1}_{n} \, s"),
+        # tensors of any rank (issue 8)
+        ('einsum("ij,j->i", X, w)', r"\left[\sum_{j} X_{ij} w_{j}\right]_{i}"),
+        ("swapaxes(X, 0, 1) @ x", r"X^\top x"),
+        ("sum(X, axis=(0, 1))", r"{\textstyle\sum}\left(X\right)"),
         (
             "(y - mean(y) - xhat * mean(y * xhat)) / sqrt(var(x) + eps)",
             r"\frac{y - \operatorname{mean}\left(y\right) - \hat{x} \, "

@@ -29,6 +29,13 @@ VARS = {
     "Mk": "mask[n, m]",
     "lo": "real",
     "hi": "real",
+    # tensors of any rank (issue 8)
+    "T": "real[k, n, m]",
+    "U": "real[k, m, n]",
+    "F": "real[k, 1, n, m]",
+    "B": "real[1, m, 2]",  # a literal 2: the complex-step gradient of a broadcast weight is
+    "D": "real[m, 2]",  # taken coordinate by coordinate, and m x n of them take 25 s
+    "E": "real[2, m]",
 }
 
 # One or more applications of each function; the VJP of the root call is checked for every
@@ -96,6 +103,27 @@ CASES: dict[str, list[str]] = {
     "cumsum": ["cumsum(x)", "cumsum(M, axis=0)", "cumsum(M, axis=1)"],
     "sort": ["sort(x)", "sort(M, axis=0)", "sort(M, descending=True)"],
 }
+# tensors of any rank (issue 8): batched @ with broadcast batch axes, axes, tuple axes, einsum
+CASES["matmul"] += ["T @ U", "T @ D", "E @ U", "T @ B", "F @ U", "T @ r", "x @ T"]
+CASES["transpose"] += ["transpose(T, (2, 0, 1))", "transpose(M, (1, 0))"]
+CASES["sum"] += ["sum(T, axis=(0, 2))", "sum(F, axis=(1, -1), keepdims=True)"]
+CASES["mean"] += ["mean(T, axis=(0, 1))"]
+CASES["var"] += ["var(T, axis=(0, 2), keepdims=True)"]
+CASES["logsumexp"] += ["logsumexp(T, axis=(1, 2))"]
+CASES["softmax"] += ["softmax(T, axis=(0, 2))", "softmax(T)"]
+CASES["log_softmax"] += ["log_softmax(T, axis=(1, 2))"]
+CASES["expand_dims"] += ["expand_dims(M, axis=(0, 3))"]
+CASES["swapaxes"] = ["swapaxes(T, 0, 2)", "swapaxes(T, -1, -2)"]
+CASES["squeeze"] = ["squeeze(F, 1)", "squeeze(F)", "squeeze(B, axis=(0,))"]
+CASES["einsum"] = [
+    'einsum("kij,kjl->kil", T, U)',
+    'einsum("ij,ij->i", M, N)',
+    'einsum("ii->", S)',
+    'einsum("ii->i", S)',
+    'einsum("kij->", T)',
+    'einsum("kij,j->ki", T, r)',
+    'einsum("ij,jl,lk->ik", M, A, S)',
+]
 
 # Functions without a VJP, and why none is needed.
 NO_VJP = {

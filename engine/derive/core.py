@@ -259,7 +259,7 @@ def _worth_naming(e: Call) -> bool:
 
 def _hint(e: Call) -> str:
     if e.fn == "softmax":
-        return "P" if len(e.shape) == 2 else "p"
+        return "P" if len(e.shape) >= 2 else "p"
     if normalization(e) is not None:
         return "xhat"
     return "t"

@@ -161,7 +161,7 @@ def roles_of(forward: Expr) -> dict[int, str]:
         if info is not None:
             roles.setdefault(id(n), (info.x.name if isinstance(info.x, Var) else "x") + "hat")
         if is_call(n, "softmax"):
-            big = len(n.shape) == 2
+            big = len(n.shape) >= 2  # a matrix, or a stack of them (one per head)
             roles.setdefault(id(n), "P" if big else "p")
             if not isinstance(n.args[0], Ref | Var):
                 roles.setdefault(id(n.args[0]), "S" if big else "s")

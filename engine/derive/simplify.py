@@ -18,6 +18,8 @@ verifier. Presentation rules (`final=True`) run once on a finished program (`pre
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ import sympy
 
 from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, call, map_calls
 from engine.functions.base import broadcast, params_of
+from engine.functions.linalg import MAX_ONES_RANK
 from engine.types import TYPES
 
 MAX_PASSES = 30  # whole-tree passes before giving up on a fixed point
@@ -88,8 +91,10 @@ def _fold(fn: str, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr | None:
     return v if v.is_Rational else None
 
 
-def _axis(node: Call) -> int | None:
+def _axis(node: Call) -> int | tuple[int, ...] | None:
     axis = params_of(node).get("axis")
+    if isinstance(axis, tuple):  # reduced axes, sorted (tensors of any rank)
+        return tuple(sorted(a % len(node.args[0].shape) for a in axis))
     return None if axis is None else axis % len(node.args[0].shape)
 
 
@@ -376,7 +381,7 @@ def _mul_zero(n: Call) -> Expr | None:
     """0 * y = 0 (of the product's shape) and y * 0 = 0."""
     for x, y in (n.args, n.args[::-1]):
         if is_const(x, 0) and (is_scalar(y) or not is_call(y, "ones")):
-            return zeros(n.shape) if len(n.shape) <= 2 else None
+            return zeros(n.shape) if len(n.shape) <= MAX_ONES_RANK else None
     return None
 
 
@@ -734,7 +739,7 @@ def _expand_ones(n: Call) -> Expr | None:
     """expand_dims(ones(n), axis) = ones of the expanded shape."""
     (x,) = n.args
     if is_call(x, "ones"):
-        return call("ones", dims=n.shape) if len(n.shape) <= 2 else None
+        return call("ones", dims=n.shape) if len(n.shape) <= MAX_ONES_RANK else None
     return None
 
 
@@ -1442,6 +1447,8 @@ EXAMPLE_VARS = {
     "v": "positive[n]",
     "Z": "real[b, n]",
     "u": "unit",
+    "T3": "real[b, n, k]",  # tensors of any rank
+    "R3": "real[b, k, n]",
 }
 EXAMPLE_DEFS = {
     "p": "softmax(x)",
@@ -1830,5 +1837,126 @@ RULES[:0] = [
         ("concat",),
         _structure.concat_of_slices,
         ("concat([x[:1], x[1:]], axis=0)", "concat([X[:, :1], X[:, 1:]], axis=1)"),
+    ),
+]
+
+
+# tensors of any rank (engine/derive/tensor_rules.py): swapaxes, transpose(x, axes), einsum,
+# squeeze and tuple-axis reductions. The older transpose rules are for .T (no axes) and the
+# older reduction rules for one axis: guarded, they leave transpose(x, axes) and tuple axes to
+# these.
+from engine.derive import tensor_rules as _tensor  # noqa: E402
+
+
+def _skipping(rule: Rule, fns: tuple[str, ...], skip: Callable[[Call], bool]) -> Rule:
+    """`rule`, not applied to a node of `fns` for which `skip(node)` holds."""
+    inner = rule.rewrite
+
+    @functools.wraps(inner)
+    def rewrite(*args):
+        node = args[-1]
+        return None if node.fn in fns and skip(node) else inner(*args)
+
+    return dataclasses.replace(rule, rewrite=rewrite)
+
+
+def _transpose_with_axes(n: Call) -> bool:
+    x = n.args[0]
+    return bool(n.params) or (isinstance(x, Call) and x.fn == "transpose" and bool(x.params))
+
+
+def _tuple_axes(n: Call) -> bool:
+    return isinstance(dict(n.params).get("axis"), tuple)
+
+
+RULES[:] = [
+    _skipping(
+        _skipping(r, ("transpose",), _transpose_with_axes),
+        REDUCTIONS + ("expand_dims",),
+        _tuple_axes,
+    )
+    for r in RULES
+]
+RULES[:0] = [
+    Rule("swapaxes-same-axis", ("swapaxes",), _tensor.swapaxes_same_axis, ("swapaxes(T3, 1, 1)",)),
+    Rule(
+        "swapaxes-involution",
+        ("swapaxes",),
+        _tensor.swapaxes_involution,
+        ("swapaxes(swapaxes(T3, 0, 2), 0, 2)",),
+    ),
+    Rule("swapaxes-of-matrix", ("swapaxes",), _tensor.swapaxes_of_matrix, ("swapaxes(A, 0, 1)",)),
+    Rule(
+        "swapaxes-of-product",
+        ("swapaxes",),
+        _tensor.swapaxes_of_product,
+        ("swapaxes(T3 @ R3, -1, -2)",),
+    ),
+    Rule(
+        "swapaxes-of-scaled",
+        ("swapaxes",),
+        _tensor.swapaxes_of_scaled,
+        ("swapaxes(s * T3, 0, 1)", "swapaxes(-T3, 1, 2)"),
+    ),
+    Rule(
+        "transpose-identity",
+        ("transpose",),
+        _tensor.transpose_identity,
+        ("transpose(T3, (0, 1, 2))",),
+    ),
+    Rule(
+        "transpose-of-matrix",
+        ("transpose",),
+        _tensor.transpose_of_matrix,
+        ("transpose(A, (1, 0))",),
+    ),
+    Rule(
+        "transpose-compose",
+        ("transpose",),
+        _tensor.transpose_compose,
+        ("transpose(transpose(T3, (1, 0, 2)), (2, 0, 1))",),
+    ),
+    Rule(
+        "einsum-pull-scalar",
+        ("einsum",),
+        _tensor.einsum_pull_scalar,
+        ('einsum("ij,jk->ik", s * X, X.T)',),
+    ),
+    Rule("einsum-identity", ("einsum",), _tensor.einsum_identity, ('einsum("ij->ij", X)',)),
+    Rule(
+        "einsum-scalar-operand",
+        ("einsum",),
+        _tensor.einsum_scalar_operand,
+        ('einsum(",ij->ij", s, X)',),
+    ),
+    Rule(
+        "sum-of-sum-keepdims",
+        ("sum", "mean"),
+        _tensor.sum_of_sum_keepdims,
+        ("sum(sum(T3, axis=0, keepdims=True), axis=2, keepdims=True)",),
+    ),
+    Rule(
+        "sum-over-unit-axes",
+        ("sum", "mean"),
+        _tensor.sum_over_unit_axes,
+        ("sum(expand_dims(x, axis=0), axis=0)",),
+    ),
+    Rule(
+        "expand-dims-of-reduction",
+        ("expand_dims",),
+        _tensor.expand_dims_of_reduction,
+        ("expand_dims(sum(T3, axis=1), axis=1)",),
+    ),
+    Rule(
+        "expand-dims-of-scalar",
+        ("expand_dims",),
+        _tensor.expand_dims_of_scalar,
+        ("expand_dims(s, axis=0)",),
+    ),
+    Rule(
+        "squeeze-of-expand-dims",
+        ("squeeze",),
+        _tensor.squeeze_of_expand_dims,
+        ("squeeze(expand_dims(x, axis=1), axis=1)",),
     ),
 ]

@@ -236,6 +236,36 @@ def _pad_code(fn: str) -> Rule:
     return rule
 
 
+def _unsqueeze(a: tuple[str, ...], node: Call) -> str:
+    """torch.unsqueeze takes one dim: a tuple of axes is one call per axis, in ascending order
+    of their (normalized) positions in the result."""
+    axis = _param(node, "axis", 0)
+    if not isinstance(axis, tuple):
+        return f"torch.unsqueeze({a[0]}, dim={axis})"
+    text = a[0]
+    for k in sorted(x % len(node.shape) for x in axis):
+        text = f"torch.unsqueeze({text}, dim={k})"
+    return text
+
+
+def _swapaxes(fn: str) -> Rule:
+    return lambda a, node: f"{fn}({a[0]}, {_param(node, 'axis1', 0)}, {_param(node, 'axis2', 0)})"
+
+
+def _einsum(fn: str) -> Rule:
+    """np.einsum contracts pairwise only when asked (optimize=True); jnp and torch always do."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        extra = ", optimize=True" if fn == "np.einsum" and len(a) > 2 else ""
+        return f'{fn}("{_param(node, "subscripts", "")}", {", ".join(a)}{extra})'
+
+    return rule
+
+
+def _permute(fn: str) -> Rule:
+    return lambda a, node: f"{fn}({a[0]}, {_param(node, 'axes', ())})"
+
+
 def _t(numpy: str, jax: str, torch: str, scalar: str | None = None, **imp) -> dict[str, Form]:
     """One elementwise row: NumPy, JAX and PyTorch templates (and a math one for scalars)."""
     row: dict[str, Form] = {
@@ -351,7 +381,28 @@ FORMS: dict[str, dict[str, Form]] = {
     "expand_dims": {
         "numpy": Custom(_expand("np.expand_dims", "axis"), (NP,)),
         "jax": Custom(_expand("jnp.expand_dims", "axis"), (JNP,)),
-        "torch": Custom(_expand("torch.unsqueeze", "dim"), (TORCH,)),
+        "torch": Custom(_unsqueeze, (TORCH,)),
+    },
+    # ---------------------------------------------------------------- tensors (issue 8)
+    "swapaxes": {
+        "numpy": Custom(_swapaxes("np.swapaxes"), (NP,)),
+        "jax": Custom(_swapaxes("jnp.swapaxes"), (JNP,)),
+        "torch": Custom(_swapaxes("torch.swapaxes"), (TORCH,)),
+    },
+    "squeeze": {
+        "numpy": Custom(_squeeze("np.squeeze", "axis"), (NP,)),
+        "jax": Custom(_squeeze("jnp.squeeze", "axis"), (JNP,)),
+        "torch": Custom(_squeeze("torch.squeeze", "dim"), (TORCH,)),
+    },
+    "einsum": {
+        "numpy": Custom(_einsum("np.einsum"), (NP,)),
+        "jax": Custom(_einsum("jnp.einsum"), (JNP,)),
+        "torch": Custom(_einsum("torch.einsum"), (TORCH,)),
+    },
+    "_permute": {  # transpose(x, axes), from lower()
+        "numpy": Custom(_permute("np.transpose"), (NP,)),
+        "jax": Custom(_permute("jnp.transpose"), (JNP,)),
+        "torch": Custom(_permute("torch.permute"), (TORCH,)),
     },
     # ---------------------------------------------------------------- internal (from lower())
     "_amax": {

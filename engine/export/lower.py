@@ -27,8 +27,10 @@ def strip_refs(e: Expr) -> Expr:
 def _reduced_shape(shape, axis: int | None, keepdims: bool):
     if axis is None:
         return tuple(sympy.Integer(1) for _ in shape) if keepdims else ()
-    a = axis % len(shape)
-    return shape[:a] + ((sympy.Integer(1),) if keepdims else ()) + shape[a + 1 :]
+    axes = {a % len(shape) for a in (axis if isinstance(axis, tuple) else (axis,))}
+    if keepdims:
+        return tuple(sympy.Integer(1) if k in axes else d for k, d in enumerate(shape))
+    return tuple(d for k, d in enumerate(shape) if k not in axes)
 
 
 def amax(x: Expr, axis: int | None, keepdims: bool = True) -> Expr:
@@ -195,6 +197,8 @@ class Lowering:
         a = tuple(self.memo[x] for x in orig)
         fn = node.fn
         p = params_of(node) if fn in _WITH_PARAMS else {}
+        if fn == "transpose" and node.params:  # transpose(x, axes): np.transpose / permute
+            return Call("_permute", a, node.params, node.shape)
         if fn == "transpose":
             (x,) = a
             if len(x.shape) < 2:

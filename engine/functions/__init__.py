@@ -8,6 +8,7 @@ from engine.functions import (
     probability,
     reductions,
     structure,  # slicing, reshape, concat, stack
+    tensor,  # tensors of any rank (issue 8)
 )
 from engine.functions.base import REGISTRY, Function, params_of
 
@@ -31,6 +32,7 @@ __all__ = [
     "select",
     "sorting",
     "stable",
+    "tensor",
 ]
 
 # selection, masks and stable elementwise functions (issue 8): registered on import

@@ -54,6 +54,9 @@ class Function:
     # Why grad/jacobian refuse to pass through it ("its value is an index" for argmax); empty for
     # the differentiable functions.
     nondifferentiable: str = ""
+    # Parameters that may also be written positionally after the array arguments, as NumPy
+    # writes them: transpose(x, (0, 2, 1)), swapaxes(x, -1, -2), squeeze(x, 0).
+    positional: tuple[str, ...] = ()
 
     def build(self, args: tuple[Expr, ...], params: dict[str, Any]) -> Call:
         if self.nargs == VARIADIC and not args:
@@ -161,19 +164,20 @@ def sym_map(f: Callable[[sympy.Expr], sympy.Expr]) -> Callable[[np.ndarray], np.
     return apply
 
 
-def sym_sum(x: np.ndarray, axis: int | None = None, keepdims: bool = False) -> np.ndarray:
+def sym_sum(x: np.ndarray, axis: int | tuple | None = None, keepdims: bool = False) -> np.ndarray:
     x = obj(x)  # arithmetic on 0-d object arrays gives a bare SymPy scalar (var of a scalar)
     if x.size == 0:
         raise EngineError("sum over an empty axis")
     if axis is None:
         total = sympy.Add(*x.ravel().tolist())
         return obj(total) if not keepdims else np.full((1,) * x.ndim, total, dtype=object)
-    moved = np.moveaxis(x, axis, -1)
-    out = np.empty(moved.shape[:-1], dtype=object)
+    axes = sorted(a % x.ndim for a in (axis if isinstance(axis, tuple) else (axis,)))
+    moved = np.moveaxis(x, axes, list(range(x.ndim - len(axes), x.ndim)))
+    out = np.empty(moved.shape[: x.ndim - len(axes)], dtype=object)
     for idx in np.ndindex(out.shape):
-        out[idx] = sympy.Add(*moved[idx].tolist())
+        out[idx] = sympy.Add(*moved[idx].ravel().tolist())
     if keepdims:
-        out = np.expand_dims(out, axis)
+        out = np.expand_dims(out, tuple(axes))
     return obj(out)
 
 

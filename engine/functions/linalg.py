@@ -114,14 +114,17 @@ register(
     Function(
         name="ones",
         nargs=0,
-        shape=lambda s, p: _check_dims("ones", p["dims"], 2),
+        shape=lambda s, p: _check_dims("ones", p["dims"], MAX_ONES_RANK),
         numpy=lambda dims: np.ones(dims),
         sympy=lambda dims: np.full(dims, sympy.Integer(1), dtype=object),
         latex=lambda n, s: rf"\mathbf{{1}}_{{{_dims_latex(dict(n.params)['dims'])}}}",
         params={"dims": ()},
-        doc="array of ones: ones(n) or ones(n, m)",
+        doc="array of ones: ones(n), ones(n, m), ... up to rank 8",
     )
 )
+
+
+MAX_ONES_RANK = 8  # a broadcast cotangent of a rank-4 variable against another needs rank 4+
 
 
 def _check_dims(fname: str, dims: tuple, most: int) -> Shape:
@@ -130,10 +133,20 @@ def _check_dims(fname: str, dims: tuple, most: int) -> Shape:
     return tuple(sympy.Integer(d) if isinstance(d, int) else d for d in dims)
 
 
+def expanded_axes(axis, rank: int) -> tuple[int, ...]:
+    """The positions of the new axes in the result (np.expand_dims with an int or a tuple)."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    out = tuple(sorted(normalize_axis(a, rank + len(axes), "expand_dims") for a in axes))
+    if len(set(out)) != len(out):
+        raise ShapeError(f"expand_dims(): axis {axis} repeats an axis")
+    return out
+
+
 def _expand_shape(shapes, p) -> Shape:
     (s,) = shapes
-    a = normalize_axis(p["axis"], len(s) + 1, "expand_dims")
-    return s[:a] + (sympy.Integer(1),) + s[a:]
+    new = expanded_axes(p["axis"], len(s))
+    rest = iter(s)
+    return tuple(sympy.Integer(1) if k in new else next(rest) for k in range(len(s) + len(new)))
 
 
 def _expand_latex(n: Call, s) -> str:
@@ -154,6 +167,6 @@ register(
         latex=_expand_latex,
         vjp=_expand_vjp,
         params={"axis": 0},
-        doc="insert an axis of length 1 (NumPy expand_dims), for broadcasting",
+        doc="insert an axis of length 1 (NumPy expand_dims; a tuple inserts several)",
     )
 )

@@ -14,6 +14,7 @@ from engine.functions.base import (
     PREC_POW,
     Function,
     broadcast,
+    normalize_axis,
     obj,
     register,
 )
@@ -219,11 +220,11 @@ register(
 
 
 def _matmul_shape(shapes: tuple[Shape, ...], params) -> Shape:
+    """numpy.matmul: vectors and matrices, and stacks of matrices batched over the leading axes
+    (broadcast as NumPy broadcasts them); a vector operand is promoted and its axis removed."""
     a, b = shapes
     if not a or not b:
         raise ShapeError("@ needs vectors or matrices, got a scalar; use * for scalars")
-    if len(a) > 2 or len(b) > 2:
-        raise ShapeError("@ is defined for vectors and matrices (rank 1 or 2)")
     inner_a = a[-1]
     inner_b = b[0] if len(b) == 1 else b[-2]
     if inner_a != inner_b:
@@ -231,12 +232,53 @@ def _matmul_shape(shapes: tuple[Shape, ...], params) -> Shape:
             f"@: inner dimensions differ: {format_shape(a)} @ {format_shape(b)} "
             f"({inner_a} vs {inner_b})"
         )
-    return a[:-1] + b[1:] if len(b) == 2 else a[:-1]
+    if len(a) <= 2 and len(b) <= 2:
+        return a[:-1] + b[1:] if len(b) == 2 else a[:-1]
+    batch_a = a[:-2] if len(a) >= 2 else ()
+    batch_b = b[:-2] if len(b) >= 2 else ()
+    try:
+        batch = broadcast(batch_a, batch_b)
+    except ShapeError:
+        raise ShapeError(
+            f"@: batch axes do not broadcast: {format_shape(a)} @ {format_shape(b)}"
+        ) from None
+    rows = a[-2:-1] if len(a) >= 2 else ()
+    cols = b[-1:] if len(b) >= 2 else ()
+    return batch + rows + cols
+
+
+def _swap_last(x: Expr) -> Expr:
+    return call("swapaxes", x, axis1=-1, axis2=-2)
+
+
+def _batched_matmul_vjp(n: Call, g: Expr, i: int) -> Expr:
+    """The VJP of a batched product C = A @ B (rank 3 or more on one side): dA = G @ Bᵀ and
+    dB = Aᵀ @ G with ᵀ the swap of the last two axes, summed over the batch axes along which
+    an operand was broadcast; a vector operand contracts against G over every other axis."""
+    a, b = n.args
+    ra, rb = len(a.shape), len(b.shape)
+    if ra == 1:  # a @ B: C[..., j] = sum_k a[k] B[..., k, j]
+        if i == 0:
+            prod = call("expand_dims", g, axis=-2) * b
+            axes = tuple(k for k in range(len(prod.shape)) if k != len(prod.shape) - 2)
+            return call("sum", prod, axis=axes)
+        spread = call("expand_dims", a, axis=-1) * call("expand_dims", g, axis=-2)
+        return unbroadcast(spread, b.shape)
+    if rb == 1:  # A @ b: C[..., i] = sum_k A[..., i, k] b[k]
+        if i == 1:
+            prod = call("expand_dims", g, axis=-1) * a
+            return call("sum", prod, axis=tuple(range(len(prod.shape) - 1)))
+        return unbroadcast(call("expand_dims", g, axis=-1) * b, a.shape)
+    if i == 0:
+        return unbroadcast(g @ (b.T if rb == 2 else _swap_last(b)), a.shape)
+    return unbroadcast((a.T if ra == 2 else _swap_last(a)) @ g, b.shape)
 
 
 def _matmul_vjp(n: Call, g: Expr, i: int) -> Expr:
     a, b = n.args
     ra, rb = len(a.shape), len(b.shape)
+    if ra > 2 or rb > 2:
+        return _batched_matmul_vjp(n, g, i)
     if ra == 2 and rb == 2:
         return g @ b.T if i == 0 else a.T @ g
     if ra == 2 and rb == 1:
@@ -266,7 +308,8 @@ register(
         vjp=_matmul_vjp,
         precedence=PREC_MUL,
         infix="@",
-        doc="matrix product (vector @ vector is the dot product)",
+        doc="matrix product as numpy.matmul: batched over leading axes (vector @ vector is the "
+        "dot product)",
         public=False,
     )
 )
@@ -276,18 +319,63 @@ def _dot(a: np.ndarray, b: np.ndarray) -> sympy.Expr:
     return sympy.Add(*[x * y for x, y in zip(a.tolist(), b.tolist(), strict=True)])
 
 
+def _transpose_shape(shapes: tuple[Shape, ...], p) -> Shape:
+    (s,) = shapes
+    axes = p["axes"]
+    if axes is None:
+        if len(s) > 2:
+            raise ShapeError(
+                f".T (transpose without axes) is defined for rank <= 2, got rank {len(s)}; "
+                "use swapaxes(x, -1, -2) or transpose(x, axes)"
+            )
+        return tuple(reversed(s))
+    return tuple(s[a] for a in permutation(axes, len(s), "transpose"))
+
+
+def permutation(axes, rank: int, fname: str) -> tuple[int, ...]:
+    """`axes` as a permutation of range(rank) (negative axes counted from the end)."""
+    if not isinstance(axes, tuple) or len(axes) != rank:
+        raise ShapeError(f"{fname}(): axes must be a tuple of {rank} axes, one per axis")
+    norm = tuple(normalize_axis(a, rank, fname) for a in axes)
+    if sorted(norm) != list(range(rank)):
+        raise ShapeError(f"{fname}(): axes {axes} are not a permutation of the {rank} axes")
+    return norm
+
+
+def _transpose_np(a, axes=None):
+    return np.transpose(a, axes)
+
+
+def _transpose_vjp(n: Call, g: Expr, i: int) -> Expr:
+    axes = n.param("axes")
+    if axes is None:
+        return g.T
+    perm = permutation(axes, len(n.shape), "transpose")
+    inverse = tuple(int(k) for k in np.argsort(perm))
+    return call("transpose", g, axes=inverse)
+
+
+def _transpose_latex(n: Call, s) -> str:
+    axes = n.param("axes")
+    if axes is None:
+        return f"{s(n.args[0], PREC_POSTFIX + 1)}^\\top"
+    perm = permutation(axes, len(n.shape), "transpose")
+    return rf"{s(n.args[0], PREC_POSTFIX + 1)}^{{\top_{{({','.join(map(str, perm))})}}}}"
+
+
 register(
     Function(
         name="transpose",
         nargs=1,
-        shape=lambda s, p: tuple(reversed(s[0])),
-        numpy=lambda a: np.transpose(a),
-        sympy=lambda a: obj(np.transpose(a)),
-        latex=lambda n, s: f"{s(n.args[0], PREC_POSTFIX + 1)}^\\top",
-        vjp=lambda n, g, i: g.T,
+        shape=_transpose_shape,
+        numpy=_transpose_np,
+        sympy=lambda a, axes=None: obj(np.transpose(a, axes)),
+        latex=_transpose_latex,
+        vjp=_transpose_vjp,
+        params={"axes": None},
         precedence=PREC_POSTFIX,
         infix=".T",
-        doc="transpose (reverses the axes; a vector is unchanged)",
-        public=False,
+        doc="transpose: x.T (rank <= 2), or transpose(x, axes) permuting the axes as np.transpose",
+        positional=("axes",),
     )
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import sympy
 
-from engine.expr import Call, Expr, Shape, call
+from engine.expr import Call, Expr, Shape, ShapeError, call
 from engine.functions.base import (
     Function,
     latex_fn,
@@ -21,6 +21,17 @@ from engine.functions.base import (
 REDUCE_PARAMS = {"axis": None, "keepdims": False}
 
 
+def reduced_axes(axis, rank: int, fname: str) -> tuple[int, ...]:
+    """An `axis` parameter (an int or a tuple of ints) as sorted axes in range(rank)."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    if not axes:
+        raise ShapeError(f"{fname}(): axis=() names no axis")
+    out = tuple(sorted(normalize_axis(a, rank, fname) for a in axes))
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{fname}(): axis {axis} repeats an axis")
+    return out
+
+
 def _reduce_shape(fname: str):
     def rule(shapes: tuple[Shape, ...], p) -> Shape:
         (s,) = shapes
@@ -28,15 +39,23 @@ def _reduce_shape(fname: str):
         if axis is None:
             return tuple(sympy.Integer(1) for _ in s) if keep else ()
         need_rank(fname, s, tuple(range(1, 9)), "an array (not a scalar) when axis is given")
-        a = normalize_axis(axis, len(s), fname)
-        return s[:a] + ((sympy.Integer(1),) if keep else ()) + s[a + 1 :]
+        axes = reduced_axes(axis, len(s), fname)
+        if keep:
+            return tuple(sympy.Integer(1) if k in axes else d for k, d in enumerate(s))
+        return tuple(d for k, d in enumerate(s) if k not in axes)
 
     return rule
 
 
-def _axis(node: Call) -> int | None:
+def _axis(node: Call) -> int | tuple[int, ...] | None:
+    """The reduced axis (an int), axes (a sorted tuple, for a tuple parameter) or None."""
     axis = params_of(node)["axis"]
-    return None if axis is None else axis % len(node.args[0].shape)
+    if axis is None:
+        return None
+    rank = len(node.args[0].shape)
+    if isinstance(axis, tuple):
+        return reduced_axes(axis, rank, node.fn)
+    return axis % rank
 
 
 def count(node: Call) -> Expr:
@@ -45,7 +64,10 @@ def count(node: Call) -> Expr:
 
     shape = node.args[0].shape
     axis = _axis(node)
-    dims = shape if axis is None else (shape[axis],)
+    if axis is None:
+        dims = shape
+    else:
+        dims = tuple(shape[a] for a in (axis if isinstance(axis, tuple) else (axis,)))
     total: Expr | None = None
     for d in dims:
         term: Expr = Const(d) if d.is_Integer else Size(str(d))
@@ -66,6 +88,11 @@ def _reduce_latex(symbol: str):
         axis = _axis(n)
         rank = len(n.args[0].shape)
         arg = s(n.args[0], 0)
+        if isinstance(axis, tuple):
+            if len(axis) < rank:
+                axes = ",".join(map(str, axis))
+                return rf"{symbol}_{{\text{{axes}}\,{axes}}}\left({arg}\right)"
+            return rf"{symbol}\left({arg}\right)"
         if axis is None or rank == 1:
             return rf"{symbol}\left({arg}\right)"
         if rank == 2:
@@ -99,7 +126,10 @@ def _np_logsumexp(x, axis=None, keepdims=False):
 
 
 def _sym_count(x: np.ndarray, axis) -> int:
-    return x.size if axis is None else x.shape[axis]
+    if axis is None:
+        return x.size
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return int(np.prod([x.shape[a] for a in axes]))
 
 
 def _sym_mean(x, axis=None, keepdims=False):
@@ -195,7 +225,7 @@ def _softmax_shape(fname: str):
     def rule(shapes, p) -> Shape:
         (s,) = shapes
         need_rank(fname, s, tuple(range(1, 9)), "a vector or matrix")
-        normalize_axis(p["axis"], len(s), fname)
+        reduced_axes(p["axis"], len(s), fname)
         return s
 
     return rule
@@ -235,9 +265,14 @@ def log_softmax_vjp(n: Call, g: Expr, i: int) -> Expr:
 
 def _softmax_latex(name: str):
     def rule(n: Call, s) -> str:
-        axis = params_of(n)["axis"]
         rank = len(n.args[0].shape)
-        note = "" if axis % rank == rank - 1 else rf"_{{\text{{axis}}\,{axis % rank}}}"
+        axes = reduced_axes(params_of(n)["axis"], rank, name)
+        if axes == (rank - 1,):
+            note = ""
+        elif len(axes) == 1:
+            note = rf"_{{\text{{axis}}\,{axes[0]}}}"
+        else:
+            note = rf"_{{\text{{axes}}\,{','.join(map(str, axes))}}}"
         # log_softmax is \log\operatorname{softmax}: an underscore in \operatorname subscripts.
         head = r"\log\operatorname{softmax}" if name == "log_softmax" else latex_fn(name)
         return rf"{head}{note}\left({s(n.args[0], 0)}\right)"

@@ -42,7 +42,7 @@ def precedence(e: Expr) -> int:
 
 def text_precedence(e: Expr) -> int:
     """Binding strength in the text form: a function call is an atom whatever its LaTeX."""
-    if isinstance(e, Call) and not e.spec.infix:
+    if isinstance(e, Call) and (not e.spec.infix or (e.spec.infix == ".T" and e.params)):
         return PREC_ATOM
     return precedence(e)
 
@@ -73,11 +73,11 @@ def to_text(e: Expr) -> str:
     spec = e.spec
     if spec.text is not None:
         return spec.text(e, sub)
-    if spec.infix == ".T":
+    if spec.infix == ".T" and not e.params:
         return sub(e.args[0], PREC_POSTFIX + 1) + ".T"
     if spec.name == "neg":
         return "-" + sub(e.args[0], PREC_NEG + 1)
-    if spec.infix:
+    if spec.infix and spec.infix != ".T":
         a, b = e.args
         if spec.name == "pow":
             return f"{sub(a, PREC_POW + 1)} ** {sub(b, PREC_NEG)}"
@@ -87,10 +87,14 @@ def to_text(e: Expr) -> str:
             # `P * dS @ K` means `(P * dS) @ K` in Python, but few readers know that: say it.
             left = f"({left})"
         return f"{left} {spec.infix} {sub(b, left_prec + 1)}"
-    parts = [to_text(a) for a in e.args]
+    string_param = getattr(spec, "string_param", None)
+    parts = [f'"{v}"' for k, v in e.params if k == string_param]  # einsum("ij,jk->ik", ...)
+    parts += [to_text(a) for a in e.args]
     for k, v in e.params:
         if k == "dims":
             parts.extend(str(d) for d in v)
-        else:
+        elif k in spec.positional:  # swapaxes(x, -1, -2), transpose(x, (0, 2, 1))
+            parts.append(str(v))
+        elif k != string_param:
             parts.append(f"{k}={v}")
     return f"{spec.name}({', '.join(parts)})"
