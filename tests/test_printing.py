@@ -262,3 +262,12 @@ UNAMBIGUOUS_ENV = build_environment(
 )
 def test_no_ambiguous_forms(text: str, latex: str):
     assert to_latex(parse_formula(text, UNAMBIGUOUS_ENV)) == latex
+
+
+def test_a_size_named_like_a_differential_prints_as_a_subscripted_d():
+    # dh, the head dimension, is d_h; a variable dh (the gradient of h) stays \mathrm{d}h
+    sizes = build_environment({"Q": "real[n, dh]", "W": "real[dk, n]"})
+    assert to_latex(parse_formula("Q / sqrt(dh)", sizes)) == r"\frac{Q}{\sqrt{d_{h}}}"
+    assert to_latex(parse_formula("dk * W", sizes)) == r"d_{k} \, W"
+    grads = build_environment({"h": "real[n]", "dh": "real[n]"})
+    assert to_latex(parse_formula("dh * h", grads)) == r"\mathrm{d}h \odot h"

@@ -73,6 +73,14 @@ def latex_name(name: str) -> str:
     return rf"\mathrm{{{name}}}"
 
 
+def size_latex(name: str) -> str:
+    """A size's name: `dh` (a head dimension) is d_{h}, never \\mathrm{d}h, which reads as a
+    differential; other sizes as `latex_name`."""
+    if len(name) == 2 and name[0] == "d" and name[1].isalpha():
+        return f"d_{{{name[1]}}}"
+    return latex_name(name)
+
+
 def const_latex(value: sympy.Expr) -> str:
     """A constant as LaTeX: a typed decimal such as 0.044715 (a finite decimal whose
     denominator is 1000 or more, at most 12 characters long) prints as that decimal; other
@@ -86,7 +94,9 @@ def const_latex(value: sympy.Expr) -> str:
 
 def to_latex(e: Expr) -> str:
     """LaTeX for `e` (`\\operatorname{softmax}`, `\\odot`, `^\\top`); definitions print as names."""
-    if isinstance(e, Var | Size | Ref):
+    if isinstance(e, Size):
+        return size_latex(e.name)
+    if isinstance(e, Var | Ref):
         return latex_name(e.name)
     if isinstance(e, Const):
         return const_latex(e.value)
