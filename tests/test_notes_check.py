@@ -123,6 +123,17 @@ def test_identity_geometric_series():
     assert [c.method for c in result.checks] == ["exact", "numeric"]
 
 
+def test_an_identity_step_mark_says_its_second_check_is_not_independent():
+    # issue 11: the float64 pass re-evaluates the same SymPy expressions; the mark says so, and
+    # the index and formula steps' numeric routes (independent NumPy code) do not
+    identity = run(Step((total(beta**r, r, t), (1 - beta**t) / (1 - beta)), "geometric series"))
+    assert "not an independent route" in identity.checks[1].detail
+    assert "re-evaluation of the same expressions" in identity.checks[1].detail
+    index = run(Step((total(p(i), i, n), sympy.Integer(1)), "probabilities sum to one"))
+    assert index.passed, index.report()
+    assert "independent" not in index.checks[1].detail
+
+
 def test_wrong_identity_fails_and_the_counterexample_checks_out():
     result = run(Step((total(beta**r, r, t), (1 - beta ** (t + 1)) / (1 - beta)), "off by one"))
     assert result.verdict == "fail"
