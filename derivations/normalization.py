@@ -170,8 +170,8 @@ NOTE = Note(
         "sigma": "sqrt(var(x) + eps)",
         "xhat": "(x - mean(x)) / sigma",
         "dx": "(g - mean(g) - xhat * mean(g * xhat)) / sigma",
-        "S": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
-        "Xhat": "(X - mean(X, axis=-1, keepdims=True)) / S",
+        "sigma_row": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
+        "Xhat": "(X - mean(X, axis=-1, keepdims=True)) / sigma_row",
         "rhat": "x / sqrt(mean(x**2) + eps)",
         "Phi": "(1 + erf(x / sqrt(2))) / 2",
         "phi": "exp(-x**2 / 2) / sqrt(2 * pi)",
@@ -326,11 +326,11 @@ NOTE = Note(
             "them.",
             "**A batch of tokens.** A sequence is normalized token by token, one row of "
             "$X \\in \\mathbb{R}^{m \\times n}$ at a time:",
-            Definition("S"),
+            Definition("sigma_row"),
             Definition("Xhat"),
             Step(
                 "grad(sum(G * Xhat), X) == (G - mean(G, axis=-1, keepdims=True) - Xhat * "
-                "mean(G * Xhat, axis=-1, keepdims=True)) / S",
+                "mean(G * Xhat, axis=-1, keepdims=True)) / sigma_row",
                 "[[ln-backward]], row by row",
                 label="ln-backward-rows",
             ),
