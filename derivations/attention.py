@@ -100,12 +100,13 @@ def prefix_softmax(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
 
 # ---------------------------------------------------------------- attention dilution
 
-DILUTION = "exp(s) / (exp(s) + n - 1)"
+DILUTION = "exp(Delta) / (exp(Delta) + n - 1)"
 NEEDED_SCORE = "log((n - 1) * w / (1 - w))"
 
 
 def draw_dilution(ctx: Any):
-    """Weight of the one relevant token among n, for a few score gaps s; and the s needed."""
+    """Weight of the one relevant token among n, for a few score gaps Delta; and the gap
+    needed."""
     lhs, rhs = ctx.step("dilution")
     needed = ctx.formula(NEEDED_SCORE)
     fig = ctx.figure(width=7.0, height=3.0)
@@ -113,18 +114,18 @@ def draw_dilution(ctx: Any):
     ns = np.unique(np.round(np.logspace(0, 6, 160)).astype(int))
     dots = (2, 10, 100, 1000, 10000)
     for s in (2.0, 4.0, 6.0, 8.0):
-        curve = [float(ctx.evaluate(rhs, {"s": s}, {"n": int(m)})) for m in ns]
-        (line,) = left.plot(ns, curve, label=f"$s = {s:g}$")
+        curve = [float(ctx.evaluate(rhs, {"Delta": s}, {"n": int(m)})) for m in ns]
+        (line,) = left.plot(ns, curve, label=f"$\\Delta = {s:g}$")
         exact = []
         for m in dots:
             t = np.zeros(m)
             t[0] = 1.0
-            exact.append(float(ctx.evaluate(lhs, {"s": s, "t": t})))
+            exact.append(float(ctx.evaluate(lhs, {"Delta": s, "t": t})))
         left.plot(dots, exact, "o", color=line.get_color(), markersize=3.5)
     left.set_xscale("log")
     left.set_xlabel("context length $n$")
     left.set_ylabel("weight on the relevant token")
-    left.set_title("Dilution: $e^s / (e^s + n - 1)$")
+    left.set_title("Dilution: $e^{\\Delta} / (e^{\\Delta} + n - 1)$")
     left.legend(loc="upper right")
     grid = ns[ns >= 2]
     for w in (0.5, 0.9, 0.99):
@@ -132,8 +133,8 @@ def draw_dilution(ctx: Any):
         right.plot(grid, needed_s, label=f"weight {w:g}")
     right.set_xscale("log")
     right.set_xlabel("context length $n$")
-    right.set_ylabel("score gap $s$ needed")
-    right.set_title(r"$s = \log(n - 1) + \log\frac{w}{1 - w}$")
+    right.set_ylabel("score gap $\\Delta$ needed")
+    right.set_title(r"$\Delta = \log(n - 1) + \log\frac{w}{1 - w}$")
     right.legend(loc="upper left")
     fig.tight_layout()
     return fig
@@ -161,7 +162,7 @@ NOTE = Note(
         "Z": "real[n, n]",
         "M": "real[n, n]",
         "t": "onehot[n]",
-        "s": "real",
+        "Delta": "real",
         "w": "unit",
     },
     defs={
@@ -431,33 +432,35 @@ NOTE = Note(
         Section(
             "Attention dilution in long contexts",
             "Suppose the query needs one fact that sits at a single position, whose score "
-            "exceeds the others by a gap $s$, and the other $n - 1$ positions are equally "
+            "exceeds the others by a gap $\\Delta$, and the other $n - 1$ positions are equally "
             "irrelevant (score 0; only differences matter to a softmax). Mark the relevant "
-            "position with a one-hot vector $t$; the score vector is then $s\\,t$ and the "
+            "position with a one-hot vector $t$; the score vector is then $\\Delta\\,t$ and the "
             "weight on the fact is",
             Step(
-                f"sum(t * softmax(s * t)) == {DILUTION}",
+                f"sum(t * softmax(Delta * t)) == {DILUTION}",
                 "$n - 1$ entries $e^0 = 1$",
                 label="dilution",
             ),
-            "For a fixed gap the weight falls like $e^s / n$ once $n \\gg e^s$. A gap of 4 "
-            "gives the fact 95% of the attention among 4 positions, but 5% among 1000 and "
+            "For a fixed gap the weight falls like $e^{\\Delta} / n$ once "
+            "$n \\gg e^{\\Delta}$. A gap of 4 gives the fact 95% of the attention among 4 "
+            "positions, but 5% among 1000 and "
             "0.05% among 100000 ([[fig-dilution]], left). To hold the weight at $w$, the gap "
             "has to grow with the context:",
             Step(
                 f"sum(t * softmax({NEEDED_SCORE} * t)) == w",
-                "solve $e^s / (e^s + n - 1) = w$ for $s$ in [[dilution]]",
+                "solve $e^{\\Delta} / (e^{\\Delta} + n - 1) = w$ for $\\Delta$ in [[dilution]]",
                 label="needed-score",
             ),
-            "The required gap $s = \\log(n - 1) + \\log \\frac{w}{1 - w}$ grows like "
+            "The required gap $\\Delta = \\log(n - 1) + \\log \\frac{w}{1 - w}$ grows like "
             "$\\log n$: every tenfold increase of the context costs $\\log 10 \\approx 2.3$ "
             "units of score ([[fig-dilution]], right). Scores are bounded by the sizes of the "
             "queries and keys, $|q \\cdot k| / \\sqrt{d} \\le \\|q\\| \\|k\\| / \\sqrt{d}$, so a "
             "head that separates a fact sharply at 4000 tokens may fail to at 400000.",
             Figure(
                 "dilution",
-                "Left: the weight $e^s / (e^s + n - 1)$ of one relevant token against $n - 1$ "
-                "irrelevant ones (lines: the verified closed form; dots: the softmax itself "
+                "Left: the weight $e^{\\Delta} / (e^{\\Delta} + n - 1)$ of one relevant token "
+                "against $n - 1$ irrelevant ones (lines: the verified closed form; dots: the "
+                "softmax itself "
                 "over $n$ scores). Right: the score gap that keeps the weight at $w$.",
                 draw_dilution,
                 label="fig-dilution",

@@ -343,9 +343,10 @@ questions where it is more than $t$ sure.
         Section(
             "Attention dilution",
             r"""
-In a long context, a single relevant token whose score exceeds $n - 1$ others by a gap $s$
-gets attention weight $e^s / (e^s + n - 1)$ (the attention note, [[attention:dilution]]),
-which falls like $e^s / n$; keeping it fixed needs a gap that grows like $\log n$
+In a long context, a single relevant token whose score exceeds $n - 1$ others by a gap
+$\Delta$ gets attention weight $e^{\Delta} / (e^{\Delta} + n - 1)$ (the attention note,
+[[attention:dilution]]), which falls like $e^{\Delta} / n$; keeping it fixed needs a gap
+that grows like $\log n$
 ([[attention:needed-score]]). A fact present in the context can therefore be diluted
 below the model's prior, and the answer falls back to what the training frequencies say.
 

@@ -49,7 +49,7 @@ WRONG_FORMULAS = {
     # softmax backward that forgets the row-mean subtraction
     "local-softmax": "grad(sum(G * A), Z) == A * G",
     # dilution counting n distractors instead of n - 1
-    "dilution": "sum(t * softmax(s * t)) == exp(s) / (exp(s) + n)",
+    "dilution": "sum(t * softmax(Delta * t)) == exp(Delta) / (exp(Delta) + n)",
     # FlashAttention's row sum with V in place of O
     "flash-rowsum": "sum(P * dP, axis=-1, keepdims=True) == sum(dO * V, axis=-1, keepdims=True)",
     # the mask as an additive, not multiplicative, effect on the weights
@@ -155,8 +155,8 @@ def test_figure_formulas_match_the_softmax_and_hand_values():
     for n, s in ((2, 0.0), (1000, 4.0), (5000, 8.0)):
         t = np.zeros(n)
         t[n // 2] = 1.0
-        softmax_side = float(ctx.evaluate(lhs, {"s": s, "t": t}))
-        closed = float(ctx.evaluate(rhs, {"s": s}, {"n": n}))
+        softmax_side = float(ctx.evaluate(lhs, {"Delta": s, "t": t}))
+        closed = float(ctx.evaluate(rhs, {"Delta": s}, {"n": n}))
         assert closed == pytest.approx(math.exp(s) / (math.exp(s) + n - 1), rel=1e-13)
         assert softmax_side == pytest.approx(closed, rel=1e-12)
     needed = ctx.formula(att.NEEDED_SCORE)
