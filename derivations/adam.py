@@ -10,6 +10,7 @@ import sympy
 
 from engine import build_environment, parse_formula, to_numpy
 from engine.notes import Definition, Figure, Named, Note, Reference, Section, Step
+from engine.notes.prose import sci
 from engine.notes.symbols import array, indices, param
 
 # ---------------------------------------------------------------- symbols
@@ -169,8 +170,7 @@ def _rotated_hessian() -> np.ndarray:
 
 
 def _sci(x: float) -> str:
-    mantissa, exponent = f"{x:.1e}".split("e")
-    return rf"${mantissa} \cdot 10^{{{int(exponent)}}}$"
+    return f"${sci(x)}$"
 
 
 def _loss(th: np.ndarray, hess: np.ndarray | None = None) -> float:

@@ -9,6 +9,7 @@ import numpy as np
 
 from engine import build_environment, parse_formula, to_numpy
 from engine.notes import Definition, Figure, Note, Reference, Section, Step
+from engine.notes.prose import sci
 
 # ---------------------------------------------------------------- numbers and the figure
 
@@ -49,14 +50,8 @@ def _prose_numbers() -> dict[str, str]:
     jac = to_numpy(parse_formula(RNN_STEP_JACOBIAN, env))
     norms = rnn_gradient_norms(lambda h, a, w: jac(h0=h, a1=a, W=w))
     return {
-        f"at_{scale:g}".replace(".", "_"): _sci(float(values[-1]))
-        for scale, values in norms.items()
+        f"at_{scale:g}".replace(".", "_"): sci(float(values[-1])) for scale, values in norms.items()
     }
-
-
-def _sci(x: float) -> str:
-    mantissa, exponent = f"{x:.1e}".split("e")
-    return rf"{mantissa} \cdot 10^{{{int(exponent)}}}"
 
 
 NUMBERS = _prose_numbers()

@@ -9,6 +9,7 @@ import numpy as np
 
 from engine import build_environment, parse_formula, to_numpy
 from engine.notes import Definition, Figure, Note, Reference, Section, Step
+from engine.notes.prose import sci
 
 # ---------------------------------------------------------------- numbers and figures
 
@@ -63,8 +64,8 @@ def _prose_numbers() -> dict[str, str]:
     xs = np.linspace(-4.0, 4.0, 8001)
     slope = _engine(GELU_DERIVATIVE, GELU_DEFS, x="real[n]", g="real[n]")(x=xs, g=np.ones_like(xs))
     return {
-        "plain_small": _sci(last[("plain", WEIGHT_SCALES[0])]),
-        "plain_large": _sci(last[("plain", WEIGHT_SCALES[-1])]),
+        "plain_small": sci(last[("plain", WEIGHT_SCALES[0])]),
+        "plain_large": sci(last[("plain", WEIGHT_SCALES[-1])]),
         "residual_low": f"{min(last[('residual', s)] for s in WEIGHT_SCALES):.0f}",
         "residual_high": f"{max(last[('residual', s)] for s in WEIGHT_SCALES):.0f}",
         "gelu_peak": f"{slope.max():.2f}",
@@ -72,11 +73,6 @@ def _prose_numbers() -> dict[str, str]:
         "gelu_dip": f"{slope.min():.2f}",
         "gelu_dip_at": f"{xs[slope.argmin()]:.2f}",
     }
-
-
-def _sci(x: float) -> str:
-    mantissa, exponent = f"{x:.1e}".split("e")
-    return rf"{mantissa} \cdot 10^{{{int(exponent)}}}"
 
 
 NUMBERS = _prose_numbers()

@@ -8,6 +8,7 @@ import numpy as np
 
 from engine import build_environment, parse_formula, to_numpy
 from engine.notes import Definition, Figure, Note, Reference, Section, Step
+from engine.notes.prose import sci
 
 STEPS_K = 6  # the closed form is checked for k = 1..STEPS_K
 OUTPUTS, PARAMETERS = 8, 32  # sizes of the figure's random Jacobian
@@ -64,14 +65,9 @@ def _prose_numbers() -> dict[str, str]:
     jac, lam_max = jacobian_for_figure()
     final = {r: residual_norms(gradient, jac, r / lam_max)[-1] for r in RATES}
     return {
-        "stable": _sci(final[RATES[1]]),
-        "unstable": _sci(final[RATES[2]]),
+        "stable": sci(final[RATES[1]]),
+        "unstable": sci(final[RATES[2]]),
     }
-
-
-def _sci(x: float) -> str:
-    mantissa, exponent = f"{x:.1e}".split("e")
-    return rf"{mantissa} \cdot 10^{{{int(exponent)}}}"
 
 
 NUMBERS = _prose_numbers()

@@ -7,6 +7,8 @@ from pathlib import Path
 from engine.notes import Step
 from engine.notes.build import load_module
 from engine.notes.check import check_step, environment
+from engine.notes.figures import FigureContext
+from engine.parser import parse_formula
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,3 +27,12 @@ class NoteUnderTest:
 
     def labelled(self, label: str) -> Step:
         return next(s for s in self.steps if s.label == label)
+
+    def figure_context(self) -> FigureContext:
+        """What the note's figures get: its Environment and its labelled formula steps."""
+        steps = {}
+        for s in self.steps:
+            if s.label and s.resolved_kind == "formula":
+                lhs, rhs = s.sides()
+                steps[s.label] = (parse_formula(lhs, self.env), parse_formula(rhs, self.env))
+        return FigureContext(self.env, steps)

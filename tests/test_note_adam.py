@@ -10,8 +10,6 @@ import sympy
 from note_support import NoteUnderTest
 
 from engine.notes import Step
-from engine.notes.figures import FigureContext
-from engine.parser import parse_formula
 
 UNDER_TEST = NoteUnderTest("adam")
 adam = UNDER_TEST.module
@@ -112,13 +110,7 @@ def test_prose_numbers():
 # ---------------------------------------------------------------- the figure
 
 
-def figure_context() -> FigureContext:
-    steps = {}
-    for s in STEPS:
-        if s.label and s.resolved_kind == "formula":
-            lhs, rhs = s.sides()
-            steps[s.label] = (parse_formula(lhs, ENV), parse_formula(rhs, ENV))
-    return FigureContext(ENV, steps)
+figure_context = UNDER_TEST.figure_context
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ import pytest
 from note_support import NoteUnderTest
 
 from engine.notes import Step
-from engine.notes.figures import FigureContext
-from engine.parser import parse_formula
+from engine.notes.prose import sci
 
 UNDER_TEST = NoteUnderTest("backprop")
 bp = UNDER_TEST.module
@@ -69,10 +68,6 @@ def _hand_norms() -> dict[float, np.ndarray]:
 def test_prose_numbers_agree_with_hand_written_numpy():
     norms = _hand_norms()
 
-    def sci(x: float) -> str:
-        mantissa, exponent = f"{x:.1e}".split("e")
-        return rf"{mantissa} \cdot 10^{{{int(exponent)}}}"
-
     for scale in bp.WEIGHT_SCALES:
         key = f"at_{scale:g}".replace(".", "_")
         assert bp.NUMBERS[key] == sci(float(norms[scale][-1]))
@@ -82,13 +77,7 @@ def test_prose_numbers_agree_with_hand_written_numpy():
         assert value in built, value
 
 
-def figure_context() -> FigureContext:
-    steps = {}
-    for s in STEPS:
-        if s.label and s.resolved_kind == "formula":
-            lhs, rhs = s.sides()
-            steps[s.label] = (parse_formula(lhs, ENV), parse_formula(rhs, ENV))
-    return FigureContext(ENV, steps)
+figure_context = UNDER_TEST.figure_context
 
 
 def test_figure_data_is_the_hand_written_product_and_draws():

@@ -15,8 +15,6 @@ from hypothesis import strategies as st
 from note_support import NoteUnderTest
 
 from engine.notes import Step
-from engine.notes.figures import FigureContext
-from engine.parser import parse_formula
 
 UNDER_TEST = NoteUnderTest("decoding")
 dec = UNDER_TEST.module
@@ -120,13 +118,7 @@ def test_tail_mass_never_decreases_with_temperature(seed, n):
         assert np.all(np.diff(tail) >= -1e-15)
 
 
-def _figure_context() -> FigureContext:
-    steps = {}
-    for s in STEPS:
-        if s.label and s.resolved_kind == "formula":
-            lhs, rhs = s.sides()
-            steps[s.label] = (parse_formula(lhs, ENV), parse_formula(rhs, ENV))
-    return FigureContext(ENV, steps)
+_figure_context = UNDER_TEST.figure_context
 
 
 def test_tail_rate_matches_finite_differences_and_is_positive():

@@ -12,7 +12,7 @@ import pytest
 from note_support import NoteUnderTest
 
 from engine.notes import Step
-from engine.notes.figures import FigureContext
+from engine.notes.prose import sci
 from engine.parser import parse_formula
 from engine.printing.text import to_text
 
@@ -124,10 +124,6 @@ def test_prose_numbers_agree_with_hand_written_numpy():
     norms = _numpy_jacobian_norms()
     last = {k: float(v[-1]) for k, v in norms.items()}
 
-    def sci(x: float) -> str:
-        mantissa, exponent = f"{x:.1e}".split("e")
-        return rf"{mantissa} \cdot 10^{{{int(exponent)}}}"
-
     assert nm.NUMBERS["plain_small"] == sci(last[("plain", 0.5)])
     assert nm.NUMBERS["plain_large"] == sci(last[("plain", 2.0)])
     residual = [last[("residual", s)] for s in nm.WEIGHT_SCALES]
@@ -159,13 +155,7 @@ def test_every_prose_number_appears_in_the_built_note():
 # ---------------------------------------------------------------- the figures
 
 
-def figure_context() -> FigureContext:
-    steps = {}
-    for s in STEPS:
-        if s.label and s.resolved_kind == "formula":
-            lhs, rhs = s.sides()
-            steps[s.label] = (parse_formula(lhs, ENV), parse_formula(rhs, ENV))
-    return FigureContext(ENV, steps)
+figure_context = UNDER_TEST.figure_context
 
 
 def test_the_figure_jacobians_are_the_hand_written_ones():

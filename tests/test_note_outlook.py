@@ -10,8 +10,7 @@ import pytest
 from note_support import NoteUnderTest
 
 from engine.notes import Step
-from engine.notes.figures import FigureContext
-from engine.parser import parse_formula
+from engine.notes.prose import sci
 
 UNDER_TEST = NoteUnderTest("outlook")
 ol = UNDER_TEST.module
@@ -79,10 +78,6 @@ def test_prose_numbers_agree_with_hand_written_numpy():
     jac, lam_max = ol.jacobian_for_figure()
     assert lam_max == pytest.approx(np.linalg.svd(jac, compute_uv=False).max() ** 2)
 
-    def sci(x: float) -> str:
-        mantissa, exponent = f"{x:.1e}".split("e")
-        return rf"{mantissa} \cdot 10^{{{int(exponent)}}}"
-
     stable = ol.residual_norms(_hand_gradient, jac, ol.RATES[1] / lam_max)
     unstable = ol.residual_norms(_hand_gradient, jac, ol.RATES[2] / lam_max)
     assert ol.NUMBERS["stable"] == sci(stable[-1])
@@ -93,13 +88,7 @@ def test_prose_numbers_agree_with_hand_written_numpy():
         assert value in built, value
 
 
-def figure_context() -> FigureContext:
-    steps = {}
-    for s in STEPS:
-        if s.label and s.resolved_kind == "formula":
-            lhs, rhs = s.sides()
-            steps[s.label] = (parse_formula(lhs, ENV), parse_formula(rhs, ENV))
-    return FigureContext(ENV, steps)
+figure_context = UNDER_TEST.figure_context
 
 
 def test_figure_data_is_the_hand_written_descent_and_draws():

@@ -10,8 +10,6 @@ import pytest
 from note_support import NoteUnderTest
 
 from engine.notes import Step
-from engine.notes.figures import FigureContext
-from engine.parser import parse_formula
 
 UNDER_TEST = NoteUnderTest("positional")
 pe = UNDER_TEST.module
@@ -85,13 +83,7 @@ def test_prose_numbers_agree_with_hand_written_numpy():
         assert value in built, value
 
 
-def figure_context() -> FigureContext:
-    steps = {}
-    for s in STEPS:
-        if s.label and s.resolved_kind == "formula":
-            lhs, rhs = s.sides()
-            steps[s.label] = (parse_formula(lhs, ENV), parse_formula(rhs, ENV))
-    return FigureContext(ENV, steps)
+figure_context = UNDER_TEST.figure_context
 
 
 def test_the_figure_curve_is_the_hand_written_one_and_the_rotated_score():
