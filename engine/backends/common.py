@@ -22,7 +22,8 @@ def resolve_params(node: Call, sizes: dict[str, int]) -> dict[str, Any]:
 
 def concrete_dim(d: sympy.Expr, sizes: dict[str, int]) -> int:
     d = sympy.Integer(d) if isinstance(d, int) else d  # never sympify: no text is parsed here
-    value = d.xreplace({size_symbol(k): sympy.Integer(v) for k, v in sizes.items()})
+    with sympy.evaluate(True):  # (the exact route may build its values unevaluated)
+        value = d.xreplace({size_symbol(k): sympy.Integer(v) for k, v in sizes.items()})
     if not value.is_Integer:
         raise EngineError(f"no value given for size {d}")
     return int(value)

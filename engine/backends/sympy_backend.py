@@ -45,11 +45,40 @@ def evaluate(expr: Expr, values: dict[str, np.ndarray], sizes: dict[str, int]) -
     for node in expr.walk():
         memo[id(node)] = value = _eval_node(node, memo, values, sizes)
         if sum(tree_size(v, sizes_seen) for v in value.flat) > MAX_TREE_SIZE:
-            raise EngineError(
-                f"the claim is too large for the exact check: its SymPy expressions exceed "
-                f"{MAX_TREE_SIZE} terms at the small sizes (a long chain of matrix products?)"
-            )
+            raise too_large(MAX_TREE_SIZE, "terms")
     return memo[id(expr)]
+
+
+# The exact route's own evaluation (engine/verify/exact.py: one mpmath pass and one reverse sweep
+# over the distinct subexpressions) costs what the DAG costs, not the tree: a pre-LN transformer
+# block at the small sizes has a tree of more than 1e12 nodes and a DAG of about 1e5. Its limit is
+# on distinct nodes (memory: about 1 kB each with SymPy's caches).
+MAX_DAG_SIZE = 2_000_000
+
+
+def dag_size(e, seen: set[int]) -> int:
+    """Nodes of `e` not yet in `seen` (by identity), each counted once; adds them to `seen`."""
+    if not isinstance(e, sympy.Basic) or id(e) in seen:
+        return 0
+    count = 0
+    stack = [e]
+    seen.add(id(e))
+    while stack:
+        node = stack.pop()
+        count += 1
+        for a in node.args:
+            if id(a) not in seen:
+                seen.add(id(a))
+                stack.append(a)
+    return count
+
+
+def too_large(limit: int, what: str) -> EngineError:
+    """The one-line refusal of a claim whose SymPy expressions exceed `limit` (`what`)."""
+    return EngineError(
+        f"the claim is too large for the exact check: its SymPy expressions exceed {limit} "
+        f"{what} at the small sizes (a long chain of matrix products?)"
+    )
 
 
 def tree_size(e, memo: dict[int, int]) -> int:

@@ -24,21 +24,23 @@ class NoAdjoint(Exception):
 
 
 def _topological(root: sympy.Basic) -> list[sympy.Basic]:
-    """Distinct subexpressions of `root`, children before parents."""
+    """Distinct subexpressions of `root` (by identity: the exact route's expressions are
+    unevaluated, so not hash-consed, and comparing them by value walks their trees), children
+    before parents."""
     order: list[sympy.Basic] = []
-    seen: set[sympy.Basic] = set()
+    seen: set[int] = set()
     stack: list[tuple[sympy.Basic, bool]] = [(root, False)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
             continue
-        if node in seen:
+        if id(node) in seen:
             continue
-        seen.add(node)
+        seen.add(id(node))
         stack.append((node, True))
         for a in node.args:
-            if a not in seen:
+            if id(a) not in seen:
                 stack.append((a, False))
     return order
 
@@ -56,7 +58,7 @@ def _value(node: sympy.Basic, vals: dict, point: dict) -> Any:
         raise NoAdjoint
     if node.is_Number or node.is_NumberSymbol:
         return mpmath.mpf(sympy.Float(node, mpmath.mp.dps + 5)._mpf_)
-    a = [vals[x] for x in node.args]
+    a = [vals[id(x)] for x in node.args]
     if node.is_Add:
         return mpmath.fsum(a)
     if node.is_Mul:
@@ -138,9 +140,9 @@ def gradient_at(f: sympy.Basic, wrt: list[sympy.Symbol], point: dict) -> list[tu
     order = _topological(f)
     # a claim that writes `inf` has infinite intermediate values (where(mask, S, -inf) before a
     # softmax: exp(-inf) = 0 with derivative 0); any NaN, or an infinite or NaN gradient entry
-    # or bound, still leaves the point to sympy.diff
-    infinite = f.has(sympy.oo, -sympy.oo)
-    vals: dict[sympy.Basic, Any] = {}
+    # or bound, still leaves the point to sympy.diff (looked up on the DAG: `f.has` walks the tree)
+    infinite = any(node is sympy.oo or node is sympy.S.NegativeInfinity for node in order)
+    vals: dict[int, Any] = {}  # all three tables keyed by id(node), as in _topological
     for node in order:
         v = _value(node, vals, point)
         if isinstance(v, mpmath.mpc):
@@ -149,23 +151,30 @@ def gradient_at(f: sympy.Basic, wrt: list[sympy.Symbol], point: dict) -> list[tu
             v = v.real
         if not mpmath.isfinite(v) and not (infinite and mpmath.isinf(v)):
             raise NoAdjoint
-        vals[node] = v
-    adj: dict[sympy.Basic, Any] = {f: mpmath.mpf(1)}
-    mag: dict[sympy.Basic, Any] = {f: mpmath.mpf(1)}
+        vals[id(node)] = v
+    adj: dict[int, Any] = {id(f): mpmath.mpf(1)}
+    mag: dict[int, Any] = {id(f): mpmath.mpf(1)}
     for node in reversed(order):
-        g = adj.get(node)
+        g = adj.get(id(node))
         if g is None or not node.args or node.is_Number or node.is_NumberSymbol:
             continue
-        m = mag[node]
-        a = [vals[x] for x in node.args]
-        for child, p in zip(node.args, _partials(node, vals[node], a), strict=True):
+        m = mag[id(node)]
+        a = [vals[id(x)] for x in node.args]
+        for child, p in zip(node.args, _partials(node, vals[id(node)], a), strict=True):
             if p != 0:
-                adj[child] = adj.get(child, 0) + g * p
-                mag[child] = mag.get(child, 0) + m * abs(p)
+                k = id(child)
+                adj[k] = adj.get(k, 0) + g * p
+                mag[k] = mag.get(k, 0) + m * abs(p)
     eps = mpmath.eps * len(order)
     zero = mpmath.mpf(0)
-    if infinite and not all(
-        mpmath.isfinite(adj.get(s, zero)) and mpmath.isfinite(mag.get(s, zero)) for s in wrt
-    ):
+    # a symbol may occur as several objects (distinct Symbol instances of one name): sum them
+    ids: dict[sympy.Basic, list[int]] = {}
+    for node in order:
+        if node.is_Symbol:
+            ids.setdefault(node, []).append(id(node))
+    grads = [sum((adj.get(k, zero) for k in ids.get(s, ())), zero) for s in wrt]
+    mags = [sum((mag.get(k, zero) for k in ids.get(s, ())), zero) for s in wrt]
+    finite = all(mpmath.isfinite(x) for x in grads + mags)
+    if infinite and not finite:
         raise NoAdjoint
-    return [(adj.get(s, zero), eps * mag.get(s, zero)) for s in wrt]
+    return [(g, eps * m) for g, m in zip(grads, mags, strict=True)]

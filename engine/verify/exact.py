@@ -14,7 +14,7 @@ from sympy.core.sympify import _sympify
 
 from engine.backends import sympy_backend
 from engine.backends.common import concrete_shape
-from engine.backends.sympy_backend import MAX_TREE_SIZE
+from engine.backends.sympy_backend import MAX_DAG_SIZE, MAX_TREE_SIZE, dag_size, too_large
 from engine.expr import Call, Const, EngineError, contains_derivative
 from engine.functions.base import obj
 from engine.functions.elementwise import Absolute, Relu, Sign, Step
@@ -166,13 +166,21 @@ class Sides:
         self.lhs, self.rhs, self.symbols, self.sizes = lhs, rhs, symbols, sizes
         self.deferred: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
         self.errors: dict[sympy.Symbol, Any] = {}  # rounding bound of each placeholder's value
-        memo: dict[int, np.ndarray] = {}
         # a claim that writes `inf` may have infinite entries: equal infinities then agree
         self.infinite = any(
             isinstance(n, Const) and n.value.is_infinite for side in (lhs, rhs) for n in side.walk()
         )
-        self.left = self._evaluate(lhs, memo, deferred)
-        self.right = self._evaluate(rhs, memo, deferred)
+        if not deferred:
+            self.left = sympy_backend.evaluate(lhs, symbols, sizes)
+            self.right = sympy_backend.evaluate(rhs, symbols, sizes)
+            return
+        # Unevaluated: SymPy's automatic evaluation on construction (Mul.flatten's `e.is_zero`
+        # on the exponent of exp(u), erf.eval's assumptions, logcombine) walks the tree of its
+        # arguments, minutes per entry for a transformer block whose tree has more than 1e12
+        # nodes and whose DAG has about 1e5. Both fast passes only evaluate the expressions at
+        # points, so the values are the same; the limit is on the DAG (MAX_DAG_SIZE).
+        with sympy.evaluate(False):
+            self._build()
 
     @classmethod
     def build(cls, lhs, rhs, symbols, sizes) -> Sides:
@@ -184,10 +192,14 @@ class Sides:
         )
         return cls(lhs, rhs, symbols, sizes, deferred=not nested)
 
-    def _evaluate(self, expr, memo, deferred: bool) -> np.ndarray:
-        if not deferred:
-            return sympy_backend.evaluate(expr, self.symbols, self.sizes)
-        seen: dict[int, int] = {}
+    def _build(self) -> None:
+        memo: dict[int, np.ndarray] = {}
+        self.left = self._evaluate(self.lhs, memo)
+        self.right = self._evaluate(self.rhs, memo)
+
+    def _evaluate(self, expr, memo) -> np.ndarray:
+        seen: set[int] = set()
+        size = 0
         for node in expr.walk():
             if id(node) in memo:
                 continue
@@ -199,12 +211,10 @@ class Sides:
                 memo[id(node)] = self._placeholders(node, memo)
             else:
                 memo[id(node)] = sympy_backend._eval_node(node, memo, self.symbols, self.sizes)
-            value = memo[id(node)]
-            if sum(sympy_backend.tree_size(v, seen) for v in value.flat) > MAX_TREE_SIZE:
-                raise EngineError(
-                    f"the claim is too large for the exact check: its SymPy expressions exceed "
-                    f"{MAX_TREE_SIZE} terms at the small sizes (a long chain of matrix products?)"
-                )
+            # the fast passes walk the DAG; the slow fallbacks check the tree (values_at)
+            size += sum(dag_size(v, seen) for v in memo[id(node)].flat)
+            if size > MAX_DAG_SIZE:
+                raise too_large(MAX_DAG_SIZE, "distinct subexpressions")
         return memo[id(expr)]
 
     def _placeholders(self, node: Call, memo) -> np.ndarray:
@@ -300,6 +310,10 @@ def values_at(
     fast = _fast_values(arr, subs, digits + FAST_GUARD_DIGITS, known or {}, infinite)
     if fast is not None:
         return fast
+    # entry-by-entry substitution and evalf walk each entry as a tree
+    seen: dict[int, int] = {}
+    if sum(sympy_backend.tree_size(v, seen) for v in arr.flat) > MAX_TREE_SIZE:
+        raise too_large(MAX_TREE_SIZE, "terms")
     values = _exact_values(arr, subs, side, digits, infinite)
     # evalf gives `digits` correct digits (relative); placeholders' own error comes on top
     extra = sum(known.values(), mpmath.mpf(0)) if known else 0
@@ -408,11 +422,14 @@ def _fast_values(
     value is complex, infinite or undefined, or a step's branch is within rounding of its kink;
     the caller then uses `_exact_values`.
     """
-    memo: dict[sympy.Basic, Any] = {}
+    memo: dict[int, Any] = {}
     u = mpmath.mpf(10) ** (-digits)
 
     def value(e: sympy.Basic):
-        got = memo.get(e)
+        # keyed by identity: the exact route's expressions are unevaluated and so not hash-consed;
+        # a lookup by value compares equal-looking subtrees node by node (39 million __eq__ calls
+        # for A^20 == A^10 @ A^10)
+        got = memo.get(id(e))
         if got is not None:
             return got
         if e.is_Symbol:
@@ -493,7 +510,7 @@ def _fast_values(
             r = r.real
         if infinite and mpmath.isinf(r):
             err = mpmath.mpf(0)  # an infinity is exact (exp(-inf) = 0 carries no error)
-        memo[e] = (r, err)
+        memo[id(e)] = (r, err)
         return r, err
 
     out = np.empty(arr.shape, dtype=object)
