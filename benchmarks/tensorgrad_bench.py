@@ -128,7 +128,9 @@ derive + verify* is `derive(...)` as `llm-math derive` runs it: the program is c
 exact route (SymPy at two small sizes) and the numeric route (NumPy complex-step at larger
 sizes) before anything is returned. *tensorgrad, symbolic* builds the same loss in tensorgrad
 0.3.0 and simplifies every gradient, `[loss.grad(w).full_simplify() for w in wrt]` (its
-symbolic derivative, as in its README). *tensorgrad, compile* is
+symbolic derivative, as in its README; its compiler's own comment, in
+`tensorgrad/compiler/runtime.py`, warns that "full_simplify would be exponential in depth on
+deep models"). *tensorgrad, compile* is
 `compile_to_callable(loss, *[loss.grad(w) for w in wrt])`: the joint reverse-mode resolution of
 all gradients and their lowering to its program IR (the closest thing tensorgrad has to our
 printed program; its code is specialised to concrete sizes at a first call, which is not made
@@ -268,9 +270,9 @@ def numeric_route(case: Case) -> tuple[float, str]:
         verdicts.append((w, r))
     seconds = time.perf_counter() - t0
     passed = sum(r.passed for _, r in verdicts)
-    worst = verdicts[0][1].summary()
+    first = f"d/d{verdicts[0][0]}: {verdicts[0][1].summary()}"
     failed = [f"d/d{w}: {r.message}" for w, r in verdicts if not r.passed]
-    text = f"{passed}/{len(verdicts)} gradients pass ({worst.split(',')[0]})"
+    text = f"{passed}/{len(verdicts)} gradients pass ({first})"
     return seconds, text + ("; " + "; ".join(failed) if failed else "")
 
 
@@ -387,9 +389,11 @@ def _seconds(t: float | None, timeout: float) -> str:
 
 
 def _ms(values: list[float]) -> str:
-    first = values[0] * 1e3
-    rest = values[1:] or values
-    return f"{statistics.median(rest) * 1e3:.1f} ms (first {first:.1f})"
+    """Median of the samples after the first, and the first: in ms, or in s from 1 s."""
+    first, median = values[0], statistics.median(values[1:] or values)
+    if median >= 1:
+        return f"{median:.2f} s (first {first:.2f})"
+    return f"{median * 1e3:.1f} ms (first {first * 1e3:.1f})"
 
 
 def _ratio(num: list[float], den: list[float | None], timeout: float) -> str:
@@ -399,6 +403,10 @@ def _ratio(num: list[float], den: list[float | None], timeout: float) -> str:
     if den and num:  # tensorgrad never finished: a bound
         return f"< {statistics.median(num) / timeout:.3g}x"
     return "-"
+
+
+def _too_large(row: Row) -> bool:
+    return row.outcome.startswith("refused as too large")
 
 
 def markdown(rows: list[Row], args, versions: dict, load: tuple[float, float]) -> str:
@@ -436,7 +444,9 @@ def markdown(rows: list[Row], args, versions: dict, load: tuple[float, float]) -
             ratio_vs = _ratio(row.verify, row.symbolic, args.tg_timeout)
             ratio_vc = _ratio(row.verify, row.compile, args.tg_timeout)
         else:
-            ver = "refused (see below)" if row.verify else "not run"
+            ver = "not run"
+            if row.verify:
+                ver = "refused (see below)" if _too_large(row) else "FAILED (see below)"
             ratio_vs = ratio_vc = "-"
         lines.append(
             f"| {TITLES[row.case.name]} | {_ms(row.ours)} | {ver} | {sym} | {_ms(row.compile)} "
@@ -451,7 +461,7 @@ def markdown(rows: list[Row], args, versions: dict, load: tuple[float, float]) -
         )
         if row.verify:
             lines.append(f"  Our verification: {row.outcome}.")
-        if not row.verified and row.verify:
+        if not row.verified and row.verify and _too_large(row):
             lines.append(
                 "  TODO: the exact route refuses the block as too large today, so derive + "
                 "verify has no number yet; rerun this command after the verifier's scaling "
