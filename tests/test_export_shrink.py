@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_export_lowering import _check
 from test_export_programs import SIZES, sample_inputs
 
@@ -181,3 +183,102 @@ def test_layernorm_export_does_each_pass_once(target):
 
 def test_layernorm_export_matches_complex_step():
     _check(_layernorm(), seed=1)
+
+
+# ---------------------------------------------------------------- property: any shape, any axis
+
+PROP_ENV = build_environment(
+    {
+        "T": "real[h, n, k]",
+        **{
+            f"c{i}": f"positive[{', '.join(s)}]" if s else "positive"
+            for i, s in enumerate(
+                [
+                    (),
+                    ("k",),
+                    ("n", "1"),
+                    ("n", "k"),
+                    ("1", "n", "1"),
+                    ("h", "1", "k"),
+                    ("h", "1", "1"),
+                ]
+            )
+        },
+    }
+)
+PROP_SIZES = {"h": 3, "n": 4, "k": 5}
+FACTORS = [v for name, v in PROP_ENV.vars.items() if name.startswith("c")]
+AXES = [None, 0, 1, 2, -1, (0, 1), (0, 2), (1, 2), (0, 1, 2)]
+
+
+def _inputs(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, v in PROP_ENV.vars.items():
+        shape = tuple(int(d) if d.is_Integer else PROP_SIZES[str(d)] for d in v.shape)
+        x = rng.standard_normal(shape)
+        out[name] = x if name == "T" else 0.5 + np.abs(x)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["sum", "mean"]),
+    st.sampled_from(["mul", "div", "rmul"]),
+    st.sampled_from(FACTORS),
+    st.sampled_from(AXES),
+    st.booleans(),
+    st.integers(0, 3),
+)
+def test_pulled_reduction_equals_the_original(fn, op, factor, axis, keepdims, seed):
+    """For every factor shape, axis and keepdims: the rule either refuses or keeps the value and
+    the shape (the verifier's NumPy evaluation of both trees)."""
+    T = PROP_ENV.vars["T"]
+    body = {"mul": T * factor, "div": T / factor, "rmul": factor * T}[op]
+    params = {"keepdims": True} if keepdims else {}
+    if axis is not None:
+        params["axis"] = axis
+    original = call(fn, body, **params)
+    out = pull_out_of_reduction(fn, body, axis, keepdims, lambda f, x: call(f, x, **params))
+    if factor.shape == ():
+        assert out is not None  # a scalar always leaves
+    if out is None:
+        return
+    assert out.shape == original.shape
+    inputs = _inputs(seed)
+    want = numpy_backend.evaluate(original, inputs, PROP_SIZES)
+    got = numpy_backend.evaluate(out, inputs, PROP_SIZES)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["mul", "div"]),
+    st.sampled_from(["mul", "div"]),
+    st.sampled_from(FACTORS + [PROP_ENV.vars["T"]]),
+    st.sampled_from(FACTORS + [PROP_ENV.vars["T"]]),
+    st.sampled_from(FACTORS),
+    st.booleans(),
+    st.integers(0, 3),
+)
+def test_small_first_equals_the_original(outer, inner, x, y, s, s_left, seed):
+    """(x inner y) outer s, and s * (x * y): regrouped or refused, never changed in value."""
+    try:
+        pair = x * y if inner == "mul" else x / y
+        node = (
+            (s * pair if outer == "mul" else None)
+            if s_left
+            else (pair * s if outer == "mul" else pair / s)
+        )
+    except Exception:  # shapes that do not broadcast
+        return
+    if node is None:
+        return
+    out = small_first(node.fn, *node.args, node.shape)
+    if out is None:
+        return
+    assert out.shape == node.shape
+    inputs = _inputs(seed)
+    want = numpy_backend.evaluate(node, inputs, PROP_SIZES)
+    got = numpy_backend.evaluate(out, inputs, PROP_SIZES)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
