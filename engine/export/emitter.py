@@ -309,6 +309,8 @@ class Emitter:
             return base(node.args[0].args[0]) + "_exp"
         if _is(node, "sum") and _is(node.args[0], "exp") and is_shift(node.args[0].args[0]):
             return base(node.args[0].args[0].args[0]) + "_expsum"
+        if _is(node, "sub") and _is(node.args[1], "mean") and node.args[1].args[0] == node.args[0]:
+            return base(node.args[0]) + "_centred"
         if _is(node, "sub") and is_shift(node.args[0]) and _is(node.args[1], "log"):
             return base(node.args[0].args[0]) + "_log_softmax"
         arg = code[node.args[0]][0] if node.args else ""

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import sympy
 
+from engine.export.shrink import (
+    pull_out_of_reduction,
+    small_first,
+    total_of_product,
+    two_pass_var,
+)
 from engine.expr import Call, Const, Expr, Ref, Var, call
 from engine.functions.base import params_of
 from engine.functions.elementwise import GELU_TANH_C
@@ -179,12 +185,28 @@ class Lowering:
 
     @staticmethod
     def total(x: Expr) -> Expr:
-        """sum of every entry, as one fused dot product when x is a product of equal shapes."""
+        """sum of every entry: by `total_of_product` when a factor is broadcast (a bias, a
+        per-feature scale), else as one fused dot product when x is a product of equal shapes."""
         if isinstance(x, Call) and x.fn == "mul" and x.shape:
             a, b = x.args
+            for u, v in ((a, b), (b, a)):
+                split = total_of_product(u, v, vdot) if u.shape == x.shape else None
+                if split is not None:
+                    return split
             if a.shape == b.shape:
                 return vdot(a, b)
         return call("sum", x)
+
+    def reduce(self, node: Call):
+        """Builds node's reduction (its axis, keepdims) of another array; a full sum as `total`."""
+        params = dict(node.params)
+
+        def build(fn: str, x: Expr) -> Expr:
+            if fn == "sum" and not params.get("keepdims") and params.get("axis") is None:
+                return self.total(x)
+            return call(fn, x, **params)
+
+        return build
 
     # ------------------------------------------------------------ the rules
 
@@ -236,8 +258,18 @@ class Lowering:
             k = call("sqrt", 2 / Const(sympy.pi))
             t = call("tanh", k * (x + Const(GELU_TANH_C) * x**3))
             return x * (HALF * (1 + t))
+        if fn == "var":
+            return two_pass_var(a[0], p["axis"], p["keepdims"])
+        if fn in ("sum", "mean"):
+            pulled = pull_out_of_reduction(fn, a[0], p["axis"], p["keepdims"], self.reduce(node))
+            if pulled is not None:
+                return pulled
         if fn == "sum" and p["axis"] is None and not p["keepdims"]:
             return self.total(a[0])
+        if fn in ("mul", "div"):
+            regrouped = small_first(fn, a[0], a[1], node.shape)
+            if regrouped is not None:
+                return regrouped
         if fn in ("add", "sub"):
             x, y = a
             if x.shape == node.shape:
@@ -251,4 +283,4 @@ class Lowering:
         return Call(fn, a, node.params, node.shape)
 
 
-_WITH_PARAMS = frozenset({"softmax", "log_softmax", "logsumexp", "sum"})
+_WITH_PARAMS = frozenset({"softmax", "log_softmax", "logsumexp", "sum", "mean", "var"})
