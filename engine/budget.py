@@ -125,7 +125,7 @@ def run(
         return job()
     if not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
         raise EngineError(f"the time budget must be a positive number of seconds, got {timeout!r}")
-    _warm_up()
+    _before_fork()
     result_r, result_w = os.pipe()
     stack_r, stack_w = os.pipe()
     with warnings.catch_warnings():
@@ -263,6 +263,24 @@ def _raise(error: BaseException):
 
 
 _warm = False
+_forked = False  # `run` has forked a worker before
+
+
+def _before_fork() -> None:
+    """Before `run` forks: the first worker is forked at once, later ones from a warmed parent.
+
+    A warm-up checks a claim here, which pays only when several workers follow: one check (a
+    claim or a derivation from the command line) would otherwise be done twice, in this
+    process and in the worker (0.13 s of `llm-math verify`'s 0.8 s). The first time, the objects
+    loaded so far are frozen all the same (`gc.freeze`): the worker's collector then leaves
+    their pages uncopied, and this process's collections, the last ones at exit too, skip them.
+    """
+    global _forked
+    if _forked:
+        _warm_up()
+    elif not _warm:
+        gc.freeze()
+    _forked = True
 
 
 def _warm_up() -> None:
