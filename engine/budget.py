@@ -121,6 +121,7 @@ def run(
     Returns its value or raises its exception (engine errors keep their type and message); past
     the deadline raises BudgetExceeded. `timeout=None` runs `job` here, unbounded.
     """
+    global _lone_worker
     if timeout is None or not hasattr(os, "fork"):
         return job()
     if not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
@@ -135,6 +136,7 @@ def run(
     if pid == 0:  # the worker: never returns
         os.close(result_r)
         os.close(stack_r)
+        _lone_worker = True  # the only check running: `beside` may use a second core
         _worker(job, result_w, stack_w, memory)
     os.close(result_w)
     os.close(stack_w)
@@ -300,6 +302,78 @@ def _warm_up() -> None:
     except Exception:  # noqa: BLE001, S110 - warming up is an optimization only
         pass
     gc.freeze()  # objects made so far stay untouched by the workers' collector: fewer page copies
+
+
+# ---------------------------------------------------------------- a second core for one check
+
+_lone_worker = False  # this process is the worker of `run`: no other check of ours is running
+PR_SET_PDEATHSIG = 1  # Linux prctl: a signal the kernel sends a process when its parent dies
+
+
+class Beside:
+    """A job running in a child forked by `beside`: `result()` waits for its value or raises its
+    exception; `cancel()` kills it (both may be called, in any order, more than once)."""
+
+    def __init__(self, pid: int, result_r: int, what: str):
+        self.pid, self.result_r, self.what = pid, result_r, what
+        self.done = False
+
+    def result(self):
+        try:
+            with os.fdopen(self.result_r, "rb", closefd=False) as f:
+                data = f.read()
+        finally:
+            status = self.cancel()
+        if not data:
+            raise _died(status, self.what)
+        kind, value = pickle.loads(data)
+        if kind == "raise":
+            raise value
+        return value
+
+    def cancel(self) -> int | None:
+        if self.done:
+            return None
+        self.done = True
+        status = _reap(self.pid)
+        with contextlib.suppress(OSError):
+            os.close(self.result_r)
+        return status
+
+
+def beside(job: Callable[[], T], what: str = "the check") -> Beside | None:
+    """`job()` started now in a forked child, beside what this process does next; None (the
+    caller runs `job` itself) unless this is the lone worker of `run` on a machine with a core
+    to spare and the child can be tied to this process.
+
+    The child is killed with this process (PR_SET_PDEATHSIG): a deadline that kills the worker
+    kills it too. It inherits the worker's memory limit and adds none of its own.
+    """
+    global _lone_worker
+    if not _lone_worker or len(os.sched_getaffinity(0)) < 2:
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    result_r, result_w = os.pipe()
+    stack_r, stack_w = os.pipe()  # _worker's stack dump goes nowhere: no one asks this child
+    os.close(stack_r)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        pid = os.fork()
+    if pid == 0:
+        os.close(result_r)
+        _lone_worker = False
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0 or os.getppid() != parent:
+            os._exit(70)  # cannot be tied to the worker, or it is gone already: no result
+        _worker(job, result_w, stack_w, None)
+    os.close(result_w)
+    os.close(stack_w)
+    return Beside(pid, result_r, what)
 
 
 def _worker(job: Callable[[], object], result_w: int, stack_w: int, memory: int | None) -> None:
