@@ -118,6 +118,8 @@ def verify_sides(
                 if numeric and ahead is not None and discount:
                     report, cx = _numeric_result(ahead)
                 elif numeric:
+                    if ahead is not None:
+                        ahead.cancel()  # it assumed the discount: its core is freed for this run
                     report, cx = numeric_check(lhs, rhs, used, order, seed, numeric_sizes, discount)
                 if numeric:
                     checks.append(report)
