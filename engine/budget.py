@@ -312,7 +312,8 @@ PR_SET_PDEATHSIG = 1  # Linux prctl: a signal the kernel sends a process when it
 
 class Beside:
     """A job running in a child forked by `beside`: `result()` waits for its value or raises its
-    exception; `cancel()` kills it (both may be called, in any order, more than once)."""
+    exception, once; `cancel()` kills it if it still runs (any number of times, before or after
+    `result()`)."""
 
     def __init__(self, pid: int, result_r: int, what: str):
         self.pid, self.result_r, self.what = pid, result_r, what
@@ -350,13 +351,15 @@ def beside(job: Callable[[], T], what: str = "the check") -> Beside | None:
     kills it too. It inherits the worker's memory limit and adds none of its own.
     """
     global _lone_worker
-    if not _lone_worker or len(os.sched_getaffinity(0)) < 2:
+    if not _lone_worker:
         return None
     try:
         import ctypes
 
+        if len(os.sched_getaffinity(0)) < 2:
+            return None
         prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):  # not Linux
         return None
     parent = os.getpid()
     result_r, result_w = os.pipe()

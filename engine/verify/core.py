@@ -150,6 +150,8 @@ def _numeric_ahead(lhs, rhs, used, order, seed, numeric_sizes):
     budget = sys.modules.get("engine.budget")  # not imported: no budgeted worker
     if budget is None or not budget._lone_worker:
         return None
+    import numpy.random  # noqa: F401 - both routes draw points: loaded once, before the fork
+
     return budget.beside(
         lambda: numeric_check(lhs, rhs, used, order, seed, numeric_sizes, True), "the numeric route"
     )
