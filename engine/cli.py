@@ -16,6 +16,7 @@ from engine.cli_options import (
     default_jobs,
     dumps,
     jobs_option,
+    loading_the_engine,
     parse_pairs,
     seed_option,
     shorten,
@@ -174,7 +175,8 @@ def verify(target, vars_, defs, size_rels, as_json, seed, sizes, timeout, jobs) 
     """
     if target is None:
         raise click.UsageError("give a claims file or an equation")
-    from engine.claims import Claim, check_claims, load_claims, read_within
+    with loading_the_engine():
+        from engine.claims import Claim, check_claims, load_claims, read_within
 
     numeric_sizes = _sizes(sizes)
     seconds = budget_seconds(timeout)

@@ -3,10 +3,13 @@ their message and JSON helpers."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -177,3 +180,26 @@ def strict_json(value: Any) -> Any:
 def dumps(value: Any) -> str:
     """Strict JSON text (`allow_nan=False` after `strict_json`), indented."""
     return json.dumps(strict_json(value), indent=2, allow_nan=False)
+
+
+@contextlib.contextmanager
+def loading_the_engine() -> Iterator[None]:
+    """Import the engine (SymPy, NumPy) with the cyclic garbage collector paused, then freeze
+    what was loaded.
+
+    Importing SymPy makes a few hundred thousand objects that live until the command exits; the
+    collector would run hundreds of times over them while they load, and again at exit.
+    Frozen (`gc.freeze`), they are skipped by every later collection, in this process and in the
+    workers forked from it, whose pages then stay shared. The collector is back on for the
+    command itself. Only the first time in a process (a test runs many commands in one): what is
+    frozen is never collected.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+        if enabled:
+            gc.enable()

@@ -106,3 +106,68 @@ def test_the_index_follows_the_note_sources(tmp_path):
     assert note_index(src, cache)[0]["title"] == "Second"  # a stale or corrupt index is ignored
     (cache / "notes-index.json").write_bytes(b"\xff\x00garbage")
     assert note_index(src, cache)[0]["name"] == "tiny"
+
+
+# issue 13, verify start-up: one claim is checked once, in the worker; the engine loads frozen
+
+
+def test_the_first_worker_is_forked_without_a_warm_up_and_the_second_after_one(monkeypatch):
+    from engine import budget
+
+    warmed: list[bool] = []
+    monkeypatch.setattr(budget, "_forked", False)
+    monkeypatch.setattr(budget, "_warm", False)
+    monkeypatch.setattr(budget, "_warm_up", lambda: warmed.append(True))
+    monkeypatch.setattr(budget.gc, "freeze", lambda: None)  # keep the test process collectable
+    assert budget.run(lambda: 1, 30) == 1
+    assert warmed == []  # one check alone: nothing checked here before the fork
+    assert budget.run(lambda: 2, 30) == 2
+    assert warmed == [True]  # several workers: the parent is warmed up once, before the second
+    assert budget.run(lambda: 3, 30) == 3
+    assert len(warmed) == 2  # _warm_up itself returns at once once done (it is stubbed here)
+
+
+def test_verifying_one_claim_from_the_command_line_checks_it_only_in_the_worker():
+    code = (
+        "import gc, sys\n"
+        "from engine.verify import core\n"
+        "calls = []\n"
+        "real = core.verify_sides\n"
+        "core.verify_sides = lambda *a, **k: calls.append(1) or real(*a, **k)\n"
+        "import engine.claims\n"
+        "engine.claims.verify_sides = core.verify_sides\n"
+        "from engine.cli import cli\n"
+        "try:\n"
+        "    cli.main(['verify', '--var', 'z=real[n]', '--var', 'y=simplex[n]',\n"
+        "              'grad(cross_entropy(softmax(z), y), z) == softmax(z) - y'],\n"
+        "             standalone_mode=False)\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        "print('PARENT-CHECKS', len(calls))\n"
+        "print('GC', gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "PASS claim" in out  # the worker checked it (both routes: the report names them)
+    assert "exact at" in out and "numeric at" in out
+    assert "PARENT-CHECKS 0" in out  # no warm-up check of the same claim in the parent
+    assert "GC True True" in out  # the collector is back on; the loaded engine is frozen
+
+
+def test_loading_the_engine_pauses_the_collector_and_restores_it():
+    import gc
+
+    from engine.cli_options import loading_the_engine
+
+    assert gc.isenabled()
+    with loading_the_engine():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with loading_the_engine():
+            pass
+        assert not gc.isenabled()  # a caller's own setting is kept
+    finally:
+        gc.enable()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import sys
 import warnings
 from collections.abc import Mapping
 
@@ -104,17 +105,28 @@ def verify_sides(
             threadpool_limits(limits=1, user_api="blas"),
         ):
             warnings.simplefilter("ignore")
-            if exact:
-                report, cx = exact_check(lhs, rhs, used, order, seed)
-                checks.append(report)
-                failure = failure or cx
-            # Once the exact check has failed, the verdict is settled: skip the rounding-noise
-            # discount (a long-double re-run) that only matters for telling noise from error.
-            discount = all(c.passed for c in checks)
-            if numeric:
-                report, cx = numeric_check(lhs, rhs, used, order, seed, numeric_sizes, discount)
-                checks.append(report)
-                failure = failure or cx
+            both = exact and numeric
+            ahead = _numeric_ahead(lhs, rhs, used, order, seed, numeric_sizes) if both else None
+            try:
+                if exact:
+                    report, cx = exact_check(lhs, rhs, used, order, seed)
+                    checks.append(report)
+                    failure = failure or cx
+                # Once the exact check has failed, the verdict is settled: skip the rounding-noise
+                # discount (a long-double re-run) that only matters for telling noise from error.
+                discount = all(c.passed for c in checks)
+                if numeric and ahead is not None and discount:
+                    report, cx = _numeric_result(ahead)
+                elif numeric:
+                    if ahead is not None:
+                        ahead.cancel()  # it assumed the discount: its core is freed for this run
+                    report, cx = numeric_check(lhs, rhs, used, order, seed, numeric_sizes, discount)
+                if numeric:
+                    checks.append(report)
+                    failure = failure or cx
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
     except EngineError as e:
         return Result(name, "error", str(e), checks=tuple(checks))
     except (ZeroDivisionError, OverflowError, RecursionError, MemoryError) as e:
@@ -127,6 +139,28 @@ def verify_sides(
     if passed:
         msg += f"; the {' and '.join(passed)} check passed, so the two routes disagree"
     return Result(name, "fail", msg, failure, tuple(checks))
+
+
+def _numeric_ahead(lhs, rhs, used, order, seed, numeric_sizes):
+    """The numeric route started in a second process while the exact route runs here, when this
+    is the lone worker of a budgeted check with a core to spare (engine.budget.beside); else
+    None. It runs as it would after a passing exact route (with the rounding-noise discount);
+    after a failing one `verify_sides` discards it and runs the route itself without the
+    discount, so the result is the same as one route after the other."""
+    budget = sys.modules.get("engine.budget")  # not imported: no budgeted worker
+    if budget is None or not budget._lone_worker:
+        return None
+    import numpy.random  # noqa: F401 - both routes draw points: loaded once, before the fork
+
+    return budget.beside(
+        lambda: numeric_check(lhs, rhs, used, order, seed, numeric_sizes, True), "the numeric route"
+    )
+
+
+def _numeric_result(ahead):
+    """The numeric route's report from its process (a stack dumped here at a deadline names
+    this function: the numeric route is what the check waits for)."""
+    return ahead.result()
 
 
 def _all_size_names(lhs: Expr, rhs: Expr, used: dict[str, Var]) -> set[str]:
