@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -156,6 +157,43 @@ def _rationalize(point: dict[str, np.ndarray], used) -> dict[str, np.ndarray]:
     return out
 
 
+class SharedWork:
+    """What the exact checks of one derived program share (`sharing()`): every gradient's claim
+    is `grad(L, x) == dx` with the same L and steps, at the same size assignments and points.
+
+    `exprs` maps a size assignment to the SymPy arrays of the claims' expression nodes (by node
+    identity; `alive` keeps every node referenced, so no identity is reused while sharing), except
+    derivative nodes, whose placeholders belong to one claim. `gradients` maps (a scalar's SymPy
+    expression, a point) to the gradient of that scalar with respect to every symbol of the point,
+    from one reverse sweep (`adjoint.gradient_at`): the sweep that gives dL/dWq gives dL/dX too.
+    `values` maps a point to the mpmath values of right-side subexpressions (a right side holds
+    no placeholder, so its values depend on the point alone). Each claim is still compared on its
+    own: its left side's placeholders come from the sweep, its right side from the values."""
+
+    def __init__(self) -> None:
+        self.exprs: dict[tuple, dict[int, np.ndarray]] = {}
+        self.gradients: dict[tuple, dict[sympy.Symbol, tuple[Any, Any]]] = {}
+        self.values: dict[tuple, dict[int, tuple[Any, Any]]] = {}
+        self.alive: list[Any] = []
+
+
+_SHARED: contextvars.ContextVar[SharedWork | None] = contextvars.ContextVar(
+    "exact_shared", default=None
+)
+
+
+@contextlib.contextmanager
+def sharing() -> Iterator[SharedWork]:
+    """Share the exact route's expressions and reverse sweeps between the claims checked inside
+    (see SharedWork); each claim is still compared on its own."""
+    work = SharedWork()
+    token = _SHARED.set(work)
+    try:
+        yield work
+    finally:
+        _SHARED.reset(token)
+
+
 class Sides:
     """Both sides in SymPy at one size assignment. A grad/jacobian whose body holds no further
     derivative is left as placeholder symbols whose values `adjoint.gradient_at` supplies at each
@@ -193,24 +231,33 @@ class Sides:
         return cls(lhs, rhs, symbols, sizes, deferred=not nested)
 
     def _build(self) -> None:
+        shared = _SHARED.get()
         memo: dict[int, np.ndarray] = {}
-        self.left = self._evaluate(self.lhs, memo)
-        self.right = self._evaluate(self.rhs, memo)
+        common = memo
+        if shared is not None:
+            shared.alive.append((self.lhs, self.rhs))
+            common = shared.exprs.setdefault(tuple(sorted(self.sizes.items())), {})
+        self.left = self._evaluate(self.lhs, memo, common)
+        self.right = self._evaluate(self.rhs, memo, common)
 
-    def _evaluate(self, expr, memo) -> np.ndarray:
+    def _evaluate(self, expr, memo, common) -> np.ndarray:
+        """`memo` holds this claim's placeholders; `common` everything else (shared)."""
         seen: set[int] = set()
         size = 0
         for node in expr.walk():
             if id(node) in memo:
                 continue
-            if (
+            if id(node) in common:
+                memo[id(node)] = common[id(node)]
+            elif (
                 isinstance(node, Call)
                 and node.fn in ("grad", "jacobian")
                 and not contains_derivative(node.args[0])
             ):
                 memo[id(node)] = self._placeholders(node, memo)
             else:
-                memo[id(node)] = sympy_backend._eval_node(node, memo, self.symbols, self.sizes)
+                value = sympy_backend._eval_node(node, memo, self.symbols, self.sizes)
+                memo[id(node)] = common[id(node)] = value
             # the fast passes walk the DAG; the slow fallbacks check the tree (values_at)
             size += sum(dag_size(v, seen) for v in memo[id(node)].flat)
             if size > MAX_DAG_SIZE:
@@ -235,11 +282,24 @@ class Sides:
         out = dict(subs)
         with mpmath.workdps(digits + FAST_GUARD_DIGITS):
             point = {s: mpmath.mpf(v.p) / v.q for s, v in subs.items()}
+            shared = _SHARED.get()
+            at = frozenset(subs.items()) if shared is not None else None
             for fn, f, xs, marks in self.deferred:
                 wrt = list(xs.flat)
                 rows = [f[()]] if fn == "grad" else list(f.flat)
                 for i, row in enumerate(rows):
-                    grad = gradient_at(_sympify(row), wrt, point)
+                    if shared is None:
+                        grad = gradient_at(_sympify(row), wrt, point)
+                    else:  # one sweep for every symbol of the point, kept for the other claims
+                        key = (id(row), digits, at)
+                        every = shared.gradients.get(key)
+                        if every is None:
+                            names = list(point)
+                            pairs = gradient_at(_sympify(row), names, point)
+                            every = shared.gradients[key] = dict(zip(names, pairs, strict=True))
+                            shared.alive.append(row)
+                        zero = (mpmath.mpf(0), mpmath.mpf(0))  # (a symbol f lacks)
+                        grad = [every.get(x, zero) for x in wrt]
                     targets = marks.reshape(len(rows), -1)[i]
                     for mark, (g, err) in zip(targets, grad, strict=True):
                         out[mark] = sympy.Float(g, digits + FAST_GUARD_DIGITS)
@@ -268,7 +328,13 @@ class Sides:
         with not_real_guard():
             at = self._with_derivatives(subs, EXACT_DIGITS)
             lv, le = values_at(self.left, at, EXACT_DIGITS, "left", self.errors, self.infinite)
-            rv, re = values_at(self.right, at, EXACT_DIGITS, "right", self.errors, self.infinite)
+            shared, memo, known = _SHARED.get(), None, self.errors
+            if shared is not None and not contains_derivative(self.rhs):
+                # a right side without placeholders depends on the point alone: its values are
+                # shared with the other claims (a derived program's gradients share its steps)
+                key = (EXACT_DIGITS, self.infinite, frozenset(subs.items()))
+                memo, known = shared.values.setdefault(key, {}), {}
+            rv, re = values_at(self.right, at, EXACT_DIGITS, "right", known, self.infinite, memo)
         return lv, le, rv, re
 
     def _compare(self, subs: dict) -> tuple[float, int, np.ndarray, np.ndarray]:
@@ -303,11 +369,12 @@ def values_at(
     side: str,
     known: dict | None = None,
     infinite: bool = False,
+    memo: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The entries of `arr` at the rational point `subs` and a bound on each one's rounding
     error; `known` holds the bounds of substituted values that are not exact (placeholders).
     With `infinite` (the claim writes `inf`), an entry may be +-inf (never NaN)."""
-    fast = _fast_values(arr, subs, digits + FAST_GUARD_DIGITS, known or {}, infinite)
+    fast = _fast_values(arr, subs, digits + FAST_GUARD_DIGITS, known or {}, infinite, memo)
     if fast is not None:
         return fast
     # entry-by-entry substitution and evalf walk each entry as a tree
@@ -410,7 +477,12 @@ class _NotFast(Exception):
 
 
 def _fast_values(
-    arr: np.ndarray, subs: dict, digits: int, known: dict, infinite: bool = False
+    arr: np.ndarray,
+    subs: dict,
+    digits: int,
+    known: dict,
+    infinite: bool = False,
+    memo: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The entries at the rational point `subs`, by one mpmath pass at `digits` digits that
     evaluates each common subexpression once (an entry-by-entry `evalf` redoes the softmax
@@ -422,7 +494,7 @@ def _fast_values(
     value is complex, infinite or undefined, or a step's branch is within rounding of its kink;
     the caller then uses `_exact_values`.
     """
-    memo: dict[int, Any] = {}
+    memo = {} if memo is None else memo  # (id of a node -> (value, bound)); may be shared
     u = mpmath.mpf(10) ** (-digits)
 
     def value(e: sympy.Basic):
