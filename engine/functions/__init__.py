@@ -37,3 +37,8 @@ __all__ = [
 
 # selection, masks and stable elementwise functions (issue 8): registered on import
 from engine.functions import select, sorting, stable  # noqa: E402
+
+# integer labels (issue 8): take_along_axis and one_hot over an index variable
+from engine.functions import gather  # noqa: E402
+
+__all__ += ["gather"]
