@@ -25,9 +25,9 @@ from engine.expr import (
     size_symbol,
 )
 from engine.functions import REGISTRY
+from engine.index_type import INDEX, IndexVar  # integer labels (issue 8)
 from engine.sizes import SizeError
 from engine.types import TYPES
-from engine.index_type import INDEX, IndexVar  # noqa: I001 (integer labels, issue 8)
 
 MAX_TEXT = 4000  # characters in one formula
 MAX_NODES = 1500  # syntax nodes in one formula

@@ -85,7 +85,9 @@ def derive(
         raise DeriveError("a variable is named twice in --wrt")
     for n in names:
         if env.vars[n].vtype == "index":  # integer labels (issue 8)
-            raise DeriveError(f"--wrt {n}: an index variable (integer labels) is not differentiable")
+            raise DeriveError(
+                f"--wrt {n}: an index variable (integer labels) is not differentiable"
+            )
     program = build_program(tree, [env.vars[n] for n in names], env, order)
     if not verify:
         return program

@@ -73,7 +73,8 @@ class Function:
         shape = self.shape(tuple(a.shape for a in args), full)
         if self.name in ("grad", "jacobian"):
             _refuse_nondifferentiable(self.name, *args)
-        if self.name in ("grad", "jacobian", "hessian") and getattr(args[1], "vtype", "") == "index":
+        derivative = self.name in ("grad", "jacobian", "hessian")
+        if derivative and getattr(args[1], "vtype", "") == "index":
             raise EngineError(  # integer labels (issue 8): no derivative with respect to them
                 f"{self.name}(): {args[1].name} is an index variable (integer labels); "
                 "it is not differentiable"

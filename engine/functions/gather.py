@@ -192,25 +192,25 @@ register(
 
 def _one_hot_shape(shapes: tuple[Shape, ...], p: dict[str, Any]) -> Shape:
     (y,) = shapes
-    if len(p["num_classes"]) != 1:
+    if len(p["dims"]) != 1:
         raise EngineError("one_hot(): the labels must be an index variable")
     a = normalize_axis(p["axis"], len(y) + 1, "one_hot")
-    return (*y[:a], p["num_classes"][0], *y[a:])
+    return (*y[:a], p["dims"][0], *y[a:])
 
 
 def _one_hot_bind(y, args, params):
-    return {**params, "num_classes": (y.bound,)}
+    return {**params, "dims": (y.bound,)}
 
 
-def _np_one_hot(y, axis=-1, num_classes=()):
-    (n,) = num_classes
+def _np_one_hot(y, axis=-1, dims=()):
+    (n,) = dims
     pos = positions(y, n, "one_hot")
     out = (pos[..., None] == np.arange(n)).astype(float)
     return np.moveaxis(out, -1, axis)
 
 
-def _sym_one_hot(y, axis=-1, num_classes=()):
-    (n,) = num_classes
+def _sym_one_hot(y, axis=-1, dims=()):
+    (n,) = dims
     y = obj(y)
     out = np.empty((*y.shape, n), dtype=object)
     for idx in np.ndindex(y.shape):
@@ -240,7 +240,7 @@ register(
         numpy=_np_one_hot,
         sympy=_sym_one_hot,
         latex=_one_hot_latex,
-        params={"axis": -1, "num_classes": ()},
+        params={"axis": -1, "dims": ()},
         doc="one_hot(y): 1 at each label's position along a new last axis (axis=), else 0",
         text=_one_hot_text,
         labels=0,
