@@ -206,6 +206,21 @@ def test_derive_gives_the_textbook_program(expr, wrt, vars_, program):
     assert p.results and all(r.passed for _, r in p.results)
 
 
+def test_a_wrong_gather_vjp_is_caught(monkeypatch):
+    """No fused rule: the program comes from take_along_axis's VJP, and a wrong one fails."""
+    import dataclasses
+
+    from engine.derive.core import DerivationFailed
+    from engine.functions import REGISTRY
+
+    rule = REGISTRY["take_along_axis"].vjp
+    wrong = dataclasses.replace(REGISTRY["take_along_axis"], vjp=lambda n, g, i: 2 * rule(n, g, i))
+    monkeypatch.setitem(REGISTRY, "take_along_axis", wrong)
+    with pytest.raises(DerivationFailed) as info:
+        derive(CE, "Z", CE_VARS)
+    assert info.value.results["Z"].verdict == "fail"
+
+
 def test_derive_cli_prints_the_verified_program():
     r = CliRunner().invoke(
         cli, ["derive", CE, "--wrt", "Z", "--var", "Z=real[B, V]", "--var", "y=index[B, V]"]
