@@ -342,3 +342,10 @@ def test_wrappers_take_integer_labels(ce_program):
         g = load(ce_program, "jax", as_="custom-vjp")
         got = jax.grad(g)(jnp.asarray(Z), jnp.asarray(y))
         np.testing.assert_allclose(got, zr.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_hessian_of_integer_label_cross_entropy_does_not_see_the_label():
+    vars_ = {"z": "real[V]", "c": "index[V]"}
+    p = derive("-take_along_axis(log_softmax(z), c)", "z", vars_, order=2)
+    assert p.to_text().strip().splitlines()[:2] == ["p = softmax(z)", "H = diag(p) - outer(p, p)"]
+    assert p.results and all(r.passed for _, r in p.results)
