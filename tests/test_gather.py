@@ -85,6 +85,8 @@ def test_an_index_is_not_differentiable():
         ("take_along_axis(Z, y, axis=2)", "axis 2 is out of range for an array of rank 2"),
         ("one_hot(y, axis=3)", "axis 3 is out of range for an array of rank 2"),
         ("take_along_axis(T, yt, axis=1)", "but axis 1 of the array has length n"),
+        ("take_along_axis(Z, y, axis=(0,))", "axis must be one integer, got (0,)"),
+        ("one_hot(y, axis=(0, 1))", "axis must be one integer, got (0, 1)"),
     ],
 )
 def test_bad_labels_are_one_line_errors(text, message):

@@ -90,9 +90,16 @@ class LabelFunction(Function):
 # ---------------------------------------------------------------- take_along_axis
 
 
+def _one_axis(fname: str, axis: Any) -> None:
+    """Labels index along one axis: a tuple of axes is a one-line error, not a traceback."""
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise ShapeError(f"{fname}(): axis must be one integer, got {axis!r}")
+
+
 def _take_shape(shapes: tuple[Shape, ...], p: dict[str, Any]) -> Shape:
     z, y = shapes
     need_rank("take_along_axis", z, tuple(range(1, 9)), "an array (not a scalar)")
+    _one_axis("take_along_axis", p["axis"])
     a = normalize_axis(p["axis"], len(z), "take_along_axis")
     rest = z[:a] + z[a + 1 :]
     if y != rest:
@@ -106,6 +113,7 @@ def _take_shape(shapes: tuple[Shape, ...], p: dict[str, Any]) -> Shape:
 def _take_bind(y, args, params):
     z = args[0]
     a = params.get("axis", -1)
+    _one_axis("take_along_axis", a)
     if z.shape and -len(z.shape) <= a < len(z.shape) and z.shape[a] != y.bound:
         raise ShapeError(
             f"take_along_axis(): the labels {y.name} are positions in 0..{y.bound}-1, "
@@ -192,6 +200,7 @@ register(
 
 def _one_hot_shape(shapes: tuple[Shape, ...], p: dict[str, Any]) -> Shape:
     (y,) = shapes
+    _one_axis("one_hot", p["axis"])
     if len(p["dims"]) != 1:
         raise EngineError("one_hot(): the labels must be an index variable")
     a = normalize_axis(p["axis"], len(y) + 1, "one_hot")
