@@ -22,7 +22,8 @@ var_option = click.option(
     multiple=True,
     metavar="NAME=TYPE",
     help="Declare a variable, e.g. --var 'z=real[n]'. Types: real, positive, unit, "
-    "simplex, onehot, mask (0/1 entries), symmetric, spd, orthogonal (square: 'spd[n, n]').",
+    "simplex, onehot, mask (0/1 entries), symmetric, spd, orthogonal (square: 'spd[n, n]'), "
+    "index (integer labels: 'index[B, V]' is B positions in 0..V-1).",
 )
 def_option = click.option(
     "--def",

@@ -25,6 +25,7 @@ from engine.expr import (
     size_symbol,
 )
 from engine.functions import REGISTRY
+from engine.index_type import INDEX, IndexVar  # integer labels (issue 8)
 from engine.sizes import SizeError
 from engine.types import TYPES
 
@@ -130,6 +131,8 @@ def parse_type(name: str, text: str, env: Environment) -> Var:
         raise ParseError(
             f"variable {name!r}: type {tname!r} needs at least one axis, e.g. '{tname}[n]'"
         )
+    if tname == INDEX:  # integer labels: the last size is the bound of the entries, not an axis
+        return IndexVar(name, tuple(dims[:-1]), dims[-1])
     return Var(name, tname, tuple(dims))
 
 

@@ -1,5 +1,5 @@
-"""Variable types (real, positive, unit, simplex, onehot, mask, symmetric, spd, orthogonal): their
-constraints and samplers."""
+"""Variable types (real, positive, unit, simplex, onehot, mask, symmetric, spd, orthogonal, index):
+their constraints and samplers."""
 
 from __future__ import annotations
 
@@ -268,3 +268,19 @@ TYPES: dict[str, VarType] = {
 from engine.matrix_types import MATRIX_TYPES  # noqa: E402
 
 TYPES.update({t.name: t for t in MATRIX_TYPES})
+
+# ---------------------------------------------------------------- integer labels (issue 8, gather)
+from engine.index_type import INDEX, admits_index, exact_index, numeric_index  # noqa: E402
+
+TYPES[INDEX] = VarType(
+    INDEX,
+    "integer labels: index[B, n] is B positions in 0..n-1 (the last size is the bound)",
+    1,
+    {"integer": True, "nonnegative": True},
+    exact_index,
+    numeric_index,
+    admits_index,
+    exact_at=lambda rng, s, scale: exact_index(rng, s),
+    numeric_at=lambda rng, s, scale: numeric_index(rng, s),
+    convex=False,
+)

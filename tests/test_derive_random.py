@@ -20,6 +20,7 @@ VARS = {
     "A": "real[k, n]",
     "M": "real[n, n]",
     "q": "simplex[n]",
+    "lab": "index[n, n]",  # integer labels (issue 8): n positions in 0..n-1
 }
 
 # f(...) templates by the shape they produce; {0}, {1} are filled with subexpressions.
@@ -132,6 +133,9 @@ VECTOR += [
     "sum(expand_dims({M}, axis=0) * ones(2, n, n), axis=(0, 2))",
 ]
 SCALAR += ['einsum("ii->", {M})', "sum({M}, axis=(0, 1))"]
+# integer labels (issue 8): gather one entry per row, one-hot masks
+VECTOR += ["take_along_axis({M}, lab)", "take_along_axis(({M}).T, lab, axis=0) * ({0})"]
+MATRIX += ["({M}) * one_hot(lab)"]
 
 
 @st.composite

@@ -251,6 +251,16 @@ FUNCTION_CASES = [
     ('einsum("bhid,bhjd->bhij", Q, K)', {"Q": "real[k, h, n, d]", "K": "real[k, h, n, d]"}),
     ('einsum("ii->", A) + einsum("ij,ij->", A, A)', {"A": "real[n, n]"}),
     ('einsum("i,j,k->ijk", x, y, x)', {"x": "real[n]", "y": "real[d]"}),
+    # integer labels (issue 8): gather and one-hot (labels passed as floats: converted to ints)
+    (
+        "take_along_axis(X, y) * sum(one_hot(y) * X, axis=-1)",
+        {"X": "real[n, k]", "y": "index[n, k]"},
+    ),
+    (
+        "take_along_axis(T, y, axis=1) + sum(one_hot(y, axis=1) * T, axis=1)",
+        {"T": "real[h, n, d]", "y": "index[h, d, n]"},
+    ),
+    ("take_along_axis(x, c) * x + one_hot(c)", {"x": "real[k]", "c": "index[k]"}),
 ]
 
 

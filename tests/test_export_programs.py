@@ -11,6 +11,7 @@ import pytest
 
 from engine.derive.program import Assignment, Program
 from engine.expr import Size, call
+from engine.index_type import declared_shape
 from engine.parser import build_environment, parse_formula
 from engine.types import TYPES
 
@@ -169,7 +170,8 @@ def sample_inputs(program: Program, seed: int = 0, profile: str = "unit") -> dic
     rng = np.random.default_rng(seed)
     out = {}
     for name, var in program.env.vars.items():
-        shape = tuple(int(d) if d.is_Integer else SIZES[str(d)] for d in var.shape)
+        dims = declared_shape(var)  # an index variable's bound too (integer labels, issue 8)
+        shape = tuple(int(d) if d.is_Integer else SIZES[str(d)] for d in dims)
         out[name] = np.asarray(TYPES[var.vtype].numeric(rng, shape, profile), dtype=np.float64)
     return out
 

@@ -12,6 +12,7 @@ from engine.backends import numpy_backend, sympy_backend
 from engine.backends.common import concrete_shape
 from engine.expr import EngineError, ShapeError, free_vars
 from engine.functions import REGISTRY
+from engine.index_type import declared_shape
 from engine.parser import build_environment, parse_formula
 from engine.types import TYPES
 
@@ -39,6 +40,11 @@ VARS = {
     "T": "real[b, n, m]",
     "R": "real[b, m, n]",
     "F": "real[b, 1, n, m]",
+    # integer labels (issue 8): positions along A's last axis, along its first, along x
+    "ya": "index[n, m]",
+    "yc": "index[m, n]",
+    "c": "index[n]",
+    "yt": "index[b, m, n]",
 }
 SIZES = {"n": 3, "m": 2, "b": 4}
 ELEMENTWISE = "exp tanh sigmoid sin cos relu softplus silu erf gelu gelu_tanh sign step abs".split()
@@ -240,6 +246,17 @@ CASES = [
     "grad(sum(sin(T @ R)), T)",
     'grad(sum(sin(einsum("bij,bjk->bik", T, R))), R)',
     "grad(sum(softmax(F, axis=(0, 2)) * F), F)",
+    # integer labels (issue 8): take_along_axis and one_hot
+    "take_along_axis(A, ya)",
+    "take_along_axis(A, yc, axis=0)",
+    "take_along_axis(x, c)",
+    "take_along_axis(T, yt, axis=1)",
+    "one_hot(ya)",
+    "one_hot(yc, axis=0) * A",
+    "one_hot(c)",
+    "one_hot(yt, axis=-2)",
+    "grad(-sum(take_along_axis(log_softmax(A), ya)), A)",
+    "grad(take_along_axis(x, c) ** 2, x)",
 ]
 
 
@@ -250,7 +267,8 @@ def sympy_and_numpy(text: str, sizes=SIZES, seed: int = 0):
     used = free_vars(expr)
     rng = np.random.default_rng(seed)
     point = {
-        name: TYPES[v.vtype].exact(rng, concrete_shape(v.shape, sizes)) for name, v in used.items()
+        name: TYPES[v.vtype].exact(rng, concrete_shape(declared_shape(v), sizes))
+        for name, v in used.items()
     }
     symbols = sympy_backend.symbol_arrays(used, sizes)
     symbolic = sympy_backend.evaluate(expr, symbols, sizes)
@@ -479,7 +497,9 @@ def test_numpy_forms_run_on_the_verifiers_high_precision_numbers(text):
     env_vars = free_vars(expr)
     rng = np.random.default_rng(0)
     point = {
-        name: np.asarray(TYPES[v.vtype].exact(rng, concrete_shape(v.shape, SIZES)), dtype=float)
+        name: np.asarray(
+            TYPES[v.vtype].exact(rng, concrete_shape(declared_shape(v), SIZES)), dtype=float
+        )
         for name, v in env_vars.items()
     }
     with mpmath.workdps(30):

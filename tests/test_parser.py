@@ -24,6 +24,7 @@ VARS = {
     "y": "simplex[n]",
     "t": "onehot[n]",
     "r": "unit[n]",
+    "lab": "index[n, m]",  # integer labels (issue 8): n positions in 0..m-1
 }
 n, m = sympy.symbols("n m", positive=True, integer=True)
 
@@ -141,6 +142,12 @@ def shape_of(text: str, env) -> tuple:
         ("norm(x)", ()),
         ("norm(A, axis=0)", (m,)),
         ("norm(A, axis=-1, keepdims=True)", (n, 1)),
+        # integer labels (issue 8)
+        ("lab", (n,)),
+        ("take_along_axis(A, lab)", (n,)),
+        ("take_along_axis(A, lab, axis=-1)", (n,)),
+        ("one_hot(lab)", (n, m)),
+        ("one_hot(lab, axis=0)", (m, n)),
     ],
 )
 def test_language_is_accepted(text, shape, env):
@@ -306,6 +313,14 @@ def test_forbidden_constructs_are_refused_with_a_clear_message(text, message, en
         ("split(concat([x, x]), 2)[2]", "split(): part 2 is out of range for 2 parts"),
         ("pad(x, (-1, 0))", "pad(): width -1 is negative"),
         ("pad(s, (1, 0))", "pad() needs an array, got a scalar"),
+        # integer labels (issue 8)
+        ("take_along_axis(S, lab)", "the labels lab are positions in 0..m-1, but axis -1"),
+        ("take_along_axis(A, lab, axis=0)", "0..m-1, but axis 0 of the array has length n"),
+        (
+            "take_along_axis(expand_dims(w, axis=0), lab)",
+            "the labels have shape (n,), but the array (1, m) without axis -1 is (1,)",
+        ),
+        ("take_along_axis(s, lab)", "take_along_axis() needs an array (not a scalar)"),
     ],
 )
 def test_shape_errors_name_the_shapes(text, message, env):
@@ -367,6 +382,7 @@ def test_reasonable_powers_are_accepted(env):
         ({"x": "real[a, b, c, e, f]"}, "rank 5 is above the limit"),
         ({"x": "simplex"}, "needs at least one axis"),
         ({"x": "onehot"}, "needs at least one axis"),
+        ({"x": "index"}, "needs at least one axis"),  # integer labels (issue 8)
         ({"x": "real[x]"}, "already a variable name"),
         ({"softmax": "real"}, "reserved"),
         ({"pi": "real"}, "reserved"),

@@ -18,6 +18,10 @@ VARS = {
     "Q": "real[n, k]",
     "eps": "positive",
     "beta1": "unit",
+    # integer labels (issue 8)
+    "t": "index[n, k]",
+    "u": "index[k, n]",
+    "c": "index[n]",
 }
 ENV = build_environment(VARS, {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"})
 
@@ -66,6 +70,11 @@ ENV = build_environment(VARS, {"xhat": "(x - mean(x)) / sqrt(var(x) + eps)"})
         'einsum("ij,j->i", X, w) + einsum("ii->", P) * x',
         "sum(X, axis=(0, 1)) + mean(softmax(X, axis=(0, 1)), axis=(-1,))",
         "squeeze(expand_dims(x, axis=(0, 2)))",
+        # integer labels (issue 8)
+        "-mean(take_along_axis(log_softmax(X), t))",
+        "take_along_axis(X, u, axis=0) + take_along_axis(x, c)",
+        "(softmax(X) - one_hot(t)) / n",
+        "one_hot(u, axis=0) * X + x @ one_hot(t)",
     ],
 )
 def test_text_round_trip(text: str):
@@ -144,6 +153,16 @@ def test_latex_names(name: str, latex: str):
         ("norm(x)", r"\left\lVert x \right\rVert"),
         ("norm(X)", r"\left\lVert X \right\rVert_F"),
         ("norm(X, axis=1)", r"\left\lVert X \right\rVert_{\text{row}}"),
+        # integer labels (issue 8): the entry of each row at its label
+        ("take_along_axis(X, t)", r"X_{i, t_{i}}"),
+        ("take_along_axis(X, u, axis=0)", r"X_{u_{i}, i}"),
+        ("take_along_axis(x, c)", r"x_{c}"),
+        (
+            "take_along_axis(log_softmax(X), t)",
+            r"\left(\log\operatorname{softmax}\left(X\right)\right)_{i, t_{i}}",
+        ),
+        ("one_hot(t)", r"\operatorname{onehot}\left(t\right)"),
+        ("one_hot(u, axis=0)", r"\operatorname{onehot}_{\text{axis}\,0}\left(u\right)"),
     ],
 )
 def test_latex_textbook_forms(text: str, latex: str):

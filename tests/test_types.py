@@ -18,6 +18,11 @@ def shapes_for(tname: str):
     return [s for s in SHAPES if len(s) >= TYPES[tname].min_rank]
 
 
+def drawn_shape(tname: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape a sampler returns: the declared one, but an index has no axis for its bound."""
+    return shape[:-1] if tname == "index" else shape
+
+
 def constraint_holds_exactly(tname: str, x: np.ndarray) -> bool:
     """The constraint of each type, checked by hand in exact arithmetic."""
     flat = list(x.flat)
@@ -27,6 +32,8 @@ def constraint_holds_exactly(tname: str, x: np.ndarray) -> bool:
         return all(v > 0 for v in flat)
     if tname == "unit":
         return all(0 < v < 1 for v in flat)
+    if tname == "index":  # integer labels (issue 8): x has the declared shape without the bound
+        return all(v.is_Integer and v >= 0 for v in flat)
     rows = [list(x[idx]) for idx in np.ndindex(x.shape[:-1])]
     if tname == "simplex":
         return all(v > 0 for v in flat) and all(sum(r) == 1 for r in rows)
@@ -45,7 +52,7 @@ def constraint_holds_exactly(tname: str, x: np.ndarray) -> bool:
 
 
 def test_the_nine_types_exist():
-    assert set(TYPES) == {"real", "positive", "unit", "simplex", "onehot", "mask"} | {
+    assert set(TYPES) == {"real", "positive", "unit", "simplex", "onehot", "mask", "index"} | {
         "symmetric",
         "spd",
         "orthogonal",
@@ -58,7 +65,7 @@ def test_exact_samplers_are_exact_and_respect_the_constraint(tname, seed):
     rng = np.random.default_rng(seed)
     for shape in shapes_for(tname):
         x = TYPES[tname].exact(rng, shape)
-        assert x.shape == shape and x.dtype == object
+        assert x.shape == drawn_shape(tname, shape) and x.dtype == object
         assert all(isinstance(v, sympy.Rational) for v in x.flat)  # Integer is a Rational
         assert constraint_holds_exactly(tname, x)
         assert TYPES[tname].admits(np.asarray(x, dtype=float))
@@ -72,7 +79,7 @@ def test_numeric_samplers_respect_the_constraint(tname, profile, seed):
     extra = [(64, 64), (16, 16)] if TYPES[tname].square else [(64,), (16, 24)]
     for shape in [*shapes_for(tname), *extra]:
         x = TYPES[tname].numeric(rng, shape, profile)
-        assert np.shape(x) == shape and np.asarray(x).dtype == np.float64
+        assert np.shape(x) == drawn_shape(tname, shape) and np.asarray(x).dtype == np.float64
         assert np.all(np.isfinite(x))
         assert TYPES[tname].admits(x)
         if tname == "positive":
@@ -84,6 +91,8 @@ def test_numeric_samplers_respect_the_constraint(tname, profile, seed):
             np.testing.assert_allclose(np.sum(x, axis=-1), 1.0, rtol=0, atol=1e-12)
         if tname == "onehot":
             assert np.all((x == 0) | (x == 1)) and np.all(np.sum(x, axis=-1) == 1)
+        if tname == "index":  # positions below the bound, the declared shape's last size
+            assert np.all((x >= 0) & (x < shape[-1]) & (x == np.round(x)))
         if tname in ("symmetric", "spd"):
             np.testing.assert_array_equal(x, x.T)
         if tname == "spd":  # well-conditioned, as documented
@@ -139,6 +148,8 @@ def test_samplers_are_deterministic_given_the_seed():
         ("symmetric", [[1.0, -2.0], [-2.0, 0.0]], [[1.0, -2.0], [2.0, 0.0]]),
         ("spd", [[2.0, 1.0], [1.0, 2.0]], [[1.0, 2.0], [2.0, 1.0]]),  # eigenvalues 3, -1
         ("orthogonal", [[0.6, -0.8], [0.8, 0.6]], [[0.6, 0.8], [0.8, 0.6]]),
+        ("index", [0.0, 3.0, 1.0], [0.0, 1.5]),  # integer labels (issue 8)
+        ("index", [[2.0], [0.0]], [[-1.0], [0.0]]),
     ],
 )
 def test_admits_accepts_and_rejects_hand_examples(tname, good, bad):

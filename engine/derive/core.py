@@ -83,6 +83,11 @@ def derive(
             raise DeriveError(f"--wrt {n}: not a declared variable")
     if len(set(names)) != len(names):
         raise DeriveError("a variable is named twice in --wrt")
+    for n in names:
+        if env.vars[n].vtype == "index":  # integer labels (issue 8)
+            raise DeriveError(
+                f"--wrt {n}: an index variable (integer labels) is not differentiable"
+            )
     program = build_program(tree, [env.vars[n] for n in names], env, order)
     if not verify:
         return program

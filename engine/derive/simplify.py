@@ -1449,6 +1449,7 @@ EXAMPLE_VARS = {
     "u": "unit",
     "T3": "real[b, n, k]",  # tensors of any rank
     "R3": "real[b, k, n]",
+    "lab": "index[b, n]",  # integer labels (gather_rules.py)
 }
 EXAMPLE_DEFS = {
     "p": "softmax(x)",
@@ -1958,5 +1959,17 @@ RULES[:0] = [
         ("squeeze",),
         _tensor.squeeze_of_expand_dims,
         ("squeeze(expand_dims(x, axis=1), axis=1)",),
+    ),
+]
+
+# integer labels (engine/derive/gather_rules.py): one_hot's rows sum to one
+from engine.derive import gather_rules as _gather  # noqa: E402
+
+RULES += [
+    Rule(
+        "sum-one-hot",
+        ("sum",),
+        _gather.sum_one_hot,
+        ("sum(one_hot(lab), axis=-1)", "sum(one_hot(lab), axis=1, keepdims=True)"),
     ),
 ]

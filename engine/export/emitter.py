@@ -390,10 +390,13 @@ class Emitter:
         every argument is a scalar.
         """
         env = self.program.env
-        votes = [v for v in names if env.vars[v].shape] or names
+        votes = [v for v in names if env.vars[v].shape and env.vars[v].vtype != "index"] or names
         out = [self.target.setup.format(dtype=dtype, args=", ".join(self.arg[v] for v in votes))]
         for v in names:
-            line = f"{self.arg[v]} = {self.target.convert.format(self.arg[v])}"
+            convert = self.target.convert
+            if env.vars[v].vtype == "index" and self.target.convert_index:  # integer labels
+                convert = self.target.convert_index
+            line = f"{self.arg[v]} = {convert.format(self.arg[v])}"
             out.append(line + ("  # noqa: E741" if self.arg[v] in ("l", "O", "I") else ""))
         items = []
         for v in names:

@@ -714,3 +714,55 @@ HELPERS[LOGDET_HELPER] = '''def _logdet(x):
 def form(fn: str, column: str) -> Form:
     """The form of registry (or internal) function `fn` in `column`; KeyError if it has none."""
     return FORMS[fn][column]
+
+
+# ---------------------------------------------------------------- integer labels (gather.py)
+# The labels arrive as an integer array (Target.convert_index), never in the floating dtype.
+
+
+def _take_rule(target: str) -> Rule:
+    """Z's entry at each label along an axis: take_along_axis / torch.gather on the labels with
+    the axis put back (length 1), then squeezed."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        k = _param(node, "axis", -1) % len(node.args[0].shape)
+        if target == "torch":
+            return f"torch.gather({a[0]}, {k}, {_atom(a[1])}.unsqueeze({k})).squeeze({k})"
+        p = "np" if target == "numpy" else "jnp"
+        return f"{p}.take_along_axis({a[0]}, {p}.expand_dims({a[1]}, {k}), axis={k}).squeeze({k})"
+
+    return rule
+
+
+def _one_hot_rule(target: str) -> Rule:
+    """1 at each label's position along a new axis of length n (the labels' bound), in dtype."""
+
+    def rule(a: tuple[str, ...], node: Call) -> str:
+        (n,) = _param(node, "dims", ())
+        k = _param(node, "axis", -1) % len(node.shape)
+        last = k == len(node.shape) - 1
+        if target == "jax":
+            return f"jax.nn.one_hot({a[0]}, {n}, dtype=dtype, axis={k})"
+        if target == "torch":
+            text = f"torch.nn.functional.one_hot({a[0]}, {n}).to(dtype)"
+            return text if last else f"torch.movedim({text}, -1, {k})"
+        text = f"(np.expand_dims({a[0]}, -1) == np.arange({n})).astype(dtype)"
+        return text if last else f"np.moveaxis({text}, -1, {k})"
+
+    return rule
+
+
+FORMS.update(
+    {
+        "take_along_axis": {
+            "numpy": Custom(_take_rule("numpy"), (NP,)),
+            "jax": Custom(_take_rule("jax"), (JNP,)),
+            "torch": Custom(_take_rule("torch"), (TORCH,)),
+        },
+        "one_hot": {
+            "numpy": Custom(_one_hot_rule("numpy"), (NP,)),
+            "jax": Custom(_one_hot_rule("jax"), (JAX, JNP)),
+            "torch": Custom(_one_hot_rule("torch"), (TORCH,)),
+        },
+    }
+)

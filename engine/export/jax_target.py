@@ -23,6 +23,7 @@ JAX_TARGET = Target(
     column="jax",
     imports=(JAX, JNP),
     convert="jnp.asarray({0}, dtype=dtype)",
+    convert_index="jnp.asarray({0}).astype(jnp.int32)",
     setup="dtype = _float_dtype({dtype}, {args})",
     helpers=(FLOAT_DTYPE,),
 )

@@ -19,6 +19,7 @@ NUMPY = Target(
     column="numpy",
     imports=(NP,),
     convert="np.asarray({0}, dtype=dtype)",
+    convert_index="np.asarray({0}).astype(np.intp)",
     setup="dtype = _float_dtype({dtype}, {args})",
     helpers=(FLOAT_DTYPE,),
 )

@@ -25,3 +25,6 @@ class Target:
     setup: str
     helpers: tuple[str, ...] = ()
     prelude: tuple[str, ...] = ()
+    # An index argument (integer labels, issue 8) becomes an integer array, never the floating
+    # dtype (bfloat16 holds integers exactly only up to 256); `{0}` is the argument's name.
+    convert_index: str = ""

@@ -23,6 +23,7 @@ TORCH_TARGET = Target(
     column="torch",
     imports=(TORCH,),
     convert="torch.as_tensor({0}, dtype=dtype, device=device)",
+    convert_index="torch.as_tensor({0}, device=device).long()",
     setup="dtype, device = _float_type({dtype}, {args})",
     helpers=(FLOAT_TYPE,),
 )

@@ -37,3 +37,10 @@ __all__ = [
 
 # selection, masks and stable elementwise functions (issue 8): registered on import
 from engine.functions import select, sorting, stable  # noqa: E402
+
+# isort: off
+# integer labels (issue 8): take_along_axis and one_hot over an index variable
+from engine.functions import gather  # noqa: E402
+# isort: on
+
+__all__ += ["gather"]

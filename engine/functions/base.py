@@ -73,6 +73,12 @@ class Function:
         shape = self.shape(tuple(a.shape for a in args), full)
         if self.name in ("grad", "jacobian"):
             _refuse_nondifferentiable(self.name, *args)
+        derivative = self.name in ("grad", "jacobian", "hessian")
+        if derivative and getattr(args[1], "vtype", "") == "index":
+            raise EngineError(  # integer labels (issue 8): no derivative with respect to them
+                f"{self.name}(): {args[1].name} is an index variable (integer labels); "
+                "it is not differentiable"
+            )
         # Parameters equal to their defaults are left out, so equal trees print the same.
         kept = tuple((k, v) for k, v in full.items() if k in params and v != self.params[k])
         return Call(self.name, args, kept, shape)

@@ -11,6 +11,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from engine.expr import EngineError, Expr, Var, format_shape, free_vars, size_names
+from engine.index_type import declared_shape
 from engine.parser import Environment, build_environment, parse_claim
 from engine.verify.exact import exact_check
 from engine.verify.numeric import numeric_check
@@ -166,7 +167,7 @@ def _numeric_result(ahead):
 def _all_size_names(lhs: Expr, rhs: Expr, used: dict[str, Var]) -> set[str]:
     names = size_names(lhs) | size_names(rhs)
     for v in used.values():
-        for d in v.shape:
+        for d in declared_shape(v):  # an index variable's bound is a size too
             names.update(str(s) for s in d.free_symbols)
     return names
 

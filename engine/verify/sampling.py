@@ -12,6 +12,7 @@ import sympy
 from engine.backends import numpy_backend
 from engine.backends.common import concrete_shape
 from engine.expr import Call, Const, EngineError, Expr, Var
+from engine.index_type import declared_shape
 from engine.types import PROFILES, TYPES
 
 # Numeric check: size symbols take these distinct values in declaration order.
@@ -271,7 +272,7 @@ def numeric_point(
     """Float inputs of every variable at one profile (unit, wide, peaked) or scale."""
     out = {}
     for name, v in used.items():
-        shape = concrete_shape(v.shape, sizes)
+        shape = concrete_shape(declared_shape(v), sizes)  # index: bound included
         t = TYPES[v.vtype]
         if isinstance(profile, Scale):
             out[name] = np.asarray(t.numeric_at(rng, shape, profile.value), dtype=float)
@@ -286,7 +287,7 @@ def exact_point(
     """Rational inputs of every variable, at unit magnitude or at `scale`."""
     out = {}
     for name, v in used.items():
-        shape = concrete_shape(v.shape, sizes)
+        shape = concrete_shape(declared_shape(v), sizes)  # index: bound included
         t = TYPES[v.vtype]
         x = t.exact(rng, shape) if scale is None else t.exact_at(rng, shape, scale.magnitude)
         out[name] = _object_array(x)
@@ -322,7 +323,7 @@ def kink_search(
             break
         point = {}
         for name, v in used.items():
-            shape = concrete_shape(v.shape, sizes)
+            shape = concrete_shape(declared_shape(v), sizes)  # index: bound included
             mag = 10 ** rng.uniform(*span)
             kind = rng.integers(3)
             if kind == 0:
@@ -397,7 +398,7 @@ def coincidence_points(
         first: dict[tuple, str] = {}
         out = dict(point)
         for name, v in used.items():
-            key = (v.vtype, v.shape)
+            key = (v.vtype, declared_shape(v))
             out[name] = point[first.setdefault(key, name)]
         return out
 
