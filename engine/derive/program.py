@@ -93,20 +93,24 @@ class Program:
 
     def to_text(self) -> str:
         """The program in the formula language, one `name = expr` per line."""
+        from engine.printing.size_names import named_sizes
         from engine.printing.text import to_text
 
         names = self.gradient_names()
-        lines = [f"{a.name} = {to_text(a.expr)}" for a in self.steps]
-        lines += [f"{names[w]} = {to_text(g)}" for w, g in self.gradients]
+        with named_sizes(self.env.size_rels):  # `d`, not `dh*h`, where d = h * dh
+            lines = [f"{a.name} = {to_text(a.expr)}" for a in self.steps]
+            lines += [f"{names[w]} = {to_text(g)}" for w, g in self.gradients]
         return "\n".join(lines)
 
     def to_latex(self) -> str:
         """The program as a LaTeX `aligned` block in textbook notation."""
         from engine.printing.latex import latex_name, to_latex
+        from engine.printing.size_names import named_sizes
 
         names = self.gradient_names()
-        rows = [f"{latex_name(a.name)} &= {to_latex(a.expr)}" for a in self.steps]
-        rows += [f"{latex_name(names[w])} &= {to_latex(g)}" for w, g in self.gradients]
+        with named_sizes(self.env.size_rels):
+            rows = [f"{latex_name(a.name)} &= {to_latex(a.expr)}" for a in self.steps]
+            rows += [f"{latex_name(names[w])} &= {to_latex(g)}" for w, g in self.gradients]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
     def _repr_markdown_(self) -> str:

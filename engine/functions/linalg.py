@@ -16,6 +16,7 @@ from engine.functions.base import (
     obj,
     register,
 )
+from engine.printing.size_names import dim_latex
 
 
 def _diag_shape(shapes, p) -> Shape:
@@ -94,7 +95,7 @@ register(
 
 
 def _dims_latex(dims) -> str:
-    return r" \times ".join(sympy.latex(d) for d in dims)
+    return r" \times ".join(dim_latex(d) for d in dims)
 
 
 # eye and ones take their sizes as the `dims` parameter; backends resolve it to integers.

@@ -18,6 +18,7 @@ from engine.functions.base import (
     obj,
     register,
 )
+from engine.printing.size_names import dim_latex
 
 
 def unbroadcast(g: Expr, shape: Shape) -> Expr:
@@ -115,7 +116,7 @@ def _mul_latex(n: Call, s) -> str:
     if isinstance(b, Const) and not isinstance(a, Const):
         a, b = b, a  # a constant factor goes first: 2 z, not z 2
     if isinstance(a, Const) and a.value == 0 and isinstance(b, Call) and b.fn == "ones":
-        dims = r" \times ".join(sympy.latex(d) for d in b.param("dims"))
+        dims = r" \times ".join(dim_latex(d) for d in b.param("dims"))
         return rf"\mathbf{{0}}_{{{dims}}}"  # 0 * ones(n): the zero vector, not "0 1_n"
     if a is n.args[0]:
         left, right = _bcast_arg(n, 0, s, PREC_MUL), _bcast_arg(n, 1, s, PREC_MUL + 1)

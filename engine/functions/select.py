@@ -32,6 +32,7 @@ from engine.functions.base import (
 from engine.functions.elementwise import Sign, Step
 from engine.functions.ops import unbroadcast
 from engine.functions.reductions import REDUCE_PARAMS, _reduce_latex, _reduce_shape, expand_back
+from engine.printing.size_names import dim_latex
 
 half = Const(sympy.Rational(1, 2))
 
@@ -486,7 +487,7 @@ def _sym_tri(lower: bool):
 def _tri_latex(name: str):
     def rule(n: Call, s) -> str:
         p = params_of(n)
-        dims = r" \times ".join(sympy.latex(d) for d in p["dims"])
+        dims = r" \times ".join(dim_latex(d) for d in p["dims"])
         k = p["k"]
         off = "" if k == 0 else rf",\,k={k}"
         return rf"{latex_fn(name)}_{{{dims}{off}}}"

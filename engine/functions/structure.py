@@ -24,6 +24,7 @@ from engine.functions.base import (
     params_of,
     register,
 )
+from engine.printing.size_names import dim_latex, dim_name
 
 # The kinds of index items: a slice start:stop (two bounds), a slice start: to the end of the
 # axis (one), an integer position (one), and the whole axis `:` (none). The length of the axis is
@@ -231,7 +232,7 @@ def _getitem_vjp(n: Call, g: Expr, i: int) -> Expr:
 
 
 def _bound_text(b: sympy.Expr) -> str:
-    return str(b).replace(" ", "")
+    return dim_name(b) or str(b).replace(" ", "")  # `d` for h*dh under a relation d = h * dh
 
 
 def slice_text(start: sympy.Expr, stop: sympy.Expr, length: sympy.Expr) -> str:
@@ -432,7 +433,7 @@ def _reshape_text(n: Call, sub) -> str:
 
 
 def _reshape_latex(n: Call, s) -> str:
-    dims = r" \times ".join(sympy.latex(d) for d in params_of(n)["dims"])
+    dims = r" \times ".join(dim_latex(d) for d in params_of(n)["dims"])
     return rf"{latex_fn('reshape')}_{{{dims}}}\left({s(n.args[0], 0)}\right)"
 
 

@@ -7,6 +7,7 @@ import re
 import sympy
 
 from engine.expr import Call, Const, Expr, Ref, Size, Var
+from engine.printing.size_names import expr_name
 from engine.printing.text import const_text, precedence
 
 GREEK = {
@@ -101,9 +102,13 @@ def to_latex(e: Expr) -> str:
     if isinstance(e, Const):
         return const_latex(e.value)
     assert isinstance(e, Call)
+    named = expr_name(e)  # `dh * h` as `d` when a relation d = h * dh is declared
+    if named is not None:
+        return size_latex(named)
 
     def sub(child: Expr, prec: int) -> str:
         text = to_latex(child)
-        return rf"\left({text}\right)" if precedence(child) < prec else text
+        atom = expr_name(child) is not None
+        return rf"\left({text}\right)" if precedence(child) < prec and not atom else text
 
     return e.spec.latex(e, sub)

@@ -6,6 +6,7 @@ import sympy
 
 from engine.expr import Call, Const, Expr, Ref, Size, Var
 from engine.functions.base import PREC_ATOM, PREC_MUL, PREC_NEG, PREC_POSTFIX, PREC_POW
+from engine.printing.size_names import dim_text, expr_name
 
 
 def const_text(value: sympy.Expr) -> str:
@@ -42,6 +43,8 @@ def precedence(e: Expr) -> int:
 
 def text_precedence(e: Expr) -> int:
     """Binding strength in the text form: a function call is an atom whatever its LaTeX."""
+    if expr_name(e) is not None:
+        return PREC_ATOM
     if isinstance(e, Call) and (not e.spec.infix or (e.spec.infix == ".T" and e.params)):
         return PREC_ATOM
     return precedence(e)
@@ -65,6 +68,9 @@ def to_text(e: Expr) -> str:
     if isinstance(e, Const):
         return const_text(e.value)
     assert isinstance(e, Call)
+    named = expr_name(e)  # `dh * h` as `d` when a relation d = h * dh is declared
+    if named is not None:
+        return named
 
     def sub(child: Expr, prec: int) -> str:
         text = to_text(child)
@@ -92,9 +98,13 @@ def to_text(e: Expr) -> str:
     parts += [to_text(a) for a in e.args]
     for k, v in e.params:
         if k == "dims":
-            parts.extend(str(d) for d in v)
+            parts.extend(dim_text(d) for d in v)
         elif k in spec.positional:  # swapaxes(x, -1, -2), transpose(x, (0, 2, 1))
-            parts.append(str(v))
+            if isinstance(v, tuple) and any(isinstance(d, sympy.Expr) for d in v):
+                inner = ", ".join(dim_text(d) for d in v)  # reshape(x, (n, h, dh))
+                parts.append(f"({inner},)" if len(v) == 1 else f"({inner})")
+            else:
+                parts.append(str(v))
         elif k != string_param:
             parts.append(f"{k}={v}")
     return f"{spec.name}({', '.join(parts)})"
