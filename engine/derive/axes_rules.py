@@ -1,0 +1,255 @@
+"""Rules for reductions, length-1 axes and broadcast ones: the residue of derive at rank >= 3.
+
+The reverse pass of a broadcast reduces one axis at a time and restores reduced axes with
+expand_dims or keepdims; these rules merge what it leaves (`sum(sum(G, axis=0), axis=0)` is
+`sum(G, axis=(0, 1))`, `squeeze(sum(G, axis=0, keepdims=True), 0)` is `sum(G, axis=0)`), gather
+terms broadcast by `ones(...)` under one factor, and know that a centred array sums to zero.
+Each is a small named function whose docstring states its identity; they join the rewriter's
+table (`engine.derive.simplify.RULES`), and tests/test_simplify_rules.py checks each with the
+verifier.
+"""
+
+from __future__ import annotations
+
+from engine.expr import Call, Const, Expr, Ref, call
+from engine.functions.base import broadcast, params_of
+
+# Reductions r for which r(r(x, axis=A), axis=B) = r(x, axis=A ∪ B): a sum of sums, a mean of
+# means over equal counts, a max of maxima, log-sum-exp of log-sum-exps. Not var.
+NESTING = ("sum", "mean", "logsumexp", "max", "min")
+# Reductions with keepdims=: squeeze removes the axes keepdims kept.
+KEEPDIMS = ("sum", "mean", "var", "logsumexp", "norm", "max", "min")
+
+
+def _is(e: Expr, *fns: str) -> bool:
+    return isinstance(e, Call) and e.fn in fns
+
+
+def _axes(n: Call) -> tuple[int, ...]:
+    """The axes a reduction reduces, normalized and sorted (every axis when none is named)."""
+    rank = len(n.args[0].shape)
+    axis = params_of(n)["axis"]
+    if axis is None:
+        return tuple(range(rank))
+    return tuple(sorted({a % rank for a in (axis if isinstance(axis, tuple) else (axis,))}))
+
+
+def _reduce(fn: str, x: Expr, axes: tuple[int, ...], keepdims: bool = False) -> Expr:
+    """fn(x, axis=axes) written plainly: no axis when every axis goes (without keepdims), an
+    int for one axis (-1 for the last), a tuple for several."""
+    rank = len(x.shape)
+    axes = tuple(sorted(set(axes)))
+    if axes == tuple(range(rank)) and not keepdims:
+        return call(fn, x)
+    if len(axes) == 1:
+        axis = -1 if axes[0] == rank - 1 else axes[0]
+        return call(fn, x, axis=axis, keepdims=True) if keepdims else call(fn, x, axis=axis)
+    return call(fn, x, axis=axes, keepdims=True) if keepdims else call(fn, x, axis=axes)
+
+
+def reduce_of_reduce(n: Call) -> Expr | None:
+    """sum(sum(x, axis=A), axis=B) = sum(x, axis=A ∪ B) (B counted among the axes A left; with
+    keepdims on both, or on the inner one when B covers A, alike), for sum, mean, max, min and
+    logsumexp."""
+    if n.fn not in NESTING or not _is(n.args[0], n.fn):
+        return None
+    inner = n.args[0]
+    (x,) = inner.args
+    if x.shape == ():
+        return None
+    keep_in = bool(params_of(inner)["keepdims"])
+    keep_out = bool(params_of(n)["keepdims"])
+    a, b = _axes(inner), _axes(n)
+    if not keep_in and not keep_out:
+        left = [k for k in range(len(x.shape)) if k not in a]
+        return _reduce(n.fn, x, a + tuple(left[k] for k in b))
+    if keep_in and keep_out:
+        return _reduce(n.fn, x, a + b, keepdims=True)
+    if keep_in and set(a) <= set(b):
+        return _reduce(n.fn, x, b)
+    return None
+
+
+def reduce_all_axes(n: Call) -> Expr | None:
+    """sum(x, axis=(0, 1, ..., r-1)) = sum(x): naming every axis is reducing all (without
+    keepdims; also mean, var, logsumexp, max, min)."""
+    if n.fn not in NESTING + ("var",) or not isinstance(params_of(n)["axis"], tuple):
+        return None
+    if params_of(n)["keepdims"] or _axes(n) != tuple(range(len(n.args[0].shape))):
+        return None
+    return call(n.fn, n.args[0])
+
+
+def squeeze_of_keepdims(n: Call) -> Expr | None:
+    """squeeze(sum(x, axis=A, keepdims=True), A) = sum(x, axis=A): squeeze removes exactly the
+    axes keepdims kept (sum, mean, var, logsumexp, norm, max, min)."""
+    from engine.functions.tensor import squeezed_axes
+
+    (r,) = n.args
+    if not _is(r, *KEEPDIMS) or not params_of(r)["keepdims"]:
+        return None
+    axes = _axes(r)
+    if squeezed_axes(r.shape, params_of(n)["axis"]) != axes:
+        return None
+    params = {k: v for k, v in r.params if k != "keepdims"}
+    if len(axes) == len(r.shape):
+        params.pop("axis", None)
+    return call(r.fn, r.args[0], **params)
+
+
+def _unref(e: Expr) -> Expr:
+    while isinstance(e, Ref):
+        e = e.body
+    return e
+
+
+def _zeros(shape: tuple) -> Expr:
+    return Const(0) if not shape else Const(0) * call("ones", dims=tuple(shape))
+
+
+def centred_sum_is_zero(n: Call) -> Expr | None:
+    """sum(x - mean(x, axis=A, keepdims=True), axis=B) = 0 for B ⊇ A (also mean, keepdims):
+    deviations from the mean sum to zero along the averaged axes; mean(x) alike for A = all."""
+    if n.fn not in ("sum", "mean") or not _is(n.args[0], "sub"):
+        return None
+    x, m = n.args[0].args
+    m = _unref(m)
+    if not (_is(m, "mean") and m.args[0] == x and x.shape == n.args[0].shape):
+        return None
+    centred = _axes(m)
+    if not params_of(m)["keepdims"] and len(centred) != len(x.shape):
+        return None  # mean(x, axis=A) without keepdims lines up with x only by accident
+    if not set(centred) <= set(_axes(n)):
+        return None
+    return _zeros(n.shape)
+
+
+def _ones_factor(e: Expr) -> tuple[Expr, Expr] | None:
+    """`b * ones(S)` or `ones(S) * b` -> (b, ones(S))."""
+    if not _is(e, "mul"):
+        return None
+    a, b = e.args
+    if _is(b, "ones") and not _is(a, "ones"):
+        return a, b
+    if _is(a, "ones") and not _is(b, "ones"):
+        return b, a
+    return None
+
+
+def gather_broadcast_ones(n: Call) -> Expr | None:
+    """a ± b * ones(S) = (a ± b) * ones(S) when a alone does not fill the shape (ones(S) then
+    broadcasts the sum as it broadcast b); likewise ones(S) * a ± ones(S) * b."""
+    a, b = n.args
+    fa, fb = _ones_factor(a), _ones_factor(b)
+    op = "add" if n.fn == "add" else "sub"
+    if fa is not None and fb is not None and fa[1] == fb[1]:
+        inner = call(op, fa[0], fb[0])
+        return inner * fa[1]
+    for i, (plain, f) in enumerate(((a, fb), (b, fa))):
+        if f is None or plain.shape == n.shape or _ones_factor(plain) is not None:
+            continue
+        other, ones = f
+        try:
+            broadcast(plain.shape, other.shape)
+        except Exception:
+            continue
+        inner = call(op, plain, other) if i == 0 else call(op, other, plain)
+        return inner * ones
+    return None
+
+
+def add_negative_multiple(n: Call) -> Expr | None:
+    """a + c B = a - |c| B and a - c B = a + |c| B for a negative number c."""
+    a, b = n.args
+    if not (_is(b, "mul") and isinstance(b.args[0], Const)):
+        return None
+    c = b.args[0].value
+    if not c.is_negative or isinstance(b.args[1], Const):
+        return None
+    scaled = b.args[1] if c == -1 else Const(-c) * b.args[1]
+    return a - scaled if n.fn == "add" else a + scaled
+
+
+def _is_zeros(e: Expr) -> bool:
+    """0, or the zero array 0 * ones(...)."""
+    if isinstance(e, Const):
+        return e.value == 0
+    return _is(e, "mul") and isinstance(e.args[0], Const) and e.args[0].value == 0
+
+
+def zero_array_absorbs(n: Call) -> Expr | None:
+    """(0 * ones(S)) * b = 0, b * (0 * ones(S)) = 0 and (0 * ones(S)) / b = 0, of the result's
+    shape (wherever b is defined and, for the quotient, nonzero)."""
+    a, b = n.args
+    zero = (_is_zeros(a) and not isinstance(a, Const)) or (n.fn == "mul" and _is_zeros(b))
+    if not zero or (n.fn == "div" and isinstance(b, Const) and b.value == 0):
+        return None
+    return _zeros(n.shape)
+
+
+def _perm_of(e: Expr) -> tuple[int, ...] | None:
+    """The axis permutation of swapaxes(x, a, b) or transpose(x, axes) (output axis k is input
+    axis perm[k]); None for anything else (x.T included: the rank-2 rules handle it)."""
+    from engine.functions.base import normalize_axis
+    from engine.functions.ops import permutation
+
+    if not isinstance(e, Call) or not e.args:
+        return None
+    rank = len(e.shape)
+    if e.fn == "swapaxes":
+        a = normalize_axis(e.param("axis1"), rank, "swapaxes")
+        b = normalize_axis(e.param("axis2"), rank, "swapaxes")
+        perm = list(range(rank))
+        perm[a], perm[b] = b, a
+        return tuple(perm)
+    if e.fn == "transpose" and e.param("axes") is not None:
+        return permutation(e.param("axes"), rank, "transpose")
+    return None
+
+
+def permute_of_permute(n: Call) -> Expr | None:
+    """swapaxes(transpose(x, p), a, b) = transpose(x, p with entries a and b exchanged), and any
+    nesting of swapaxes and transpose(x, axes) is the one composed permutation: x itself when
+    it is the identity, swapaxes(x, i, j) when it exchanges two axes."""
+    outer, inner = _perm_of(n), _perm_of(n.args[0])
+    if outer is None or inner is None or "swapaxes" not in (n.fn, n.args[0].fn):
+        return None
+    return _permuted(n.args[0].args[0], tuple(inner[k] for k in outer))
+
+
+def _permuted(x: Expr, perm: tuple[int, ...]) -> Expr:
+    """x with its axes permuted by perm, in the plainest form: x, a swapaxes, or a transpose."""
+    rank = len(x.shape)
+    moved = [k for k in range(rank) if perm[k] != k]
+    if not moved:
+        return x
+    if len(moved) == 2:
+        i, j = moved
+        if (i, j) == (rank - 2, rank - 1):
+            return call("swapaxes", x, axis1=-1, axis2=-2)
+        return call("swapaxes", x, axis1=i, axis2=j)
+    return call("transpose", x, axes=perm)
+
+
+def transpose_as_swapaxes(n: Call) -> Expr | None:
+    """transpose(x, p) = swapaxes(x, i, j) when p exchanges the two axes i and j and keeps the
+    others (PyTorch's x.transpose(i, j)); rank >= 3, where x.T is not defined."""
+    perm = _perm_of(n)
+    if n.fn != "transpose" or perm is None or len(n.shape) < 3:
+        return None
+    if sum(1 for k, p in enumerate(perm) if p != k) != 2:
+        return None
+    return _permuted(n.args[0], perm)
+
+
+RULES = (
+    reduce_of_reduce,
+    reduce_all_axes,
+    squeeze_of_keepdims,
+    centred_sum_is_zero,
+    gather_broadcast_ones,
+    add_negative_multiple,
+    zero_array_absorbs,
+    permute_of_permute,
+    transpose_as_swapaxes,
+)
