@@ -49,8 +49,8 @@ def _reduce(fn: str, x: Expr, axes: tuple[int, ...], keepdims: bool = False) -> 
 
 def reduce_of_reduce(n: Call) -> Expr | None:
     """sum(sum(x, axis=A), axis=B) = sum(x, axis=A ∪ B) (B counted among the axes A left; with
-    keepdims on both, or on the inner one when B covers A, alike), for sum, mean, max, min and
-    logsumexp."""
+    keepdims on both, or on the inner one when B covers A, alike; keepdims on the outer one
+    alone is expand_dims at B), for sum, mean, max, min and logsumexp."""
     if n.fn not in NESTING or not _is(n.args[0], n.fn):
         return None
     inner = n.args[0]
@@ -67,6 +67,12 @@ def reduce_of_reduce(n: Call) -> Expr | None:
         return _reduce(n.fn, x, a + b, keepdims=True)
     if keep_in and set(a) <= set(b):
         return _reduce(n.fn, x, b)
+    if not keep_in:  # the outer keepdims restores the axes B of the inner result
+        left = [k for k in range(len(x.shape)) if k not in a]
+        merged = _reduce(n.fn, x, a + tuple(left[k] for k in b))
+        last = len(n.shape) - 1
+        axis = b if len(b) > 1 else (-1 if b[0] == last else b[0])
+        return call("expand_dims", merged, axis=axis)
     return None
 
 
@@ -242,6 +248,19 @@ def transpose_as_swapaxes(n: Call) -> Expr | None:
     return _permuted(n.args[0], perm)
 
 
+def last_axis_as_minus_one(n: Call) -> Expr | None:
+    """sum(x, axis=r-1) = sum(x, axis=-1) for x of rank r >= 3 (also mean, var, logsumexp,
+    max, min, norm and expand_dims, whose axis counts in the result): one name for the last
+    axis, as the rest of a program writes it."""
+    if n.fn not in KEEPDIMS + ("expand_dims",):
+        return None
+    axis = params_of(n)["axis"]
+    rank = len(n.shape) if n.fn == "expand_dims" else len(n.args[0].shape)
+    if rank < 3 or not isinstance(axis, int) or axis != rank - 1:
+        return None
+    return call(n.fn, n.args[0], **{**dict(n.params), "axis": -1})
+
+
 RULES = (
     reduce_of_reduce,
     reduce_all_axes,
@@ -252,4 +271,5 @@ RULES = (
     zero_array_absorbs,
     permute_of_permute,
     transpose_as_swapaxes,
+    last_axis_as_minus_one,
 )

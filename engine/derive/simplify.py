@@ -1982,6 +1982,8 @@ RULES += [
             "sum(sum(T3, axis=-1, keepdims=True))",
             "logsumexp(logsumexp(T3, axis=2), axis=0)",
             "max(max(X, axis=0))",
+            "sum(sum(T3, axis=0), axis=1, keepdims=True)",
+            "mean(mean(T3, axis=1), axis=(0, 1), keepdims=True)",
         ),
     ),
     Rule(
@@ -2052,5 +2054,16 @@ RULES += [
         ("transpose",),
         _axes_rules.transpose_as_swapaxes,
         ("transpose(T3, (0, 2, 1))", "transpose(T3, (2, 1, 0))"),
+    ),
+    Rule(
+        "last-axis-as-minus-one",
+        _axes_rules.KEEPDIMS + ("expand_dims",),
+        _axes_rules.last_axis_as_minus_one,
+        (
+            "sum(T3, axis=2, keepdims=True)",
+            "max(T3, axis=2)",
+            "expand_dims(X, axis=2)",
+            "logsumexp(T3, axis=2)",
+        ),
     ),
 ]
