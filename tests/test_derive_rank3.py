@@ -5,12 +5,19 @@ supplies, squeeze(expand_dims(...)), a sum of a sum, a swapaxes of a transpose, 
 
 from __future__ import annotations
 
-import pytest
+import functools
 
+import numpy as np
+import pytest
+from test_export_programs import load_module
+
+from engine.backends import numpy_backend
 from engine.derive import derive
-from engine.expr import Call, Const, Expr
+from engine.export import to_module
+from engine.expr import Call, Const, Expr, call
 from engine.functions.base import broadcast
 from engine.parser import build_environment, parse_formula
+from engine.types import TYPES
 
 # (id, loss, wrt, variables, the derived program)
 CORPUS = [
@@ -308,10 +315,44 @@ dK = swapaxes(G, -1, -2) @ Q
     ids=[case[0] for case in CORPUS],
 )
 def test_rank3_program_is_textbook(loss: str, wrt: list[str], vars_: dict, expected: str):
-    program = derive(loss, wrt, vars_)  # verified by both routes; raises if it does not pass
+    program = derived(loss, tuple(wrt), tuple(vars_.items()))
     assert program.verified
     assert program.to_text() == expected.strip()
     assert residue(program_exprs(program)) == []
+
+
+@functools.cache
+def derived(loss: str, wrt: tuple[str, ...], vars_: tuple[tuple[str, str], ...]):
+    """derive's program, verified by both routes (derive raises if it does not pass)."""
+    return derive(loss, list(wrt), dict(vars_))
+
+
+# distinct sizes, so that a wrong axis cannot pass by a coincidence of lengths
+EXPORT_SIZES = {"a": 2, "b": 3, "c": 4, "e": 5, "B": 2, "n": 3, "d": 4, "h": 5, "k": 6, "m": 7}
+EXPORT_SIZES["V"] = 5
+
+
+@pytest.mark.parametrize(
+    "loss, wrt, vars_",
+    [case[1:4] for case in CORPUS],
+    ids=[case[0] for case in CORPUS],
+)
+def test_rank3_program_exports_to_numpy(loss: str, wrt: list[str], vars_: dict, tmp_path):
+    """The exported NumPy module of each program against the verifier's complex-step route."""
+    program = derived(loss, tuple(wrt), tuple(vars_.items()))
+    module = load_module(to_module(program), tmp_path, "rank3_export")
+    sizes = {k: v for k, v in EXPORT_SIZES.items() if k in program.env.sizes}
+    rng = np.random.default_rng(3)
+    inputs = {}
+    for name, var in program.env.vars.items():
+        shape = tuple(int(d) if d.is_Integer else sizes[str(d)] for d in var.shape)
+        inputs[name] = np.asarray(TYPES[var.vtype].numeric(rng, shape, "unit"), dtype=np.float64)
+    _, grads = module.value_and_grad(*inputs.values())
+    for v, _ in program.gradients:
+        want = numpy_backend.evaluate(
+            call("grad", program.output, program.env.vars[v]), inputs, sizes
+        )
+        np.testing.assert_allclose(grads[v], want, rtol=1e-9, atol=1e-11, err_msg=v)
 
 
 # ---------------------------------------------------------------- the generic residue check
