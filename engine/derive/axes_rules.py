@@ -48,9 +48,10 @@ def _reduce(fn: str, x: Expr, axes: tuple[int, ...], keepdims: bool = False) -> 
 
 
 def reduce_of_reduce(n: Call) -> Expr | None:
-    """sum(sum(x, axis=A), axis=B) = sum(x, axis=A ∪ B) (B counted among the axes A left; with
-    keepdims on both, or on the inner one when B covers A, alike; keepdims on the outer one
-    alone is expand_dims at B), for sum, mean, max, min and logsumexp."""
+    """sum(sum(x, axis=A), axis=B) = sum(x, axis=A ∪ B), also mean, max, min, logsumexp.
+
+    B counts among the axes A left; with keepdims on both, or on the inner one when B covers
+    A, alike; keepdims on the outer one alone is expand_dims at B of the merged reduction."""
     if n.fn not in NESTING or not _is(n.args[0], n.fn):
         return None
     inner = n.args[0]
@@ -77,8 +78,9 @@ def reduce_of_reduce(n: Call) -> Expr | None:
 
 
 def reduce_all_axes(n: Call) -> Expr | None:
-    """sum(x, axis=(0, 1, ..., r-1)) = sum(x): naming every axis is reducing all (without
-    keepdims; also mean, var, logsumexp, max, min)."""
+    """sum(x, axis=(0, 1, ..., r-1)) = sum(x), also mean, var, logsumexp, max, min.
+
+    Naming every axis (without keepdims) is reducing all."""
     if n.fn not in NESTING + ("var",) or not isinstance(params_of(n)["axis"], tuple):
         return None
     if params_of(n)["keepdims"] or _axes(n) != tuple(range(len(n.args[0].shape))):
@@ -87,8 +89,9 @@ def reduce_all_axes(n: Call) -> Expr | None:
 
 
 def squeeze_of_keepdims(n: Call) -> Expr | None:
-    """squeeze(sum(x, axis=A, keepdims=True), A) = sum(x, axis=A): squeeze removes exactly the
-    axes keepdims kept (sum, mean, var, logsumexp, norm, max, min)."""
+    """squeeze(sum(x, axis=A, keepdims=True), A) = sum(x, axis=A), any reduction with keepdims.
+
+    squeeze removes exactly the axes keepdims kept (sum, mean, var, logsumexp, norm, max, min)."""
     from engine.functions.tensor import squeezed_axes
 
     (r,) = n.args
@@ -114,8 +117,9 @@ def _zeros(shape: tuple) -> Expr:
 
 
 def centred_sum_is_zero(n: Call) -> Expr | None:
-    """sum(x - mean(x, axis=A, keepdims=True), axis=B) = 0 for B ⊇ A (also mean, keepdims):
-    deviations from the mean sum to zero along the averaged axes; mean(x) alike for A = all."""
+    """sum(x - mean(x, axis=A, keepdims=True), axis=B) = 0 for B ⊇ A (also mean, keepdims).
+
+    Deviations from the mean sum to zero along the averaged axes; mean(x) alike for A = all."""
     if n.fn not in ("sum", "mean") or not _is(n.args[0], "sub"):
         return None
     x, m = n.args[0].args
@@ -143,8 +147,9 @@ def _ones_factor(e: Expr) -> tuple[Expr, Expr] | None:
 
 
 def gather_broadcast_ones(n: Call) -> Expr | None:
-    """a ± b * ones(S) = (a ± b) * ones(S) when a alone does not fill the shape (ones(S) then
-    broadcasts the sum as it broadcast b); likewise ones(S) * a ± ones(S) * b."""
+    """a ± b * ones(S) = (a ± b) * ones(S) when a alone does not fill the shape.
+
+    ones(S) then broadcasts the sum as it broadcast b; likewise ones(S) * a ± ones(S) * b."""
     a, b = n.args
     fa, fb = _ones_factor(a), _ones_factor(b)
     op = "add" if n.fn == "add" else "sub"
@@ -184,8 +189,9 @@ def _is_zeros(e: Expr) -> bool:
 
 
 def zero_array_absorbs(n: Call) -> Expr | None:
-    """(0 * ones(S)) * b = 0, b * (0 * ones(S)) = 0 and (0 * ones(S)) / b = 0, of the result's
-    shape (wherever b is defined and, for the quotient, nonzero)."""
+    """(0 * ones(S)) * b = 0 * ones(...) = b * (0 * ones(S)), and (0 * ones(S)) / b alike.
+
+    The zero has the result's shape; wherever b is defined and, for the quotient, nonzero."""
     a, b = n.args
     zero = (_is_zeros(a) and not isinstance(a, Const)) or (n.fn == "mul" and _is_zeros(b))
     if not zero or (n.fn == "div" and isinstance(b, Const) and b.value == 0):
@@ -214,9 +220,10 @@ def _perm_of(e: Expr) -> tuple[int, ...] | None:
 
 
 def permute_of_permute(n: Call) -> Expr | None:
-    """swapaxes(transpose(x, p), a, b) = transpose(x, p with entries a and b exchanged), and any
-    nesting of swapaxes and transpose(x, axes) is the one composed permutation: x itself when
-    it is the identity, swapaxes(x, i, j) when it exchanges two axes."""
+    """swapaxes(transpose(x, p), a, b) = transpose(x, p with entries a and b exchanged).
+
+    Any nesting of swapaxes and transpose(x, axes) is the one composed permutation: x itself
+    when it is the identity, swapaxes(x, i, j) when it exchanges two axes."""
     outer, inner = _perm_of(n), _perm_of(n.args[0])
     if outer is None or inner is None or "swapaxes" not in (n.fn, n.args[0].fn):
         return None
@@ -238,8 +245,9 @@ def _permuted(x: Expr, perm: tuple[int, ...]) -> Expr:
 
 
 def transpose_as_swapaxes(n: Call) -> Expr | None:
-    """transpose(x, p) = swapaxes(x, i, j) when p exchanges the two axes i and j and keeps the
-    others (PyTorch's x.transpose(i, j)); rank >= 3, where x.T is not defined."""
+    """transpose(x, p) = swapaxes(x, i, j) when p exchanges axes i and j and keeps the others.
+
+    PyTorch's x.transpose(i, j); rank >= 3, where x.T is not defined."""
     perm = _perm_of(n)
     if n.fn != "transpose" or perm is None or len(n.shape) < 3:
         return None
@@ -249,9 +257,10 @@ def transpose_as_swapaxes(n: Call) -> Expr | None:
 
 
 def last_axis_as_minus_one(n: Call) -> Expr | None:
-    """sum(x, axis=r-1) = sum(x, axis=-1) for x of rank r >= 3 (also mean, var, logsumexp,
-    max, min, norm and expand_dims, whose axis counts in the result): one name for the last
-    axis, as the rest of a program writes it."""
+    """sum(x, axis=r-1) = sum(x, axis=-1) for x of rank r >= 3, any reduction or expand_dims.
+
+    (mean, var, logsumexp, max, min, norm; expand_dims' axis counts in the result): one name
+    for the last axis, as the rest of a program writes it."""
     if n.fn not in KEEPDIMS + ("expand_dims",):
         return None
     axis = params_of(n)["axis"]
@@ -259,6 +268,120 @@ def last_axis_as_minus_one(n: Call) -> Expr | None:
     if rank < 3 or not isinstance(axis, int) or axis != rank - 1:
         return None
     return call(n.fn, n.args[0], **{**dict(n.params), "axis": -1})
+
+
+# functions applied entry by entry, which commute with inserting length-1 axes
+UNARY = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "sin", "cos", "relu", "softplus")
+UNARY += ("silu", "gelu", "gelu_tanh", "erf", "sign", "step", "log1p", "expm1", "logsigmoid")
+REDUCING = ("sum", "mean", "var", "logsumexp", "max", "min")
+
+
+def _keep_reductions(e: Expr, axes: tuple[int, ...]) -> Expr | None:
+    """`e` with every reduction over `axes` given keepdims=True, when `e` is built entry by
+    entry from such reductions and scalars alone; None otherwise."""
+    if e.shape == ():
+        return e
+    if not isinstance(e, Call):
+        return None
+    if e.fn in REDUCING and not params_of(e)["keepdims"]:
+        if _axes(e) != axes:
+            return None
+        return call(e.fn, e.args[0], **{**dict(e.params), "keepdims": True})
+    elementwise = e.fn in ("add", "sub", "mul", "div", "neg") or (e.fn in UNARY and not e.params)
+    if e.fn == "pow" and e.args[1].shape == ():
+        elementwise = True
+    if not elementwise or any(a.shape not in ((), e.shape) for a in e.args):
+        return None
+    args = [_keep_reductions(a, axes) for a in e.args]
+    if any(a is None for a in args):
+        return None
+    return call(e.fn, *args, **dict(e.params))
+
+
+def expand_dims_into_reductions(n: Call) -> Expr | None:
+    """expand_dims(f(sum(x, axis=A), c), axis=A) = f(sum(x, axis=A, keepdims=True), c).
+
+    For f applied entry by entry (+ - * / ** and elementwise functions) to reductions over A
+    and scalars c: inserting length-1 axes commutes with f."""
+    if n.fn != "expand_dims":
+        return None
+    (e,) = n.args
+    if not isinstance(e, Call) or e.fn in REDUCING or e.shape == ():
+        return None
+    rank = len(n.shape)
+    axis = params_of(n)["axis"]
+    axes = tuple(sorted(a % rank for a in (axis if isinstance(axis, tuple) else (axis,))))
+    out = _keep_reductions(e, axes)
+    return out if out is not None and out.shape == n.shape else None
+
+
+def ones_term_as_one(n: Call) -> Expr | None:
+    """ones(S) + x = 1 + x and x - ones(S) = x - 1 when x alone has the shape of the sum.
+
+    The number 1 broadcasts as ones(S) did (either side, + or -)."""
+    a, b = n.args
+    if _is(a, "ones") and b.shape == n.shape:
+        return call(n.fn, Const(1), b)
+    if _is(b, "ones") and a.shape == n.shape:
+        return call(n.fn, a, Const(1))
+    return None
+
+
+def _without_ones(e: Expr) -> Expr | None:
+    """The product `e` with one ones(...) factor taken out (of `*`, or a numerator of `/`)."""
+    if _is(e, "mul"):
+        a, b = e.args
+        if _is(a, "ones"):
+            return b
+        if _is(b, "ones"):
+            return a
+        for i, side in enumerate((a, b)):
+            inner = _without_ones(side)
+            if inner is not None:
+                return call("mul", inner, b) if i == 0 else call("mul", a, inner)
+    if _is(e, "div"):
+        inner = _without_ones(e.args[0])
+        if inner is not None:
+            return call("div", inner, e.args[1])
+    return None
+
+
+def drop_redundant_ones(n: Call) -> Expr | None:
+    """a ± b * ones(S) / c = a ± b / c and b * ones(S) / c = b / c, when the shape allows.
+
+    Broadcasting alone gives the result its shape (a fills it, or b and c do): ones(S) only
+    multiplies by 1."""
+    if n.fn in ("add", "sub"):
+        a, b = n.args
+        for i, (full, term) in enumerate(((a, b), (b, a))):
+            if full.shape != n.shape:
+                continue
+            inner = _without_ones(term) if _is(term, "mul", "div") else None
+            if inner is not None:
+                return call(n.fn, full, inner) if i == 0 else call(n.fn, inner, full)
+        return None
+    if n.fn in ("mul", "div"):
+        inner = _without_ones(n)
+        if inner is not None and inner.shape == n.shape:
+            return inner
+    return None
+
+
+def collect_across(n: Call) -> Expr | None:
+    """(c x ± t) + d x = (c + d) x ± t and (c x ± t) - d x = (c - d) x ± t: like terms
+    collect across a term between them."""
+    from engine.derive.simplify import _coefficient
+
+    a, b = n.args
+    if not _is(a, "add", "sub") or isinstance(b, Const):
+        return None
+    first, t = a.args
+    (c1, x1), (c2, x2) = _coefficient(first), _coefficient(b)
+    if x1 != x2 or isinstance(x1, Const) or x1.shape != n.shape:
+        return None
+    c = c1 + c2 if n.fn == "add" else c1 - c2
+    head = _zeros(x1.shape) if c == 0 else (x1 if c == 1 else Const(c) * x1)
+    return call(a.fn, head, t)
 
 
 RULES = (
@@ -272,4 +395,8 @@ RULES = (
     permute_of_permute,
     transpose_as_swapaxes,
     last_axis_as_minus_one,
+    expand_dims_into_reductions,
+    ones_term_as_one,
+    drop_redundant_ones,
+    collect_across,
 )

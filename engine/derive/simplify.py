@@ -2066,4 +2066,37 @@ RULES += [
             "logsumexp(T3, axis=2)",
         ),
     ),
+    Rule(
+        "expand-dims-into-reductions",
+        ("expand_dims",),
+        _axes_rules.expand_dims_into_reductions,
+        (
+            "expand_dims(1 / sum(T3, axis=0), axis=0)",
+            "expand_dims(sum(T3 ** 2, axis=1) / sum(exp(T3), axis=1) ** 2, axis=1)",
+            "expand_dims(s * exp(-max(X, axis=1)) + 1, axis=-1)",
+        ),
+    ),
+    Rule(
+        "ones-term-as-one",
+        ("add", "sub"),
+        _axes_rules.ones_term_as_one,
+        ("ones(n) + x", "A - ones(n, n)", "ones(k) - sum(T3, axis=(0, 1))"),
+    ),
+    Rule(
+        "drop-redundant-ones",
+        ("add", "sub", "mul", "div"),
+        _axes_rules.drop_redundant_ones,
+        (
+            "T3 - sum(T3, axis=0, keepdims=True) * ones(b, n, k) / a",
+            "(s * ones(n)) * x / v + x",
+            "2 * (T3 * ones(b, n, k))",
+            "x * ones(n) / a",
+        ),
+    ),
+    Rule(
+        "collect-across",
+        ("add", "sub"),
+        _axes_rules.collect_across,
+        ("(x - y) + x", "(2 * T3 + s) - T3", "(A + B) - A"),
+    ),
 ]
