@@ -306,6 +306,63 @@ dK = swapaxes(G, -1, -2) @ Q
         {"X": "real[a, b, c, e]"},
         "dX = 2 * (sum(X, axis=-1, keepdims=True) * ones(a, b, c, e))",
     ),
+    (
+        "unit-axes-added",
+        "sum(G * (X + Y))",
+        ["X", "Y"],
+        {"X": "real[B, 1, d]", "Y": "real[B, n, 1]", "G": "real[B, n, d]"},
+        """
+dX = sum(G, axis=1, keepdims=True)
+dY = sum(G, axis=-1, keepdims=True)
+""",
+    ),
+    (
+        "centred-by-global-mean",
+        "sum(G * (X - mean(X)))",
+        ["X"],
+        {"X": "real[a, b, c]", "G": "real[a, b, c]"},
+        "dX = G - mean(G)",
+    ),
+    (
+        "tuple-axis-var",
+        "sum(var(X, axis=(0, 2)) * w)",
+        ["X"],
+        {"X": "real[a, b, c]", "w": "real[b]"},
+        "dX = 2 * (expand_dims(w, axis=(0, 2)) * (X - mean(X, axis=(0, 2), keepdims=True))) "
+        "/ (a * c)",
+    ),
+    (
+        "causal-softmax-rank4",
+        "sum(G * softmax(where(tril(n), S, -inf)))",
+        ["S"],
+        {"S": "real[B, h, n, n]", "G": "real[B, h, n, n]"},
+        """
+P = softmax(where(tril(n), S, -inf))
+dS = where(tril(n), P * (G - sum(P * G, axis=-1, keepdims=True)), 0)
+""",
+    ),
+    (
+        "every-axis-tuple",
+        "sum(X, axis=(0, 1, 2))",
+        ["X"],
+        {"X": "real[a, b, c]"},
+        "dX = ones(a, b, c)",
+    ),
+    (
+        "broadcast-plus-own-sum",
+        "sum(expand_dims(x, axis=0) * X) + sum(x)",
+        ["x"],
+        {"x": "real[b, c]", "X": "real[a, b, c]"},
+        "dx = 1 + sum(X, axis=0)",
+    ),
+    (
+        "ratio-of-column-sums",
+        "sum(sum(X * X, axis=0) / sum(X, axis=0))",
+        ["X"],
+        {"X": "positive[a, b, c]"},
+        "dX = (2 * X - sum(X ** 2, axis=0, keepdims=True) / sum(X, axis=0, keepdims=True)) "
+        "/ sum(X, axis=0, keepdims=True)",
+    ),
 ]
 
 
