@@ -33,6 +33,9 @@ STAND_INS = {
     "w": ["w", "exp(w)", "w * w - 1"],
     "Z": ["Z", "tanh(Z)", "Z * 2 - 1"],
     "u": ["u", "sigmoid(s)", "u * u"],
+    # tensors of any rank (issue 8, rank >= 3 residue rules)
+    "T3": ["T3", "tanh(T3)", "2 * T3 - 1", "exp(T3) * T3"],
+    "R3": ["R3", "sigmoid(R3)", "R3 * R3 - 1"],
 }
 
 

@@ -1870,10 +1870,14 @@ def _tuple_axes(n: Call) -> bool:
     return isinstance(dict(n.params).get("axis"), tuple)
 
 
+# rules that never read the axis (they pass it through), kept for tuple axes too (rank >= 3)
+_AXIS_FREE = ("reduce-negation", "reduce-scalar-out", "expand-ones", "expand-negation")
+_AXIS_FREE += ("expand-scalar-out",)
+
 RULES[:] = [
     _skipping(
         _skipping(r, ("transpose",), _transpose_with_axes),
-        REDUCTIONS + ("expand_dims",),
+        REDUCTIONS + ("expand_dims",) if r.name not in _AXIS_FREE else (),
         _tuple_axes,
     )
     for r in RULES
@@ -1971,5 +1975,141 @@ RULES += [
         ("sum",),
         _gather.sum_one_hot,
         ("sum(one_hot(lab), axis=-1)", "sum(one_hot(lab), axis=1, keepdims=True)"),
+    ),
+]
+
+# rank >= 3 residue (issue 8, textbook derive at rank >= 3; engine/derive/axes_rules.py): nested
+# reductions merge, squeeze undoes keepdims, naming every axis is reducing all
+from engine.derive import axes_rules as _axes_rules  # noqa: E402
+
+RULES += [
+    Rule(
+        "reduce-of-reduce",
+        _axes_rules.NESTING,
+        _axes_rules.reduce_of_reduce,
+        (
+            "sum(sum(T3, axis=0), axis=0)",
+            "sum(sum(sum(T3, axis=0), axis=0))",
+            "mean(mean(T3, axis=1), axis=-1)",
+            "sum(sum(T3, axis=0, keepdims=True), axis=(0, 1), keepdims=True)",
+            "sum(sum(T3, axis=-1, keepdims=True))",
+            "logsumexp(logsumexp(T3, axis=2), axis=0)",
+            "max(max(X, axis=0))",
+            "sum(sum(T3, axis=0), axis=1, keepdims=True)",
+            "mean(mean(T3, axis=1), axis=(0, 1), keepdims=True)",
+        ),
+    ),
+    Rule(
+        "reduce-all-axes",
+        _axes_rules.NESTING + ("var",),
+        _axes_rules.reduce_all_axes,
+        ("sum(T3, axis=(0, 1, 2))", "var(X, axis=(1, 0))", "mean(T3, axis=(0, -2, -1))"),
+    ),
+    Rule(
+        "squeeze-of-keepdims",
+        ("squeeze",),
+        _axes_rules.squeeze_of_keepdims,
+        (
+            "squeeze(sum(T3, axis=0, keepdims=True), 0)",
+            "squeeze(mean(T3, axis=(0, 2), keepdims=True), (0, 2))",
+            "squeeze(logsumexp(T3, axis=-1, keepdims=True), -1)",
+            "squeeze(sum(x, keepdims=True))",
+            "squeeze(var(X, axis=1, keepdims=True))",
+        ),
+    ),
+    Rule(
+        "centred-sum-is-zero",
+        ("sum", "mean"),
+        _axes_rules.centred_sum_is_zero,
+        (
+            "mean(X - mean(X, axis=0, keepdims=True), axis=0, keepdims=True)",
+            "sum(T3 - mean(T3, axis=(0, 1), keepdims=True), axis=(0, 1))",
+            "sum(T3 - mean(T3, axis=-1, keepdims=True))",
+            "mean(X - mean(X))",
+        ),
+    ),
+    Rule(
+        "gather-broadcast-ones",
+        ("add", "sub"),
+        _axes_rules.gather_broadcast_ones,
+        (
+            "sum(T3, axis=0, keepdims=True) + sum(T3, axis=0, keepdims=True) * ones(b, n, k)",
+            "ones(b, n, k) * w - sum(T3, axis=(0, 1))",
+            "ones(n, k) * w + ones(n, k) * s",
+            "x - expand_dims(x, axis=-1) * ones(n, n)",
+        ),
+    ),
+    Rule(
+        "add-negative-multiple",
+        ("add", "sub"),
+        _axes_rules.add_negative_multiple,
+        ("x + -2 * y", "A - -0.5 * (B @ A)", "T3 + -3 * swapaxes(s * R3, -1, -2)"),
+    ),
+    Rule(
+        "zero-array-absorbs",
+        ("mul", "div"),
+        _axes_rules.zero_array_absorbs,
+        ("0 * ones(n, k) / a", "(0 * ones(b, n, k)) * T3", "x * (0 * ones(n))", "0 * ones(n) / v"),
+    ),
+    Rule(
+        "permute-of-permute",
+        ("swapaxes", "transpose"),
+        _axes_rules.permute_of_permute,
+        (
+            "swapaxes(transpose(T3, (0, 2, 1)), -1, -2)",
+            "transpose(swapaxes(T3, 0, 1), (2, 0, 1))",
+            "swapaxes(swapaxes(T3, 0, 1), 1, 2)",
+            "swapaxes(transpose(T3, (1, 0, 2)), 0, 2)",
+        ),
+    ),
+    Rule(
+        "transpose-as-swapaxes",
+        ("transpose",),
+        _axes_rules.transpose_as_swapaxes,
+        ("transpose(T3, (0, 2, 1))", "transpose(T3, (2, 1, 0))"),
+    ),
+    Rule(
+        "last-axis-as-minus-one",
+        _axes_rules.KEEPDIMS + ("expand_dims",),
+        _axes_rules.last_axis_as_minus_one,
+        (
+            "sum(T3, axis=2, keepdims=True)",
+            "max(T3, axis=2)",
+            "expand_dims(X, axis=2)",
+            "logsumexp(T3, axis=2)",
+        ),
+    ),
+    Rule(
+        "expand-dims-into-reductions",
+        ("expand_dims",),
+        _axes_rules.expand_dims_into_reductions,
+        (
+            "expand_dims(1 / sum(T3, axis=0), axis=0)",
+            "expand_dims(sum(T3 ** 2, axis=1) / sum(exp(T3), axis=1) ** 2, axis=1)",
+            "expand_dims(s * exp(-max(X, axis=1)) + 1, axis=-1)",
+        ),
+    ),
+    Rule(
+        "ones-term-as-one",
+        ("add", "sub"),
+        _axes_rules.ones_term_as_one,
+        ("ones(n) + x", "A - ones(n, n)", "ones(k) - sum(T3, axis=(0, 1))"),
+    ),
+    Rule(
+        "drop-redundant-ones",
+        ("add", "sub", "mul", "div"),
+        _axes_rules.drop_redundant_ones,
+        (
+            "T3 - sum(T3, axis=0, keepdims=True) * ones(b, n, k) / a",
+            "(s * ones(n)) * x / v + x",
+            "2 * (T3 * ones(b, n, k))",
+            "x * ones(n) / a",
+        ),
+    ),
+    Rule(
+        "collect-across",
+        ("add", "sub"),
+        _axes_rules.collect_across,
+        ("(x - y) + x", "(2 * T3 + s) - T3", "(A + B) - A"),
     ),
 ]

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable
 
 from engine.expr import Call, Expr, call
-from engine.functions.base import normalize_axis
+from engine.functions.base import normalize_axis, params_of
 
 Rule = Callable[[Call], Expr | None]
 
@@ -130,7 +130,7 @@ def einsum_pull_scalar(n: Call) -> Expr | None:
 
 def _reduced(n: Call) -> tuple[int, ...] | None:
     """The axes a reduction (or expand_dims) names, normalized and sorted; None for all."""
-    axis = n.param("axis")
+    axis = params_of(n)["axis"]  # with the default filled in: expand_dims(x) is axis=0
     if axis is None:
         return None
     rank = len(n.shape) if n.fn == "expand_dims" else len(n.args[0].shape)
@@ -176,7 +176,7 @@ def expand_dims_of_reduction(n: Call) -> Expr | None:
     (sum, mean, var, logsumexp); and expand_dims(squeeze(x, A), A) = x."""
     (x,) = n.args
     new = _reduced(n)
-    if _is(x, "squeeze") and x.param("axis") is not None:
+    if _is(x, "squeeze"):  # squeeze(x) without an axis removes every length-1 axis
         from engine.functions.tensor import squeezed_axes
 
         if squeezed_axes(x.args[0].shape, x.param("axis")) == new:

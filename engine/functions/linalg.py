@@ -154,6 +154,11 @@ def _expand_latex(n: Call, s) -> str:
     return s(n.args[0], 0)
 
 
+def _expand_text(n: Call, sub) -> str:
+    """expand_dims(x, axis=0): the axis always printed (NumPy's expand_dims requires it)."""
+    return f"expand_dims({sub(n.args[0], 0)}, axis={dict(n.params).get('axis', 0)})"
+
+
 def _expand_vjp(n: Call, g: Expr, i: int) -> Expr:
     return call("sum", g, axis=dict(n.params).get("axis", 0))
 
@@ -166,6 +171,7 @@ register(
         numpy=lambda x, axis=0: np.expand_dims(x, axis),
         sympy=lambda x, axis=0: obj(np.expand_dims(x, axis)),
         latex=_expand_latex,
+        text=_expand_text,
         vjp=_expand_vjp,
         params={"axis": 0},
         doc="insert an axis of length 1 (NumPy expand_dims; a tuple inserts several)",

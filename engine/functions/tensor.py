@@ -252,6 +252,17 @@ def _fresh_letters(taken: str):
             yield c
 
 
+def _letter_after(c: str, taken: str) -> str:
+    """The first letter after `c` (in alphabetical order, wrapping) not in `taken`: the second
+    index of a diagonal ii is j, as a textbook writes it."""
+    letters = "abcdefghijklmnopqrstuvwxyz" if c.islower() else "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    start = letters.index(c) + 1
+    for d in letters[start:] + letters[:start]:
+        if d not in taken:
+            return d
+    return next(_fresh_letters(taken))
+
+
 def _einsum_vjp(n: Call, g: Expr, i: int) -> Expr:
     """d/dX_i of sum(G * einsum(s_1,...,s_k -> o)) = einsum(o, s_j (j != i) -> s_i) of G and the
     other operands: the subscripts swap places. A letter repeated in s_i (a diagonal, `ii->`)
@@ -260,14 +271,13 @@ def _einsum_vjp(n: Call, g: Expr, i: int) -> Expr:
     sub = parse_subscripts(n.param("subscripts"), len(n.args))
     sizes = letter_sizes(sub, tuple(a.shape for a in n.args))
     target = sub.inputs[i]
-    fresh = _fresh_letters("".join(sub.inputs) + sub.output)
     seen: set[str] = set()
     written = ""
     extra_subs: list[str] = []
     extra_ops: list[Expr] = []
     for c in target:
         if c in seen:
-            d = next(fresh)
+            d = _letter_after(c, "".join(sub.inputs) + sub.output + written)  # ii -> ij
             written += d
             extra_subs.append(c + d)
             extra_ops.append(call("eye", dims=(sizes[c],)))
