@@ -480,11 +480,13 @@ NOTE = Note(
             "At $t = 1$ the averages hold a single gradient $g$:",
             Definition("m1"),
             Definition("v1"),
-            Step("mhat1 == g", "bias correction at $t = 1$ divides by $1 - \\beta_1$"),
-            Step("vhat1 == g ** 2", "bias correction at $t = 1$ divides by $1 - \\beta_2$"),
+            Definition("mhat1"),
+            Definition("vhat1"),
+            "so the bias correction gives back the gradient itself, $\\hat{m}_1 = g$ and "
+            "$\\hat{v}_1 = g^2$, and the first update is",
             Step(
                 "alpha * mhat1 / (sqrt(vhat1) + eps) == alpha * g / (abs(g) + eps)",
-                "$\\sqrt{g^2} = |g|$",
+                "$\\hat{m}_1 = g$, $\\hat{v}_1 = g^2$ and $\\sqrt{g^2} = |g|$",
                 label="first-step",
             ),
             "For any gradient much larger than $\\epsilon$ this is the sign of the gradient "
