@@ -295,6 +295,14 @@ def draw_comparison(ctx: Any):
 # ---------------------------------------------------------------- the note
 
 
+def weights_by_recursion(values) -> float:
+    """the EMA of a constant gradient 1 from m_0 = 0, run for t updates in float64"""
+    beta, m = values["beta1"], 0.0
+    for _ in range(values["t"]):
+        m = beta * m + (1 - beta) * 1.0
+    return m
+
+
 NOTE = Note(
     name="adam",
     order=4,
@@ -432,6 +440,7 @@ NOTE = Note(
                 "geometric series: $(1-\\beta)(1 + \\beta + \\dots + \\beta^{t-1})$ telescopes",
                 label="weights-sum",
                 display=r"(1-\beta_1)\sum_{i=1}^{t} \beta_1^{t-i} = 1 - \beta_1^{t}",
+                numeric=weights_by_recursion,
             ),
             "The missing weight $\\beta_1^t$ sits on the starting value $m_0 = 0$. With "
             "$\\beta_1 = 0.9$ the weights add up to 0.1 after one step and 0.65 after ten; with "

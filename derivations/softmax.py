@@ -88,6 +88,19 @@ def draw_temperature(ctx):
     return fig
 
 
+def first_error_by_enumeration(values) -> float:
+    """the chance of at least one error, summed over all 2^ell error patterns in float64"""
+    import itertools
+
+    eps, ell = values["eps"], values["ell"]
+    total_ = 0.0
+    for pattern in itertools.product((False, True), repeat=ell):
+        if any(pattern):
+            k = sum(pattern)
+            total_ += eps**k * (1 - eps) ** (ell - k)
+    return total_
+
+
 NOTE = Note(
     name="softmax",
     order=2,
@@ -350,6 +363,7 @@ is large compared with $T^3$.
                 ),
                 "geometric series: first error at step $r + 1$",
                 label="first-error",
+                numeric=first_error_by_enumeration,
             ),
         ),
     ),
