@@ -303,6 +303,33 @@ def weights_by_recursion(values) -> float:
     return m
 
 
+def _ema_of_constant(beta: float, mean: float, steps: int) -> float:
+    m = 0.0
+    for _ in range(steps):
+        m = beta * m + (1 - beta) * mean
+    return m
+
+
+def mean_m_by_recursion(values) -> float:
+    """E[m_t] by its own recursion E[m_t] = beta1 E[m_(t-1)] + (1 - beta1) mu from 0, float64"""
+    return _ema_of_constant(values["beta1"], values["mu"], values["t"])
+
+
+def mean_v_by_recursion(values) -> float:
+    """E[v_t] by its own recursion E[v_t] = beta2 E[v_(t-1)] + (1 - beta2) nu from 0, float64"""
+    return _ema_of_constant(values["beta2"], values["nu"], values["t"])
+
+
+def mean_mhat_by_recursion(values) -> float:
+    """the recursion for E[m_t], then divided by 1 - beta1^t, in float64"""
+    return mean_m_by_recursion(values) / (1 - values["beta1"] ** values["t"])
+
+
+def mean_vhat_by_recursion(values) -> float:
+    """the recursion for E[v_t], then divided by 1 - beta2^t, in float64"""
+    return mean_v_by_recursion(values) / (1 - values["beta2"] ** values["t"])
+
+
 NOTE = Note(
     name="adam",
     order=4,
@@ -458,12 +485,14 @@ NOTE = Note(
                 (first_moment_mean, (1 - beta1**t) * mu),
                 "linearity of $\\mathbb{E}$, [[unroll-m]] and [[weights-sum]]",
                 label="mean-m",
+                numeric=mean_m_by_recursion,
                 display=r"\mathbb{E}[m_t] = (1 - \beta_1^{t})\, \mu",
             ),
             Step(
                 (second_moment_mean, (1 - beta2**t) * nu),
                 "linearity of $\\mathbb{E}$, [[unroll-v]] and [[weights-sum]] for $\\beta_2$",
                 label="mean-v",
+                numeric=mean_v_by_recursion,
                 display=r"\mathbb{E}[v_t] = (1 - \beta_2^{t})\, \nu",
             ),
             "Both averages underestimate by exactly the factor $1 - \\beta^t$, so dividing by "
@@ -472,12 +501,14 @@ NOTE = Note(
                 (corrected_first_moment_mean, mu),
                 "[[mean-m]] divided by $1 - \\beta_1^t$",
                 label="unbiased-mhat",
+                numeric=mean_mhat_by_recursion,
                 display=r"\mathbb{E}[\hat{m}_t] = \mu",
             ),
             Step(
                 (corrected_second_moment_mean, nu),
                 "[[mean-v]] divided by $1 - \\beta_2^t$",
                 label="unbiased-vhat",
+                numeric=mean_vhat_by_recursion,
                 display=r"\mathbb{E}[\hat{v}_t] = \nu",
             ),
             "As $t$ grows, $\\beta^t \\to 0$ and the correction fades; it matters during the "

@@ -99,8 +99,8 @@ OPERATIONS: tuple[Notation, ...] = (
         latex="\\delta_{ij}",
     ),
     Notation(
-        "A definition: the left side names the right side. Definitions are not checked; "
-        "every numbered equation is.",
+        "A definition: the left side is a name for the right side; a definition is shown, "
+        "never numbered.",
         latex="a \\mathrel{:=} b",
     ),
 )
