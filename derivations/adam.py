@@ -295,6 +295,41 @@ def draw_comparison(ctx: Any):
 # ---------------------------------------------------------------- the note
 
 
+def weights_by_recursion(values) -> float:
+    """the EMA of a constant gradient 1 from m_0 = 0, run for t updates in float64"""
+    beta, m = values["beta1"], 0.0
+    for _ in range(values["t"]):
+        m = beta * m + (1 - beta) * 1.0
+    return m
+
+
+def _ema_of_constant(beta: float, mean: float, steps: int) -> float:
+    m = 0.0
+    for _ in range(steps):
+        m = beta * m + (1 - beta) * mean
+    return m
+
+
+def mean_m_by_recursion(values) -> float:
+    """E[m_t] by its own recursion E[m_t] = beta1 E[m_(t-1)] + (1 - beta1) mu from 0, float64"""
+    return _ema_of_constant(values["beta1"], values["mu"], values["t"])
+
+
+def mean_v_by_recursion(values) -> float:
+    """E[v_t] by its own recursion E[v_t] = beta2 E[v_(t-1)] + (1 - beta2) nu from 0, float64"""
+    return _ema_of_constant(values["beta2"], values["nu"], values["t"])
+
+
+def mean_mhat_by_recursion(values) -> float:
+    """the recursion for E[m_t], then divided by 1 - beta1^t, in float64"""
+    return mean_m_by_recursion(values) / (1 - values["beta1"] ** values["t"])
+
+
+def mean_vhat_by_recursion(values) -> float:
+    """the recursion for E[v_t], then divided by 1 - beta2^t, in float64"""
+    return mean_v_by_recursion(values) / (1 - values["beta2"] ** values["t"])
+
+
 NOTE = Note(
     name="adam",
     order=4,
@@ -432,6 +467,7 @@ NOTE = Note(
                 "geometric series: $(1-\\beta)(1 + \\beta + \\dots + \\beta^{t-1})$ telescopes",
                 label="weights-sum",
                 display=r"(1-\beta_1)\sum_{i=1}^{t} \beta_1^{t-i} = 1 - \beta_1^{t}",
+                numeric=weights_by_recursion,
             ),
             "The missing weight $\\beta_1^t$ sits on the starting value $m_0 = 0$. With "
             "$\\beta_1 = 0.9$ the weights add up to 0.1 after one step and 0.65 after ten; with "
@@ -449,12 +485,14 @@ NOTE = Note(
                 (first_moment_mean, (1 - beta1**t) * mu),
                 "linearity of $\\mathbb{E}$, [[unroll-m]] and [[weights-sum]]",
                 label="mean-m",
+                numeric=mean_m_by_recursion,
                 display=r"\mathbb{E}[m_t] = (1 - \beta_1^{t})\, \mu",
             ),
             Step(
                 (second_moment_mean, (1 - beta2**t) * nu),
                 "linearity of $\\mathbb{E}$, [[unroll-v]] and [[weights-sum]] for $\\beta_2$",
                 label="mean-v",
+                numeric=mean_v_by_recursion,
                 display=r"\mathbb{E}[v_t] = (1 - \beta_2^{t})\, \nu",
             ),
             "Both averages underestimate by exactly the factor $1 - \\beta^t$, so dividing by "
@@ -463,12 +501,14 @@ NOTE = Note(
                 (corrected_first_moment_mean, mu),
                 "[[mean-m]] divided by $1 - \\beta_1^t$",
                 label="unbiased-mhat",
+                numeric=mean_mhat_by_recursion,
                 display=r"\mathbb{E}[\hat{m}_t] = \mu",
             ),
             Step(
                 (corrected_second_moment_mean, nu),
                 "[[mean-v]] divided by $1 - \\beta_2^t$",
                 label="unbiased-vhat",
+                numeric=mean_vhat_by_recursion,
                 display=r"\mathbb{E}[\hat{v}_t] = \nu",
             ),
             "As $t$ grows, $\\beta^t \\to 0$ and the correction fades; it matters during the "
@@ -480,11 +520,13 @@ NOTE = Note(
             "At $t = 1$ the averages hold a single gradient $g$:",
             Definition("m1"),
             Definition("v1"),
-            Step("mhat1 == g", "bias correction at $t = 1$ divides by $1 - \\beta_1$"),
-            Step("vhat1 == g ** 2", "bias correction at $t = 1$ divides by $1 - \\beta_2$"),
+            Definition("mhat1"),
+            Definition("vhat1"),
+            "so the bias correction gives back the gradient itself, $\\hat{m}_1 = g$ and "
+            "$\\hat{v}_1 = g^2$, and the first update is",
             Step(
                 "alpha * mhat1 / (sqrt(vhat1) + eps) == alpha * g / (abs(g) + eps)",
-                "$\\sqrt{g^2} = |g|$",
+                "$\\hat{m}_1 = g$, $\\hat{v}_1 = g^2$ and $\\sqrt{g^2} = |g|$",
                 label="first-step",
             ),
             "For any gradient much larger than $\\epsilon$ this is the sign of the gradient "

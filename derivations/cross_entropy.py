@@ -91,7 +91,7 @@ minimising a KL divergence ($\mathrm{CE} = H + \mathrm{KL}$), derives the famous
 $p - y$ step by step in index notation, and explains the log-sum-exp trick that keeps the
 loss finite when logits are large.
 """,
-    vars={"z": "real[n]", "y": "simplex[n]", "e": "onehot[n]", "c": "real"},
+    vars={"z": "real[n]", "y": "simplex[n]", "c": "real"},
     defs={"p": "softmax(z)"},
     arrays={"z": "real[n]", "y": "simplex[n]"},
     indices={"i": "n", "j": "n", "t": "n"},
@@ -124,11 +124,7 @@ distillation or label smoothing).
 The cross-entropy of the prediction $p$ against the target $y$ is the expected negative
 log-probability under the target:
 """,
-            Step(
-                "cross_entropy(p, y) == -sum(y * log(p))",
-                "definition of $\\mathrm{CE}$",
-                label="ce-def",
-            ),
+            Definition("cross_entropy(p, y)", "-sum(y * log(p))"),
             r"""
 For an observed token $t$ the target is one-hot, $y_i = \delta_{it}$, and the sum keeps a
 single term: the loss is the negative log-likelihood of the token that occurred.
@@ -249,11 +245,10 @@ finite [@blanchard2021]. Then never form $p$ at all: compute the loss from the l
                 "$\\log p_i = z_i - \\operatorname{logsumexp}(z)$ and $\\sum_i y_i = 1$",
                 label="ce-lse",
             ),
-            Step(
-                "cross_entropy(p, e) == logsumexp(z) - sum(e * z)",
-                "the same for a one-hot target $e$",
-                label="ce-lse-onehot",
-            ),
+            r"""
+For an observed token $t$ (a one-hot target, $y_i = \delta_{it}$) the last term is $z_t$:
+the loss is $\operatorname{logsumexp}(z) - z_t$, computed from the logits alone.
+""",
             Figure(
                 "overflow",
                 r"""

@@ -19,16 +19,16 @@ L = param("L", "integer")  # the length of a sampled sequence
 
 VARS = {"z_K": "real[k]", "z_D": "real[r]", "T": "positive"}
 DEFS = {
-    "S": "sum(exp(z_K)) + sum(exp(z_D))",
-    "p_K": "exp(z_K) / S",
-    "p_D": "exp(z_D) / S",
+    "Z": "sum(exp(z_K)) + sum(exp(z_D))",
+    "p_K": "exp(z_K) / Z",
+    "p_D": "exp(z_D) / Z",
     "M": "sum(p_K)",
     "q": "p_K / M",
     "q_D": "p_D / (1 - M)",
     "H_p": "-sum(p_K * log(p_K)) - sum(p_D * log(p_D))",
     "h": "-(M * log(M) + (1 - M) * log(1 - M))",
-    "S_T": "sum(exp(z_K / T)) + sum(exp(z_D / T))",
-    "M_T": "sum(exp(z_K / T)) / S_T",
+    "Z_T": "sum(exp(z_K / T)) + sum(exp(z_D / T))",
+    "M_T": "sum(exp(z_K / T)) / Z_T",
     "mu_K": "sum(softmax(z_K / T) * z_K)",
     "mu_D": "sum(softmax(z_D / T) * z_D)",
 }
@@ -233,20 +233,21 @@ whose kept mass reaches $P$; greedy decoding is $k = 1$. With $p = \operatorname
 over all $n$ tokens, written block by block, the kept mass $M$ and the truncated,
 renormalized distribution $q$ on the kept tokens are
 """,
-            Definition("S"),
+            Definition("Z"),
             Definition("p_K"),
             Definition("p_D"),
             Definition("M"),
             Definition("q"),
             r"""
-($q$ is zero on the dropped tokens.) The normalizer $S$ cancels, so truncating and
+($q$ is zero on the dropped tokens.) The normalizer $Z$ (the partition sum) cancels, so
+truncating and
 renormalizing is the same as a softmax over the kept logits alone, which is how it is
 implemented: the dropped logits are set to $-\infty$ (in practice a large negative number)
 before the softmax.
 """,
             Step(
                 "q == softmax(z_K)",
-                "$S$ cancels in $p_{\\mathrm{K}} / \\sum p_{\\mathrm{K}}$",
+                "$Z$ cancels in $p_{\\mathrm{K}} / \\sum p_{\\mathrm{K}}$",
                 label="trunc-softmax",
             ),
             r"""
@@ -255,8 +256,8 @@ vocabulary's, so it is computed stably the way the cross-entropy note computes i
 ([[cross-entropy:lse-shift]]):
 """,
             Step(
-                "log(M) == logsumexp(z_K) - log(S)",
-                "$M = \\sum_{i \\le k} e^{z_i} / S$",
+                "log(M) == logsumexp(z_K) - log(Z)",
+                "$M = \\sum_{i \\le k} e^{z_i} / Z$",
                 label="kept-mass-lse",
             ),
         ),
@@ -361,7 +362,7 @@ top-$k$ set does not change with $T$, but its mass does. Write $M_{\mathrm{T}}$ 
 temperature $T$, and $\mu_{\mathrm{K}}$, $\mu_{\mathrm{D}}$ for the mean logit of each block
 under its own tempered softmax:
 """,
-            Definition("S_T"),
+            Definition("Z_T"),
             Definition("M_T"),
             Definition("mu_K"),
             Definition("mu_D"),

@@ -114,6 +114,8 @@ RIVALS, GAP, LENGTH = 10.0, 6.0, 200
 TEMPS = (0.5, 0.7, 1.0)
 EPS_AT = {temp: float(_EPS(m=RIVALS, Delta=GAP, T=temp)) for temp in TEMPS}
 NO_ERROR_AT = {temp: (1 - e) ** LENGTH for temp, e in EPS_AT.items()}
+# Kalai & Vempala's last error term at delta = 1/100 is sqrt(6 ln 600) / sqrt(N) <= 7 / sqrt(N)
+KV_ROOT = float(np.sqrt(6 * np.log(600)))
 
 
 def _pct(x: float) -> str:
@@ -156,6 +158,18 @@ def draw_accumulation(ctx: Any):
 
 
 # ---------------------------------------------------------------- the note
+
+
+def no_error_by_enumeration(values) -> float:
+    """1 minus the chance of an error, summed over all 2^L error patterns in float64"""
+    eps, length = values["eps"], values["L"]
+    some = 0.0
+    for pattern in itertools.product((False, True), repeat=length):
+        k = sum(pattern)
+        if k:
+            some += eps**k * (1 - eps) ** (length - k)
+    return (1 - some) - (1 - length * eps)
+
 
 NOTE = Note(
     name="hallucination",
@@ -283,31 +297,37 @@ Kalai and Vempala [@kalai2024] turn this into a lower bound on hallucination. In
 model, documents each state one arbitrary fact, drawn from a distribution over a set of
 possible facts; the model generates documents, and a generated fact that is not true is a
 hallucination. A model is *calibrated*, in their sense, when the statements to which it
-gives probability in any one range (a bin) have, under the true distribution, the same
-total probability as under the model; a miscalibration term measures the departure from
-this, summed over bins. Their main result (Theorem 1, quoted
-here in the form the paper's introduction gives for a 99% confidence level) is that, with
-probability at least $0.99$ over the $N$ training documents,
+gives probability in any one range (a bin, $b$ of them) have, under the true distribution,
+the same total probability as under the model; the miscalibration
+$\mathrm{Mis}_b$ measures the departure from this, summed over the bins. Their main result,
+Theorem 1, is quoted here with its error terms: for any $\delta \in (0, 1]$, with
+probability at least $1 - \delta$ over the $N$ training documents,
 $$
-\text{hallucination rate} \;\ge\; \widehat{\mathrm{MF}} \;-\; \text{miscalibration}
-\;-\; \frac{300\,|\text{facts}|}{|\text{possible hallucinations}|}
-\;-\; \frac{7}{\sqrt{N}},
+\text{hallucination rate} \;\ge\; \widehat{\mathrm{MF}} \;-\; \mathrm{Mis}_b
+\;-\; \frac{3 e^{-m}}{\delta} \;-\; \sqrt{\frac{6 \ln(6/\delta)}{N}},
 $$
 where $\widehat{\mathrm{MF}}$, the *monofact rate*, is the fraction of training documents
-whose fact appears exactly once, $N_1 / N$ above (a quotation from [@kalai2024], whose
-Theorem 1 states the bound for any confidence level; it assumes each fact
-has small probability and that the true facts are few compared with the plausible false
-ones). The mechanism is [[gt-missing]] and [[gt-singletons]]: a calibrated
+whose fact appears exactly once, $N_1 / N$ above, and $e^{-m}$ comes from the paper's
+sparsity assumption: the true facts are few, about a fraction $e^{-m}$ of the plausible
+statements, and no one fact has much probability. The paper's introduction quotes the
+bound at confidence level 0.99 ($\delta = 1/100$), where the third term reads
+$300\,|\text{facts}| / |\text{possible hallucinations}|$ and the last is at most
+$7/\sqrt{N}$ ($\sqrt{6 \ln 600} \approx$ """
+            + _num(KV_ROOT)
+            + r"""). The bound says nothing
+for facts that appear often, and nothing about systematic facts (arithmetic), which
+are not arbitrary. The mechanism is [[gt-missing]] and [[gt-singletons]]: a calibrated
 model must give the unseen facts about the missing mass, it cannot tell which of the many
 plausible unseen statements are true, and so most of that mass goes to falsehoods. Kalai,
 Nachum, Vempala and Zhang [@kalai2025] give a related bound for the error of a base model
 through the singleton rate $\mathrm{sr}$ of its prompts (their Theorem 2, quoted),
 $$
 \mathrm{err} \;\ge\; \mathrm{sr} - \frac{2}{\min |\mathcal{E}|}
-- \frac{35 + 6 \ln N}{\sqrt{N}} - \delta,
+- \frac{35 + 6 \ln N}{\sqrt{N}} - \delta_{\mathrm{cal}},
 $$
 where $|\mathcal{E}|$ is the number of plausible wrong answers to a prompt (the minimum is
-over prompts) and $\delta$ is a calibration error of the model.
+over prompts) and $\delta_{\mathrm{cal}}$ is a calibration error of the model (their $\delta$,
+renamed here: above, $\delta$ is a confidence level).
 
 *Mitigation in the formula*: the bound is driven by $N_1 / N$. Facts that appear many times
 are not singletons and carry no such floor; retrieval supplies the fact at answer time,
@@ -370,6 +390,7 @@ theorem:
                 ),
                 "binomial theorem, the terms $j = 0, 1$ moved left",
                 label="expansion",
+                numeric=no_error_by_enumeration,
                 display=r"(1 - \epsilon)^L - (1 - L\epsilon) = "
                 r"\sum_{j=2}^{L} \binom{L}{j} (-\epsilon)^j",
             ),

@@ -88,6 +88,19 @@ def draw_temperature(ctx):
     return fig
 
 
+def first_error_by_enumeration(values) -> float:
+    """the chance of at least one error, summed over all 2^ell error patterns in float64"""
+    import itertools
+
+    eps, ell = values["eps"], values["ell"]
+    total_ = 0.0
+    for pattern in itertools.product((False, True), repeat=ell):
+        if any(pattern):
+            k = sum(pattern)
+            total_ += eps**k * (1 - eps) ** (ell - k)
+    return total_
+
+
 NOTE = Note(
     name="softmax",
     order=2,
@@ -141,8 +154,11 @@ rest.
                         / S**2,
                         "quotient rule",
                     ),
-                    (p(i) * delta(i, j) - p(i) * p(j), "$p_i = e^{z_i} / S$"),
-                    (p(i) * (delta(i, j) - p(j)), "factor $p_i$", "jac-index"),
+                    (
+                        p(i) * (delta(i, j) - p(j)),
+                        "$p_i = e^{z_i} / S$, $p_j = e^{z_j} / S$; factor $p_i$",
+                        "jac-index",
+                    ),
                 ],
             ),
             r"""
@@ -300,18 +316,15 @@ vanishes because $\sum_i q_i (z_i - \mu) = 0$; what is left is a variance.
             r"""
 A variance is never negative, so **the entropy never decreases with temperature**, and
 it is strictly increasing unless all logits are equal. At $T \to \infty$ every token gets
-$1/n$ and the entropy reaches its maximum:
+$1/n$ and the entropy reaches its maximum, $n$ terms of $-\frac{1}{n} \log \frac{1}{n}$,
+which add up to $\log n$.
 """,
-            Step(
-                "entropy(ones(n) / n) == log(n)",
-                "$n$ terms of $-\\frac{1}{n} \\log \\frac{1}{n}$",
-                label="uniform-entropy",
-            ),
             Figure(
                 "temperature",
                 r"""
 Eight logits at three temperatures (left); the entropy of $\operatorname{softmax}(z/T)$
-climbing from $0$ toward $\log 8$ [[uniform-entropy]] (middle); and its rate of change
+climbing from $0$ toward $\log 8$, the entropy of the uniform distribution (middle); and its
+rate of change
 from the verified formula [[dh-dt-vector]] (line), against the numerical slope of the
 middle curve (dots). The entropy grows fastest where the spread of the logits under $q$
 is large compared with $T^3$.
@@ -350,6 +363,7 @@ is large compared with $T^3$.
                 ),
                 "geometric series: first error at step $r + 1$",
                 label="first-error",
+                numeric=first_error_by_enumeration,
             ),
         ),
     ),

@@ -90,10 +90,19 @@ def expected_formulas(page: str) -> int:
         markdown = (OUTPUT / "README.md").read_text()
     elif page == "notation.html":
         notes = load_notes()
-        return sum(len(x.note.vars) + len(x.note.defs) for x in notes)
+        return sum(len(x.note.vars) + len(x.note.defs) for x in notes) + _book_notation()
     else:
         markdown = (OUTPUT / "md" / page.replace(".html", ".md")).read_text()
     display, inline = formulas(markdown)
+    return len(display) + len(inline)
+
+
+def _book_notation() -> int:
+    """Formulas of the book's notation section (engine/notes/notation.py), on both HTML pages."""
+    from engine.notes.notation import notation_rows
+
+    rows = [row for group in notation_rows().values() for row in group]
+    display, inline = formulas("\n".join(f"{md_math(r['latex'])} {r['md']}" for r in rows))
     return len(display) + len(inline)
 
 

@@ -23,7 +23,7 @@ labelled = UNDER_TEST.labelled
 def test_note_is_well_formed():
     assert NOTE.problems() == []
     assert NOTE.order == 4
-    assert len(STEPS) == 15
+    assert len(STEPS) == 13
     assert [f.name for f in NOTE.figures()] == ["optimizers-quadratic"]
 
 

@@ -192,7 +192,19 @@ def test_every_decimal_in_the_prose_is_computed_or_quoted():
     computed |= {f"{x:.2g}" for x in hal.NO_ERROR_AT.values()}
     for e in hal.EPS_AT.values():
         computed.add(f"{e:.2g}" if e >= 0.01 else f"{e:.1e}".split("e")[0])
+    computed.add(f"{hal.KV_ROOT:.2g}")
     quoted = {"0.99"}  # Kalai & Vempala's confidence level, marked as a quotation
-    assert "quoted here in the form the paper's introduction gives" in MD.read_text()
+    assert "The paper's introduction quotes the" in MD.read_text()
+    assert "is quoted here with its error terms" in MD.read_text()
     found = prose_decimals(MD.read_text())
     assert found <= computed | quoted, found - computed - quoted
+
+
+def test_the_quoted_introduction_form_is_theorem_1_at_delta_one_hundredth():
+    # Theorem 1's terms 3 e^{-m} / delta and sqrt(6 ln(6 / delta) / N) at delta = 1/100 give the
+    # introduction's 300 |facts| / |possible hallucinations| and (at most) 7 / sqrt(N)
+    delta = sympy.Rational(1, 100)
+    assert 3 / delta == 300
+    root = sympy.sqrt(6 * sympy.log(6 / delta))
+    assert root < 7 and abs(float(root) - hal.KV_ROOT) < 1e-12
+    assert f"{hal.KV_ROOT:.2g}" in MD.read_text()

@@ -3,40 +3,22 @@ symbols (p, z, y, T, d, n) keep theirs (issue 11's review found symbols that cha
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from engine.notes.build import load_module
+from engine.notes.notation import book_symbols, declared_kind
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = {f.stem: load_module(f).NOTE for f in sorted((ROOT / "derivations").glob("*.py"))}
 
 
-def _kind(text: str) -> str:
-    return re.sub(r"\[.*", "", text).strip()
+_kind = declared_kind
 
-
-# The book's common symbols: what each must be wherever a note declares it.
-BOOK_SYMBOLS = {
-    # probabilities: a declared distribution or the softmax of something
-    "p": lambda where, text: (
-        (where == "vars" and _kind(text) == "simplex")
-        or (where == "defs" and text.startswith(("softmax(", "exp(log_softmax(")))
-    ),
-    # logits: real vectors (or batches of them), never a definition
-    "z": lambda where, text: where in ("vars", "arrays") and _kind(text) == "real",
-    # targets: data (a distribution, a one-hot row or real values), never computed
-    "y": lambda where, text: (
-        where in ("vars", "arrays") and _kind(text) in ("simplex", "onehot", "real")
-    ),
-    # temperature: a positive scalar
-    "T": lambda where, text: where in ("vars", "params") and text == "positive",
-    # dimension and length: sizes (or an integer parameter standing for one), never arrays
-    "d": lambda where, text: where == "params" and text == "integer",
-    "n": lambda where, text: where == "params" and text == "integer",
-}
+# The book's common symbols: what each must be wherever a note declares it. The table is the
+# notation section's (engine/notes/notation.py), so the book states what this test checks.
+BOOK_SYMBOLS = book_symbols()
 
 
 def _declarations(note) -> dict[str, list[tuple[str, str]]]:

@@ -155,6 +155,8 @@ def step_claim(note: Note, step: Step, fingerprint: str, note_source: str = "") 
         "params": sorted(note.params.items()),
         "seed": note.seed,
     }
+    if step.numeric is not None:  # only then, so records of other steps keep their keys
+        claim["numeric"] = _side_key(step.numeric, note_source)
     return json.loads(_canonical(claim))  # tuples become lists, as they come back from disk
 
 

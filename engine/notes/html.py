@@ -15,6 +15,7 @@ from markupsafe import Markup
 from engine.expr import EngineError
 from engine.notes.markup import md_math, prose_md, why_math
 from engine.notes.model import Chain, Step
+from engine.notes.notation import notation_rows
 from engine.notes.render import TEMPLATES, NoteView, _tidy
 from engine.printing.latex import latex_name, to_latex
 
@@ -220,6 +221,20 @@ def notation(views: Sequence[NoteView]) -> list[dict[str, Any]]:
     return out
 
 
+def book_notation() -> dict[str, list[dict[str, Any]]]:
+    """The book's notation section (engine/notes/notation.py) as HTML rows."""
+    return {
+        group: [
+            {
+                "html": markdown_inline_html(md_math(row["latex"])),
+                "meaning_html": markdown_inline_html(row["md"]),
+            }
+            for row in rows
+        ]
+        for group, rows in notation_rows().items()
+    }
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     """Jinja2 for the HTML templates: autoescaped, prose passed in as Markup."""
@@ -242,7 +257,7 @@ def render_book(views: Sequence[NoteView], title: str) -> dict[str, bytes]:
     }
     pages = [{"href": f"{n.name}.html", "title": n.title} for n in notes]
     notation_page = {"href": "notation.html", "title": "Notation"}
-    common = {"book_title": title, "pages": pages}
+    common = {"book_title": title, "pages": pages, "book_notation": book_notation()}
     files["index.html"] = _page("index.html.j2", title=title, notes=notes, **common)
     for k, n in enumerate(notes):
         files[f"{n.name}.html"] = _page(

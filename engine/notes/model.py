@@ -40,6 +40,10 @@ class Step:
     "$\\sum_i y_i = 1$"). `label` (lower-case, digits, dashes) lets prose cite the equation as
     `[[label]]`. `display` replaces the printed LaTeX of the whole equation (use sparingly: the
     printed form must state exactly what is checked). `kind` is inferred (see `step_kind`).
+    `numeric` (identity steps) computes the left side in float64 by an independent route,
+    `numeric(values) -> float` of the parameter values as floats (direct summation, an
+    enumeration in plain Python): the numeric check then compares it with the right side, and
+    its mark names the route by the first line of `numeric`'s docstring.
     """
 
     claim: str | tuple[Side, Side]
@@ -47,6 +51,7 @@ class Step:
     label: str | None = None
     display: str | None = None
     kind: str | None = None
+    numeric: Callable[[Mapping[str, float]], float] | None = None
 
     def sides(self) -> tuple[Side, Side]:
         if isinstance(self.claim, str):
@@ -213,6 +218,9 @@ class Note:
                 step.sides()
             except ValueError as e:
                 errs.append(str(e))
+                continue
+            if step.numeric is not None and step.resolved_kind != "identity":
+                errs.append(f"step {step.label or step.why!r}: numeric= is for identity steps")
         keys = {r.key for r in self.references}
         texts = [self.summary] + [i for s in self.sections for i in s.items if isinstance(i, str)]
         texts += [s.why for s in self.steps()]

@@ -15,6 +15,7 @@ import sympy
 
 from engine.notes.markup import md_display, prose_md, prose_tex, tex_escape, why_math
 from engine.notes.model import Chain, Definition, Figure, Note, Step
+from engine.notes.notation import notation_rows
 from engine.notes.symbols import sympy_latex
 from engine.parser import Environment, parse_formula
 from engine.printing.latex import latex_name, to_latex
@@ -331,13 +332,17 @@ def render_book_tex(views: Sequence[NoteView], title: str) -> str:
     _, tex = environment()
     references = list({r["cite_key"]: r for v in views for r in v.references}.values())
     return _tidy(
-        tex.get_template("book.tex.j2").render(notes=views, title=title, references=references)
+        tex.get_template("book.tex.j2").render(
+            notes=views, title=title, references=references, notation=notation_rows()
+        )
     )
 
 
 def render_index_md(views: Sequence[NoteView], paths: Mapping[str, str]) -> str:
     md, _ = environment()
-    return _tidy(md.get_template("index.md.j2").render(notes=views, paths=paths))
+    return _tidy(
+        md.get_template("index.md.j2").render(notes=views, paths=paths, notation=notation_rows())
+    )
 
 
 def _tidy(text: str) -> str:
