@@ -543,12 +543,12 @@ dP = G @ Wo1.T @ V1.T
 dP2 = G @ Wo2.T @ V2.T
 dS = P * (dP - sum(P * dP, axis=-1, keepdims=True))
 dS2 = P2 * (dP2 - sum(P2 * dP2, axis=-1, keepdims=True))
-dWq1 = X.T @ (dS @ K1 / sqrt(d))
-dWk1 = X.T @ (dS.T @ Q1 / sqrt(d))
+dWq1 = X.T @ (dS @ K1) / sqrt(d)
+dWk1 = X.T @ (dS.T @ Q1) / sqrt(d)
 dWv1 = X.T @ (P.T @ (G @ Wo1.T))
 dWo1 = V1.T @ P.T @ G
-dWq2 = X.T @ (dS2 @ K2 / sqrt(d))
-dWk2 = X.T @ (dS2.T @ Q2 / sqrt(d))
+dWq2 = X.T @ (dS2 @ K2) / sqrt(d)
+dWk2 = X.T @ (dS2.T @ Q2) / sqrt(d)
 dWv2 = X.T @ (P2.T @ (G @ Wo2.T))
 dWo2 = V2.T @ P2.T @ G
 """

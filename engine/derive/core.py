@@ -162,9 +162,27 @@ def _finish(output, env, steps, gradients, kind, taken, fixed, hints) -> Program
     gradients = [(v, present(g)) for v, g in gradients]
     steps, gradients = _name_common(steps, gradients, taken, hints)
     steps, gradients = _inline_single_use(steps, gradients)
+    # Inlining a step used once can give a rule new ground (LayerNorm through a named sigma: the
+    # sigma leaves a sum only once its step is written out, and the sum becomes a mean): settle.
+    rewriter = Rewriter(env.defs)
+    steps = [Assignment(a.name, _settled(rewriter, a.expr)) for a in steps]
+    gradients = [(v, _settled(rewriter, g)) for v, g in gradients]
     steps, gradients = _name_repeated(steps, gradients, taken)
     steps, gradients = _renumber(steps, gradients, fixed)
     return Program(output, env, tuple(steps), tuple(gradients), kind)
+
+
+SETTLE_PASSES = 3
+
+
+def _settled(rewriter: Rewriter, e: Expr) -> Expr:
+    """`rewriter.simplify` repeated until nothing changes (at most SETTLE_PASSES passes)."""
+    for _ in range(SETTLE_PASSES):
+        again = rewriter.simplify(e)
+        if again == e:
+            break
+        e = again
+    return e
 
 
 def _hessian_program(output: Expr, wrt: list[Var], env: Environment) -> Program:

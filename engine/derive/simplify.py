@@ -2113,3 +2113,22 @@ RULES += [
         ("(x - y) + x", "(2 * T3 + s) - T3", "(A + B) - A"),
     ),
 ]
+
+# terms over one divisor (engine/derive/grouping_rules.py): a residual stream's LayerNorm backward
+# reads G + (dA - mean(dA) - A * mean(dA * A)) / sigma
+from engine.derive import grouping_rules as _grouping  # noqa: E402
+
+RULES += [
+    Rule(
+        "group-common-divisor",
+        ("add", "sub"),
+        _grouping.group_common_divisor,
+        (
+            "y + x / a - y / a",
+            "x - y / v + x / v - 2 * x / v",
+            "Z + Z / sum(exp(Z), axis=1, keepdims=True)"
+            " - exp(Z) / sum(exp(Z), axis=1, keepdims=True)",
+            "x - xn * mean(xn * y) / sqrt(var(x) + a) + y / sqrt(var(x) + a)",
+        ),
+    ),
+]
