@@ -403,6 +403,46 @@ def test_multi_head_attention_program_against_torch_autograd(tmp_path):
         np.testing.assert_allclose(grads[name].numpy(), want.numpy(), rtol=1e-10, atol=1e-12)
 
 
+CAUSAL_MHA_LOSS = "sum(G * (softmax(where(tril(n), Q @ swapaxes(K, -1, -2) / sqrt(dh), -inf)) @ V))"
+# The causal mask shows once: dS is the cotangent of the scores S, zero above the diagonal.
+CAUSAL_MHA_PROGRAM = """
+P = softmax(where(tril(n), Q @ swapaxes(K, -1, -2) / sqrt(dh), -inf))
+dP = G @ swapaxes(V, -1, -2)
+dS = where(tril(n), P * (dP - sum(P * dP, axis=-1, keepdims=True)), 0)
+dQ = dS @ K / sqrt(dh)
+dK = swapaxes(dS, -1, -2) @ Q / sqrt(dh)
+dV = swapaxes(P, -1, -2) @ G
+"""
+
+
+def test_causal_multi_head_attention_derives_the_textbook_program():
+    program = derive(CAUSAL_MHA_LOSS, ["Q", "K", "V"], MHA_VARS)  # verified by both routes
+    assert program.verified
+    assert program.to_text() == CAUSAL_MHA_PROGRAM.strip()
+
+
+def test_causal_multi_head_attention_program_against_torch_autograd(tmp_path):
+    """The exported program against torch.autograd through scaled_dot_product_attention with
+    is_causal=True (PyTorch's own causal mask)."""
+    torch = pytest.importorskip("torch")
+    from test_export_programs import load_module
+
+    from engine.export import to_module
+
+    program = derive(CAUSAL_MHA_LOSS, ["Q", "K", "V"], MHA_VARS, verify=False)
+    module = load_module(to_module(program, "torch"), tmp_path, "causal_mha_torch")
+    rng = np.random.default_rng(6)
+    inputs = {k: rng.standard_normal((2, 3, 7, 5)) for k in ("Q", "K", "V", "G")}
+    value, grads = module.value_and_grad(*inputs.values())
+    t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in inputs.items()}
+    out = torch.nn.functional.scaled_dot_product_attention(t["Q"], t["K"], t["V"], is_causal=True)
+    ref = torch.sum(t["G"] * out)
+    ref_grads = torch.autograd.grad(ref, [t["Q"], t["K"], t["V"]])
+    assert math.isclose(float(value), float(ref.detach()), rel_tol=1e-12)
+    for name, want in zip("QKV", ref_grads, strict=True):
+        np.testing.assert_allclose(grads[name].numpy(), want.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_multi_head_attention_through_einsum_verifies():
     loss = 'sum(G * (softmax(einsum("bhid,bhjd->bhij", Q, K) / sqrt(dh)) @ V))'
     program = derive(loss, ["Q", "K"], MHA_VARS)

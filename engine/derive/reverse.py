@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import sympy
+
 from engine.derive.simplify import Rewriter, is_call, is_const, is_scalar, unref
-from engine.expr import DERIVATIVE_FNS, Call, EngineError, Expr, Ref, Var, call, map_calls
+from engine.expr import DERIVATIVE_FNS, Call, Const, EngineError, Expr, Ref, Var, call, map_calls
 from engine.functions.base import params_of
 
 
@@ -163,8 +165,14 @@ def roles_of(forward: Expr) -> dict[int, str]:
         if is_call(n, "softmax"):
             big = len(n.shape) >= 2  # a matrix, or a stack of them (one per head)
             roles.setdefault(id(n), "P" if big else "p")
-            if not isinstance(n.args[0], Ref | Var):
-                roles.setdefault(id(n.args[0]), "S" if big else "s")
+            scores = n.args[0]
+            # a masked softmax, softmax(where(mask, S, -inf)): the scores are S, not the masked
+            # array, so dS names S's cotangent where(mask, ..., 0) (the mask shows once)
+            if is_call(scores, "where") and isinstance(scores.args[2], Const):
+                if scores.args[2].value == -sympy.oo:
+                    scores = scores.args[1]
+            if not isinstance(scores, Ref | Var):
+                roles.setdefault(id(scores), "S" if big else "s")
     return roles
 
 
