@@ -266,16 +266,18 @@ def test_wrapper_sources_are_ruff_clean(tmp_path):
 
 
 def test_autograd_function_builds_its_constants_on_the_inputs_device():
-    """A residual block's backward makes ones(n): on 'meta' it must be made on 'meta' too."""
+    """A bias's broadcast makes ones(n, d) in the backward (dX = ones(n, d): nothing else gives
+    the shape): on 'meta' it must be made on 'meta' too. (A residual block's `ones(n) + ...`
+    is `1 + ...` since the simplifier drops ones that another term's shape covers.)"""
     from engine.derive import derive
 
-    program = derive("sum(relu(W @ x) + x)", ["x", "W"], {"x": "real[n]", "W": "real[n, n]"})
+    program = derive("sum(X + b)", ["X", "b"], {"X": "real[n, d]", "b": "real[d]"})
     assert "torch.ones(" in to_module(program, "torch", as_="autograd-function")
     fn = load(program, "torch", as_="autograd-function")
-    x = torch.empty(4, device="meta", requires_grad=True)
-    W = torch.empty(4, 4, device="meta", requires_grad=True)
-    gx, gW = torch.autograd.grad(fn(x, W), (x, W))
-    assert gx.device.type == gW.device.type == "meta" and gW.shape == (4, 4)
+    X = torch.empty(4, 3, device="meta", requires_grad=True)
+    b = torch.empty(3, device="meta", requires_grad=True)
+    gX, gb = torch.autograd.grad(fn(X, b), (X, b))
+    assert gX.device.type == gb.device.type == "meta" and gX.shape == (4, 3)
 
 
 @pytest.mark.parametrize("taken", ["inputs", "output", "saved", "grad_output", "ctx", "dtype"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sympy
@@ -21,9 +22,18 @@ def resolve_params(node: Call, sizes: dict[str, int]) -> dict[str, Any]:
 
 
 def concrete_dim(d: sympy.Expr, sizes: dict[str, int]) -> int:
-    d = sympy.Integer(d) if isinstance(d, int) else d  # never sympify: no text is parsed here
+    if isinstance(d, int):
+        return d
+    if d.is_Integer:
+        return int(d)
+    # the numeric route evaluates each node thousands of times at one assignment of sizes
+    return _concrete_dim(d, tuple(sorted(sizes.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _concrete_dim(d: sympy.Expr, sizes: tuple[tuple[str, int], ...]) -> int:
     with sympy.evaluate(True):  # (the exact route may build its values unevaluated)
-        value = d.xreplace({size_symbol(k): sympy.Integer(v) for k, v in sizes.items()})
+        value = d.xreplace({size_symbol(k): sympy.Integer(v) for k, v in sizes})
     if not value.is_Integer:
         raise EngineError(f"no value given for size {d}")
     return int(value)

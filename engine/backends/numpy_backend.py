@@ -14,12 +14,17 @@ CENTRAL_STEP = 1e-6  # relative step for central differences (error ~ h^2 + eps 
 
 
 def evaluate(
-    expr: Expr, values: dict[str, np.ndarray], sizes: dict[str, int], fixed: dict | None = None
+    expr: Expr,
+    values: dict[str, np.ndarray],
+    sizes: dict[str, int],
+    fixed: dict | None = None,
+    order: list[Expr] | None = None,
 ) -> np.ndarray:
     """The value of `expr` at the given variable values and sizes (real or complex arrays);
-    `fixed` holds values already known of some nodes (by id), see `independent_values`."""
+    `fixed` holds values already known of some nodes (by id), see `independent_values`;
+    `order` is `list(expr.walk())` when the caller evaluates `expr` many times."""
     memo: dict[int, np.ndarray] = dict(fixed) if fixed else {}
-    for node in expr.walk():
+    for node in order if order is not None else expr.walk():
         if id(node) not in memo:
             memo[id(node)] = _eval_node(node, memo, values, sizes)
     return memo[id(expr)]
@@ -88,6 +93,7 @@ def directional(
     sizes,
     method: str | None = None,
     fixed: dict | None = None,
+    order: list[Expr] | None = None,
 ) -> np.ndarray:
     """d/dt f(x + t * direction) at t = 0, independently of any symbolic derivative: by
     complex-step, or, inside an outer complex step (a nested derivative), by `_richardson`."""
@@ -97,7 +103,8 @@ def directional(
     if method == "complex-step":
         x0 = _real(values[x.name])
         xc = x0 + 1j * COMPLEX_STEP * direction
-        return evaluate(f, _perturbed(values, x.name, xc), sizes, fixed).imag / COMPLEX_STEP
+        at = _perturbed(values, x.name, xc)
+        return evaluate(f, at, sizes, fixed, order).imag / COMPLEX_STEP
     if method == "richardson":
         return _richardson(f, x, direction, values, sizes, fixed)
     x0 = _real(values[x.name])
@@ -145,11 +152,12 @@ def _real(x) -> np.ndarray:
 def _per_coordinate(f: Expr, x: Var, values, sizes, out_shape) -> np.ndarray:
     x0 = np.asarray(values[x.name])
     fixed = independent_values(f, x, values, sizes)
+    order = list(f.walk())  # walked once, evaluated once per coordinate
     columns = []
     for k in range(x0.size):
         e = np.zeros(x0.shape)
         e.flat[k] = 1.0
-        columns.append(directional(f, x, e, values, sizes, fixed=fixed))
+        columns.append(directional(f, x, e, values, sizes, fixed=fixed, order=order))
     dtype = np.result_type(np.real(x0), *columns) if columns else np.real(x0).dtype
     out = np.empty(out_shape, dtype=dtype)
     for k, column in enumerate(columns):

@@ -18,6 +18,8 @@ import sympy
 from engine.functions.elementwise import Absolute, Relu, Sign, Step
 from engine.functions.probability import XLogY
 
+_POS_INF, _NEG_INF = sympy.oo, -sympy.oo  # singletons, compared by identity
+
 
 class NoAdjoint(Exception):
     """An expression this sweep cannot differentiate at this point."""
@@ -141,7 +143,7 @@ def gradient_at(f: sympy.Basic, wrt: list[sympy.Symbol], point: dict) -> list[tu
     # a claim that writes `inf` has infinite intermediate values (where(mask, S, -inf) before a
     # softmax: exp(-inf) = 0 with derivative 0); any NaN, or an infinite or NaN gradient entry
     # or bound, still leaves the point to sympy.diff (looked up on the DAG: `f.has` walks the tree)
-    infinite = any(node is sympy.oo or node is sympy.S.NegativeInfinity for node in order)
+    infinite = any(node is _POS_INF or node is _NEG_INF for node in order)
     vals: dict[int, Any] = {}  # all three tables keyed by id(node), as in _topological
     for node in order:
         v = _value(node, vals, point)
