@@ -726,11 +726,11 @@ def _sum_diag(n: Call) -> Expr | None:
 
 
 def _count(shape: tuple) -> Expr:
-    from engine.expr import Size
+    from engine.sizes import size_expr
 
     total: Expr = Const(1)
     for d in shape:
-        term: Expr = Const(d) if d.is_Integer else Size(str(d))
+        term: Expr = Const(d) if d.is_Integer else size_expr(d)  # h * dh: two sizes
         total = term if is_const(total, 1) else total * term
     return total
 

@@ -60,7 +60,8 @@ def _axis(node: Call) -> int | tuple[int, ...] | None:
 
 def count(node: Call) -> Expr:
     """How many entries a reduction averages over, as an expression of the sizes."""
-    from engine.expr import Const, Size
+    from engine.expr import Const
+    from engine.sizes import size_expr
 
     shape = node.args[0].shape
     axis = _axis(node)
@@ -70,7 +71,7 @@ def count(node: Call) -> Expr:
         dims = tuple(shape[a] for a in (axis if isinstance(axis, tuple) else (axis,)))
     total: Expr | None = None
     for d in dims:
-        term: Expr = Const(d) if d.is_Integer else Size(str(d))
+        term: Expr = Const(d) if d.is_Integer else size_expr(d)  # h * dh: two sizes
         total = term if total is None else total * term
     return total if total is not None else Const(1)
 
