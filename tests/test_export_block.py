@@ -280,3 +280,81 @@ def test_label_bound_without_an_axis_is_a_keyword(target):
     np.testing.assert_allclose(np.asarray(grads["x"]), 2 * np.ones(3))
     with pytest.raises(ValueError, match="the size V must be a positive integer"):
         fn(x, y, V=-1)
+
+
+# ---------------------------------------------------------------- counts over combined axes
+
+
+def _var(x: torch.Tensor, *dims: int, keepdim: bool = False) -> torch.Tensor:
+    return torch.var(x, dim=dims or None, unbiased=False, keepdim=keepdim)
+
+
+# (formula, the same in torch) with h = 2 heads of dh = 3 columns
+COUNT_FAMILY = [
+    # LayerNorm over d = h * dh: its backward divides by the count h * dh
+    (
+        "sum(G * A)",
+        lambda X, G, eps: (
+            G * (X - X.mean(-1, keepdim=True)) / torch.sqrt(_var(X, -1, keepdim=True) + eps)
+        ).sum(),
+    ),
+    (
+        "sum(G * (X - mean(X, axis=-1, keepdims=True))"
+        " / sqrt(var(X, axis=-1, keepdims=True) + eps))",
+        lambda X, G, eps: (
+            G * (X - X.mean(-1, keepdim=True)) / torch.sqrt(_var(X, -1, keepdim=True) + eps)
+        ).sum(),
+    ),
+    ("sum(G * mean(X, axis=-1, keepdims=True))", lambda X, G, eps: (G * X.mean(-1, True)).sum()),
+    ("mean(X) * sum(G * X)", lambda X, G, eps: X.mean() * (G * X).sum()),
+    (
+        "sum(var(X, axis=0) * mean(G, axis=0))",
+        lambda X, G, eps: (_var(X, 0) * G.mean(0)).sum(),
+    ),
+    (
+        "sum(mean(reshape(X, (n, h, dh)), axis=(0, 2)) ** 2)",
+        lambda X, G, eps: (X.reshape(3, 2, 3).mean((0, 2)) ** 2).sum(),
+    ),
+    (
+        "sum(mean(X * G, axis=1) ** 2) + var(X)",
+        lambda X, G, eps: ((X * G).mean(1) ** 2).sum() + _var(X),
+    ),
+]
+
+
+@pytest.mark.parametrize(("expr", "reference"), COUNT_FAMILY)
+def test_counts_over_related_axes_are_size_products(expr, reference):
+    """A reduction's count over an axis of length h * dh is h * dh (two sizes), so the derived
+    program verifies and exports (it was one size named 'dh*h', unknown to every route)."""
+    import inspect
+
+    from engine.expr import Size
+
+    p = derive(
+        expr,
+        ["X"],
+        {"X": "real[n, d]", "G": "real[n, d]", "eps": "positive"},
+        {
+            "s": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
+            "A": "(X - mean(X, axis=-1, keepdims=True)) / s",
+        },
+        sizes={"d": "h * dh"},
+    )
+    assert [r.verdict for _, r in p.results] == ["pass"]
+    used = {
+        node.name
+        for root in (p.output, *(g for _, g in p.gradients), *(s.expr for s in p.steps))
+        for node in root.walk()
+        if isinstance(node, Size)
+    }
+    assert used <= set(p.env.sizes)
+    fn = load(p, "numpy")
+    rng = np.random.default_rng(6)
+    X, G = rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
+    heads = {"h": 2} if "h" in inspect.signature(fn).parameters else {}
+    value, grads = fn(X, G, 0.1, **heads)
+    Xt = torch.tensor(X, requires_grad=True)
+    loss = reference(Xt, torch.tensor(G), 0.1)
+    loss.backward()
+    np.testing.assert_allclose(value, loss.item(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(grads["X"], Xt.grad.numpy(), rtol=1e-10, atol=1e-13)
