@@ -210,12 +210,38 @@ def test_block_export_requires_heads():
         fn(**block_inputs(4), eps=EPS)
 
 
-def test_block_wrappers_name_the_size_they_cannot_take():
-    from engine.export import ExportError
+def test_block_autograd_function_takes_heads_and_matches_autograd():
+    """--as autograd-function: fused(X, ..., h=3) is the block's Y, its backward the program."""
+    fused = load(block_program(), "torch", as_="autograd-function")
+    arrays = block_inputs(7)
+    G = torch.tensor(arrays.pop("G"))
+    mine = {k: torch.tensor(v, requires_grad=True) for k, v in arrays.items()}
+    ref = {k: torch.tensor(v, requires_grad=True) for k, v in arrays.items()}
+    Y = fused(**mine, eps=EPS, h=H)
+    (Y * G).sum().backward()
+    torch_block({**ref, "G": G}, H).backward()
+    for name in WRT:
+        torch.testing.assert_close(mine[name].grad, ref[name].grad, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="no sizes give it with h = 5"):
+        fused(**mine, eps=EPS, h=5)
 
-    for target, form in (("torch", "autograd-function"), ("jax", "custom-vjp")):
-        with pytest.raises(ExportError, match="size h is not the length of any argument's axis"):
-            to_module(block_program(), target, as_=form)
+
+@pytest.mark.usefixtures("jax_x64")
+def test_block_custom_vjp_takes_heads_and_matches_jax_grad():
+    import jax
+    import jax.numpy as jnp
+
+    fused = load(block_program(), "jax", as_="custom-vjp")
+    arrays = {k: jnp.asarray(v) for k, v in block_inputs(8).items()}
+    G = arrays.pop("G")
+
+    def mine(p):
+        return jnp.sum(G * fused(**p, eps=EPS, h=H))
+
+    want = jax.grad(lambda p: jax_block({**p, "G": G}, H))(arrays)
+    for got in (jax.grad(mine)(arrays), jax.jit(jax.grad(mine))(arrays)):
+        for name in WRT:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12)
 
 
 # ---------------------------------------------------------------- the same rule, smaller programs

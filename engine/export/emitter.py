@@ -156,6 +156,7 @@ class Emitter:
         self.what = {"jacobian": "Jacobian", "hessian": "Hessian"}.get(program.kind, "gradients")
         self.vars_used: set[str] = set()
         self.size_plan = SizePlan()  # set by preamble: sizes taken as keywords or solved
+        self.fn_name = "value_and_grad"  # the exported function's name, for error messages
 
     # ------------------------------------------------------------ the walk
 
@@ -369,9 +370,12 @@ class Emitter:
 
     # ------------------------------------------------------------ the module
 
-    def size_reads(self, available: list[str]) -> list[str]:
+    def size_reads(
+        self, available: list[str], given: tuple[str, ...] = (), checks: bool = False
+    ) -> list[str]:
         """`n = Q.shape[0]`: each size used, read off the first available variable that has it
-        (or solved from an axis whose length combines it: engine.export.size_plan)."""
+        (or solved from an axis whose length combines it: engine.export.size_plan); `given`
+        sizes are already assigned (keyword arguments), `checks` keeps the axis-length checks."""
         first: dict[str, str] = {}
         for v in available:
             for i, d in enumerate(self.program.env.vars[v].shape):
@@ -379,8 +383,18 @@ class Emitter:
                     first.setdefault(str(d), f"{self.arg[v]}.shape[{i}]")
         need = sorted(self.sizes_used, key=list(self.program.env.sizes).index)
         plan = plan_sizes(
-            "", self.program.env, available, self.arg, self.size, need, first, set(), False
+            self.fn_name,
+            self.program.env,
+            available,
+            self.arg,
+            self.size,
+            need,
+            first,
+            set(given),
+            False,
         )
+        if checks:
+            return plan.lines
         return [line for line in plan.lines if not line.startswith(("if ", " "))]
 
     def preamble(self, fn: str, names: list[str], dtype: str = "dtype") -> list[str]:
@@ -439,6 +453,7 @@ class Emitter:
         out += [f"{self.size[s]} = {first[s]}" for s in need if s in first]
         # sizes no axis has alone: solved from a relation (dh = X.shape[1] // h) or keywords (h)
         readable = {k: t for k, t in first.items() if k in env.sizes}
+        self.fn_name = fn
         plan = plan_sizes(
             fn, env, names, self.arg, self.size, need, readable, set(need) & set(first)
         )
