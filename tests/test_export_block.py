@@ -384,3 +384,21 @@ def test_counts_over_related_axes_are_size_products(expr, reference):
     loss.backward()
     np.testing.assert_allclose(value, loss.item(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(grads["X"], Xt.grad.numpy(), rtol=1e-10, atol=1e-13)
+
+
+def test_traced_size_keyword_is_a_clear_error_under_jit():
+    """Under jax.jit a size keyword must be static; a traced one is refused by name."""
+    import jax
+
+    p = derive(
+        "sum(x * max(one_hot(y), axis=-1))",
+        ["x"],
+        {"x": "real[B]", "y": "index[B, V]"},
+        verify=False,
+    )
+    fn = load(p, "jax")
+    x, y = np.ones(3), np.array([0, 1, 2])
+    with pytest.raises(ValueError, match="the size V must be a positive integer"):
+        jax.jit(fn)(x, y, V=4)
+    value, _ = jax.jit(fn, static_argnames="V")(x, y, V=4)
+    assert float(value) == 3.0
