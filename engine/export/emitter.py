@@ -32,6 +32,7 @@ from engine.export.forms import (
     Template,
 )
 from engine.export.lower import Lowering, share_definitions
+from engine.export.size_plan import SIZE_ARG, SizePlan, plan_sizes, sizes_paragraph
 from engine.export.target import Target
 from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, size_symbol
 from engine.printing.text import to_text
@@ -42,6 +43,7 @@ RESERVED = (
     | set(dir(builtins))
     | {"np", "jnp", "jax", "torch", "math", "erf"}
     | {"dtype", "device", "ctx", "_float_dtype", "_float_type", "_check_shapes", "_sizes"}
+    | {"_size_arg"}  # sizes given as keyword arguments (engine.export.size_plan)
     | {"inputs", "output", "saved", "grad_output"}  # the wrappers' parameters
     | set(HELPERS)
 )
@@ -153,6 +155,8 @@ class Emitter:
         self.sizes_used: set[str] = set()
         self.what = {"jacobian": "Jacobian", "hessian": "Hessian"}.get(program.kind, "gradients")
         self.vars_used: set[str] = set()
+        self.size_plan = SizePlan()  # set by preamble: sizes taken as keywords or solved
+        self.fn_name = "value_and_grad"  # the exported function's name, for error messages
 
     # ------------------------------------------------------------ the walk
 
@@ -366,22 +370,32 @@ class Emitter:
 
     # ------------------------------------------------------------ the module
 
-    def size_reads(self, available: list[str]) -> list[str]:
-        """`n = Q.shape[0]`: each size used, read off the first available variable that has it."""
-        out: list[str] = []
+    def size_reads(
+        self, available: list[str], given: tuple[str, ...] = (), checks: bool = False
+    ) -> list[str]:
+        """`n = Q.shape[0]`: each size used, read off the first available variable that has it
+        (or solved from an axis whose length combines it: engine.export.size_plan); `given`
+        sizes are already assigned (keyword arguments), `checks` keeps the axis-length checks."""
+        first: dict[str, str] = {}
+        for v in available:
+            for i, d in enumerate(self.program.env.vars[v].shape):
+                if d.is_Symbol:
+                    first.setdefault(str(d), f"{self.arg[v]}.shape[{i}]")
         need = sorted(self.sizes_used, key=list(self.program.env.sizes).index)
-        for s in need:
-            for v in available:
-                dims = [str(d) for d in self.program.env.vars[v].shape]
-                if s in dims:
-                    out.append(f"{self.size[s]} = {self.arg[v]}.shape[{dims.index(s)}]")
-                    break
-            else:
-                raise ExportError(
-                    f"size {s} is not the length of any variable's axis, "
-                    "so the exported function cannot read it"
-                )
-        return out
+        plan = plan_sizes(
+            self.fn_name,
+            self.program.env,
+            available,
+            self.arg,
+            self.size,
+            need,
+            first,
+            set(given),
+            False,
+        )
+        if checks:
+            return plan.lines
+        return [line for line in plan.lines if not line.startswith(("if ", " "))]
 
     def preamble(self, fn: str, names: list[str], dtype: str = "dtype") -> list[str]:
         """Decide the dtype (and device), convert the arguments, check their shapes, read sizes.
@@ -404,15 +418,6 @@ class Emitter:
             comma = "," if len(dims) == 1 else ""
             items.append(f'"{v}": (' + ", ".join(dims) + comma + ")")
         need = [s for s in env.sizes if s in self.sizes_used]
-        declared = {str(d) for v in names for d in env.vars[v].shape}
-        # a size tied by a relation (dh in d = h * dh) is solved from an axis of length h * dh
-        undeclared = {s for s in need if s not in declared}
-        related = self._related_sizes(undeclared, set(need) - undeclared) if undeclared else []
-        for s in sorted(undeclared):
-            raise ExportError(
-                f"size {s} is not the length of any variable's axis, "
-                "so the exported function cannot read it"
-            )
         # A fast test of the declared ranks and sizes; the helper runs only to explain a failure.
         first: dict[str, str] = {}
         ranks = _tuple_text([f"{self.arg[v]}.ndim" for v in names])
@@ -446,11 +451,19 @@ class Emitter:
             out += ["if (", f"    {conds[0]}"] + [f"    or {c}" for c in conds[1:]] + ["):"]
         out += ["    " + line for line in call]
         out += [f"{self.size[s]} = {first[s]}" for s in need if s in first]
-        return out + related
+        # sizes no axis has alone: solved from a relation (dh = X.shape[1] // h) or keywords (h)
+        readable = {k: t for k, t in first.items() if k in env.sizes}
+        self.fn_name = fn
+        plan = plan_sizes(
+            fn, env, names, self.arg, self.size, need, readable, set(need) & set(first)
+        )
+        self.size_plan = plan
+        return out + plan.lines
 
     def helper_sources(self) -> list[str]:
         """The module's helper functions: the target's, the shape check, then the forms'."""
-        return [*self.target.helpers, CHECK_SHAPES, *(HELPERS[h] for h in self.helpers)]
+        extra = [SIZE_ARG] if self.size_plan.params else []
+        return [*self.target.helpers, CHECK_SHAPES, *extra, *(HELPERS[h] for h in self.helpers)]
 
     def header_lines(self, header: list[str]) -> list[str]:
         """Module docstring, imports, helpers: everything before the exported function."""
@@ -466,52 +479,6 @@ class Emitter:
         for h in self.helper_sources():
             src += ["", "", h]
         return src
-
-    def _related_sizes(self, need: set[str], known: set[str]) -> list[str]:
-        """`dh = X.shape[1] // h` for a size that is only part of an axis length (X: (n, h*dh)),
-        once the other sizes of that length are read (engine.sizes); `need` loses what is read."""
-        known = set(known)
-        direct = {
-            str(d): (self.arg[v], i)
-            for v, var in self.program.env.vars.items()
-            for i, d in enumerate(var.shape)
-            if d.is_Symbol
-        }
-        out: list[str] = []
-        progress = True
-        while need and progress:
-            progress = False
-            for v, var in self.program.env.vars.items():
-                for i, d in enumerate(var.shape):
-                    unknown = [s.name for s in d.free_symbols if s.name not in known]
-                    if d.is_Symbol or len(unknown) != 1 or unknown[0] not in need:
-                        continue
-                    for s in (x.name for x in d.free_symbols if x.name != unknown[0]):
-                        if s not in known and s in direct:  # read the others off their axes
-                            out.append(f"{self.size[s]} = {direct[s][0]}.shape[{direct[s][1]}]")
-                            known.add(s)
-                    if any(x.name not in known for x in d.free_symbols if x.name != unknown[0]):
-                        continue
-                    length = sympy.Symbol("_length")
-                    target = sympy.Symbol(unknown[0], positive=True, integer=True)
-                    sol = sympy.solve(sympy.Eq(d, length), target)
-                    if len(sol) != 1:
-                        continue
-                    num, den = sympy.fraction(sympy.together(sol[0]))
-                    renamed = {
-                        sympy.Symbol(k, positive=True, integer=True): sympy.Symbol(w)
-                        for k, w in self.size.items()
-                    }
-                    text = str(num.xreplace(renamed)).replace(
-                        "_length", f"{self.arg[v]}.shape[{i}]"
-                    )
-                    if den != 1:
-                        text = f"({text}) // ({den.xreplace(renamed)})"
-                    out.append(f"{self.size[unknown[0]]} = {text}")
-                    known.add(unknown[0])
-                    need.discard(unknown[0])
-                    progress = True
-        return out
 
     def module(self, name: str, verified_summary: str | None) -> str:
         lines, grads, value = self.emit()
@@ -556,10 +523,15 @@ class Emitter:
             doc += ["", "Renamed, as the module needs the names: " + "; ".join(renamed) + "."]
         doc += ["", f"Returns (value, {returns})." if self.with_value else f"Returns {returns}."]
 
+        plan = self.size_plan
+        if plan.params or plan.solved:
+            header += ["", sizes_paragraph(plan, self.size)]
+            doc += ["", sizes_paragraph(plan, self.size)]
         src = self.header_lines(header)
         # Single-letter names such as O are the field's own (dO); ruff's E741 would flag them.
         ambiguous = "  # noqa: E741" if {"l", "O", "I"} & set(args) else ""
-        src += ["", "", f"def {name}({', '.join(args)}, *, dtype=None):{ambiguous}"]
+        keywords = "".join(f"{self.size[s]}: int, " for s in plan.params)
+        src += ["", "", f"def {name}({', '.join(args)}, *, {keywords}dtype=None):{ambiguous}"]
         src.append('    """' + _fill(doc, 4) + '\n    """')
         src += ["    " + line for line in body]
         return "\n".join(src) + "\n"

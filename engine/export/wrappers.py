@@ -22,6 +22,7 @@ import ast
 from engine.derive.program import Program
 from engine.export.emitter import Emitter, ExportError, _doc_safe, _fill
 from engine.export.lower import strip_refs
+from engine.export.size_plan import SizePlan, plan_sizes, sizes_paragraph
 from engine.export.target import Target
 from engine.expr import Call, Expr, Ref, Var
 from engine.functions.base import params_of
@@ -127,9 +128,23 @@ def wrapper_module(
     sizes_all = set(em.sizes_used)
     inv_size = {py: s for s, py in em.size.items()}
 
-    def sizes_for(names: set[str]) -> list[str]:
+    # Sizes no input's axis gives (h in d = h * dh): keyword-only arguments of the function,
+    # passed on to the forward and (as ctx attributes or non-differentiable args) the backward.
+    em.fn_name = name
+    first = {
+        str(d): f"{em.arg[v]}.shape[{i}]"
+        for v in reversed(inputs)
+        for i, d in reversed(list(enumerate(env.vars[v].shape)))
+        if d.is_Symbol
+    }
+    order = list(env.sizes)
+    need_all = sorted(sizes_all, key=order.index)
+    params = plan_sizes(name, env, inputs, em.arg, em.size, need_all, first, set()).params
+    keys = [em.size[p] for p in params]
+
+    def sizes_for(names: set[str], checks: bool = False) -> list[str]:
         em.sizes_used = {inv_size[n] for n in names if n in inv_size} & sizes_all
-        return em.size_reads(inputs)
+        return em.size_reads(inputs, tuple(params), checks)
 
     def body(entries) -> list[str]:
         return [f"{n} = {t}" for n, t, _, _ in entries]
@@ -180,16 +195,25 @@ def wrapper_module(
     doc = [f"{value_text}, differentiable with respect to {', '.join(wrt)}."]
     if defs:
         doc += ["", "where " + "; ".join(defs) + "."]
+    em.sizes_used = set(params)
+    preamble = em.preamble(name, inputs)  # before the header: it decides the helpers
+    if em.size_plan.params != params:
+        raise ExportError(f"cannot decide which sizes {name} takes as keywords")
+    if params:
+        solved = SizePlan(params=params, checks=1)
+        header += ["", sizes_paragraph(solved, em.size)]
+        doc += ["", sizes_paragraph(solved, em.size)]
     src = em.header_lines(header)
     ambiguous = "  # noqa: E741" if {"l", "O", "I"} & {em.arg[v] for v in env.vars} else ""
-    outer = ["", "", f"def {name}({args}, *, dtype=None):{ambiguous}"]
+    kw = "".join(f"{k}: int, " for k in keys)
+    outer = ["", "", f"def {name}({args}, *, {kw}dtype=None):{ambiguous}"]
     outer.append('    """' + _fill(doc, 4) + '\n    """')
-    em.sizes_used = set()
-    outer += ["    " + line for line in em.preamble(name, inputs)]
+    outer += ["    " + line for line in preamble]
     em.sizes_used = sizes_all
 
     saved = [em.arg[v] for v in inputs] + split.saved
-    fwd_sizes = sizes_for(split.forward_names)
+    fwd_sizes = sizes_for(split.forward_names, checks=True)
+    call_args = ", ".join([args, *keys])  # the sizes given as keywords, positional inside
     bwd_sizes = sizes_for(split.backward_names)
     like = em.arg[inputs[0]]
     if style == "autograd-function":
@@ -210,18 +234,21 @@ def wrapper_module(
         extras = [n for n in split.saved if n != value]
         keeps_value = value in split.saved
         fwd_body += [f"return {_tuple([value, *extras])}"]
-        ctx_body = [f"{_tuple([em.arg[v] for v in inputs])} = inputs", *checks]
+        ctx_body = [f"{_tuple([em.arg[v] for v in inputs] + keys)} = inputs", *checks]
+        ctx_body += [f"ctx.{k} = {k}" for k in keys]
         if extras:
             ctx_body += ["ctx.mark_non_differentiable(*output[1:])"]
         tail = ", output[0]" if keeps_value else ""
-        ctx_body += [f"ctx.save_for_backward(*inputs, *output[1:]{tail})"]
+        arrays = f"inputs[:{len(inputs)}]" if keys else "inputs"
+        ctx_body += [f"ctx.save_for_backward(*{arrays}, *output[1:]{tail})"]
         restored = [em.arg[v] for v in inputs] + extras + ([value] if keeps_value else [])
-        bwd_body = [f"{_tuple(restored)} = ctx.saved_tensors"] + bwd_sizes
+        bwd_body = [f"{_tuple(restored)} = ctx.saved_tensors"]
+        bwd_body += [f"{k} = ctx.{k}" for k in keys] + bwd_sizes
         bwd_body += [
             f"{k} = {cot_name}.{k}" for k in ("dtype", "device") if k in split.backward_names
         ]
         bwd_body += body(split.backward)
-        outs = [gradient(v) if v in wrt else "None" for v in inputs]
+        outs = [gradient(v) if v in wrt else "None" for v in inputs] + ["None" for _ in keys]
         bwd_body += [f"return {_tuple(outs)}"]
         cls_doc = [
             f"{value_text} as a torch.autograd.Function: the derived program is its backward.",
@@ -229,10 +256,10 @@ def wrapper_module(
             "forward returns the value, then the arrays the backward reads (saved in "
             "setup_context, not differentiable); generate_vmap_rule makes torch.func.vmap work.",
         ]
-        src += outer + [f"    return {cls}.apply({args})[0]"]
+        src += outer + [f"    return {cls}.apply({call_args})[0]"]
         src += ["", "", f"class {cls}(torch.autograd.Function):"]
         src += ['    """' + _fill(cls_doc, 4) + '\n    """', "", "    generate_vmap_rule = True"]
-        src += ["", "    @staticmethod", f"    def forward({args}):{ambiguous}"]
+        src += ["", "    @staticmethod", f"    def forward({call_args}):{ambiguous}"]
         src += ["        " + line for line in fwd_body]
         src += ["", "    @staticmethod", "    def setup_context(ctx, inputs, output):"]
         src += ["        " + line for line in ctx_body]
@@ -250,12 +277,20 @@ def wrapper_module(
         bwd_body += body(split.backward)
         outs = [gradient(v) if v in wrt else f"jnp.full_like({em.arg[v]}, jnp.nan)" for v in inputs]
         bwd_body += [f"return ({_tuple(outs)})"]
-        src += outer + [f"    return _{name}({args})"]
-        src += ["", "", "@jax.custom_vjp", f"def _{name}({args}):{ambiguous}"]
-        src += [f"    return _{name}_fwd({args})[0]"]
-        src += ["", "", f"def _{name}_fwd({args}):{ambiguous}"]
+        src += outer + [f"    return _{name}({call_args})"]
+        if keys:  # the sizes are static, non-differentiable arguments (first in the backward)
+            nondiff = _tuple([str(len(inputs) + i) for i in range(len(keys))])
+            src += ["", ""]
+        else:
+            src += ["", "", "@jax.custom_vjp"]
+        src += [f"def _{name}({call_args}):{ambiguous}"]
+        src += [f"    return _{name}_fwd({call_args})[0]"]
+        if keys:
+            src += ["", "", f"_{name} = jax.custom_vjp(_{name}, nondiff_argnums=({nondiff}))"]
+        src += ["", "", f"def _{name}_fwd({call_args}):{ambiguous}"]
         src += ["    " + line for line in fwd_body]
-        src += ["", "", f"def _{name}_bwd(saved, {cot_name}):{ambiguous}"]
+        bwd_args = ", ".join([*keys, "saved", cot_name])
+        src += ["", "", f"def _{name}_bwd({bwd_args}):{ambiguous}"]
         src += ["    " + line for line in bwd_body]
         src += ["", "", f"_{name}.defvjp(_{name}_fwd, _{name}_bwd)"]
     return "\n".join(src) + "\n"
