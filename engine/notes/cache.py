@@ -155,6 +155,8 @@ def step_claim(note: Note, step: Step, fingerprint: str, note_source: str = "") 
         "params": sorted(note.params.items()),
         "seed": note.seed,
     }
+    if note.sizes:  # only when declared, so the records of notes without size relations stay
+        claim["sizes"] = sorted(note.sizes.items())
     return json.loads(_canonical(claim))  # tuples become lists, as they come back from disk
 
 

@@ -1,0 +1,456 @@
+"""Note 7b: multi-head attention, the pre-LN transformer block, its backward pass, its costs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import sympy
+
+from engine.derive.core import derive
+from engine.expr import Call, Expr
+from engine.notes import Definition, Figure, Note, Reference, Section, Step
+from engine.notes.symbols import param
+from engine.parser import build_environment, parse_formula
+from engine.printing.text import to_text
+
+# ---------------------------------------------------------------- the block
+
+VARS = {
+    "X": "real[n, d]",
+    "G": "real[n, d]",
+    "Wq": "real[d, d]",
+    "Wk": "real[d, d]",
+    "Wv": "real[d, d]",
+    "Wo": "real[d, d]",
+    "W1": "real[d, m]",
+    "W2": "real[m, d]",
+    "g1": "real[d]",
+    "b1": "real[d]",
+    "g2": "real[d]",
+    "b2": "real[d]",
+    "eps": "positive",
+}
+SIZES = {"d": "h * dh"}
+FORWARD = {
+    "s1": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
+    "A1": "(X - mean(X, axis=-1, keepdims=True)) / s1",
+    "H1": "A1 * g1 + b1",
+    "Q": "swapaxes(reshape(H1 @ Wq, (n, h, dh)), 0, 1)",
+    "K": "swapaxes(reshape(H1 @ Wk, (n, h, dh)), 0, 1)",
+    "V": "swapaxes(reshape(H1 @ Wv, (n, h, dh)), 0, 1)",
+    "S": "Q @ swapaxes(K, -1, -2) / sqrt(dh)",
+    "P": "softmax(where(tril(n), S, -inf))",
+    "O": "reshape(swapaxes(P @ V, 0, 1), (n, d))",
+    "X2": "X + O @ Wo",
+    "s2": "sqrt(var(X2, axis=-1, keepdims=True) + eps)",
+    "A2": "(X2 - mean(X2, axis=-1, keepdims=True)) / s2",
+    "H2": "A2 * g2 + b2",
+    "U": "H2 @ W1",
+    "Y": "X2 + gelu(U) @ W2",
+}
+LOSS = "sum(G * Y)"
+WRT = ("Wq", "Wk", "Wv", "Wo", "W1", "W2", "g1", "b1", "g2", "b2", "X")
+
+
+def backward_program(verify: bool = False):
+    """The program `llm-math derive` prints for the block (verified when `verify`)."""
+    return derive(LOSS, list(WRT), VARS, FORWARD, sizes=SIZES, verify=verify)
+
+
+# Derived once, without the verifier: every line below becomes a checked step of the note
+# (cached by the build), so the note prints exactly what `derive` prints.
+PROGRAM = backward_program()
+BACKWARD_DEFS = {a.name: to_text(a.expr) for a in PROGRAM.steps}
+GRADIENT_NAMES = PROGRAM.gradient_names()
+GRADIENTS = {w: to_text(g) for w, g in PROGRAM.gradients}
+# Other formulas the checked steps use (small helpers; not part of the block).
+EXTRA_VARS = {"Z": "real[h, n, dh]", "Wh": "real[h, dh, d]"}
+EXTRA_DEFS = {"Oh": "P @ V"}
+
+
+def program_text() -> str:
+    """The note's backward section as `llm-math derive` text (compared with derive in tests)."""
+    lines = [f"{name} = {BACKWARD_DEFS[name]}" for name in BACKWARD_DEFS]
+    lines += [f"{GRADIENT_NAMES[w]} = {GRADIENTS[w]}" for w in WRT]
+    return "\n".join(lines)
+
+
+def gradient_step(w: str) -> Step:
+    """The checked claim that the derived gradient of `w` is the gradient of the loss."""
+    return Step(
+        f"grad({LOSS}, {w}) == {GRADIENTS[w]}",
+        WHY[w],
+        label=f"grad-{w.lower()}",
+    )
+
+
+WHY = {
+    "Wq": "$\\mathrm{d}Q$ merged back to $n \\times d$, then [[attention:local-matmul-right]]",
+    "Wk": "as for $W_Q$ with $\\mathrm{d}K$",
+    "Wv": "as for $W_Q$ with $\\mathrm{d}V$",
+    "Wo": "$X_2 = X + O W_O$: [[attention:local-matmul-right]]",
+    "W1": "$U = H_2 W_1$: [[attention:local-matmul-right]]",
+    "W2": "$Y = X_2 + \\operatorname{GELU}(U) W_2$",
+    "g1": "$H_1 = A_1 \\odot g_1 + b_1$, summed over tokens",
+    "b1": "$H_1 = A_1 \\odot g_1 + b_1$, summed over tokens",
+    "g2": "$H_2 = A_2 \\odot g_2 + b_2$, summed over tokens",
+    "b2": "$H_2 = A_2 \\odot g_2 + b_2$, summed over tokens",
+    "X": "residual path plus [[normalization:ln-backward-rows]] with $\\mathrm{d}A_1$",
+}
+
+# ---------------------------------------------------------------- counting
+
+
+def _shape_env():
+    return build_environment(
+        {**VARS, **EXTRA_VARS}, {**FORWARD, **BACKWARD_DEFS, **EXTRA_DEFS}, SIZES
+    )
+
+
+def _numel(shape: tuple, sizes: Mapping[str, int]) -> int:
+    """Entries of a symbolic shape at concrete sizes (a size may be a product `dh*h`)."""
+    out = 1
+    for dim in shape:
+        value = 1
+        for factor in str(dim).split("*"):
+            value *= int(factor) if factor.isdigit() else int(sizes[factor])
+        out *= value
+    return out
+
+
+def _concrete(values: Mapping[str, Any]) -> dict[str, int]:
+    h, dh = int(values["h"]), int(values["dh"])
+    return {"h": h, "dh": dh, "d": h * dh, "m": 4 * h * dh, "n": int(values.get("n", 1))}
+
+
+WEIGHTS = ("Wq", "Wk", "Wv", "Wo", "W1", "W2")
+
+
+def weight_count(values: Mapping[str, Any]) -> sympy.Expr:
+    """Entries of the block's weight matrices, from their declared shapes (MLP width m = 4d)."""
+    env, sizes = _shape_env(), _concrete(values)
+    return sympy.Integer(sum(_numel(env.vars[w].shape, sizes) for w in WEIGHTS))
+
+
+def forward_multiply_adds(values: Mapping[str, Any]) -> sympy.Expr:
+    """Multiply-adds of every matrix product in the forward definitions (each counted once)."""
+    env, sizes = _shape_env(), _concrete(values)
+    seen: set[int] = set()
+    total = 0
+
+    def walk(e: Expr) -> None:
+        if id(e) in seen:
+            return
+        seen.add(id(e))
+        if isinstance(e, Call) and e.fn == "matmul":
+            a, b = e.args
+            # out[..., i, j] = sum_k a[..., i, k] b[..., k, j]: one multiply-add per (out, k)
+            nonlocal total
+            total += _numel(e.shape, sizes) * _numel(a.shape[-1:], sizes)
+        for c in e.children():
+            walk(c)
+
+    walk(parse_formula("Y", env))
+    return sympy.Integer(total)
+
+
+def kv_cache_bytes(values: Mapping[str, Any]) -> sympy.Expr:
+    """Bytes of the cached K and V of L layers at context n, from the shapes of K and V."""
+    env, sizes = _shape_env(), _concrete(values)
+    per_layer = sum(_numel(env.defs[name].shape, sizes) for name in ("K", "V"))
+    return sympy.Integer(int(values["L"]) * per_layer * int(values["b"]))
+
+
+d_, h_, dh_, n_, L_, b_ = (
+    param("d", "integer"),
+    param("h", "integer"),
+    param("dh", "integer"),
+    param("n", "integer"),
+    param("L", "integer"),
+    param("b", "integer"),
+)
+
+# The example model of the prose: LLaMA-2 7B's shape [@llama2].
+EXAMPLE = {"L": 32, "h": 32, "dh": 128, "n": 4096, "b": 2}
+
+
+def _example_numbers() -> dict[str, str]:
+    """The prose's numbers, from the same counting functions the checked steps use."""
+    ex = {k: sympy.Integer(v) for k, v in EXAMPLE.items()}
+    d = EXAMPLE["h"] * EXAMPLE["dh"]
+    per_block = int(weight_count(ex))
+    kv = int(kv_cache_bytes(ex))
+    per_token = int(kv_cache_bytes({**ex, "n": sympy.Integer(1)}))
+    flops = 2 * int(forward_multiply_adds(ex)) / EXAMPLE["n"]
+    return {
+        "d": f"{d}",
+        "per_block": f"{per_block / 1e6:.0f}",
+        "all_blocks": f"{EXAMPLE['L'] * per_block / 1e9:.2f}",
+        "kv_gib": f"{kv / 2**30:.0f}",
+        "kv_token_kib": f"{per_token / 2**10:.0f}",
+        "flops_token": f"{flops / 1e6:.0f}",
+        "flops_share": f"{100 * 4 * EXAMPLE['n'] * d / flops:.0f}",
+    }
+
+
+NUMBERS = _example_numbers()
+
+# ---------------------------------------------------------------- the figure
+
+
+def draw_mask(ctx: Any):
+    """The causal attention weights of every head, evaluated from the verified definition P."""
+    rng = np.random.default_rng(0)
+    n, h, dh = 8, 3, 4
+    d = h * dh
+    values = {
+        "X": rng.standard_normal((n, d)),
+        "Wq": rng.standard_normal((d, d)) / np.sqrt(d),
+        "Wk": rng.standard_normal((d, d)) / np.sqrt(d),
+        "g1": np.ones(d),
+        "b1": np.zeros(d),
+        "eps": 1e-5,
+    }
+    weights = np.asarray(ctx.evaluate(ctx.formula("P"), values, {"n": n, "h": h, "dh": dh}))
+    fig = ctx.figure(6.6, 2.3)
+    axes = fig.subplots(1, h)
+    for k, ax in enumerate(axes):
+        ax.imshow(weights[k], cmap="Blues", vmin=0.0, vmax=1.0)
+        ax.set_title(f"head {k + 1}", fontsize=9)
+        ax.set_xlabel("key $j$")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].set_ylabel("query $i$")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- the note
+
+NOTE = Note(
+    name="transformer",
+    order=7,
+    title="Multi-head attention and the transformer block",
+    summary=(
+        "Multi-head attention with its projections $W_Q, W_K, W_V, W_O$, written with "
+        "reshapes; the causal mask; the complete backward pass of a pre-LN transformer "
+        "block, which is exactly the program `llm-math derive` prints for it; and the "
+        "block's parameters, FLOPs per token and KV-cache memory."
+    ),
+    vars={**VARS, **EXTRA_VARS},
+    defs={**FORWARD, **BACKWARD_DEFS, **EXTRA_DEFS},
+    sizes=SIZES,
+    params={
+        "d": "integer",
+        "h": "integer",
+        "dh": "integer",
+        "n": "integer",
+        "L": "integer",
+        "b": "integer",
+    },
+    references=(
+        Reference(
+            "vaswani",
+            "A. Vaswani et al., Attention Is All You Need, NeurIPS 2017.",
+            "https://arxiv.org/abs/1706.03762",
+        ),
+        Reference(
+            "gpt2",
+            "A. Radford et al., Language Models are Unsupervised Multitask Learners, 2019.",
+            "https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf",
+        ),
+        Reference(
+            "kaplan",
+            "J. Kaplan et al., Scaling Laws for Neural Language Models, 2020.",
+            "https://arxiv.org/abs/2001.08361",
+        ),
+        Reference(
+            "llama2",
+            "H. Touvron et al., Llama 2: Open Foundation and Fine-Tuned Chat Models, 2023.",
+            "https://arxiv.org/abs/2307.09288",
+        ),
+        Reference(
+            "annotated",
+            "A. Rush et al., The Annotated Transformer, 2018 (updated 2022).",
+            "https://nlp.seas.harvard.edu/annotated-transformer/",
+        ),
+    ),
+    sections=(
+        Section(
+            "Notation",
+            "A block reads $n$ tokens of width $d$, the rows of $X \\in \\mathbb{R}^{n "
+            "\\times d}$. It has $h$ heads of width $d_h$, with $d = h\\, d_h$, and an MLP "
+            "of hidden width $m$ ($m = 4d$ in the counts). $W_Q, W_K, W_V, W_O \\in "
+            "\\mathbb{R}^{d \\times d}$ are printed $\\mathrm{Wq}, \\mathrm{Wk}, \\mathrm{Wv}, "
+            "\\mathrm{Wo}$ in the formulas, and $W_1 \\in \\mathbb{R}^{d \\times m}$, $W_2 "
+            "\\in \\mathbb{R}^{m \\times d}$ are the MLP's. $g_1, b_1, g_2, b_2$ are the gains "
+            "and biases of the two LayerNorms, $\\epsilon$ their constant. $G$ is the upstream "
+            "gradient $\\partial L / \\partial Y$; as in the attention note every gradient is "
+            "claimed for the linear surrogate $\\sum (G \\odot Y)$, a statement about every "
+            "loss at once. $\\mathrm{d}Z$ is the gradient of that surrogate with respect to "
+            "$Z$. Three-dimensional arrays are indexed (head, token, feature); "
+            "$\\operatorname{reshape}$ splits the feature axis into (head, feature) and "
+            "$\\operatorname{swapaxes}$ moves the head axis first. Matrix products of "
+            "three-dimensional arrays act head by head.",
+        ),
+        Section(
+            "Projections and heads",
+            "One attention head of the attention note works on given $Q, K, V$. In a "
+            "transformer they are linear maps of the (normalized) input, and $h$ heads "
+            "run side by side, each in its own $d_h$-dimensional slice of the "
+            "$d$ projected features [@vaswani]. With $H_1$ the normalized input (below), "
+            "the queries, keys and values of all heads are",
+            Definition("Q"),
+            Definition("K"),
+            Definition("V"),
+            "Splitting the product into heads is the same as splitting the weight matrix: "
+            "head $k$ uses the columns $k d_h, \\dots, (k+1) d_h - 1$ of $W_Q$,",
+            Step(
+                "Q == H1 @ swapaxes(reshape(Wq, (d, h, dh)), 0, 1)",
+                "row $i$ of $H_1 W_Q$ is $\\sum_j (H_1)_{ij} (W_Q)_{j,\\cdot}$; reshaping "
+                "the columns commutes with the sum",
+                label="heads-split-weights",
+            ),
+            "Each head is then the scaled dot-product attention of [[attention:rows-sum-to-one]]"
+            " with its own $d_h$-dimensional queries and keys, so the scale is "
+            "$1 / \\sqrt{d_h}$ (the attention note's $d$ is a head's width):",
+            Definition("S"),
+            Definition("P"),
+            Definition("O"),
+            "$O$ concatenates the heads' outputs $P V$ feature-wise back to width $d$, and "
+            "$W_O$ mixes them. Concatenating and multiplying is the same as giving each "
+            "head its own $d_h \\times d$ slice of $W_O$ and adding the heads' "
+            "contributions. For any per-head outputs $Z$ and the slices $W_h$ of $W_O$:",
+            Step(
+                "reshape(swapaxes(Z, 0, 1), (n, d)) @ reshape(Wh, (d, d)) == sum(Z @ Wh, axis=0)",
+                "the sum over the $d$ features of the product splits into $h$ sums over "
+                "$d_h$ features",
+                label="heads-sum",
+            ),
+            "So multi-head attention is a sum of $h$ independent low-rank attention "
+            "layers, each of which reads through a $d \\times d_h$ map and writes through a "
+            "$d_h \\times d$ map.",
+        ),
+        Section(
+            "The causal mask",
+            "The mask of the attention note, $M_{ij} = -\\infty$ for $j > i$, is written "
+            "with the lower-triangular 0/1 matrix $\\operatorname{tril}_n$: "
+            "$\\operatorname{where}(\\operatorname{tril}_n, S, -\\infty)$ keeps the scores "
+            "of the visible keys and sets the others to $-\\infty$, which the softmax turns "
+            "into weight 0 (its factor $e^{-\\infty} = 0$, [[attention:mask-multiplies]]). "
+            "Checked for every head at once, the future receives no weight",
+            Step(
+                "P * (1 - tril(n)) == 0 * P",
+                "$e^{-\\infty} = 0$ in every masked entry; [[attention:future-gets-nothing]]",
+                label="mask-zero",
+            ),
+            "and every row of every head is still a distribution:",
+            Step(
+                "sum(P, axis=-1) == ones(h, n)",
+                "[[attention:prefix-sums-to-one]]; the diagonal is never masked",
+                label="mask-rows",
+            ),
+            Figure(
+                "mask",
+                "The masked attention weights $P$ of three heads ($n = 8$, $d_h = 4$) for a "
+                "random input, evaluated from the note's definition of $P$: each row is a "
+                "distribution over the keys up to the query, the upper triangle is 0.",
+                draw_mask,
+                label="fig-mask",
+            ),
+        ),
+        Section(
+            "The pre-LN transformer block",
+            "GPT-2 and later LLMs normalize before each sub-layer and add its output back "
+            "to the residual stream [@gpt2]. The block is: LayerNorm, attention, residual; "
+            "LayerNorm, MLP, residual:",
+            Definition("s1"),
+            Definition("A1"),
+            Definition("H1"),
+            Definition("X2"),
+            Definition("s2"),
+            Definition("A2"),
+            Definition("H2"),
+            Definition("U"),
+            Definition("Y"),
+        ),
+        Section(
+            "The backward pass",
+            "The lines below are the program `llm-math derive` prints for the loss "
+            f"$\\sum (G \\odot Y)$ with respect to all {len(WRT)} inputs of the block; the "
+            "note is generated from it, so the note and the tool cannot disagree. It is a "
+            "reverse sweep: each line applies the local rule of one forward line. The MLP "
+            "comes first, with the GELU derivative of [[normalization:gelu-derivative]]:",
+            *(Definition(name) for name in ("dU", "dH2", "dA2")),
+            "The second LayerNorm's backward pass, [[normalization:ln-backward-rows]] written "
+            "out, plus the residual path $G$:",
+            Definition("dX2"),
+            "Attention, batched over heads: $\\mathrm{d}O$ is split into heads exactly as "
+            "the forward pass split $H_1 W_V$, and each head then follows "
+            "[[attention:grad-v]], [[attention:local-softmax]] (masked entries get no "
+            "gradient, since their weight is 0) and [[attention:grad-q]], "
+            "[[attention:grad-k]] with $1/\\sqrt{d_h}$:",
+            *(Definition(name) for name in ("dO", "dP", "dS", "dK", "dQ", "dV")),
+            "The three heads' gradients are merged back to $n \\times d$ and flow into "
+            "$H_1$ through the three projections:",
+            *(Definition(name) for name in ("dH1", "dA1")),
+            "Each gradient below is checked against the gradient of the composed forward "
+            "computation, not against the local rules:",
+            *(gradient_step(w) for w in WRT),
+            "Every weight gradient has the form (input of the layer)$^\\top$ (gradient at "
+            "its output): for $W_Q, W_K, W_V$ the heads' gradients are merged back to "
+            "$n \\times d$ first, so one $d \\times d$ product serves all heads.",
+        ),
+        Section(
+            "Parameters, FLOPs and the KV cache",
+            "**Parameters.** Counting the entries of the declared weight shapes with "
+            "$m = 4d$ (the steps below count them from the note's declarations at "
+            "$h, d_h = 1, \\dots, 6$):",
+            Step(
+                (weight_count, 12 * (h_ * dh_) ** 2),
+                "$4 d^2$ for $W_Q, W_K, W_V, W_O$ and $2 \\cdot d \\cdot 4d$ for $W_1, W_2$",
+                label="param-count",
+                display=r"N_{\text{block}} = 4 d^2 + 2 \cdot 4 d^2 = 12\, d^2",
+            ),
+            "ignoring the $4d$ LayerNorm gains and biases (and any biases of the "
+            f"projections). For the shape of LLaMA-2 7B [@llama2], $d = {NUMBERS['d']}$, a "
+            f"block has {NUMBERS['per_block']} million weights and {EXAMPLE['L']} blocks "
+            f"{NUMBERS['all_blocks']} billion (the rest of the 7B are the embeddings, and "
+            "LLaMA's gated MLP, which has three matrices of width $\\frac{8}{3} d$ for the "
+            "same count).",
+            "**FLOPs.** Counting one multiply-add per entry of each product and each "
+            "summed index, over every matrix product in the forward definitions:",
+            Step(
+                (forward_multiply_adds, 12 * n_ * (h_ * dh_) ** 2 + 2 * n_**2 * h_ * dh_),
+                "$n \\cdot 12 d^2$ for the six weight products, $h \\cdot n^2 d_h$ each for "
+                "$Q K^\\top$ and $P V$",
+                label="flop-count",
+                display=r"\text{multiply-adds} = 12\, n d^2 + 2\, n^2 d",
+            ),
+            "A multiply-add is two FLOPs, so the forward pass costs $24 d^2 + 4 n d$ FLOPs "
+            "per token, $2 N_{\\text{block}}$ plus the attention scores [@kaplan]; the "
+            "backward pass about twice that. The causal mask could halve the $n^2$ term, "
+            f"which the count above does not exploit. For the example at $n = {EXAMPLE['n']}$ "
+            f"that is {NUMBERS['flops_token']} MFLOPs per token and block, "
+            f"{NUMBERS['flops_share']}% of it in the attention scores.",
+            "**The KV cache.** Generating one token at a time, a model keeps the keys and "
+            "values of all earlier tokens of every layer instead of recomputing them. For "
+            "$L$ layers, a context of $n$ tokens and $b$ bytes per value, counting from "
+            "the shapes of $K$ and $V$:",
+            Step(
+                (kv_cache_bytes, 2 * L_ * h_ * n_ * dh_ * b_),
+                "$K$ and $V$ are $h \\times n \\times d_h$ in each layer",
+                label="kv-cache",
+                display=r"\text{KV bytes} = 2\, L\, h\, d_h\, n\, b",
+            ),
+            f"For the example ($L = {EXAMPLE['L']}$, $h = {EXAMPLE['h']}$, "
+            f"$d_h = {EXAMPLE['dh']}$, 16-bit values, $b = {EXAMPLE['b']}$) that is "
+            f"{NUMBERS['kv_token_kib']} KiB per token and {NUMBERS['kv_gib']} GiB for one "
+            f"sequence of {EXAMPLE['n']} tokens, which is why long contexts and large "
+            "batches are limited by memory, and why grouped-query attention shares each "
+            "key and value head between several query heads (dividing $h$ in this formula).",
+        ),
+    ),
+)
