@@ -13,6 +13,7 @@ from engine.expr import Call, Expr
 from engine.notes import Definition, Figure, Note, Reference, Section, Step
 from engine.notes.symbols import param
 from engine.parser import build_environment, parse_formula
+from engine.printing.latex import latex_name, to_latex
 from engine.printing.text import to_text
 
 # ---------------------------------------------------------------- the block
@@ -77,27 +78,68 @@ def program_text() -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- layout of long lines
+
+LONG_LINE = 120  # LaTeX characters: a longer sum is set one term per line
+
+
+def terms(e: Expr) -> list[tuple[str, Expr]]:
+    """The top-level terms of a sum `a + b - c` as (sign, term), left to right."""
+    if isinstance(e, Call) and e.fn in ("add", "sub"):
+        a, b = e.args
+        return [*terms(a), ("+" if e.fn == "add" else "-", b)]
+    return [("+", e)]
+
+
+def _term_latex(term: Expr) -> str:
+    text = to_latex(term)
+    if isinstance(term, Call) and term.fn in ("add", "sub"):
+        return f"\\left({text}\\right)"
+    return text
+
+
+def broken_latex(e: Expr) -> str:
+    """`to_latex(e)`, with a long sum set one term per line (layout only: the same terms)."""
+    parts = terms(e)
+    whole = to_latex(e)
+    if len(parts) == 1 or len(whole) <= LONG_LINE:
+        return whole
+    first = _term_latex(parts[0][1])
+    rest = [f"{sign} {_term_latex(t)}" for sign, t in parts[1:]]
+    return "\\begin{aligned}[t] & " + " \\\\\n& ".join([first, *rest]) + " \\end{aligned}"
+
+
+def program_block(names: tuple[str, ...]) -> str:
+    """Prose display math of the program lines `names`, as `Program.to_latex` sets them,
+    one term per line where a line is long."""
+    env = _shape_env()
+    rows = [f"{latex_name(x)} &\\mathrel{{:=}} {broken_latex(env.defs[x].body)}" for x in names]
+    return "$$\n\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n$$"
+
+
 def gradient_step(w: str) -> Step:
     """The checked claim that the derived gradient of `w` is the gradient of the loss."""
-    return Step(
-        f"grad({LOSS}, {w}) == {GRADIENTS[w]}",
-        WHY[w],
-        label=f"grad-{w.lower()}",
-    )
+    env = _shape_env()
+    claim = f"grad({LOSS}, {w}) == {GRADIENTS[w]}"
+    lhs, rhs = (parse_formula(x, env) for x in claim.split("=="))
+    display = None
+    if len(to_latex(rhs)) > LONG_LINE:
+        display = f"{to_latex(lhs)} = {broken_latex(rhs)}"
+    return Step(claim, WHY[w], label=f"grad-{w.lower()}", display=display)
 
 
 WHY = {
-    "Wq": "$\\mathrm{d}Q$ merged back to $n \\times d$, then [[attention:local-matmul-right]]",
-    "Wk": "as for $W_Q$ with $\\mathrm{d}K$",
-    "Wv": "as for $W_Q$ with $\\mathrm{d}V$",
-    "Wo": "$X_2 = X + O W_O$: [[attention:local-matmul-right]]",
-    "W1": "$U = H_2 W_1$: [[attention:local-matmul-right]]",
-    "W2": "$Y = X_2 + \\operatorname{GELU}(U) W_2$",
-    "g1": "$H_1 = A_1 \\odot g_1 + b_1$, summed over tokens",
-    "b1": "$H_1 = A_1 \\odot g_1 + b_1$, summed over tokens",
-    "g2": "$H_2 = A_2 \\odot g_2 + b_2$, summed over tokens",
-    "b2": "$H_2 = A_2 \\odot g_2 + b_2$, summed over tokens",
-    "X": "residual path plus [[normalization:ln-backward-rows]] with $\\mathrm{d}A_1$",
+    "Wq": "[[attention:local-matmul-right]], heads merged",
+    "Wk": "as for $W_Q$, with $\\mathrm{d}K$",
+    "Wv": "as for $W_Q$, with $\\mathrm{d}V$",
+    "Wo": "[[attention:local-matmul-right]]",
+    "W1": "[[attention:local-matmul-right]]",
+    "W2": "[[attention:local-matmul-right]]",
+    "g1": "summed over tokens",
+    "b1": "summed over tokens",
+    "g2": "summed over tokens",
+    "b2": "summed over tokens",
+    "X": "[[normalization:ln-backward-rows]]",
 }
 
 # ---------------------------------------------------------------- counting
@@ -309,8 +351,7 @@ NOTE = Note(
             "head $k$ uses the columns $k d_h, \\dots, (k+1) d_h - 1$ of $W_Q$,",
             Step(
                 "Q == H1 @ swapaxes(reshape(Wq, (d, h, dh)), 0, 1)",
-                "row $i$ of $H_1 W_Q$ is $\\sum_j (H_1)_{ij} (W_Q)_{j,\\cdot}$; reshaping "
-                "the columns commutes with the sum",
+                "head $k$: columns $k d_h \\dots (k+1) d_h - 1$",
                 label="heads-split-weights",
             ),
             "Each head is then the scaled dot-product attention of [[attention:rows-sum-to-one]]"
@@ -325,8 +366,7 @@ NOTE = Note(
             "contributions. For any per-head outputs $Z$ and the slices $W_h$ of $W_O$:",
             Step(
                 "reshape(swapaxes(Z, 0, 1), (n, d)) @ reshape(Wh, (d, d)) == sum(Z @ Wh, axis=0)",
-                "the sum over the $d$ features of the product splits into $h$ sums over "
-                "$d_h$ features",
+                "sum split by head",
                 label="heads-sum",
             ),
             "So multi-head attention is a sum of $h$ independent low-rank attention "
@@ -383,19 +423,19 @@ NOTE = Note(
             "note is generated from it, so the note and the tool cannot disagree. It is a "
             "reverse sweep: each line applies the local rule of one forward line. The MLP "
             "comes first, with the GELU derivative of [[normalization:gelu-derivative]]:",
-            *(Definition(name) for name in ("dU", "dH2", "dA2")),
+            program_block(("dU", "dH2", "dA2")),
             "The second LayerNorm's backward pass, [[normalization:ln-backward-rows]] written "
             "out, plus the residual path $G$:",
-            Definition("dX2"),
+            program_block(("dX2",)),
             "Attention, batched over heads: $\\mathrm{d}O$ is split into heads exactly as "
             "the forward pass split $H_1 W_V$, and each head then follows "
             "[[attention:grad-v]], [[attention:local-softmax]] (masked entries get no "
             "gradient, since their weight is 0) and [[attention:grad-q]], "
             "[[attention:grad-k]] with $1/\\sqrt{d_h}$:",
-            *(Definition(name) for name in ("dO", "dP", "dS", "dK", "dQ", "dV")),
+            program_block(("dO", "dP", "dS", "dK", "dQ", "dV")),
             "The three heads' gradients are merged back to $n \\times d$ and flow into "
             "$H_1$ through the three projections:",
-            *(Definition(name) for name in ("dH1", "dA1")),
+            program_block(("dH1", "dA1")),
             "Each gradient below is checked against the gradient of the composed forward "
             "computation, not against the local rules:",
             *(gradient_step(w) for w in WRT),
@@ -424,8 +464,7 @@ NOTE = Note(
             "summed index, over every matrix product in the forward definitions:",
             Step(
                 (forward_multiply_adds, 12 * n_ * (h_ * dh_) ** 2 + 2 * n_**2 * h_ * dh_),
-                "$n \\cdot 12 d^2$ for the six weight products, $h \\cdot n^2 d_h$ each for "
-                "$Q K^\\top$ and $P V$",
+                "weights; $Q K^\\top$ and $P V$",
                 label="flop-count",
                 display=r"\text{multiply-adds} = 12\, n d^2 + 2\, n^2 d",
             ),

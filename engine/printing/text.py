@@ -58,11 +58,8 @@ def _mixes_products(parent: Call, left: Expr) -> bool:
 
 def to_text(e: Expr) -> str:
     """Formula-language source for `e` (definitions print as their names)."""
-    if isinstance(e, Var):
+    if isinstance(e, Var | Size):
         return e.name
-    if isinstance(e, Size):
-        # a product of sizes (`dh*h`, from a size relation) is one operand: `A / (dh*h)`
-        return e.name if e.name.isidentifier() else f"({e.name})"
     if isinstance(e, Ref):
         return e.name
     if isinstance(e, Const):
