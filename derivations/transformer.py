@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import sympy
+from engine.printing.size_names import named_sizes
 
 from engine.derive.core import derive
 from engine.expr import Call, Expr
@@ -14,7 +15,6 @@ from engine.notes import Definition, Figure, Note, Reference, Section, Step
 from engine.notes.symbols import param
 from engine.parser import build_environment, parse_formula
 from engine.printing.latex import latex_name, to_latex
-from engine.printing.text import to_text
 
 # ---------------------------------------------------------------- the block
 
@@ -63,9 +63,11 @@ def backward_program(verify: bool = False):
 # Derived once, without the verifier: every line below becomes a checked step of the note
 # (cached by the build), so the note prints exactly what `derive` prints.
 PROGRAM = backward_program()
-BACKWARD_DEFS = {a.name: to_text(a.expr) for a in PROGRAM.steps}
 GRADIENT_NAMES = PROGRAM.gradient_names()
-GRADIENTS = {w: to_text(g) for w, g in PROGRAM.gradients}
+# The program's own text, line by line (`name = expr`, sizes named as derive names them).
+_LINES = dict(line.split(" = ", 1) for line in PROGRAM.to_text().split("\n"))
+BACKWARD_DEFS = {a.name: _LINES[a.name] for a in PROGRAM.steps}
+GRADIENTS = {w: _LINES[GRADIENT_NAMES[w]] for w in WRT}
 # Other formulas the checked steps use (small helpers; not part of the block).
 EXTRA_VARS = {"Z": "real[h, n, dh]", "Wh": "real[h, dh, d]"}
 EXTRA_DEFS = {"Oh": "P @ V"}
@@ -91,55 +93,66 @@ def terms(e: Expr) -> list[tuple[str, Expr]]:
     return [("+", e)]
 
 
-def _term_latex(term: Expr) -> str:
-    text = to_latex(term)
-    if isinstance(term, Call) and term.fn in ("add", "sub"):
-        return f"\\left({text}\\right)"
-    return text
+def split_top_level(latex: str) -> list[str]:
+    """`latex` cut before each ` + ` / ` - ` outside every bracket: `a + b - c` gives
+    [`a`, `+ b`, `- c`]; the pieces joined with spaces are `latex` again."""
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(latex):
+        if ch in "({[":
+            depth += 1
+        elif ch in ")}]":
+            depth -= 1
+        elif depth == 0 and latex[i : i + 3] in (" + ", " - ") and i > start:
+            pieces.append(latex[start:i])
+            start = i + 1
+    return [*pieces, latex[start:]]
 
 
 def broken_latex(e: Expr) -> str:
-    """`to_latex(e)`, with a long sum set one term per line (layout only: the same terms)."""
-    parts = terms(e)
+    """`to_latex(e)` with a long sum set one term per line: the printer's own text, cut at its
+    top-level signs (layout only; left whole unless the cuts match the sum's terms)."""
     whole = to_latex(e)
-    if len(parts) == 1 or len(whole) <= LONG_LINE:
+    pieces = split_top_level(whole)
+    if len(whole) <= LONG_LINE or len(pieces) == 1 or len(pieces) != len(terms(e)):
         return whole
-    first = _term_latex(parts[0][1])
-    rest = [f"{sign} {_term_latex(t)}" for sign, t in parts[1:]]
-    return "\\begin{aligned}[t] & " + " \\\\\n& ".join([first, *rest]) + " \\end{aligned}"
+    return "\\begin{aligned}[t] & " + " \\\\\n& ".join(pieces) + " \\end{aligned}"
 
 
 def program_block(names: tuple[str, ...]) -> str:
-    """Prose display math of the program lines `names`, as `Program.to_latex` sets them,
-    one term per line where a line is long."""
-    env = _shape_env()
-    rows = [f"{latex_name(x)} &\\mathrel{{:=}} {broken_latex(env.defs[x].body)}" for x in names]
+    """Prose display math of the program lines `names`, printed as `Program.to_latex` prints
+    them, one term per line where a line is long."""
+    exprs = {a.name: a.expr for a in PROGRAM.steps}
+    with named_sizes(PROGRAM.env.size_rels):
+        rows = [f"{latex_name(x)} &\\mathrel{{:=}} {broken_latex(exprs[x])}" for x in names]
     return "$$\n\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n$$"
 
 
 def gradient_step(w: str) -> Step:
-    """The checked claim that the derived gradient of `w` is the gradient of the loss."""
-    env = _shape_env()
-    claim = f"grad({LOSS}, {w}) == {GRADIENTS[w]}"
-    lhs, rhs = (parse_formula(x, env) for x in claim.split("=="))
-    display = None
-    if len(to_latex(rhs)) > LONG_LINE:
-        display = f"{to_latex(lhs)} = {broken_latex(rhs)}"
-    return Step(claim, WHY[w], label=f"grad-{w.lower()}", display=display)
+    """The checked claim that the derived gradient of `w` is the gradient of the loss, printed
+    as `Program.to_latex` prints the gradient (one term per line where it is long)."""
+    lhs = to_latex(parse_formula(f"grad({LOSS}, {w})", _shape_env()))
+    with named_sizes(PROGRAM.env.size_rels):
+        rhs = broken_latex(dict(PROGRAM.gradients)[w])
+    return Step(
+        f"grad({LOSS}, {w}) == {GRADIENTS[w]}",
+        WHY[w],
+        label=f"grad-{w.lower()}",
+        display=f"{lhs} = {rhs}",
+    )
 
 
 WHY = {
-    "Wq": "[[attention:local-matmul-right]], heads merged",
+    "Wq": "heads merged; attention note [[attention:local-matmul-right]]",
     "Wk": "as for $W_Q$, with $\\mathrm{d}K$",
     "Wv": "as for $W_Q$, with $\\mathrm{d}V$",
-    "Wo": "[[attention:local-matmul-right]]",
-    "W1": "[[attention:local-matmul-right]]",
-    "W2": "[[attention:local-matmul-right]]",
+    "Wo": "attention note [[attention:local-matmul-right]]",
+    "W1": "attention note [[attention:local-matmul-right]]",
+    "W2": "attention note [[attention:local-matmul-right]]",
     "g1": "summed over tokens",
     "b1": "summed over tokens",
     "g2": "summed over tokens",
     "b2": "summed over tokens",
-    "X": "[[normalization:ln-backward-rows]]",
+    "X": "normalization note [[normalization:ln-backward-rows]]",
 }
 
 # ---------------------------------------------------------------- counting
@@ -354,7 +367,8 @@ NOTE = Note(
                 "head $k$: columns $k d_h \\dots (k+1) d_h - 1$",
                 label="heads-split-weights",
             ),
-            "Each head is then the scaled dot-product attention of [[attention:rows-sum-to-one]]"
+            "Each head is then the scaled dot-product attention of the attention note, "
+            "[[attention:rows-sum-to-one]],"
             " with its own $d_h$-dimensional queries and keys, so the scale is "
             "$1 / \\sqrt{d_h}$ (the attention note's $d$ is a head's width):",
             Definition("S"),
@@ -379,17 +393,18 @@ NOTE = Note(
             "with the lower-triangular 0/1 matrix $\\operatorname{tril}_n$: "
             "$\\operatorname{where}(\\operatorname{tril}_n, S, -\\infty)$ keeps the scores "
             "of the visible keys and sets the others to $-\\infty$, which the softmax turns "
-            "into weight 0 (its factor $e^{-\\infty} = 0$, [[attention:mask-multiplies]]). "
+            "into weight 0 (its factor $e^{-\\infty} = 0$, the attention note's "
+            "[[attention:mask-multiplies]]). "
             "Checked for every head at once, the future receives no weight",
             Step(
                 "P * (1 - tril(n)) == 0 * P",
-                "$e^{-\\infty} = 0$ in every masked entry; [[attention:future-gets-nothing]]",
+                "$e^{-\\infty} = 0$; attention note [[attention:future-gets-nothing]]",
                 label="mask-zero",
             ),
             "and every row of every head is still a distribution:",
             Step(
                 "sum(P, axis=-1) == ones(h, n)",
-                "[[attention:prefix-sums-to-one]]; the diagonal is never masked",
+                "attention note [[attention:prefix-sums-to-one]]",
                 label="mask-rows",
             ),
             Figure(
@@ -422,13 +437,16 @@ NOTE = Note(
             f"$\\sum (G \\odot Y)$ with respect to all {len(WRT)} inputs of the block; the "
             "note is generated from it, so the note and the tool cannot disagree. It is a "
             "reverse sweep: each line applies the local rule of one forward line. The MLP "
-            "comes first, with the GELU derivative of [[normalization:gelu-derivative]]:",
+            "comes first, with the GELU derivative of the normalization note's "
+            "[[normalization:gelu-derivative]]:",
             program_block(("dU", "dH2", "dA2")),
-            "The second LayerNorm's backward pass, [[normalization:ln-backward-rows]] written "
+            "The second LayerNorm's backward pass, the normalization note's "
+            "[[normalization:ln-backward-rows]] written "
             "out, plus the residual path $G$:",
             program_block(("dX2",)),
             "Attention, batched over heads: $\\mathrm{d}O$ is split into heads exactly as "
             "the forward pass split $H_1 W_V$, and each head then follows "
+            "the attention note's "
             "[[attention:grad-v]], [[attention:local-softmax]] (masked entries get no "
             "gradient, since their weight is 0) and [[attention:grad-q]], "
             "[[attention:grad-k]] with $1/\\sqrt{d_h}$:",
@@ -458,7 +476,7 @@ NOTE = Note(
             f"projections). For the shape of LLaMA-2 7B [@llama2], $d = {NUMBERS['d']}$, a "
             f"block has {NUMBERS['per_block']} million weights and {EXAMPLE['L']} blocks "
             f"{NUMBERS['all_blocks']} billion (the rest of the 7B are the embeddings, and "
-            "LLaMA's gated MLP, which has three matrices of width $\\frac{8}{3} d$ for the "
+            "LLaMA's gated MLP has three matrices of width about $\\frac{8}{3} d$, about the "
             "same count).",
             "**FLOPs.** Counting one multiply-add per entry of each product and each "
             "summed index, over every matrix product in the forward definitions:",
@@ -469,11 +487,13 @@ NOTE = Note(
                 display=r"\text{multiply-adds} = 12\, n d^2 + 2\, n^2 d",
             ),
             "A multiply-add is two FLOPs, so the forward pass costs $24 d^2 + 4 n d$ FLOPs "
-            "per token, $2 N_{\\text{block}}$ plus the attention scores [@kaplan]; the "
-            "backward pass about twice that. The causal mask could halve the $n^2$ term, "
+            "per token: $2 N_{\\text{block}}$, the rule of [@kaplan], plus the attention "
+            "terms (which [@kaplan] count for $Q K^\\top$ only, as $2 n d$); the "
+            "backward pass costs about twice the forward. The causal mask could halve the "
+            "$n^2$ term, "
             f"which the count above does not exploit. For the example at $n = {EXAMPLE['n']}$ "
             f"that is {NUMBERS['flops_token']} MFLOPs per token and block, "
-            f"{NUMBERS['flops_share']}% of it in the attention scores.",
+            f"{NUMBERS['flops_share']}% of it in the attention terms.",
             "**The KV cache.** Generating one token at a time, a model keeps the keys and "
             "values of all earlier tokens of every layer instead of recomputing them. For "
             "$L$ layers, a context of $n$ tokens and $b$ bytes per value, counting from "
