@@ -220,3 +220,15 @@ def test_cross_references_name_existing_equations():
     for note, label in refs:
         other = NoteUnderTest(note)
         assert any(s.label == label for s in other.steps), f"{note}:{label}"
+
+
+def test_size_relations_reach_the_environment_and_the_cached_claim():
+    import dataclasses
+
+    from engine.notes.cache import step_claim
+
+    assert set(ENV.size_rels) == {"d"}
+    step = labelled("heads-sum")
+    assert step_claim(NOTE, step, "fp")["sizes"] == [["d", "h * dh"]]
+    # a note without relations keeps the claim it had before the field existed
+    assert "sizes" not in step_claim(dataclasses.replace(NOTE, sizes={}), step, "fp")
