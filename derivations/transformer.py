@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import sympy
-from engine.printing.size_names import named_sizes
 
 from engine.derive.core import derive
 from engine.expr import Call, Expr
@@ -70,7 +69,6 @@ BACKWARD_DEFS = {a.name: _LINES[a.name] for a in PROGRAM.steps}
 GRADIENTS = {w: _LINES[GRADIENT_NAMES[w]] for w in WRT}
 # Other formulas the checked steps use (small helpers; not part of the block).
 EXTRA_VARS = {"Z": "real[h, n, dh]", "Wh": "real[h, dh, d]"}
-EXTRA_DEFS = {"Oh": "P @ V"}
 
 
 def program_text() -> str:
@@ -121,6 +119,8 @@ def broken_latex(e: Expr) -> str:
 def program_block(names: tuple[str, ...]) -> str:
     """Prose display math of the program lines `names`, printed as `Program.to_latex` prints
     them, one term per line where a line is long."""
+    from engine.printing.size_names import named_sizes  # `d`, not `dh*h`, as derive prints
+
     exprs = {a.name: a.expr for a in PROGRAM.steps}
     with named_sizes(PROGRAM.env.size_rels):
         rows = [f"{latex_name(x)} &\\mathrel{{:=}} {broken_latex(exprs[x])}" for x in names]
@@ -130,6 +130,8 @@ def program_block(names: tuple[str, ...]) -> str:
 def gradient_step(w: str) -> Step:
     """The checked claim that the derived gradient of `w` is the gradient of the loss, printed
     as `Program.to_latex` prints the gradient (one term per line where it is long)."""
+    from engine.printing.size_names import named_sizes  # `d`, not `dh*h`, as derive prints
+
     lhs = to_latex(parse_formula(f"grad({LOSS}, {w})", _shape_env()))
     with named_sizes(PROGRAM.env.size_rels):
         rhs = broken_latex(dict(PROGRAM.gradients)[w])
@@ -159,9 +161,7 @@ WHY = {
 
 
 def _shape_env():
-    return build_environment(
-        {**VARS, **EXTRA_VARS}, {**FORWARD, **BACKWARD_DEFS, **EXTRA_DEFS}, SIZES
-    )
+    return build_environment({**VARS, **EXTRA_VARS}, {**FORWARD, **BACKWARD_DEFS}, SIZES)
 
 
 def _numel(shape: tuple, sizes: Mapping[str, int]) -> int:
@@ -218,8 +218,7 @@ def kv_cache_bytes(values: Mapping[str, Any]) -> sympy.Expr:
     return sympy.Integer(int(values["L"]) * per_layer * int(values["b"]))
 
 
-d_, h_, dh_, n_, L_, b_ = (
-    param("d", "integer"),
+h_, dh_, n_, L_, b_ = (
     param("h", "integer"),
     param("dh", "integer"),
     param("n", "integer"),
@@ -295,10 +294,9 @@ NOTE = Note(
         "block's parameters, FLOPs per token and KV-cache memory."
     ),
     vars={**VARS, **EXTRA_VARS},
-    defs={**FORWARD, **BACKWARD_DEFS, **EXTRA_DEFS},
+    defs={**FORWARD, **BACKWARD_DEFS},
     sizes=SIZES,
     params={
-        "d": "integer",
         "h": "integer",
         "dh": "integer",
         "n": "integer",
