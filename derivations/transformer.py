@@ -383,7 +383,8 @@ NOTE = Note(
             ),
             "So multi-head attention is a sum of $h$ independent low-rank attention "
             "layers, each of which reads through a $d \\times d_h$ map and writes through a "
-            "$d_h \\times d$ map.",
+            "$d_h \\times d$ map. Implementations compute all heads with one $d \\times d$ "
+            "product and a reshape, as above [@annotated].",
         ),
         Section(
             "The causal mask",
