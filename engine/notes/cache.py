@@ -157,6 +157,8 @@ def step_claim(note: Note, step: Step, fingerprint: str, note_source: str = "") 
     }
     if step.numeric is not None:  # only then, so records of other steps keep their keys
         claim["numeric"] = _side_key(step.numeric, note_source)
+    if note.sizes:  # only when declared, so the records of notes without size relations stay
+        claim["sizes"] = sorted(note.sizes.items())
     return json.loads(_canonical(claim))  # tuples become lists, as they come back from disk
 
 

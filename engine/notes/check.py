@@ -81,7 +81,7 @@ def _side_text(side: Any) -> str:
 
 def environment(note: Note) -> Environment:
     """The formula-language Environment of a note."""
-    return build_environment(dict(note.vars), dict(note.defs))
+    return build_environment(dict(note.vars), dict(note.defs), dict(note.sizes) or None)
 
 
 # ---------------------------------------------------------------- checking a note

@@ -172,6 +172,8 @@ class Note:
     params: Mapping[str, str] = field(default_factory=dict)
     references: tuple[Reference, ...] = ()
     seed: int = 0
+    # Size relations of the formula language ("d": "h * dh"), as `llm-math derive --size-rel`.
+    sizes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         sections = (self.sections,) if isinstance(self.sections, Section) else self.sections
