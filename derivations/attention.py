@@ -145,9 +145,11 @@ def draw_dilution(ctx: Any):
 NOTE = Note(
     name="attention",
     order=3,
-    title="Attention, a full derivation",
+    title="Attention, one head, derived in full",
     summary=(
-        "Scaled dot-product attention from the ground up: why the scores are divided by "
+        "Scaled dot-product attention for a single head, from the ground up (projections, "
+        "heads and the block are the subject of the transformer note): why the scores are "
+        "divided by "
         "$\\sqrt{d}$, how the causal mask hides the future, the complete backward pass "
         "$\\mathrm{d}V, \\mathrm{d}P, \\mathrm{d}S, \\mathrm{d}Q, \\mathrm{d}K$ in matrix "
         "form, and how a relevant token's weight is diluted as the context grows."

@@ -29,6 +29,13 @@ def p(a):
 # ---------------------------------------------------------------- markup
 
 
+def test_tex_escape_comparisons_and_bars():
+    # OT1 text fonts print < > | as ¡ ¿ —: the checks appendix read "sizes ¿= 4"
+    assert tex_escape("sizes >= 4, |x| < 1") == (
+        r"sizes \textgreater{}= 4, \textbar{}x\textbar{} \textless{} 1"
+    )
+
+
 def test_tex_escape_specials_and_unicode():
     assert tex_escape("50% of a_b & #1 {x}") == r"50\% of a\_b \& \#1 \{x\}"
     assert tex_escape("a — b ≈ c") == r"a --- b $\approx$ c"

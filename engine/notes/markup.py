@@ -49,6 +49,10 @@ _TEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "$": r"\$",
+    # OT1 text fonts have no < > |: they print as ¡ ¿ — (a check detail "sizes >= 4" read "¿= 4")
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
 }
 
 
