@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -106,13 +107,43 @@ def split_top_level(latex: str) -> list[str]:
     return [*pieces, latex[start:]]
 
 
+def _closing_brace(text: str, start: int) -> int:
+    """The index of the `}` that closes the `{` at `start`."""
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return i
+    raise ValueError("unbalanced braces")
+
+
+def broken_fraction(piece: str) -> str:
+    """A sum's term `[sign] \\frac{a - b - c}{w}` with its numerator set one term per line
+    (layout only: the same LaTeX with line breaks); any other piece unchanged."""
+    head = re.match(r"([+-] )?\\frac\{", piece)
+    if head is None:
+        return piece
+    sign = head.group(1) or ""
+    start = len(sign) + len("\\frac")
+    end = _closing_brace(piece, start)
+    if not piece[end + 1 :].startswith("{") or _closing_brace(piece, end + 1) != len(piece) - 1:
+        return piece
+    parts = split_top_level(piece[start + 1 : end])
+    if len(parts) == 1:
+        return piece
+    lines = " \\\\ & ".join(parts)
+    return f"{sign}\\frac{{\\begin{{aligned}} & {lines} \\end{{aligned}}}}{piece[end + 1 :]}"
+
+
 def broken_latex(e: Expr) -> str:
-    """`to_latex(e)` with a long sum set one term per line: the printer's own text, cut at its
-    top-level signs (layout only; left whole unless the cuts match the sum's terms)."""
+    """`to_latex(e)` with a long sum set one term per line, and a long fraction's numerator too:
+    the printer's own text, cut at its top-level signs (layout only; left whole unless the cuts
+    match the sum's terms)."""
     whole = to_latex(e)
     pieces = split_top_level(whole)
     if len(whole) <= LONG_LINE or len(pieces) == 1 or len(pieces) != len(terms(e)):
         return whole
+    pieces = [broken_fraction(p) if len(p) > LONG_LINE else p for p in pieces]
     return "\\begin{aligned}[t] & " + " \\\\\n& ".join(pieces) + " \\end{aligned}"
 
 
@@ -393,14 +424,9 @@ NOTE = Note(
             "$\\operatorname{where}(\\operatorname{tril}_n, S, -\\infty)$ keeps the scores "
             "of the visible keys and sets the others to $-\\infty$, which the softmax turns "
             "into weight 0 (its factor $e^{-\\infty} = 0$, the attention note's "
-            "[[attention:mask-multiplies]]). "
-            "Checked for every head at once, the future receives no weight",
-            Step(
-                "P * (1 - tril(n)) == 0 * P",
-                "$e^{-\\infty} = 0$; attention note [[attention:future-gets-nothing]]",
-                label="mask-zero",
-            ),
-            "and every row of every head is still a distribution:",
+            "[[attention:mask-multiplies]]), so the future receives no weight in any head "
+            "(the attention note's [[attention:future-gets-nothing]], entry by entry). "
+            "Checked for every head at once, every row is still a distribution:",
             Step(
                 "sum(P, axis=-1) == ones(h, n)",
                 "attention note [[attention:prefix-sums-to-one]]",

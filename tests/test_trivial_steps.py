@@ -26,6 +26,21 @@ def _unfold(e: Expr) -> Expr:
     return e
 
 
+REARRANGING = ("reshape", "swapaxes", "transpose", "concat", "stack", "split", "getitem", "pad")
+
+
+def _rearranged(e: Expr) -> list[str]:
+    """The functions written in `e` (not inside its definitions) that move entries around."""
+    found, stack = [], [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Call):
+            if node.fn in REARRANGING:
+                found.append(node.fn)
+            stack.extend(node.args)
+    return sorted(found)
+
+
 def _by_definitions(note: Note, lhs: str, rhs: str) -> bool:
     """True when the sides of a formula step agree by unfolding definitions and SymPy's automatic
     evaluation at small sizes (no simplification, no differentiation: steps with a grad or a
@@ -34,6 +49,11 @@ def _by_definitions(note: Note, lhs: str, rhs: str) -> bool:
     left, right = parse_formula(lhs, env), parse_formula(rhs, env)
     if _unfold(left) == _unfold(right):
         return True
+    if _rearranged(left) != _rearranged(right):
+        # the same entries in two arrangements (heads split by reshape vs by the weight's column
+        # blocks; concatenated heads times W_O vs a sum over heads): SymPy's entries agree at
+        # once, and that agreement is the step's content, a block-matrix identity
+        return False
     if any(
         isinstance(n, Call) and n.fn in ("grad", "jacobian")
         for side in (left, right)
@@ -95,3 +115,7 @@ def test_the_detector_finds_the_trivial_steps_the_review_removed():
     row = p[i] * sympy.KroneckerDelta(i, j) - p[i] * p[j]
     assert _regrouped(row, p[i] * (sympy.KroneckerDelta(i, j) - p[j]))
     assert not _regrouped(row, p[i] * (sympy.KroneckerDelta(i, j) + p[j]))
+    # a block-matrix identity between two arrangements is content, not a tautology
+    transformer = NOTES["transformer"]
+    assert not _by_definitions(transformer, "Q", "H1 @ swapaxes(reshape(Wq, (d, h, dh)), 0, 1)")
+    assert _by_definitions(transformer, "P * (1 - tril(n))", "0 * P")

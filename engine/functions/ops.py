@@ -57,9 +57,9 @@ def broadcast_latex(n: Call, i: int, text: str) -> str:
         return text
     one = sympy.Integer(1)
     if mine[1] == one and other[1] != one and mine[0] != one:
-        return rf"{text} \, \mathbf{{1}}_{{{sympy.latex(other[1])}}}^{{\top}}"
+        return rf"{text} \, \mathbf{{1}}_{{{dim_latex(other[1])}}}^{{\top}}"
     if mine[0] == one and other[0] != one and mine[1] != one:
-        return rf"\mathbf{{1}}_{{{sympy.latex(other[0])}}} \, {text}"
+        return rf"\mathbf{{1}}_{{{dim_latex(other[0])}}} \, {text}"
     return text
 
 

@@ -73,4 +73,9 @@ def dim_latex(d: sympy.Expr) -> str:
     from engine.printing.latex import size_latex
 
     name = dim_name(d)
-    return size_latex(name) if name else sympy.latex(d)
+    if name:
+        return size_latex(name)
+    if not isinstance(d, sympy.Expr):
+        return str(d)
+    # dh as d_{h} (never `dh`, which reads as d times h), in products too
+    return sympy.latex(d, symbol_names={s: size_latex(s.name) for s in d.free_symbols})
