@@ -32,6 +32,7 @@ from engine.export.forms import (
     Template,
 )
 from engine.export.labels import CHECK_LABELS, JIT_NOTE, label_checks, label_sizes
+from engine.export.layout import lay_out
 from engine.export.lower import Lowering, share_definitions
 from engine.export.size_plan import SIZE_ARG, SizePlan, plan_sizes, sizes_paragraph
 from engine.export.target import Target
@@ -545,7 +546,7 @@ class Emitter:
         src += ["", "", f"def {name}({', '.join(args)}, *, {keywords}dtype=None):{ambiguous}"]
         src.append('    """' + _fill(doc, 4) + '\n    """')
         src += ["    " + line for line in body]
-        return "\n".join(src) + "\n"
+        return lay_out("\n".join(src)) + "\n"
 
 
 def _tuple_text(items: list[str]) -> str:
