@@ -31,6 +31,8 @@ from engine.export.forms import (
     Postfix,
     Template,
 )
+from engine.export.labels import CHECK_LABELS, JIT_NOTE, label_checks, label_sizes
+from engine.export.layout import lay_out
 from engine.export.lower import Lowering, share_definitions
 from engine.export.size_plan import SIZE_ARG, SizePlan, plan_sizes, sizes_paragraph
 from engine.export.target import Target
@@ -153,6 +155,7 @@ class Emitter:
         self.arg = {v: self.namer.claim(v) for v in env.vars}
         self.size = {s: self.namer.claim(s) for s in env.sizes}
         self.sizes_used: set[str] = set()
+        self.checks_labels = False
         self.what = {"jacobian": "Jacobian", "hessian": "Hessian"}.get(program.kind, "gradients")
         self.vars_used: set[str] = set()
         self.size_plan = SizePlan()  # set by preamble: sizes taken as keywords or solved
@@ -404,6 +407,8 @@ class Emitter:
         every argument is a scalar.
         """
         env = self.program.env
+        labels = label_sizes(env, names)  # integer labels: their bound V is read to check them
+        self.sizes_used |= labels
         votes = [v for v in names if env.vars[v].shape and env.vars[v].vtype != "index"] or names
         out = [self.target.setup.format(dtype=dtype, args=", ".join(self.arg[v] for v in votes))]
         for v in names:
@@ -458,15 +463,22 @@ class Emitter:
             fn, env, names, self.arg, self.size, need, readable, set(need) & set(first)
         )
         self.size_plan = plan
-        return out + plan.lines
+        known = set(need) | set(plan.params)
+        checks = label_checks(fn, names, env, self.arg, self.size, known)
+        self.checks_labels = self.checks_labels or bool(checks)
+        return out + plan.lines + checks
 
     def helper_sources(self) -> list[str]:
         """The module's helper functions: the target's, the shape check, then the forms'."""
         extra = [SIZE_ARG] if self.size_plan.params else []
+        if self.checks_labels:
+            extra.append(CHECK_LABELS[self.target.name])
         return [*self.target.helpers, CHECK_SHAPES, *extra, *(HELPERS[h] for h in self.helpers)]
 
     def header_lines(self, header: list[str]) -> list[str]:
         """Module docstring, imports, helpers: everything before the exported function."""
+        if self.checks_labels and self.target.name == "jax":
+            header = [*header, "", JIT_NOTE]
         src: list[str] = ['"""' + _fill(header, 0) + '\n"""', ""]
         std = sorted(i for i in self.imports if i == MATH)
         third = sorted(i for i in self.imports if i != MATH and i.startswith("import "))
@@ -534,7 +546,7 @@ class Emitter:
         src += ["", "", f"def {name}({', '.join(args)}, *, {keywords}dtype=None):{ambiguous}"]
         src.append('    """' + _fill(doc, 4) + '\n    """')
         src += ["    " + line for line in body]
-        return "\n".join(src) + "\n"
+        return lay_out("\n".join(src)) + "\n"
 
 
 def _tuple_text(items: list[str]) -> str:

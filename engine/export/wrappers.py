@@ -21,6 +21,7 @@ import ast
 
 from engine.derive.program import Program
 from engine.export.emitter import Emitter, ExportError, _doc_safe, _fill
+from engine.export.layout import lay_out
 from engine.export.lower import strip_refs
 from engine.export.size_plan import SizePlan, plan_sizes, sizes_paragraph
 from engine.export.target import Target
@@ -293,7 +294,7 @@ def wrapper_module(
         src += ["", "", f"def _{name}_bwd({bwd_args}):{ambiguous}"]
         src += ["    " + line for line in bwd_body]
         src += ["", "", f"_{name}.defvjp(_{name}_fwd, _{name}_bwd)"]
-    return "\n".join(src) + "\n"
+    return lay_out("\n".join(src)) + "\n"
 
 
 __all__ = ["WRAPPERS", "cotangent_of", "wrapper_module"]
