@@ -63,3 +63,24 @@ def test_short_lines_and_docstrings_stay_as_they_are():
     src = '"""' + "x " * 60 + '\n"""\nO = f(a)\nl2 = g(O)\n'
     out = lay_out(src).split("\n")
     assert out[0] == '"""' + "x " * 60 and out[2] == "O = f(a)" + NOQA and out[3] == "l2 = g(O)"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "    t = 1 / (" + "a_long_name + " * 12 + "b)",  # a parenthesized expression: no tuple
+        "    y = x[" + "i + " * 30 + "j]",  # a subscript: no tuple index
+        "    z = f(" + "aaaa, " * 25 + "b)",
+        "    w = (" + "aaaa, " * 25 + "b)",
+        "    v = (1 / (1 + math.exp(-math.pi)) if math.pi >= 0 else math.exp(math.pi) / ("
+        + "1 + math.exp(math.pi)))",
+    ],
+)
+def test_a_split_line_means_what_the_line_meant(line):
+    """Found by tests/test_export_random.py: a long `1 / (...)` split with a trailing comma
+    became `1 / (..., )`, a tuple."""
+    import ast
+
+    lines = split_line(line)
+    again = "\n".join(part[4:] for part in lines)
+    assert ast.dump(ast.parse(again)) == ast.dump(ast.parse(line.strip()))

@@ -81,9 +81,16 @@ def split_line(line: str) -> list[str]:
         return [line]
     a, b = group
     items = _split_commas(code[a + 1 : b])
+    before = code[:a].rstrip()
+    called = code[a] == "(" and bool(before) and (before[-1].isalnum() or before[-1] in "_)]")
+    subscript = code[a] == "[" and bool(before) and (before[-1].isalnum() or before[-1] in "_)]")
+    # A trailing comma only where it cannot change the meaning: in a call's arguments and in a
+    # display that already has several items. `(a + b,)` is a tuple and `x[i,]` a tuple index.
+    comma = "," if (called or len(items) > 1) and not (subscript and len(items) == 1) else ""
     out = [pad + code[: a + 1]]
-    for x in items:
-        out += split_line(f"{pad}    {x},")
+    for k, x in enumerate(items):
+        last = k == len(items) - 1
+        out += split_line(f"{pad}    {x}{comma if last else ','}")
     return out + [pad + code[b:]]
 
 
