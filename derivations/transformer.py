@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,39 +20,14 @@ from engine.printing.latex import latex_name, to_latex
 
 # ---------------------------------------------------------------- the block
 
-VARS = {
-    "X": "real[n, d]",
-    "G": "real[n, d]",
-    "Wq": "real[d, d]",
-    "Wk": "real[d, d]",
-    "Wv": "real[d, d]",
-    "Wo": "real[d, d]",
-    "W1": "real[d, m]",
-    "W2": "real[m, d]",
-    "g1": "real[d]",
-    "b1": "real[d]",
-    "g2": "real[d]",
-    "b2": "real[d]",
-    "eps": "positive",
-}
-SIZES = {"d": "h * dh"}
-FORWARD = {
-    "s1": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
-    "A1": "(X - mean(X, axis=-1, keepdims=True)) / s1",
-    "H1": "A1 * g1 + b1",
-    "Q": "swapaxes(reshape(H1 @ Wq, (n, h, dh)), 0, 1)",
-    "K": "swapaxes(reshape(H1 @ Wk, (n, h, dh)), 0, 1)",
-    "V": "swapaxes(reshape(H1 @ Wv, (n, h, dh)), 0, 1)",
-    "S": "Q @ swapaxes(K, -1, -2) / sqrt(dh)",
-    "P": "softmax(where(tril(n), S, -inf))",
-    "O": "reshape(swapaxes(P @ V, 0, 1), (n, d))",
-    "X2": "X + O @ Wo",
-    "s2": "sqrt(var(X2, axis=-1, keepdims=True) + eps)",
-    "A2": "(X2 - mean(X2, axis=-1, keepdims=True)) / s2",
-    "H2": "A2 * g2 + b2",
-    "U": "H2 @ W1",
-    "Y": "X2 + gelu(U) @ W2",
-}
+# The block is examples/transformer_block.toml, the file `llm-math derive --file` reads: one
+# definition for the example, this note and the tests (tests/test_transformer_block.py,
+# tests/test_export_block.py), so the note's backward pass is the one the example derives.
+BLOCK_FILE = Path(__file__).resolve().parents[1] / "examples" / "transformer_block.toml"
+_SPEC = tomllib.loads(BLOCK_FILE.read_text())
+VARS: dict[str, str] = _SPEC["vars"]
+SIZES: dict[str, str] = _SPEC["sizes"]
+FORWARD: dict[str, str] = _SPEC["defs"]
 LOSS = "sum(G * Y)"
 WRT = ("Wq", "Wk", "Wv", "Wo", "W1", "W2", "g1", "b1", "g2", "b2", "X")
 

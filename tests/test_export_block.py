@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import math
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,38 +21,11 @@ from test_export_programs import jax_x64  # noqa: F401
 from engine.api import derive
 from engine.export import load, to_module
 
-BLOCK_VARS = {
-    "X": "real[n, d]",
-    "G": "real[n, d]",
-    "Wq": "real[d, d]",
-    "Wk": "real[d, d]",
-    "Wv": "real[d, d]",
-    "Wo": "real[d, d]",
-    "W1": "real[d, m]",
-    "W2": "real[m, d]",
-    "g1": "real[d]",
-    "b1": "real[d]",
-    "g2": "real[d]",
-    "b2": "real[d]",
-    "eps": "positive",
-}
-BLOCK_DEFS = {
-    "s1": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
-    "A1": "(X - mean(X, axis=-1, keepdims=True)) / s1",
-    "H1": "A1 * g1 + b1",
-    "Q": "swapaxes(reshape(H1 @ Wq, (n, h, dh)), 0, 1)",
-    "K": "swapaxes(reshape(H1 @ Wk, (n, h, dh)), 0, 1)",
-    "V": "swapaxes(reshape(H1 @ Wv, (n, h, dh)), 0, 1)",
-    "S": "Q @ swapaxes(K, -1, -2) / sqrt(dh)",
-    "P": "softmax(where(tril(n), S, -inf))",
-    "O": "reshape(swapaxes(P @ V, 0, 1), (n, d))",
-    "X2": "X + O @ Wo",
-    "s2": "sqrt(var(X2, axis=-1, keepdims=True) + eps)",
-    "A2": "(X2 - mean(X2, axis=-1, keepdims=True)) / s2",
-    "H2": "A2 * g2 + b2",
-    "U": "H2 @ W1",
-    "Y": "X2 + gelu(U) @ W2",
-}
+# the block of examples/transformer_block.toml (also the transformer note's)
+_SPEC = tomllib.loads(
+    (Path(__file__).resolve().parents[1] / "examples" / "transformer_block.toml").read_text()
+)
+BLOCK_VARS, BLOCK_DEFS = _SPEC["vars"], _SPEC["defs"]
 WRT = ["Wq", "Wk", "Wv", "Wo", "W1", "W2", "g1", "b1", "g2", "b2", "X"]
 N, H, DH, M, EPS = 5, 3, 4, 7, 1e-5
 D = H * DH
@@ -58,7 +33,7 @@ D = H * DH
 
 @functools.cache
 def block_program():
-    return derive("sum(G * Y)", WRT, BLOCK_VARS, BLOCK_DEFS, sizes={"d": "h * dh"}, verify=False)
+    return derive("sum(G * Y)", WRT, BLOCK_VARS, BLOCK_DEFS, sizes=_SPEC["sizes"], verify=False)
 
 
 def block_inputs(seed: int = 0) -> dict[str, np.ndarray]:

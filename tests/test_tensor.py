@@ -381,28 +381,6 @@ def test_multi_head_attention_derives_the_textbook_program():
         assert "exact at B=2, h=3, n=4, dh=5" in result.summary()
 
 
-def test_multi_head_attention_program_against_torch_autograd(tmp_path):
-    """The exported PyTorch program against torch.autograd through PyTorch's own
-    scaled_dot_product_attention (nothing shared with the engine)."""
-    torch = pytest.importorskip("torch")
-    from test_export_programs import load_module
-
-    from engine.export import to_module
-
-    program = derive(MHA_LOSS, ["Q", "K", "V"], MHA_VARS, verify=False)
-    module = load_module(to_module(program, "torch"), tmp_path, "mha_torch")
-    rng = np.random.default_rng(5)
-    inputs = {k: rng.standard_normal((2, 3, 7, 5)) for k in ("Q", "K", "V", "G")}
-    value, grads = module.value_and_grad(*inputs.values())
-    t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in inputs.items()}
-    out = torch.nn.functional.scaled_dot_product_attention(t["Q"], t["K"], t["V"])
-    ref = torch.sum(t["G"] * out)
-    ref_grads = torch.autograd.grad(ref, [t["Q"], t["K"], t["V"]])
-    assert math.isclose(float(value), float(ref.detach()), rel_tol=1e-12)
-    for name, want in zip("QKV", ref_grads, strict=True):
-        np.testing.assert_allclose(grads[name].numpy(), want.numpy(), rtol=1e-10, atol=1e-12)
-
-
 CAUSAL_MHA_LOSS = "sum(G * (softmax(where(tril(n), Q @ swapaxes(K, -1, -2) / sqrt(dh), -inf)) @ V))"
 # The causal mask shows once: dS is the cotangent of the scores S, zero above the diagonal.
 CAUSAL_MHA_PROGRAM = """
@@ -421,21 +399,24 @@ def test_causal_multi_head_attention_derives_the_textbook_program():
     assert program.to_text() == CAUSAL_MHA_PROGRAM.strip()
 
 
-def test_causal_multi_head_attention_program_against_torch_autograd(tmp_path):
-    """The exported program against torch.autograd through scaled_dot_product_attention with
-    is_causal=True (PyTorch's own causal mask)."""
+@pytest.mark.parametrize("causal", [False, True])
+def test_multi_head_attention_program_against_torch_autograd(causal, tmp_path):
+    """The exported PyTorch program against torch.autograd through PyTorch's own
+    scaled_dot_product_attention (nothing shared with the engine), with and without its causal
+    mask (is_causal=True)."""
     torch = pytest.importorskip("torch")
     from test_export_programs import load_module
 
     from engine.export import to_module
 
-    program = derive(CAUSAL_MHA_LOSS, ["Q", "K", "V"], MHA_VARS, verify=False)
-    module = load_module(to_module(program, "torch"), tmp_path, "causal_mha_torch")
-    rng = np.random.default_rng(6)
+    loss = CAUSAL_MHA_LOSS if causal else MHA_LOSS
+    program = derive(loss, ["Q", "K", "V"], MHA_VARS, verify=False)
+    module = load_module(to_module(program, "torch"), tmp_path, f"mha_torch_{causal}")
+    rng = np.random.default_rng(6 if causal else 5)
     inputs = {k: rng.standard_normal((2, 3, 7, 5)) for k in ("Q", "K", "V", "G")}
     value, grads = module.value_and_grad(*inputs.values())
     t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in inputs.items()}
-    out = torch.nn.functional.scaled_dot_product_attention(t["Q"], t["K"], t["V"], is_causal=True)
+    out = torch.nn.functional.scaled_dot_product_attention(t["Q"], t["K"], t["V"], is_causal=causal)
     ref = torch.sum(t["G"] * out)
     ref_grads = torch.autograd.grad(ref, [t["Q"], t["K"], t["V"]])
     assert math.isclose(float(value), float(ref.detach()), rel_tol=1e-12)
