@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -277,7 +279,35 @@ def list_notes() -> None:
 
 def main() -> None:
     """Entry point: `llm-math`; never shows a traceback (see EngineGroup)."""
-    cli.main()
+    try:
+        cli.main()
+    except SystemExit as e:
+        _exit_now(e.code)
+    _exit_now(0)
+
+
+def _exit_now(code: object) -> None:
+    """Exit as `sys.exit(code)` would, without the interpreter's teardown.
+
+    The exit handlers still run (`atexit`, and through it `weakref.finalize`: temporary
+    directories are removed) and stdout and stderr are flushed; what is skipped is freeing every
+    module and object one by one, about 0.06 s after SymPy and NumPy are loaded (a tenth of
+    `llm-math verify` of one claim; benchmarks/startup_bench.py).
+    """
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            status = status or 1
+    os._exit(status)
 
 
 from engine.derive.cli import derive as _derive_cmd  # noqa: E402 - registered after the group

@@ -58,7 +58,9 @@ def _normalize_rows(w: np.ndarray) -> np.ndarray:
         return w
     totals = np.empty(w.shape[:-1], dtype=object)
     for idx in np.ndindex(totals.shape):
-        totals[idx] = sympy.Add(*w[idx].tolist())
+        # Rational + Rational, not sympy.Add: Add.flatten's first call imports sympy.tensor
+        # (0.085 s, a third of verifying one claim after imports).
+        totals[idx] = sum(w[idx].tolist(), sympy.Integer(0))
     return w / totals[..., None]
 
 

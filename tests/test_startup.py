@@ -171,3 +171,42 @@ def test_loading_the_engine_pauses_the_collector_and_restores_it():
         assert not gc.isenabled()  # a caller's own setting is kept
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize(
+    ("claim", "status", "said"),
+    [
+        ("grad(sum(z * z), z) == 2 * z", 0, "PASS claim"),
+        ("grad(sum(z * z), z) == 3 * z", 1, "FAIL claim"),
+        ("grad(sum(z * z), z) == 2 * w", 2, "w"),  # an unknown name: a one-line error
+    ],
+)
+def test_the_command_exits_without_teardown_but_with_its_status_output_and_exit_handlers(
+    tmp_path, claim, status, said
+):
+    """`engine.cli.main` ends with os._exit (the interpreter's teardown costs a tenth of a
+    one-claim verify): the exit status is the command's, all output reaches a file (not a tty:
+    buffered), and exit handlers run (a temporary directory's finalizer removes it)."""
+    marker = tmp_path / "left-behind"
+    code = (
+        "import sys, tempfile, pathlib\n"
+        f"keep = tempfile.TemporaryDirectory(dir={str(tmp_path)!r})\n"
+        f"pathlib.Path(keep.name, 'x').write_text('x')\n"
+        f"pathlib.Path({str(marker)!r}).write_text(keep.name)\n"
+        "sys.argv = ['llm-math', 'verify', '--var', 'z=real[n]', sys.argv[1]]\n"
+        "from engine.cli import main\n"
+        "main()\n"
+        "raise AssertionError('main returned')\n"
+    )
+    out_file = tmp_path / "out.txt"
+    with out_file.open("w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, claim], stdout=out, stderr=subprocess.PIPE, text=True
+        )
+    text = out_file.read_text() + proc.stderr
+    assert proc.returncode == status, text
+    assert said in text
+    assert "Traceback" not in text
+    if status != 2:
+        assert text.rstrip().splitlines()[-1].startswith(f"{1 - status} passed, {status} failed")
+    assert not __import__("pathlib").Path(marker.read_text()).exists()  # the finalizer ran
