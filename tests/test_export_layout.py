@@ -74,6 +74,11 @@ def test_short_lines_and_docstrings_stay_as_they_are():
         "    w = (" + "aaaa, " * 25 + "b)",
         "    v = (1 / (1 + math.exp(-math.pi)) if math.pi >= 0 else math.exp(math.pi) / ("
         + "1 + math.exp(math.pi)))",
+        # a keyword before the bracket is no call: `else (a - b,)` would be a tuple
+        "        else (" + "dxhat_long_name - " * 6 + "torch.mean(dxhat, dim=-1)) / s",
+        "    return (" + "a_long_name + " * 12 + "b)",
+        "    q = x if (" + "a_long_name and " * 12 + "b) else y",
+        "    r = not (" + "a_long_name or " * 12 + "b)",
     ],
 )
 def test_a_split_line_means_what_the_line_meant(line):
@@ -82,5 +87,8 @@ def test_a_split_line_means_what_the_line_meant(line):
     import ast
 
     lines = split_line(line)
-    again = "\n".join(part[4:] for part in lines)
+    pad = len(line) - len(line.lstrip())
+    again = "\n".join(part[pad:] for part in lines)
+    if line.lstrip().startswith("else "):  # a clause: parse it inside its conditional
+        again, line = f"x = (a\nif c\n{again}\n)", f"x = (a if c {line.strip()})"
     assert ast.dump(ast.parse(again)) == ast.dump(ast.parse(line.strip()))

@@ -15,6 +15,7 @@ from collections import Counter
 import sympy
 
 from engine.derive.program import Program
+from engine.export import reuse
 from engine.export.forms import (
     COLUMNS,
     FORMS,
@@ -32,7 +33,7 @@ from engine.export.forms import (
     Template,
 )
 from engine.export.labels import CHECK_LABELS, JIT_NOTE, label_checks, label_sizes
-from engine.export.layout import lay_out
+from engine.export.layout import WIDTH, lay_out
 from engine.export.lower import Lowering, share_definitions
 from engine.export.size_plan import SIZE_ARG, SizePlan, plan_sizes, sizes_paragraph
 from engine.export.target import Target
@@ -160,6 +161,7 @@ class Emitter:
         self.vars_used: set[str] = set()
         self.size_plan = SizePlan()  # set by preamble: sizes taken as keywords or solved
         self.fn_name = "value_and_grad"  # the exported function's name, for error messages
+        self.reuses = False  # the function writes into dead temporaries (engine.export.reuse)
 
     # ------------------------------------------------------------ the walk
 
@@ -280,6 +282,7 @@ class Emitter:
                     code[node] = (name, P_ATOM)
                 else:
                     code[node] = text
+        self.walked = (order, code, static, [r for _, r in roots])
         grads = []
         value = None
         for var, root in roots:
@@ -289,6 +292,37 @@ class Emitter:
             else:
                 grads.append((var, text))
         return self.lines, grads, value
+
+    def reusing_lines(self) -> list[str | None] | None:
+        """Each line written to reuse dead temporaries (engine.export.reuse), None where it is
+        the same; None when no line changes or the target has no in-place operations."""
+        if self.target.name != "torch" or not self.entries:
+            return None
+        order, code, static, returned = self.walked
+        tops = [node for _, _, node, _ in self.entries]
+        named = {n for n in order if not isinstance(n, Call) or code[n][0].isidentifier()}
+        named |= set(tops)
+        writes = reuse.plan(order, tops, named, returned, static)
+        if not writes:
+            return None
+
+        def text(node: Expr, top: bool = False) -> Code:
+            if not isinstance(node, Call) or (node in named and not top):
+                return code[node]
+            args = {a: text(a) for a in node.args}
+            if node in writes:
+                i = writes[node]
+                into = _wrap(args[node.args[i]], P_ATOM)
+                return f"{into}.{reuse.IN_PLACE[node.fn]}({args[node.args[1 - i]][0]})", P_ATOM
+            column = "scalar" if static[node] else self.target.column
+            return self._render(node, column, args)
+
+        out: list[str | None] = []
+        for _, plain, node, _ in self.entries:
+            body = node.body if isinstance(node, Ref) else node
+            written = text(body, top=True)[0] if isinstance(body, Call) else plain
+            out.append(None if written == plain else written)
+        return out if any(out) else None
 
     def define(self, name: str, text: str, node: Expr, static: bool) -> None:
         self.lines.append(f"{name} = {text}")
@@ -471,6 +505,8 @@ class Emitter:
     def helper_sources(self) -> list[str]:
         """The module's helper functions: the target's, the shape check, then the forms'."""
         extra = [SIZE_ARG] if self.size_plan.params else []
+        if self.reuses:
+            extra.append(reuse.REUSE_HELPER)
         if self.checks_labels:
             extra.append(CHECK_LABELS[self.target.name])
         return [*self.target.helpers, CHECK_SHAPES, *extra, *(HELPERS[h] for h in self.helpers)]
@@ -498,7 +534,26 @@ class Emitter:
         args = [self.arg[v] for v in env.vars]
         # Arguments become arrays of one floating dtype (and device); their shapes are checked.
         body = self.preamble(name, list(env.vars))
-        body += lines
+        reusing = self.reusing_lines()
+        if reusing is None:
+            body += lines
+        else:  # `t = a.div_(s) if reuse else a / s`: decided once per call (engine.export.reuse)
+            flag = self.namer.claim("reuse")
+            body.append(f"{flag} = _may_reuse({', '.join(self.arg[v] for v in env.vars)})")
+            self.imports.add(reuse.REUSE_IMPORT)
+            self.reuses = True
+            for line, written in zip(lines, reusing, strict=True):
+                if written is None:
+                    body.append(line)
+                    continue
+                name_, plain = line.split(" = ", 1)
+                written = f"({written})" if " if " in written else written
+                one = f"{name_} = {written} if {flag} else {plain}"
+                if len(one) <= WIDTH - 4:
+                    body.append(one)
+                else:  # as ruff format lays out a long conditional expression
+                    body += [f"{name_} = (", f"    {written}", f"    if {flag}"]
+                    body += [f"    else {plain}", ")"]
         table = "{" + ", ".join(f'"{v}": {g}' for v, g in grads) + "}"
         body.append(f"return {value}, {table}" if self.with_value else f"return {table}")
 

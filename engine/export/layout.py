@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import keyword
 import re
 
 WIDTH = 100
 AMBIGUOUS = ("l", "O", "I")
 NOQA = "  # noqa: E741"
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
+KEYWORDS = "|".join(k for k in keyword.kwlist if k.islower())
 
 
 def _first_group(code: str) -> tuple[int, int] | None:
@@ -82,7 +84,10 @@ def split_line(line: str) -> list[str]:
     a, b = group
     items = _split_commas(code[a + 1 : b])
     before = code[:a].rstrip()
-    called = code[a] == "(" and bool(before) and (before[-1].isalnum() or before[-1] in "_)]")
+    # `f(`, `x[0](`, `g()(`: a call; `else (`, `return (`: a keyword, then a parenthesized
+    # expression (a trailing comma would make it a tuple)
+    callee = bool(before) and (before[-1].isalnum() or before[-1] in "_)]")
+    called = code[a] == "(" and callee and not re.search(rf"\b({KEYWORDS})$", before)
     subscript = code[a] == "[" and bool(before) and (before[-1].isalnum() or before[-1] in "_)]")
     # A trailing comma only where it cannot change the meaning: in a call's arguments and in a
     # display that already has several items. `(a + b,)` is a tuple and `x[i,]` a tuple index.

@@ -1,0 +1,154 @@
+"""The PyTorch export writes into dead temporaries (engine.export.reuse) without changing a value.
+
+Over random derived programs (shared definitions, names read on several lines): the path that
+writes in place gives bit-for-bit the values of the path that does not, and never touches an
+argument. The guard keeps the in-place path away from autograd, forward-mode AD, torch.func
+transforms and torch.compile.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from test_derive_random import VARS, formula
+
+from engine import derive
+from engine.export import load, to_module
+from engine.expr import free_vars
+from engine.parser import build_environment, parse_formula
+
+SIZES = {"n": 5, "k": 3}
+
+
+def _inputs(program, seed: int) -> list[torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for var in program.env.vars.values():
+        shape = tuple(SIZES[str(d)] for d in var.shape)
+        if var.vtype == "index":
+            out.append(torch.as_tensor(rng.integers(0, SIZES["n"], shape)))
+        elif var.vtype == "simplex":
+            w = np.exp(rng.standard_normal(shape))
+            out.append(torch.as_tensor(w / w.sum(axis=-1, keepdims=True)))
+        else:
+            out.append(torch.as_tensor(rng.standard_normal(shape)))
+    return out
+
+
+def _both_paths(program, args):
+    """(values and gradients with in-place writes, the same without; the module's source)."""
+    fn = load(program, "torch")
+    module = sys.modules[fn.__module__]
+    kept = [a.clone() for a in args]
+    reusing = fn(*args)
+    for a, k in zip(args, kept, strict=True):
+        assert torch.equal(a, k), "an argument was written into"
+    plain = module.__dict__.get("_may_reuse")
+    if plain is not None:
+        module._may_reuse = lambda *a: False
+        try:
+            functional = fn(*args)
+        finally:
+            module._may_reuse = plain
+    else:
+        functional = reusing
+    return reusing, functional, module.__source__
+
+
+def _assert_same(a, b) -> None:
+    (va, ga), (vb, gb) = a, b
+    torch.testing.assert_close(va, vb, rtol=0, atol=0, equal_nan=True)
+    assert ga.keys() == gb.keys()
+    for k in ga:
+        torch.testing.assert_close(ga[k], gb[k], rtol=0, atol=0, equal_nan=True)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(formula("s", 3))
+def test_random_derived_programs_give_the_same_values_in_place(text):
+    env = build_environment(VARS)
+    expr = parse_formula(text, env)
+    wrt = sorted(n for n, v in free_vars(expr).items() if v.vtype == "real")
+    if not wrt or expr.shape != ():
+        return
+    program = derive(text, wrt, VARS, verify=False)  # the values are compared, not the formula
+    args = _inputs(program, 0)
+    with np.errstate(all="ignore"):
+        reusing, functional, _ = _both_paths(program, args)
+    _assert_same(reusing, functional)
+
+
+LAYERNORM = {
+    "vars": {"X": "real[n, k]", "g": "real[k]", "b": "real[k]", "O": "real[n, k]"},
+    "defs": {
+        "sigma": "sqrt(var(X, axis=-1, keepdims=True) + 1e-5)",
+        "xhat": "(X - mean(X, axis=-1, keepdims=True)) / sigma",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("f", "wrt", "vars_", "defs"),
+    [
+        ("sum(O * (xhat * g + b))", ["X", "g", "b"], LAYERNORM["vars"], LAYERNORM["defs"]),
+        (
+            "sum(O * (P @ V))",
+            ["Q", "K", "V"],
+            {"Q": "real[n, k]", "K": "real[n, k]", "V": "real[n, k]", "O": "real[n, k]"},
+            {"P": "softmax(Q @ K.T / sqrt(k), axis=-1)"},
+        ),
+        (
+            "sum(O * (gelu(X @ W1) @ W2))",
+            ["X", "W1", "W2"],
+            {"X": "real[n, k]", "W1": "real[k, n]", "W2": "real[n, k]", "O": "real[n, k]"},
+            {},
+        ),
+    ],
+)
+def test_the_textbook_programs_give_the_same_values_in_place(f, wrt, vars_, defs):
+    program = derive(f, wrt, vars_, defs=defs)
+    reusing, functional, source = _both_paths(program, _inputs(program, 1))
+    _assert_same(reusing, functional)
+    if "xhat" in defs:  # LayerNorm: the centred array becomes xhat in its own memory
+        assert "xhat = X_centred.div_(sigma) if reuse else X_centred / sigma" in source
+
+
+def test_the_guard_keeps_autograd_transforms_and_compile_on_the_plain_path():
+    program = derive("sum(O * (xhat * g + b))", ["X", "g", "b"], **_ln())
+    fn = load(program, "torch")
+    may_reuse = sys.modules[fn.__module__]._may_reuse
+    X, g, b, O = _inputs(program, 2)  # noqa: E741 - the field's dO
+    assert may_reuse(X, g, b, O)
+    assert not may_reuse(X.clone().requires_grad_(), g, b, O)
+    assert (
+        torch.func.vmap(lambda x: torch.tensor(may_reuse(x, g, b, O[0])))(X).tolist()
+        == [False] * SIZES["n"]
+    )
+    import torch.autograd.forward_ad as fwAD
+
+    with fwAD.dual_level():
+        assert not may_reuse(fwAD.make_dual(X, torch.ones_like(X)), g, b, O)
+    # Through the export itself: autograd sees the plain program (its saved tensors untouched)
+    Xr = X.clone().requires_grad_()
+    value, grads = fn(Xr, g, b, O)
+    (second,) = torch.autograd.grad(grads["g"].sum(), Xr)
+    assert torch.isfinite(second).all()
+
+
+def _ln() -> dict:
+    return {"vars": LAYERNORM["vars"], "defs": LAYERNORM["defs"]}
+
+
+def test_only_torch_writes_in_place():
+    program = derive("sum(O * (xhat * g + b))", ["X", "g", "b"], **_ln())
+    for target in ("numpy", "jax"):
+        assert "_may_reuse" not in to_module(program, target)
+    assert "_may_reuse" in to_module(program, "torch")
