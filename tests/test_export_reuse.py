@@ -152,3 +152,34 @@ def test_only_torch_writes_in_place():
     for target in ("numpy", "jax"):
         assert "_may_reuse" not in to_module(program, target)
     assert "_may_reuse" in to_module(program, "torch")
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        "(X * Y).T @ (Y * Y).T",  # two products each read through a view: neither in scratch
+        "sum(X * Y, axis=0, keepdims=True) * sum(Y * Y, axis=1, keepdims=True) + X * X",
+        "exp(X * Y) + mean(X * X, axis=1, keepdims=True) * (X * Y)",
+    ],
+)
+def test_a_product_goes_to_scratch_only_as_a_reductions_argument(f):
+    """Scratch memory is shared by every product a reduction reads: only a reduction, which
+    returns new memory at once, may read it. A view of it (`.T`) kept for later would see the
+    next product written over it."""
+    from engine.derive.program import Program
+    from engine.expr import call
+
+    env = build_environment({"X": "real[n, n]", "Y": "real[n, n]", "w": "real[n, n]"})
+    body = parse_formula(f, env)
+    program = Program(call("sum", body * env.vars["w"]), env, (), (("w", body),))
+    args = _inputs(program, 3)
+    reusing, functional, source = _both_paths(program, args)
+    _assert_same(reusing, functional)
+    assert ("out=scratch_" in source) == ("sum(" in f or "mean(" in f), source
+    want = parse_formula(f, env)
+    from engine.backends import numpy_backend
+
+    expected = numpy_backend.evaluate(
+        want, dict(zip(env.vars, (a.numpy() for a in args), strict=True)), {"n": 5}
+    )
+    np.testing.assert_allclose(reusing[1]["w"].numpy(), expected, rtol=1e-12)

@@ -293,9 +293,10 @@ class Emitter:
                 grads.append((var, text))
         return self.lines, grads, value
 
-    def reusing_lines(self) -> list[str | None] | None:
-        """Each line written to reuse dead temporaries (engine.export.reuse), None where it is
-        the same; None when no line changes or the target has no in-place operations."""
+    def reusing_lines(self) -> tuple[list[str | None], dict[str, str]] | None:
+        """Each line written to reuse memory (engine.export.reuse), None where it is the same,
+        and the scratch buffers it writes into ({buffer: the argument it is shaped like}); None
+        when no line changes or the target has no in-place operations."""
         if self.target.name != "torch" or not self.entries:
             return None
         order, code, static, returned = self.walked
@@ -303,8 +304,21 @@ class Emitter:
         named = {n for n in order if not isinstance(n, Call) or code[n][0].isidentifier()}
         named |= set(tops)
         writes = reuse.plan(order, tops, named, returned, static)
-        if not writes:
-            return None
+        env = self.program.env
+        shaped = {}  # a shape -> the first argument of that shape: scratch is made like it
+        for v, x in env.vars.items():
+            if x.shape and x.vtype != "index":
+                shaped.setdefault(x.shape, v)
+        scratch: dict[str, str] = {}  # buffer name -> argument
+
+        def buffer(shape) -> str:
+            arg = shaped[shape]
+            for name, a in scratch.items():
+                if a == arg:
+                    return name
+            name = self.namer.fresh(f"scratch_{self.arg[arg]}")
+            scratch[name] = arg
+            return name
 
         def text(node: Expr, top: bool = False) -> Code:
             if not isinstance(node, Call) or (node in named and not top):
@@ -314,6 +328,19 @@ class Emitter:
                 i = writes[node]
                 into = _wrap(args[node.args[i]], P_ATOM)
                 return f"{into}.{reuse.IN_PLACE[node.fn]}({args[node.args[1 - i]][0]})", P_ATOM
+            if node.fn in reuse.REDUCTIONS and node.args:
+                a = node.args[0]  # `sum(x * y)`: the product into scratch, read once, here
+                if (
+                    isinstance(a, Call)
+                    and a.fn in reuse.IN_PLACE
+                    and a not in named
+                    and a not in writes
+                    and not static[a]
+                    and a.shape in shaped
+                ):
+                    x, y = (text(c)[0] for c in a.args)
+                    out = f"torch.{a.fn}({x}, {y}, out={buffer(a.shape)})"
+                    args[a] = (out, P_ATOM)
             column = "scalar" if static[node] else self.target.column
             return self._render(node, column, args)
 
@@ -322,7 +349,7 @@ class Emitter:
             body = node.body if isinstance(node, Ref) else node
             written = text(body, top=True)[0] if isinstance(body, Call) else plain
             out.append(None if written == plain else written)
-        return out if any(out) else None
+        return (out, scratch) if any(out) else None
 
     def define(self, name: str, text: str, node: Expr, static: bool) -> None:
         self.lines.append(f"{name} = {text}")
@@ -542,7 +569,10 @@ class Emitter:
             body.append(f"{flag} = _may_reuse({', '.join(self.arg[v] for v in env.vars)})")
             self.imports.add(reuse.REUSE_IMPORT)
             self.reuses = True
-            for line, written in zip(lines, reusing, strict=True):
+            rewritten, scratch = reusing
+            for buf, arg in scratch.items():
+                body.append(f"{buf} = torch.empty_like({self.arg[arg]}) if {flag} else None")
+            for line, written in zip(lines, rewritten, strict=True):
                 if written is None:
                     body.append(line)
                     continue

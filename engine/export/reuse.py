@@ -31,6 +31,10 @@ from engine.expr import Call, Expr, Ref
 # Operations written in place, with their PyTorch methods.
 IN_PLACE = {"add": "add_", "sub": "sub_", "mul": "mul_", "div": "div_"}
 COMMUTATIVE = {"add", "mul"}
+# Reductions that read their argument once and return new memory: an argument `x * y` of the
+# shape of some argument array is written into one scratch buffer (`torch.mul(x, y, out=b)`),
+# which is free again as soon as the reduction returns.
+REDUCTIONS = frozenset({"sum", "mean"})
 # Operations whose PyTorch form returns a new tensor computed elementwise: their results are
 # temporaries the function owns.
 FRESH = frozenset({"add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "tanh", "erf"})
