@@ -34,6 +34,8 @@ MAX_NODES = 1500  # syntax nodes in one formula
 MAX_LITERAL_DIM = 64  # largest integer size written literally (use a size symbol beyond)
 MAX_EXPONENT = 64  # largest constant exponent
 MAX_MAGNITUDE_DIGITS = 300  # a constant power may not exceed 10**300
+MAX_CONSTANT_EXPONENT = 4096  # largest exponent of a number (no variables, no sizes)
+MAX_EXACT_DIGITS = 50_000  # digits of a number's power as an exact rational (0.999 ** 4096: 28672)
 # Nested constant powers multiply: ((s ** 64) ** 64) ** 64 is s ** 262144, which the exact check
 # must raise a rational to. The product of nested constant exponents is capped here.
 MAX_NESTED_EXPONENT = MAX_EXPONENT**2
@@ -577,19 +579,40 @@ def _check_power(base: Expr, exponent: Expr) -> None:
             )
         return
     e = float(np.max(_magnitudes(exponent)))  # nan stays nan and is refused below
-    if not abs(e) <= MAX_EXPONENT:
-        raise ParseError(f"exponent is too large (|exponent| <= {MAX_EXPONENT})")
+    constant = _is_constant(base)
+    # A number to a large power is one number (Adam's 0.999 ** 1000, float32's 2 ** -149):
+    # bounded by the digits of its exact value; a variable's power stays at most 64.
+    limit = MAX_CONSTANT_EXPONENT if constant else MAX_EXPONENT
+    if not abs(e) <= limit:
+        what = "of a number " if constant else ""
+        raise ParseError(f"exponent {what}is too large (|exponent| <= {limit})")
+    if constant and not abs(e) * _exact_digits(base) <= MAX_EXACT_DIGITS:
+        raise ParseError(
+            f"constant power is too large for exact arithmetic (at most {MAX_EXACT_DIGITS} digits)"
+        )
     if not abs(e) * _nested_exponent(base) <= MAX_NESTED_EXPONENT:
         raise ParseError(
             f"nested powers are too large (the product of the exponents must be at most "
             f"{MAX_NESTED_EXPONENT})"
         )
-    if _is_constant(base):
+    if constant:
         b = _magnitudes(base)
         with _quiet():
             digits = np.max(np.abs(np.log10(b[b > 0])), initial=0.0) * e
         if not digits <= MAX_MAGNITUDE_DIGITS:
             raise ParseError("constant power is too large")
+
+
+def _exact_digits(base: Expr) -> int:
+    """Decimal digits of the numerators and denominators of the numbers in a constant base: its
+    power to e has about e times as many as an exact rational."""
+    digits = 0
+    for node in base.walk():
+        if isinstance(node, Const) and node.value.is_Rational:
+            digits += len(str(abs(node.value.p))) + len(str(node.value.q))
+        elif isinstance(node, Const):
+            digits += 20  # pi, e: the exact route keeps them symbolic
+    return max(digits, 1)
 
 
 def _exponent_magnitude(exponent: Expr, size: int) -> float | None:

@@ -348,7 +348,9 @@ def test_comparisons_are_refused_in_equations_too(env):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("10 ** 10 ** 10", "exponent is too large"),
+        ("10 ** 10 ** 10", "exponent of a number is too large"),
+        ("0.9 ** 5000", "exponent of a number is too large"),
+        ("1.0000001 ** 4000", "too large for exact arithmetic"),
         ("x ** 1e10", "exponent is too large"),
         ("1e-10 ** -40", "constant power is too large"),
         ("((s ** 64) ** 64) ** 64", "nested powers are too large"),
@@ -369,6 +371,9 @@ def test_reasonable_powers_are_accepted(env):
     assert shape_of("eye(3) ** 2", env) == (3, 3)
     assert shape_of("x ** ones(n)", env) == (n,)
     assert shape_of("2 ** 64", env) == ()
+    # a number's power is one number, bounded by its exact digits: Adam after 4096 steps,
+    # float32's smallest subnormal
+    assert shape_of("s * 0.999 ** 4096 + 2 ** -149", env) == ()
 
 
 @pytest.mark.parametrize(
