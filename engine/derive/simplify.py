@@ -725,6 +725,51 @@ def _sum_diag(n: Call) -> Expr | None:
     return None
 
 
+def _diag_ones_matmul(n: Call) -> Expr | None:
+    """diag(ones(m, k) @ B) = sum(B, axis=0), diag(B @ ones(k, m)) = sum(B, axis=1): every
+    row of ones(m, k) @ B is the column sums of B (every column of B @ ones, its row sums)."""
+    (x,) = n.args
+    if n.fn != "diag" or len(x.shape) != 2 or not is_call(x, "matmul"):
+        return None
+    a, b = x.args
+    if is_call(a, "ones") and len(a.shape) == 2 and len(b.shape) == 2:
+        return call("sum", b, axis=0)
+    if is_call(b, "ones") and len(b.shape) == 2 and len(a.shape) == 2:
+        return call("sum", a, axis=1)
+    return None
+
+
+def _diag_matmul_transpose(n: Call) -> Expr | None:
+    """diag(P @ Q.T) = sum(P * Q, axis=1), diag(P.T @ Q) = sum(P * Q, axis=0): the i-th
+    diagonal entry is row i of P dotted with row i of Q (column i with column i); no product
+    of matrices is formed."""
+    (x,) = n.args
+    if n.fn != "diag" or len(x.shape) != 2 or not is_call(x, "matmul"):
+        return None
+    a, b = x.args
+    if is_call(b, "transpose") and len(b.shape) == 2 and b.args[0].shape == a.shape:
+        return call("sum", a * b.args[0], axis=1)
+    if is_call(a, "transpose") and len(a.shape) == 2 and a.args[0].shape == b.shape:
+        return call("sum", a.args[0] * b, axis=0)
+    return None
+
+
+def _sum_transpose(n: Call) -> Expr | None:
+    """sum(A.T, axis=0) = sum(A, axis=1) and sum(A.T, axis=1) = sum(A, axis=0) for a matrix A
+    (without keepdims: the kept axis would change sides)."""
+    (x,) = n.args
+    axis = _axis(n)
+    if (
+        n.fn == "sum"
+        and is_call(x, "transpose")
+        and len(x.shape) == 2
+        and axis in (0, 1)
+        and not _keepdims(n)
+    ):
+        return call("sum", x.args[0], axis=1 - axis)
+    return None
+
+
 def _count(shape: tuple) -> Expr:
     from engine.sizes import size_expr
 
@@ -1608,6 +1653,24 @@ RULES: list[Rule] = [
         ("sum",),
         _sum_diag,
         ("sum(diag(x), axis=0, keepdims=True)", "sum(diag(x), axis=1)"),
+    ),
+    Rule(
+        "diag-matmul-transpose",
+        ("diag",),
+        _diag_matmul_transpose,
+        ("diag(A @ B.T)", "diag(X.T @ X)", "diag(X @ X.T)"),
+    ),
+    Rule(
+        "sum-transpose",
+        ("sum",),
+        _sum_transpose,
+        ("sum(A.T, axis=0)", "sum(X.T, axis=1)"),
+    ),
+    Rule(
+        "diag-ones-matmul",
+        ("diag",),
+        _diag_ones_matmul,
+        ("diag(ones(n, n) @ A.T)", "diag(X @ ones(k, n))", "diag(ones(n, k) @ X.T)"),
     ),
     # broadcasting axes
     Rule("expand-ones", ("expand_dims",), _expand_ones, ("expand_dims(ones(n), axis=0)",)),
