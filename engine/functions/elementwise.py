@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import sympy
+from sympy.core.evalf import prec_to_dps
 
 from engine.expr import Call, Const, Expr, call
 from engine.functions.base import Function, latex_fn, register, sym_map
@@ -72,6 +73,39 @@ def _keep_nan(x, y):
     return np.where(np.isnan(x), x, y)
 
 
+def evalf_continuous(f: sympy.Function, prec: int) -> sympy.Expr | None:
+    """f at its arguments' numeric values: evalf of a call the exact route built unevaluated
+    (`maximum(1, 2)` stays a call under `sympy.evaluate(False)`, and SymPy's evalf knows no
+    mpmath function of that name). Only for functions continuous in their arguments (max,
+    min, clip), whose value a rounded argument moves by no more than the rounding."""
+    dps = prec_to_dps(prec)
+    args = []
+    for a in f.args:
+        v = a if a.is_Rational else a.evalf(dps)
+        if not (v.is_Number and v.is_comparable):
+            return None
+        args.append(v)
+    with sympy.evaluate(True):
+        out = f.func(*args)
+    return None if isinstance(out, f.func) or not out.is_Number else out.evalf(dps)
+
+
+def evalf_jump(f: sympy.Function, prec: int) -> sympy.Expr | None:
+    """evalf of step(x) or sign(x) built unevaluated: decided from an exact rational argument,
+    or from a numeric one clearly away from the jump at 0 (more than half the working digits);
+    otherwise left undecided (None), never guessed from a rounded zero."""
+    dps = prec_to_dps(prec)
+    (x,) = f.args
+    if not x.is_Rational:
+        v = x.evalf(dps)
+        if not (v.is_Number and v.is_comparable) or abs(v) <= sympy.Float(10) ** (-(dps // 2)):
+            return None
+        x = v
+    with sympy.evaluate(True):
+        out = f.func(x)
+    return None if isinstance(out, f.func) else out.evalf(dps)
+
+
 class Relu(sympy.Function):
     """max(x, 0) with relu'(0) = 0 (PyTorch's subgradient); SymPy's Max would give 1/2."""
 
@@ -110,6 +144,9 @@ class Step(sympy.Function):
     def fdiff(self, argindex=1):
         return sympy.Integer(0)
 
+    def _eval_evalf(self, prec):
+        return evalf_jump(self, prec)
+
 
 class Sign(sympy.Function):
     """sign(x) in {-1, 0, 1} with derivative 0 everywhere (PyTorch's convention)."""
@@ -128,6 +165,9 @@ class Sign(sympy.Function):
 
     def fdiff(self, argindex=1):
         return sympy.Integer(0)
+
+    def _eval_evalf(self, prec):
+        return evalf_jump(self, prec)
 
 
 class Absolute(sympy.Function):

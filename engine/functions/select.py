@@ -29,7 +29,7 @@ from engine.functions.base import (
     params_of,
     register,
 )
-from engine.functions.elementwise import Sign, Step
+from engine.functions.elementwise import Sign, Step, evalf_continuous
 from engine.functions.ops import unbroadcast
 from engine.functions.reductions import REDUCE_PARAMS, _reduce_latex, _reduce_shape, expand_back
 from engine.printing.size_names import dim_latex
@@ -64,6 +64,9 @@ class Maximum(sympy.Function):
         s = Sign(a - b) if argindex == 1 else Sign(b - a)
         return (1 + s) / 2
 
+    def _eval_evalf(self, prec):
+        return evalf_continuous(self, prec)
+
     # value and partials at mpmath numbers, for the exact route's fast evaluation and adjoint
     @staticmethod
     def mp_value(a, b):
@@ -91,6 +94,9 @@ class Minimum(sympy.Function):
         a, b = self.args
         s = Sign(a - b) if argindex == 1 else Sign(b - a)
         return (1 - s) / 2
+
+    def _eval_evalf(self, prec):
+        return evalf_continuous(self, prec)
 
     @staticmethod
     def mp_value(a, b):
@@ -126,6 +132,9 @@ class Clip(sympy.Function):
         if argindex == 2:
             return Step(lo - x) * Step(hi - lo)
         return 1 - _ge(hi, x) * _ge(hi, lo)
+
+    def _eval_evalf(self, prec):
+        return evalf_continuous(self, prec)
 
     @staticmethod
     def mp_value(x, lo, hi):
@@ -185,6 +194,9 @@ class MaxOf(sympy.Function):
     def fdiff(self, argindex=1):
         hits = [1 - Step(self - x) if self.largest else 1 - Step(x - self) for x in self.args]
         return hits[argindex - 1] / sympy.Add(*hits)
+
+    def _eval_evalf(self, prec):
+        return evalf_continuous(self, prec)
 
     @classmethod
     def mp_value(cls, *xs):
