@@ -225,6 +225,31 @@ def _fold_constants(n: Call) -> Expr | None:
     return None
 
 
+def _jump_of_constant(n: Call) -> Expr | None:
+    """sign(c) and step(c) of a rational constant c are the numbers they equal (sign(0) = 0,
+    step(0) = 0: the kink convention of the language)."""
+    (a,) = n.args
+    if is_zero(a):  # a zero array too: sign(0 * ones(n)) = 0 * ones(n)
+        return a
+    if is_const(a) and a.value.is_Rational:
+        if n.fn == "sign":
+            return Const(sympy.sign(a.value))
+        return Const(1 if a.value > 0 else 0)
+    return None
+
+
+def _sign_negation(n: Call) -> Expr | None:
+    """sign(-x) = -sign(x) (sign is odd, sign(0) = 0 included)."""
+    (a,) = n.args
+    return -call("sign", a.args[0]) if is_call(a, "neg") else None
+
+
+def _select_self(n: Call) -> Expr | None:
+    """maximum(x, x) = x and minimum(x, x) = x."""
+    a, b = n.args
+    return a if a == b and a.shape == n.shape else None
+
+
 def _add_zero(n: Call) -> Expr | None:
     """0 + b = b and a + 0 = a (when the other term alone has the full shape)."""
     a, b = n.args
@@ -1524,6 +1549,14 @@ RULES: list[Rule] = [
         _fold_constants,
         ("2 + 3", "2 - 5", "2 * 3", "3 / 4", "2 ** 3"),
     ),
+    Rule(
+        "jump-of-constant",
+        ("sign", "step"),
+        _jump_of_constant,
+        ("sign(0)", "sign(-3)", "step(0)", "step(0.5)", "sign(0 * x)", "step(0 * A)"),
+    ),
+    Rule("sign-negation", ("sign",), _sign_negation, ("sign(-x)", "sign(-(A @ B))")),
+    Rule("select-self", ("maximum", "minimum"), _select_self, ("maximum(x, x)", "minimum(A, A)")),
     Rule("add-zero", ("add",), _add_zero, ("0 + x", "A + 0 * ones(n, n)")),
     Rule("add-negation", ("add",), _add_negation, ("x + -y", "-A + B")),
     Rule("add-negative-constant", ("add",), _add_negative_constant, ("x + -2",)),
