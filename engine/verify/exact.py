@@ -603,6 +603,14 @@ def _fast_values(
     return out, bound
 
 
+def _undecided_jump(v: sympy.Expr) -> bool:
+    """Whether a step or sign in `v` stayed a call at numbers (engine.functions.elementwise's
+    evalf leaves one undecided within rounding of 0)."""
+    from engine.functions.elementwise import Sign, Step
+
+    return any(not a.free_symbols for f in v.atoms(Sign, Step) for a in f.args)
+
+
 def _exact_values(
     arr: np.ndarray, subs: dict, side: str, digits: int, infinite: bool = False
 ) -> np.ndarray:
@@ -618,6 +626,11 @@ def _exact_values(
         re, im = v.as_real_imag()
         # an unevaluated part (Heaviside of a complex value) is not a Number: not real either
         numbers = isinstance(re, sympy.Number) and isinstance(im, sympy.Number)
+        if not numbers and _undecided_jump(v):
+            raise EngineError(
+                f"the {side} side has a step or sign whose argument is within rounding of its "
+                "jump at 0 at the sampled inputs (an exact zero the check cannot prove)"
+            )
         if not numbers or (im != 0 and abs(im) > 1e-40 * max(1, abs(re))):
             raise EngineError(
                 f"the {side} side is not real at the sampled inputs (log or sqrt of a negative "
