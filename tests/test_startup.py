@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -209,4 +210,4 @@ def test_the_command_exits_without_teardown_but_with_its_status_output_and_exit_
     assert "Traceback" not in text
     if status != 2:
         assert text.rstrip().splitlines()[-1].startswith(f"{1 - status} passed, {status} failed")
-    assert not __import__("pathlib").Path(marker.read_text()).exists()  # the finalizer ran
+    assert not Path(marker.read_text()).exists()  # the finalizer ran

@@ -27,6 +27,7 @@ import sympy
 
 from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var, call, map_calls
 from engine.functions.base import broadcast, params_of
+from engine.functions.elementwise import Sign, Step
 from engine.functions.linalg import MAX_ONES_RANK
 from engine.types import TYPES
 
@@ -232,9 +233,7 @@ def _jump_of_constant(n: Call) -> Expr | None:
     if is_zero(a):  # a zero array too: sign(0 * ones(n)) = 0 * ones(n)
         return a
     if is_const(a) and a.value.is_Rational:
-        if n.fn == "sign":
-            return Const(sympy.sign(a.value))
-        return Const(1 if a.value > 0 else 0)
+        return Const((Sign if n.fn == "sign" else Step)(a.value))
     return None
 
 

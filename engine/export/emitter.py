@@ -309,16 +309,13 @@ class Emitter:
         for v, x in env.vars.items():
             if x.shape and x.vtype != "index":
                 shaped.setdefault(x.shape, v)
-        scratch: dict[str, str] = {}  # buffer name -> argument
+        scratch: dict[str, str] = {}  # argument -> the buffer shaped like it
 
         def buffer(shape) -> str:
             arg = shaped[shape]
-            for name, a in scratch.items():
-                if a == arg:
-                    return name
-            name = self.namer.fresh(f"scratch_{self.arg[arg]}")
-            scratch[name] = arg
-            return name
+            if arg not in scratch:
+                scratch[arg] = self.namer.fresh(f"scratch_{self.arg[arg]}")
+            return scratch[arg]
 
         def text(node: Expr, top: bool = False) -> Code:
             if not isinstance(node, Call) or (node in named and not top):
@@ -349,7 +346,7 @@ class Emitter:
             body = node.body if isinstance(node, Ref) else node
             written = text(body, top=True)[0] if isinstance(body, Call) else plain
             out.append(None if written == plain else written)
-        return (out, scratch) if any(out) else None
+        return (out, {b: a for a, b in scratch.items()}) if any(out) else None
 
     def define(self, name: str, text: str, node: Expr, static: bool) -> None:
         self.lines.append(f"{name} = {text}")

@@ -81,11 +81,6 @@ def plan(
     call); `named` the nodes written as a name (defined on a line, or arguments); `returned`
     the nodes the function returns; `static` marks Python scalars.
     """
-    parents: dict[Expr, list[Expr]] = {}
-    for node in order:
-        for c in node.children():
-            parents.setdefault(c, []).append(node)
-
     # The line each node is evaluated on: its own line if it has one, else its inline parent's.
     line_of: dict[Expr, int] = {}
     for k, top in enumerate(lines):

@@ -85,9 +85,7 @@ def evalf_continuous(f: sympy.Function, prec: int) -> sympy.Expr | None:
         if not (v.is_Number and v.is_comparable):
             return None
         args.append(v)
-    with sympy.evaluate(True):
-        out = f.func(*args)
-    return None if isinstance(out, f.func) or not out.is_Number else out.evalf(dps)
+    return _evaluated_at(f, args, dps)
 
 
 def evalf_jump(f: sympy.Function, prec: int) -> sympy.Expr | None:
@@ -101,9 +99,15 @@ def evalf_jump(f: sympy.Function, prec: int) -> sympy.Expr | None:
         if not (v.is_Number and v.is_comparable) or abs(v) <= sympy.Float(10) ** (-(dps // 2)):
             return None
         x = v
+    return _evaluated_at(f, [x], dps)
+
+
+def _evaluated_at(f: sympy.Function, args: list, dps: int) -> sympy.Expr | None:
+    """f's own eval at number arguments (the build around it may have evaluation off), as a
+    float of `dps` digits; None when eval does not decide."""
     with sympy.evaluate(True):
-        out = f.func(x)
-    return None if isinstance(out, f.func) else out.evalf(dps)
+        out = f.func(*args)
+    return None if isinstance(out, f.func) or not out.is_Number else out.evalf(dps)
 
 
 class Relu(sympy.Function):
