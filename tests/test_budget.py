@@ -105,12 +105,14 @@ def test_the_python_api_budget_is_opt_in_and_returns_the_same_results():
 
 
 def test_a_derive_over_budget_raises_budget_exceeded():
-    with pytest.raises(BudgetExceeded, match="the derivation ran past its 2 s budget"):
+    # This derivation and its check take 1.5 to 2 s on an idle 2-core machine (it ends in a
+    # DerivationFailed); a budget of 2 s was a coin toss there (CI, 2026-12-03), 0.5 s is not.
+    with pytest.raises(BudgetExceeded, match="the derivation ran past its 0.5 s budget"):
         engine.derive(
             "sum(softmax((s)**log_softmax(sqrt(Q))))",
             "s",
             {"s": "real[n]", "Q": "real[n]"},
-            timeout=2,
+            timeout=0.5,
         )
 
 
