@@ -508,3 +508,17 @@ def test_numpy_forms_run_on_the_verifiers_high_precision_numbers(text):
         values = np.array([float(_scalar(v).real) for v in out.flat]).reshape(out.shape)
     scale = max(1.0, float(np.max(np.abs(exact), initial=0)))
     np.testing.assert_allclose(values, exact, rtol=1e-12, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("fn", ["log_softmax", "softmax"])
+@pytest.mark.parametrize("offset", [0.0, 1e3, 1.06e7, -3e12])
+def test_the_softmax_family_is_exact_at_any_offset(fn, offset):
+    """A uniform row's log_softmax is -log(n) whatever its offset: computed as (x - m) - log(...)
+    it carries no rounding at the scale of m (x - logsumexp(x) was off by |m| * 1e-16, 6.5e-10
+    at m = 1e7, which an export test found as a disagreement with the exported program)."""
+    row = np.full((2, 3), offset) + np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 2.0]])
+    got = REGISTRY[fn].numpy(row, axis=-1)
+    base = row - offset
+    want = base - np.log(np.sum(np.exp(base), axis=-1, keepdims=True))
+    want = want if fn == "log_softmax" else np.exp(want)
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)

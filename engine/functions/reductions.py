@@ -239,7 +239,13 @@ def _np_softmax(x, axis=-1):
 
 
 def _np_log_softmax(x, axis=-1):
-    return x - _np_logsumexp(x, axis=axis, keepdims=True)
+    # (x - m) - log(sum(exp(x - m))), not x - logsumexp(x): the latter rounds m + log(...) at
+    # the scale of m first, an error of |m| * 1e-16 where the answer may be -log(3) exactly
+    m = np.asarray(np.max(x.real, axis=axis, keepdims=True))
+    if m.dtype != object:  # (object arrays: the verifier's high-precision numbers, always finite)
+        m = np.where(np.isfinite(m), m, 0.0)
+    shifted = x - m
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def _sym_softmax(x, axis=-1):
