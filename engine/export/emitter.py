@@ -15,7 +15,7 @@ from collections import Counter
 import sympy
 
 from engine.derive.program import Program
-from engine.export import reuse
+from engine.export import kernels, reuse
 from engine.export.forms import (
     COLUMNS,
     FORMS,
@@ -49,6 +49,7 @@ RESERVED = (
     | {"_size_arg"}  # sizes given as keyword arguments (engine.export.size_plan)
     | {"inputs", "output", "saved", "grad_output"}  # the wrappers' parameters
     | set(HELPERS)
+    | set(kernels.HELPERS)
 )
 
 CHECK_SHAPES = '''def _check_shapes(fn, declared, *arrays):
@@ -141,8 +142,12 @@ class Emitter:
         target: Target,
         with_value: bool,
         value_root: Expr | None = None,
+        fused: bool = False,
     ):
         self.program = program
+        # fused: the PyTorch eager path, where engine.export.kernels replaces what it recognizes
+        self.fused = fused
+        self.kernel_rules: list[kernels.KernelRule] = []  # the rules that applied
         self.target = target
         self.with_value = with_value
         self.value_root = program.output if value_root is None else value_root
@@ -162,6 +167,7 @@ class Emitter:
         self.size_plan = SizePlan()  # set by preamble: sizes taken as keywords or solved
         self.fn_name = "value_and_grad"  # the exported function's name, for error messages
         self.reuses = False  # the function writes into dead temporaries (engine.export.reuse)
+        self.kernel_helpers: list[str] = []  # sources of engine.export.kernels' helpers
 
     # ------------------------------------------------------------ the walk
 
@@ -183,6 +189,8 @@ class Emitter:
                 g = zeros if isinstance(g, Const) and g.value == 0 else zeros + g
             out.append((var, g))
         shared = share_definitions([r for _, r in out])
+        if self.fused:
+            shared, self.kernel_rules = kernels.fuse(shared)
         return [(v, r) for (v, _), r in zip(out, shared, strict=True)]
 
     @staticmethod
@@ -210,6 +218,8 @@ class Emitter:
                 continue
             if node.fn in NOT_EXPORTABLE:
                 raise ExportError(f"{node.fn}(): {NOT_EXPORTABLE[node.fn]}")
+            if self.fused and node.fn in kernels.FORMS:
+                continue
             if self.target.column not in FORMS.get(node.fn, {}):
                 raise ExportError(f"{node.fn}() has no {self.target.title} form")
 
@@ -270,7 +280,7 @@ class Emitter:
                 static[node] = (
                     node.shape == ()
                     and all(static[c] for c in node.args)
-                    and "scalar" in FORMS[node.fn]
+                    and "scalar" in FORMS.get(node.fn, {})
                 )
                 text = self.render(node, code, static)
                 if node in named:
@@ -348,6 +358,31 @@ class Emitter:
             out.append(None if written == plain else written)
         return (out, {b: a for a, b in scratch.items()}) if any(out) else None
 
+    def eager_path(self, value: str | None) -> tuple[list[str], set[str]] | None:
+        """The PyTorch eager path's lines, through its return, when a fused kernel applies
+        (engine.export.kernels), and the sizes they read; None otherwise."""
+        if self.target.name != "torch" or self.fused:
+            return None
+        fast = Emitter(self.program, self.target, self.with_value, self.value_root, fused=True)
+        fast_lines, grads, fast_value = fast.emit()
+        if not fast.kernel_rules:
+            return None
+        self.imports |= fast.imports
+        self.helpers += [h for h in fast.helpers if h not in self.helpers]
+        self.kernel_helpers += [h for h in fast.kernel_helpers if h not in self.kernel_helpers]
+        out: list[str] = []
+        reusing = fast.reusing_lines()
+        if reusing is not None:
+            rewritten, scratch = reusing
+            out += [f"{buf} = torch.empty_like({fast.arg[arg]})" for buf, arg in scratch.items()]
+            for line, written in zip(fast_lines, rewritten, strict=True):
+                out.append(line if written is None else f"{line.split(' = ', 1)[0]} = {written}")
+        else:
+            out += fast_lines
+        table = "{" + ", ".join(f'"{v}": {g}' for v, g in grads) + "}"
+        out.append(f"return {fast_value}, {table}" if self.with_value else f"return {table}")
+        return out, fast.sizes_used
+
     def define(self, name: str, text: str, node: Expr, static: bool) -> None:
         self.lines.append(f"{name} = {text}")
         self.entries.append((name, text, node, static))
@@ -366,6 +401,8 @@ class Emitter:
             text = code[x][0]
             return text if text.isidentifier() else "x"
 
+        if _is(node, "_layer_norm_backward"):
+            return base(node.args[1]) + "_norm_grads"
         if _is(node, "_amax"):
             return base(node.args[0]) + "_max"
         if is_shift(node):
@@ -399,8 +436,13 @@ class Emitter:
             code[longest] = (name, P_ATOM)
 
     def _render(self, node: Call, column: str, code: dict[Expr, Code]) -> Code:
-        f = FORMS[node.fn][column]
         args = [code[a] for a in node.args]
+        if node.fn in kernels.FORMS:  # a fused kernel's call (the torch eager path only)
+            helper = kernels.HELPERS.get(node.fn)
+            if helper is not None and helper not in self.kernel_helpers:
+                self.kernel_helpers.append(helper)
+            return kernels.FORMS[node.fn](tuple(t for t, _ in args), node), P_ATOM
+        f = FORMS[node.fn][column]
         if isinstance(f, Op):
             if len(args) == 1:
                 return f"{f.symbol}{_wrap(args[0], P_POW)}", P_NEG
@@ -533,7 +575,8 @@ class Emitter:
             extra.append(reuse.REUSE_HELPER)
         if self.checks_labels:
             extra.append(CHECK_LABELS[self.target.name])
-        return [*self.target.helpers, CHECK_SHAPES, *extra, *(HELPERS[h] for h in self.helpers)]
+        forms = [HELPERS[h] for h in self.helpers]
+        return [*self.target.helpers, CHECK_SHAPES, *extra, *forms, *self.kernel_helpers]
 
     def header_lines(self, header: list[str]) -> list[str]:
         """Module docstring, imports, helpers: everything before the exported function."""
@@ -556,10 +599,21 @@ class Emitter:
         lines, grads, value = self.emit()
         env = self.program.env
         args = [self.arg[v] for v in env.vars]
+        eager = self.eager_path(value)
+        if eager is not None:
+            self.sizes_used |= eager[1]
         # Arguments become arrays of one floating dtype (and device); their shapes are checked.
         body = self.preamble(name, list(env.vars))
-        reusing = self.reusing_lines()
-        if reusing is None:
+        reusing = None if eager is not None else self.reusing_lines()
+        if eager is not None:  # fused kernels: the eager path is a block of its own
+            self.imports.add(reuse.REUSE_IMPORT)
+            self.reuses = True
+            guard = f"if _may_reuse({', '.join(self.arg[v] for v in env.vars)}):"
+            body += [guard, "    # eager PyTorch: fused kernels, writes into its own temporaries"]
+            body += ["    " + line for line in eager[0]]
+            body.append("# autograd, torch.func transforms, torch.compile: the program as derived")
+            body += lines
+        elif reusing is None:
             body += lines
         else:  # `t = a.div_(s) if reuse else a / s`: decided once per call (engine.export.reuse)
             flag = self.namer.claim("reuse")

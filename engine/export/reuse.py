@@ -43,7 +43,8 @@ FRESH = frozenset({"add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "tan
 READERS = FRESH | {"pow", "sum", "mean", "_amax", "matmul", "vdot", "sigmoid"}
 
 REUSE_HELPER = '''def _may_reuse(*arrays):
-    """Whether this call may write into its own temporaries (`t.div_(s)` for `t / s`).
+    """Whether this call may write into its own temporaries (`t.div_(s)` for `t / s`) and
+    call PyTorch's fused kernels (engine.export.kernels).
 
     Not while torch.compile traces it (it fuses the program itself), nor when autograd records
     an argument (requires_grad), nor under forward-mode AD or a torch.func transform (vmap,
