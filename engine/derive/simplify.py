@@ -979,6 +979,14 @@ class Rewriter:
         self.defs = {ref.body: ref for ref in (defs or {}).values() if isinstance(ref.body, Call)}
         self.steps = 0
         self.rules: dict[str, list[Rule]] = {}  # each function's rules, in order (from RULES)
+        # A body as the rules write it names its definition too: the reverse pass simplifies the
+        # forward nodes it pulls back through (transpose(K, (0, 1, 3, 2)) becomes swapaxes(K, -1,
+        # -2)), and softmax's VJP, which reads its own node, must still say P, not P2 = P's
+        # formula again (which the export would compute twice). The rules are identities.
+        for body, ref in list(self.defs.items()):
+            canonical = self.simplify(body)
+            if isinstance(canonical, Call) and canonical != body:
+                self.defs.setdefault(canonical, ref)
 
     def name_defs(self, e: Expr) -> Expr:
         """Only replace subexpressions equal to a definition's body by its name."""
