@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from engine import derive, verify
 from engine.export import load
-from engine.export.kernels import LAYER_NORM_BACKWARD, RULES
+from engine.export.kernels import LAYER_NORM_BACKWARD, RULES, SOFTMAX_BACKWARD
 
 LN = {
     "sigma": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
@@ -250,3 +250,91 @@ def test_the_backward_is_found_in_any_order_of_its_terms(text):
     root, used = _fuse(text)
     assert used == [LAYER_NORM_BACKWARD]
     assert root.fn == "_item" and root.args[0].fn == "_layer_norm_backward"
+
+
+# ---------------------------------------------------------------- softmax and its backward
+
+ATT = {v: "real[n, k]" for v in "QKVO"}
+HEADS = {v: "real[B, m, n, k]" for v in "QKVO"}
+SOFTMAX_PROGRAMS = [
+    # (formula, wrt, vars, defs, the kernels expected in the eager path)
+    ("sum(O * (P @ V))", ["Q", "K", "V"], ATT, {"P": "softmax(Q @ K.T / sqrt(k))"}, 2),
+    (
+        "sum(O * (P @ V))",
+        ["Q", "K", "V"],
+        HEADS,
+        {"P": "softmax(Q @ swapaxes(K, -1, -2) / sqrt(k))"},
+        2,
+    ),
+    ("sum(O * (P @ V))", ["Q", "K", "V"], ATT, {"P": "softmax(Q @ K.T, axis=0)"}, 2),
+    ("sum(w * softmax(z))", ["z"], {"z": "real[n]", "w": "real[n]"}, {}, 2),
+    # cross-entropy reads the exponentials' sum for its value: no softmax kernel there
+    ("cross_entropy(softmax(z), y)", ["z"], {"z": "real[n]", "y": "simplex[n]"}, {}, 0),
+    (
+        "cross_entropy(softmax(Z, axis=-1), Y)",
+        ["Z"],
+        {"Z": "real[n, k]", "Y": "simplex[n, k]"},
+        {},
+        0,
+    ),
+]
+
+
+@pytest.mark.parametrize(("f", "wrt", "vars_", "defs", "kernels"), SOFTMAX_PROGRAMS)
+def test_softmax_programs_give_the_derived_values(f, wrt, vars_, defs, kernels):
+    program = derive(f, wrt, vars_, defs=defs)
+    fn = load(program, "torch")
+    source = sys.modules[fn.__module__].__source__
+    eager = source.split("# autograd,")[0]
+    found = eager.count("torch.softmax(") + eager.count("= _softmax_backward(")
+    assert found == kernels, source
+    args = [
+        a.softmax(-1) if n in ("y", "Y") else a
+        for n, a in zip(program.env.vars, _inputs(program), strict=True)
+    ]
+    got, plain = _paths(fn, args)
+    _close(got, plain, rtol=1e-10, atol=1e-12)
+    if kernels:  # float32 in, float32 out, on the eager path
+        value, grads = fn(*[a.float() for a in args])
+        assert all(g.dtype == torch.float32 for g in grads.values())
+
+
+SOFTMAX_NEAR_MISSES = [
+    "P * (G + sum(P * G, axis=-1, keepdims=True))",
+    "P * (G - sum(P * G, axis=0, keepdims=True))",
+    "P * (G - sum(P * H, axis=-1, keepdims=True))",
+    "P * (G - sum(G, axis=-1, keepdims=True))",
+    "R * (G - sum(R * G, axis=-1, keepdims=True))",  # R is not a softmax
+    "Pc * (G - sum(Pc * G, axis=-1, keepdims=True))",  # a softmax over the other axis
+]
+
+
+def _fuse_softmax(text):
+    from engine.export.kernels import fuse
+    from engine.export.lower import Lowering
+    from engine.parser import build_environment, parse_formula
+
+    vars_ = {"S": "real[n, k]", "G": "real[n, k]", "H": "real[n, k]", "R": "real[n, k]"}
+    defs = {"P": "softmax(S, axis=-1)", "Pc": "softmax(S, axis=0)"}
+    env = build_environment(vars_, defs)
+    roots, used = fuse([Lowering()(parse_formula(text, env))])
+    return roots[0], used
+
+
+@pytest.mark.parametrize("text", SOFTMAX_NEAR_MISSES)
+def test_a_softmax_near_miss_is_not_a_softmax_backward(text):
+    root, _ = _fuse_softmax(text)
+    assert all(getattr(n, "fn", None) != "_softmax_backward" for n in root.walk())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "P * (G - sum(P * G, axis=-1, keepdims=True))",
+        "(G - sum(G * P, axis=1, keepdims=True)) * P",
+        "Pc * (G - sum(Pc * G, axis=0, keepdims=True))",
+    ],
+)
+def test_the_softmax_backward_is_found(text):
+    root, used = _fuse_softmax(text)
+    assert SOFTMAX_BACKWARD in used and root.fn == "_softmax_backward"

@@ -59,6 +59,12 @@ def _both_paths(program, args):
     return reusing, functional, module.__source__
 
 
+def _fused(source: str) -> bool:
+    """Whether the module's eager path calls a fused kernel (engine.export.kernels), which
+    computes in its own order: the same values to rounding, not to the bit."""
+    return "# autograd, torch.func transforms, torch.compile" in source
+
+
 def _assert_same(a, b, tol: float = 0) -> None:
     """Bit for bit (or within `tol`, where a fused kernel computes in its own order)."""
     (va, ga), (vb, gb) = a, b
@@ -84,7 +90,7 @@ def test_random_derived_programs_give_the_same_values_in_place(text):
     args = _inputs(program, 0)
     with np.errstate(all="ignore"):
         reusing, functional, source = _both_paths(program, args)
-    _assert_same(reusing, functional, tol=1e-12 if "_layer_norm_backward(" in source else 0)
+    _assert_same(reusing, functional, tol=1e-12 if _fused(source) else 0)
 
 
 LAYERNORM = {
@@ -129,10 +135,8 @@ def test_the_textbook_programs_give_the_same_values_in_place(f, wrt, vars_, defs
     reusing, functional, source = _both_paths(program, _inputs(program, 1))
     if defs is LAYERNORM["defs"]:  # torch's fused kernel (tests/test_export_kernels.py)
         assert "X_norm_grads = _layer_norm_backward(O, X, 1e-05, g)" in source
-        _assert_same(reusing, functional, tol=1e-12)
-        return
-    _assert_same(reusing, functional)
-    if "xhat" in defs:  # the centred array becomes xhat in its own memory
+    _assert_same(reusing, functional, tol=1e-12 if _fused(source) else 0)
+    if "xhat" in defs and not _fused(source):  # the centred array becomes xhat in place
         assert "xhat = X_centred.div_(sigma) if reuse else X_centred / sigma" in source
 
 

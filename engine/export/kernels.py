@@ -3,8 +3,10 @@
 PyTorch computes some backward passes in one fused kernel that no sequence of elementwise
 operations matches on a CPU: LayerNorm's backward reads each row once, in cache, where the
 derived program makes ten passes over the whole array (benchmarks/RESULTS.md: the exported
-LayerNorm backward at 512 x 1024 was 1.3 to 1.4 times `torch.autograd`). A `KernelRule` finds
-such a subprogram in a lowered program and replaces it by one call of the framework's kernel.
+LayerNorm backward at 512 x 1024 was 1.3 to 1.4 times `torch.autograd`); softmax and its
+backward (p * (g - sum(p * g))) are one pass each instead of four, and no (B, h, n, n) temporary.
+A `KernelRule` finds such a subprogram in a lowered program and replaces it by one call of the
+framework's kernel. The rules: LayerNorm's backward, softmax, softmax's backward.
 
 Each rule states its identity (`claim`: the derived formula equals the kernel's mathematics,
 checked by our verifier in tests/test_export_kernels.py), and tests check that the kernel gives
@@ -307,7 +309,137 @@ LAYER_NORM_BACKWARD = KernelRule(
     },
 )
 
-RULES: tuple[KernelRule, ...] = (LAYER_NORM_BACKWARD,)
+# ---------------------------------------------------------------- softmax and its backward
+
+
+def _softmax_of(e: Expr, bare: Bare) -> tuple[Expr, int] | None:
+    """(x, axis) when e is the lowered softmax exp(x - max(x)) / sum(exp(x - max(x))) along
+    one axis (engine.export.lower; a vector's max and sum are over everything)."""
+    e = _strip(e)
+    if not (isinstance(e, Call) and e.fn == "div"):
+        return None
+    num, den = (_strip(a) for a in e.args)
+    if not (isinstance(num, Call) and num.fn == "exp" and isinstance(den, Call)):
+        return None
+    shifted = _strip(num.args[0])
+    if not (isinstance(shifted, Call) and shifted.fn == "sub"):
+        return None
+    x, m = shifted.args[0], _strip(shifted.args[1])
+    if not (isinstance(m, Call) and m.fn == "_amax" and bare(m.args[0]) == bare(x)):
+        return None
+    if den.fn != "sum" or bare(den.args[0]) != bare(num) or e.shape != x.shape:
+        return None
+    rank = len(x.shape)
+    pm, ps = dict(m.params), dict(den.params)
+    if rank == 1:  # max and sum over the whole vector
+        if pm.get("axis") is None and ps.get("axis") is None and not ps.get("keepdims"):
+            return x, -1
+        return None
+    axis = pm.get("axis")
+    if not isinstance(axis, int) or not pm.get("keepdims") or not ps.get("keepdims"):
+        return None
+    if ps.get("axis") != axis:
+        return None
+    return x, axis - rank if axis >= 0 else axis
+
+
+def _parents(nodes: list[Expr]) -> dict[Expr, set[Expr]]:
+    out: dict[Expr, set[Expr]] = {}
+    for n in nodes:
+        for c in n.children():
+            out.setdefault(c, set()).add(n)
+    return out
+
+
+def _find_softmax(nodes: list[Expr], bare: Bare) -> dict[Expr, Expr]:
+    """exp(x - max(x)) / sum(exp(x - max(x))) as one torch.softmax, where nothing else reads the
+    exponentials or their sum (cross-entropy's log-sum-exp shares them: left as it is)."""
+    parents = _parents(nodes)
+    subs: dict[Expr, Expr] = {}
+    for node in nodes:
+        if not (isinstance(node, Call) and node.fn == "div"):
+            continue
+        found = _softmax_of(node, bare)
+        if found is None:
+            continue
+        x, axis = found
+        num, den = node.args
+        if parents.get(num, set()) - {node, den} or parents.get(den, set()) - {node}:
+            continue
+        subs[node] = Call("_softmax", (x,), (("axis", axis),), node.shape)
+    return subs
+
+
+def _find_softmax_backward(nodes: list[Expr], bare: Bare) -> dict[Expr, Expr]:
+    """p * (g - sum(p * g, axis, keepdims=True)) for p = softmax(x, axis) as one call of the
+    kernel torch's own softmax backward runs."""
+    subs: dict[Expr, Expr] = {}
+    for node in nodes:
+        if not (isinstance(node, Call) and node.fn == "mul"):
+            continue
+        for i in (0, 1):
+            p, rest = node.args[i], _strip(node.args[1 - i])
+            found = _softmax_of(p, bare)
+            if found is None or not (isinstance(rest, Call) and rest.fn == "sub"):
+                continue
+            _, axis = found
+            g, total = rest.args[0], _strip(rest.args[1])
+            if g.shape != p.shape or node.shape != p.shape:
+                continue
+            if isinstance(total, Call) and total.fn == "_vdot" and len(p.shape) == 1:
+                # a vector's sum(p * g), lowered to one dot product
+                if {bare(a) for a in total.args} == {bare(p), bare(g)}:
+                    subs[node] = Call("_softmax_backward", (g, p), (("axis", -1),), node.shape)
+                    break
+                continue
+            if not (isinstance(total, Call) and total.fn == "sum"):
+                continue
+            pt = dict(total.params)
+            if len(p.shape) == 1:
+                ok = pt.get("axis") is None and not pt.get("keepdims")
+            else:
+                along = pt.get("axis")
+                along = along - len(p.shape) if isinstance(along, int) and along >= 0 else along
+                ok = along == axis and bool(pt.get("keepdims"))
+            if ok and _product_of(total.args[0], p, g, bare):
+                subs[node] = Call("_softmax_backward", (g, p), (("axis", axis),), node.shape)
+                break
+    return subs
+
+
+SOFTMAX_BACKWARD_HELPER = '''def _softmax_backward(grad, p, dim):
+    """p * (grad - sum(p * grad, dim, keepdims=True)) for p = softmax(x, dim): the vector-Jacobian
+    product of softmax, in the kernel torch's own softmax backward runs (one pass per row)."""
+    return torch.ops.aten._softmax_backward_data(grad, p, dim, p.dtype)'''
+
+SOFTMAX = KernelRule(
+    name="softmax",
+    find=_find_softmax,
+    forms={"_softmax": lambda args, node: f"torch.softmax({args[0]}, dim={node.param('axis')})"},
+    helper="",
+    claims=(
+        "softmax(S, axis=-1) == exp(S - max(S, axis=-1, keepdims=True))"
+        " / sum(exp(S - max(S, axis=-1, keepdims=True)), axis=-1, keepdims=True)",
+    ),
+    claim_vars={"S": "real[n, d]"},
+    claim_defs={},
+)
+
+SOFTMAX_BACKWARD = KernelRule(
+    name="softmax-backward",
+    find=_find_softmax_backward,
+    forms={
+        "_softmax_backward": lambda args, node: (
+            f"_softmax_backward({args[0]}, {args[1]}, {node.param('axis')})"
+        )
+    },
+    helper=SOFTMAX_BACKWARD_HELPER,
+    claims=("grad(sum(G * P), S) == P * (G - sum(P * G, axis=-1, keepdims=True))",),
+    claim_vars={"S": "real[n, d]", "G": "real[n, d]"},
+    claim_defs={"P": "softmax(S, axis=-1)"},
+)
+
+RULES: tuple[KernelRule, ...] = (LAYER_NORM_BACKWARD, SOFTMAX, SOFTMAX_BACKWARD)
 
 # How the internal calls are written (PyTorch only: the rules run on its eager path).
 FORMS: dict[str, Callable[[tuple[str, ...], Call], str]] = {
@@ -315,8 +447,18 @@ FORMS: dict[str, Callable[[tuple[str, ...], Call], str]] = {
     **{fn: form for rule in RULES for fn, form in rule.forms.items()},
 }
 HELPERS: dict[str, str] = {
-    fn: rule.helper for rule in RULES for fn in rule.forms
+    fn: rule.helper for rule in RULES for fn in rule.forms if rule.helper
 }  # the module function each call needs
+
+
+def _rebuilt_args(e: Expr, rebuild: Callable[[Expr], Expr]) -> Expr:
+    if not isinstance(e, Call):
+        return e
+    args = tuple(
+        _rebuilt_args(a, rebuild) if isinstance(a, Call) and a.fn in FORMS else rebuild(a)
+        for a in e.args
+    )
+    return e if args == e.args else Call(e.fn, args, e.params, e.shape)
 
 
 def fuse(roots: list[Expr]) -> tuple[list[Expr], list[KernelRule]]:
@@ -344,8 +486,8 @@ def fuse(roots: list[Expr]) -> tuple[list[Expr], list[KernelRule]]:
     def rebuild(e: Expr) -> Expr:
         if e in memo:
             return memo[e]
-        if e in subs:
-            out = subs[e]
+        if e in subs:  # the kernel call, reading the rewritten tree too
+            out = _rebuilt_args(subs[e], rebuild)
         elif isinstance(e, Ref):
             body = rebuild(e.body)
             out = e if body == e.body else Ref(e.name, body)
