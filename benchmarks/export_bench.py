@@ -4,8 +4,9 @@
     python benchmarks/export_bench.py --no-write --cases attention --dtypes float32
 
 Cases (issue 9): cross-entropy (n = 50,000 and [B, V] = [32, 50,000]), the attention backward
-(n = 512, d = 64), LayerNorm (512 x 1024) and the GELU MLP (256, 1024 -> 4096 -> 1024), each in
-float32 and float64: the exported NumPy module against handwritten NumPy (target 1.2x), the
+(n = 512, d = 64, and batched multi-head: B = 4, h = 8, n = 512, dh = 64), LayerNorm
+(512 x 1024) and the GELU MLP (256, 1024 -> 4096 -> 1024), each in float32 and float64: the
+exported NumPy module against handwritten NumPy (target 1.2x), the
 exported torch module against torch.autograd of a forward written with torch.nn.functional
 (target 1.1x), and jax.jit of the exported JAX module against jax.jit(jax.value_and_grad)
 (target 1.1x). Every pair is checked to agree before it is timed. The two sides run interleaved
@@ -52,6 +53,7 @@ SIZES = {
     "ce": {"n": 50_000},
     "ce_batch": {"B": 32, "V": 50_000},
     "attention": {"n": 512, "d": 64},
+    "attention_heads": {"B": 4, "h": 8, "n": 512, "dh": 64},
     "layernorm": {"n": 512, "d": 1024},
     "mlp": {"b": 256, "d": 1024, "h": 4096},
 }
@@ -75,6 +77,12 @@ def programs() -> dict[str, Program]:
             wrt=["Q", "K", "V"],
             vars={"Q": "real[n, d]", "K": "real[n, d]", "V": "real[n, d]", "O": "real[n, d]"},
             defs={"P": "softmax(Q @ K.T / sqrt(d))"},
+        ),
+        "attention_heads": derive(
+            "sum(O * (P @ V))",
+            wrt=["Q", "K", "V"],
+            vars={v: "real[B, h, n, dh]" for v in ("Q", "K", "V", "O")},
+            defs={"P": "softmax(Q @ swapaxes(K, -1, -2) / sqrt(dh))"},
         ),
         "layernorm": derive(
             "sum(O * (xhat * g + b))",
@@ -109,6 +117,8 @@ def inputs(case: str, dtype, rng) -> list[np.ndarray]:
         return [rng.standard_normal((s["B"], s["V"])) * 3, y / y.sum(axis=1, keepdims=True)]
     if case == "attention":
         return [rng.standard_normal((s["n"], s["d"])) for _ in range(4)]
+    if case == "attention_heads":
+        return [rng.standard_normal(tuple(s.values())) for _ in range(4)]
     if case == "layernorm":
         n, d = s["n"], s["d"]
         return [
@@ -127,7 +137,14 @@ def inputs(case: str, dtype, rng) -> list[np.ndarray]:
     ]
 
 
-WRT = {"ce": 1, "ce_batch": 1, "attention": 3, "layernorm": 3, "mlp": 3}  # the first k args
+WRT = {
+    "ce": 1,
+    "ce_batch": 1,
+    "attention": 3,
+    "attention_heads": 3,
+    "layernorm": 3,
+    "mlp": 3,
+}  # the first k args
 
 # ---------------------------------------------------------------- handwritten NumPy
 
@@ -156,6 +173,18 @@ def hand_attention(Q, K, V, dO):
     dP = dO @ V.T
     dS = P * (dP - np.sum(P * dP, axis=1, keepdims=True))
     return value, ((dS @ K) * scale, (dS.T @ Q) * scale, dV)
+
+
+def hand_attention_heads(Q, K, V, dO):
+    scale = 1.0 / math.sqrt(Q.shape[-1])
+    S = (Q @ K.swapaxes(-1, -2)) * scale
+    P = np.exp(S - np.max(S, axis=-1, keepdims=True))
+    P /= np.sum(P, axis=-1, keepdims=True)
+    value = np.vdot(dO, P @ V)
+    dV = P.swapaxes(-1, -2) @ dO
+    dP = dO @ V.swapaxes(-1, -2)
+    dS = P * (dP - np.sum(P * dP, axis=-1, keepdims=True))
+    return value, ((dS @ K) * scale, (dS.swapaxes(-1, -2) @ Q) * scale, dV)
 
 
 def hand_layernorm(X, g, b, dO, eps):
@@ -187,6 +216,7 @@ HAND = {
     "ce": hand_ce,
     "ce_batch": hand_ce_batch,
     "attention": hand_attention,
+    "attention_heads": hand_attention_heads,
     "layernorm": hand_layernorm,
     "mlp": hand_mlp,
 }
@@ -207,6 +237,10 @@ def torch_loss(case: str):
             Q, K, V, dO = a
             P = torch.softmax(Q @ K.T / math.sqrt(Q.shape[1]), dim=-1)
             return torch.sum(dO * (P @ V))
+        if case == "attention_heads":
+            Q, K, V, dO = a
+            P = torch.softmax(Q @ K.transpose(-1, -2) / math.sqrt(Q.shape[-1]), dim=-1)
+            return torch.sum(dO * (P @ V))
         if case == "layernorm":
             X, g, b, dO, eps = a
             return torch.sum(dO * F.layer_norm(X, (X.shape[1],), g, b, eps))
@@ -226,6 +260,10 @@ def jax_loss(case: str):
         if case == "attention":
             Q, K, V, dO = a
             P = jax.nn.softmax(Q @ K.T / jnp.sqrt(Q.shape[1]), axis=-1)
+            return jnp.sum(dO * (P @ V))
+        if case == "attention_heads":
+            Q, K, V, dO = a
+            P = jax.nn.softmax(Q @ jnp.swapaxes(K, -1, -2) / jnp.sqrt(Q.shape[-1]), axis=-1)
             return jnp.sum(dO * (P @ V))
         if case == "layernorm":
             X, g, b, dO, eps = a
@@ -277,7 +315,8 @@ def _agree(got, want, dtype: str, what: str) -> None:
 
 def _calls(case: str) -> int:
     # CE at n = 50,000 takes ~0.1 ms: single calls, many pairs, so a load spike hits one pair
-    return {"ce": 1, "ce_batch": 1, "attention": 3, "layernorm": 2, "mlp": 1}[case]
+    calls = {"ce": 1, "ce_batch": 1, "attention": 3, "attention_heads": 1, "layernorm": 2}
+    return calls.get(case, 1)
 
 
 def run(samples: int, libraries: bool, cases: list[str], dtypes: list[str]) -> list[Row]:
