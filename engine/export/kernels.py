@@ -8,7 +8,7 @@ backward (p * (g - sum(p * g))) are one pass each instead of four, and no (B, h,
 A `KernelRule` finds such a subprogram in a lowered program and replaces it by one call of the
 framework's kernel. The rules: LayerNorm's backward, softmax, softmax's backward.
 
-Each rule states its identity (`claim`: the derived formula equals the kernel's mathematics,
+Each rule states its identities (`claims`: the derived formula equals the kernel's mathematics,
 checked by our verifier in tests/test_export_kernels.py), and tests check that the kernel gives
 the derived program's values. The rules run only on the eager path of the PyTorch export (the
 `_may_reuse` branch): under autograd, `torch.func` transforms and `torch.compile` the module runs
@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.expr import Call, Const, Expr, Ref
-
-TORCH = "import torch"
 
 
 def _strip(e: Expr) -> Expr:
@@ -52,7 +50,7 @@ class Bare:
         return out
 
 
-def _row_mean_of(e: Expr, bare: Bare) -> Expr | None:
+def _row_mean_of(e: Expr) -> Expr | None:
     """x when e is mean(x, axis=-1, keepdims=True) (the last axis, its length kept as 1)."""
     e = _strip(e)
     if not (isinstance(e, Call) and e.fn == "mean"):
@@ -87,16 +85,6 @@ def _signed_terms(e: Expr, sign: int = 1) -> list[tuple[int, Expr]]:
     return [(sign, e)]
 
 
-@dataclass(frozen=True)
-class Normalized:
-    """xhat = (x - mean(x)) / sigma with sigma = sqrt(mean((x - mean(x))^2) + eps), rows on the
-    last axis."""
-
-    x: Expr
-    xhat: Expr  # the bare quotient (x - mean(x)) / sigma
-    eps: Expr
-
-
 def _layer_norm_sigma(sigma: Expr, bare: Bare) -> tuple[Expr, Expr, Expr] | None:
     """(x, the centred x, eps) when sigma is sqrt(mean(c * c, axis=-1, keepdims=True) + eps),
     c = x - mean(x, axis=-1, keepdims=True) (eps a scalar, 0 when absent)."""
@@ -112,7 +100,7 @@ def _layer_norm_sigma(sigma: Expr, bare: Bare) -> tuple[Expr, Expr, Expr] | None
             stat, eps = a, b
         elif a.shape == ():
             stat, eps = b, a
-    square = _row_mean_of(stat, bare)
+    square = _row_mean_of(stat)
     if square is None:
         return None
     sq = _strip(square)
@@ -128,7 +116,7 @@ def _layer_norm_sigma(sigma: Expr, bare: Bare) -> tuple[Expr, Expr, Expr] | None
     if not (isinstance(c, Call) and c.fn == "sub"):
         return None
     x, m = c.args
-    mean_of = _row_mean_of(m, bare)
+    mean_of = _row_mean_of(m)
     if mean_of is None or bare(mean_of) != bare(x) or c.shape != x.shape:
         return None
     return x, centred, eps
@@ -247,8 +235,8 @@ def _layer_norm_terms(terms, xhat: Expr, bare: Bare) -> Expr | None:
         rest = [(s, t) for s, t in terms if t is not g]
         if len(rest) != 2 or any(s != -1 for s, _ in rest):
             continue
-        means = [t for _, t in rest if _row_mean_of(t, bare) is not None]
-        if not any(bare(_row_mean_of(t, bare)) == bare(g) for t in means):
+        means = [t for _, t in rest if _row_mean_of(t) is not None]
+        if not any(bare(_row_mean_of(t)) == bare(g) for t in means):
             continue
         for _, t in rest:
             prod = _strip(t)
@@ -257,7 +245,7 @@ def _layer_norm_terms(terms, xhat: Expr, bare: Bare) -> Expr | None:
             for i in (0, 1):
                 if bare(prod.args[i]) != xhat:
                     continue
-                inner = _row_mean_of(prod.args[1 - i], bare)
+                inner = _row_mean_of(prod.args[1 - i])
                 if inner is not None and _product_of(inner, g, xhat, bare):
                     return g
     return None
