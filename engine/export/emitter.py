@@ -358,7 +358,7 @@ class Emitter:
             out.append(None if written == plain else written)
         return (out, {b: a for a, b in scratch.items()}) if any(out) else None
 
-    def eager_path(self, value: str | None) -> tuple[list[str], set[str]] | None:
+    def eager_path(self) -> tuple[list[str], set[str]] | None:
         """The PyTorch eager path's lines, through its return, when a fused kernel applies
         (engine.export.kernels), and the sizes they read; None otherwise."""
         if self.target.name != "torch" or self.fused:
@@ -599,7 +599,7 @@ class Emitter:
         lines, grads, value = self.emit()
         env = self.program.env
         args = [self.arg[v] for v in env.vars]
-        eager = self.eager_path(value)
+        eager = self.eager_path()
         if eager is not None:
             self.sizes_used |= eager[1]
         # Arguments become arrays of one floating dtype (and device); their shapes are checked.
