@@ -47,6 +47,8 @@ RESERVED = (
     | {"np", "jnp", "jax", "torch", "math", "erf"}
     | {"dtype", "device", "ctx", "_float_dtype", "_float_type", "_check_shapes", "_sizes"}
     | {"_size_arg"}  # sizes given as keyword arguments (engine.export.size_plan)
+    | {"_may_reuse", "fwAD"}  # the torch eager path's guard (engine.export.reuse)
+    | {"_check_labels"}  # integer labels' bounds (engine.export.labels)
     | {"inputs", "output", "saved", "grad_output"}  # the wrappers' parameters
     | set(HELPERS)
     | set(kernels.HELPERS)
