@@ -81,3 +81,30 @@ def test_a_formula_wrong_only_at_a_constant_is_caught_there():
 def test_pytorch_softplus_threshold_is_caught_just_above_it():
     result = verify("step(x - 20) * x + step(20 - x) * softplus(x) == softplus(x)", {"x": "real"})
     assert result.verdict == "fail" and result.counterexample.check == "exact"
+
+
+# A masked max that picks the hot logit, `max(t * z + (1 - t) * -1e9)`, equals sum(t * z) only
+# while the hot logit is above -1e9. The random points at the `beyond` scale put some entries
+# there, not necessarily the hot one: 8 seeds in 30 passed the claim. The points with every
+# entry beyond the largest constant on one side (sampling._beyond_entries) catch it at any seed.
+MASKED = {"z": "real[n]", "t": "onehot[n]"}
+MASKED_WRONG = [
+    "sum(t * z) == max(t * z + (1 - t) * -1e9)",
+    "sum(t * z) == max(where(t, z, -1e9))",
+    "sum(t * z) == min(t * z + (1 - t) * 1e9)",
+    "sum(t * z) == sort(t * z + (1 - t) * -1e9)[n - 1]",
+]
+
+
+def test_a_masked_max_past_its_mask_value_fails_at_every_seed():
+    for seed in (0, 4, 6, 7, 10, 11, 15, 19, 27):
+        for claim in MASKED_WRONG:
+            assert verify(claim, MASKED, seed=seed).verdict == "fail", (seed, claim)
+
+
+def test_the_masked_max_written_right_passes():
+    for seed in (0, 4, 7):
+        result = verify(
+            "max(t * z + (1 - t) * -1e9) == maximum(sum(t * z), -1e9)", MASKED, seed=seed
+        )
+        assert result.passed, result.report()

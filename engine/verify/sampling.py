@@ -234,21 +234,35 @@ def constant_points(
 ) -> list[dict[str, np.ndarray]]:
     """Points at the constants themselves: every real variable at +c (then -c) and every positive
     one at c, exactly; others drawn as usual. `step(x - 30) + step(30 - x) == 1` is wrong only
-    at x = 30, which the constant 30 points to."""
+    at x = 30, which the constant 30 points to. And two points past the largest constant, every
+    real entry beyond it on one side (then the other), distinct (`_beyond_entries`)."""
     out = []
     for scale in scales:
-        if scale.why != "constant":
+        if scale.why not in ("constant", "beyond"):
             continue
         for sign in (1, -1):
             point = exact_point(used, sizes, rng, None)
             for name, v in used.items():
                 shape = concrete_shape(v.shape, sizes)
                 if v.vtype == "real" or (v.vtype == "positive" and sign == 1):
-                    point[name] = _object_array(
-                        np.full(shape, sign * scale.magnitude, dtype=object)
-                    )
+                    if scale.why == "constant":
+                        entries = np.full(shape, sign * scale.magnitude, dtype=object)
+                    else:
+                        entries = _beyond_entries(shape, sign * scale.magnitude)
+                    point[name] = _object_array(entries)
             out.append(point)
     return out
+
+
+def _beyond_entries(shape: tuple[int, ...], magnitude: sympy.Rational) -> np.ndarray:
+    """Every entry past the claim's largest constant on one side, all distinct (magnitude times
+    1, 1 + 1/8, 1 + 2/8, ...: no ties for a max or a sort to split). The random points at the
+    `beyond` scale put only some entries there: `max(t * z + (1 - t) * -1e9)` (a masked max
+    picking the hot logit) is wrong only when the hot entry itself is below -1e9, which 8 seeds
+    in 30 never drew."""
+    count = int(np.prod(shape)) if shape else 1
+    steps = [magnitude * (1 + sympy.Rational(k, 8)) for k in range(count)]
+    return np.array(steps, dtype=object).reshape(shape)
 
 
 def kink_signs(
