@@ -3,6 +3,7 @@ sides, points at the constants, and the report of what was covered."""
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import sympy
 
@@ -108,3 +109,42 @@ def test_the_masked_max_written_right_passes():
             "max(t * z + (1 - t) * -1e9) == maximum(sum(t * z), -1e9)", MASKED, seed=seed
         )
         assert result.passed, result.report()
+
+
+# A claim wrong only exactly at a kink at +-1 (clip to [-1, 1] with a strict step where the
+# convention's slope at the bound is 1): 1 is no constant of the claim, so no point sat there at
+# seed 3, which passed it. A kinked claim now gets the constant points at 1 as well, where a max
+# also meets a tie (every entry 1): claims with another tie convention than the shared one fail.
+def test_a_claim_wrong_only_at_a_kink_at_one_fails_at_every_seed():
+    wrong = "grad(sum(clip(z, -1, 1)), z) == step(z + 1) * step(1 - z)"
+    for seed in range(6):
+        assert verify(wrong, {"z": "real[n]"}, seed=seed).verdict == "fail", seed
+
+
+def test_a_vector_max_gradient_with_every_tie_winning_fails():
+    wrong = "grad(max(z), z) == 1 - step(max(z) - z)"  # ties share it (torch.amax)
+    for seed in (0, 3):
+        assert verify(wrong, {"z": "real[n]"}, seed=seed).verdict == "fail", seed
+    right = "grad(max(z), z) == (1 - step(max(z) - z)) / sum(1 - step(max(z) - z))"
+    assert verify(right, {"z": "real[n]"}).passed
+
+
+def test_a_tie_shares_the_gradient_at_the_working_precision():
+    """max's partials at a three-way tie are 1/3 at the exact route's 50 digits: a float64 1/3
+    (Python's int division) failed the right claim sel-max-grad-shared by 1.85e-17."""
+    from engine.backends import sympy_backend
+    from engine.verify.exact import Sides
+
+    env = build_environment({"X": "real[m, n]"})
+    hit = "(1 - step(max(X, axis=0, keepdims=True) - X))"
+    lhs, rhs = parse_equation(
+        f"grad(sum(max(X, axis=0)), X) == {hit} / sum({hit}, axis=0, keepdims=True)", env
+    )
+    sizes = {"m": 3, "n": 2}
+    symbols = sympy_backend.symbol_arrays({"X": env.vars["X"]}, sizes)
+    exact = Sides.build(lhs, rhs, symbols, sizes)
+    ones = {symbols["X"][idx]: sympy.Integer(1) for idx in np.ndindex((3, 2))}
+    err, _, lv, _ = exact.compare(ones)
+    assert err == 0.0
+    with mpmath.workdps(60):  # (mpmath's arithmetic runs at float64's precision by default)
+        assert abs(lv.flat[0] - mpmath.mpf(1) / 3) < mpmath.mpf(10) ** -45

@@ -15,6 +15,7 @@ SymPy forms' `fdiff`, the VJPs), so a gradient claim is decided the same way at 
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import sympy
 
@@ -205,7 +206,9 @@ class MaxOf(sympy.Function):
     @classmethod
     def mp_partials(cls, v, *xs):
         hits = [1 if x == v else 0 for x in xs]
-        return [h / sum(hits) for h in hits]
+        # at the caller's working precision: 1 / 3 in Python is a float64, 17 digits where the
+        # exact route's bounds assume 50 (a tie of three then failed a right claim by 1.85e-17)
+        return [mpmath.mpf(h) / sum(hits) for h in hits]
 
 
 class MinOf(MaxOf):
