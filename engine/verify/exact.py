@@ -96,7 +96,8 @@ def exact_check(lhs, rhs, used, order, seed) -> tuple[CheckReport, Counterexampl
         ]
         if a == 0:
             points += [(exact_point(used, sizes, rng, s), False) for s in scales]
-            points += [(p, False) for p in constant_points(used, sizes, rng, scales)]
+            kinked = bool(coverage.arguments)
+            points += [(p, False) for p in constant_points(used, sizes, rng, scales, kinked)]
             if coverage.arguments:
                 for point, _ in points:
                     coverage.add(_as_float(point), sizes)

@@ -230,13 +230,23 @@ def _between(a: dict, b: dict, t: float, used: dict[str, Var]) -> dict[str, np.n
 
 
 def constant_points(
-    used: dict[str, Var], sizes: dict[str, int], rng: np.random.Generator, scales: list[Scale]
+    used: dict[str, Var],
+    sizes: dict[str, int],
+    rng: np.random.Generator,
+    scales: list[Scale],
+    kinked: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """Points at the constants themselves: every real variable at +c (then -c) and every positive
     one at c, exactly; others drawn as usual. `step(x - 30) + step(30 - x) == 1` is wrong only
-    at x = 30, which the constant 30 points to. And two points past the largest constant, every
-    real entry beyond it on one side (then the other), distinct (`_beyond_entries`)."""
+    at x = 30, which the constant 30 points to; with `kinked` (the claim has kinks) at 1 too,
+    where every entry is 1 (then -1) and a max or sort meets a tie. And two points past the
+    largest constant, every real entry beyond it on one side (then the other), distinct
+    (`_beyond_entries`)."""
     out = []
+    if kinked and not any(s.why == "constant" and s.magnitude == 1 for s in scales):
+        # 1 is no constant of its own (it is everywhere: 1 - p, x + 1), but a kink at +-1 (clip
+        # to [-1, 1], step(1 - z)) is one a claim may be wrong exactly at: seed 3 never drew it
+        scales = [Scale(sympy.Integer(1), "constant"), *scales]
     for scale in scales:
         if scale.why not in ("constant", "beyond"):
             continue
