@@ -206,6 +206,25 @@ FUNCTION_CASES = [
         {"X": "real[n, k]", "Y": "real[k]"},
     ),
     ("where(M, X, -X) + where(M, 0, 1)", {"X": "real[n, k]", "M": "mask[n, k]"}),
+    # an argument that is a constant array (no variable below it, not a Python number): torch's
+    # number-or-tensor overloads (torch.clamp) need the bounds made alike
+    (
+        "clip(X, -1, 2 * ones(n, k)) + clip(X, ones(k), 2) + clip(X, -ones(k), ones(n, 1))",
+        {"X": "real[n, k]"},
+    ),
+    (
+        "clip(ones(k) / 2, X, X + 1) + clip(ones(n, k), -1/2, 1/2) * X",
+        {"X": "real[n, k]"},
+    ),
+    (
+        "maximum(X, ones(k)) + minimum(-ones(n, 1), X) + maximum(ones(k), 1/2) * X",
+        {"X": "real[n, k]"},
+    ),
+    (
+        "where(M, ones(n, k), 2) + where(M, X, ones(k)) + where(eye(k)[0], 1, X)",
+        {"X": "real[n, k]", "M": "mask[n, k]"},
+    ),
+    ("X ** (2 * ones(k)) + (ones(n, k) + 1) ** X", {"X": "positive[n, k]"}),
     ("softmax(where(tril(n), S, -inf)) + triu(n, k=1) + tril(n, k=-1)", {"S": "real[n, n]"}),
     ("tril(n, k, k=2) * X + triu(n, k) * X", {"X": "real[n, k]"}),
     (

@@ -279,6 +279,7 @@ class Emitter:
                 code[node] = (name, P_ATOM)
             else:
                 assert isinstance(node, Call)
+                # forms.python_number, computed bottom-up
                 static[node] = (
                     node.shape == ()
                     and all(static[c] for c in node.args)

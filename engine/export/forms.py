@@ -37,7 +37,7 @@ import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.expr import Call, free_vars
+from engine.expr import Call, Const, Expr, Ref, Size, free_vars
 
 TARGETS = ("numpy", "jax", "torch")
 COLUMNS = (*TARGETS, "scalar")
@@ -517,10 +517,26 @@ def _torch_pair(fn: str) -> Rule:
     return rule
 
 
+def python_number(node: Expr) -> bool:
+    """Whether `node` is emitted as a plain Python number: a constant or size, or a scalar
+    function of such with a `scalar` form (`sqrt(d)`). A constant array (`2 * ones(n)`) is not:
+    it has no variable below it, yet it is a tensor."""
+    if isinstance(node, Const | Size):
+        return True
+    if isinstance(node, Ref):
+        return python_number(node.body)
+    return (
+        isinstance(node, Call)
+        and node.shape == ()
+        and "scalar" in FORMS.get(node.fn, {})
+        and all(python_number(c) for c in node.args)
+    )
+
+
 def _torch_clip(a: tuple[str, ...], node: Call) -> str:
     """torch.clamp(x, lo, hi) (torch.clamp's own semantics: hi wins when lo > hi); bounds both
     Python numbers or both tensors, as its overloads need."""
-    if not free_vars(node.args[1]) and not free_vars(node.args[2]):
+    if python_number(node.args[1]) and python_number(node.args[2]):
         return f"torch.clamp({a[0]}, {a[1]}, {a[2]})"
     x, lo, hi = _tensors(a, node)
     return f"torch.clamp({x}, {lo}, {hi})"
