@@ -110,10 +110,29 @@ def _evaluated_at(f: sympy.Function, args: list, dps: int) -> sympy.Expr | None:
     return None if isinstance(out, f.func) or not out.is_Number else out.evalf(dps)
 
 
+def compared_with_zero(n: int) -> tuple[tuple[int, ...], bool]:
+    """A kinked function's `mp_compared`: its first argument's sign decides its branch."""
+    return (0,), True
+
+
+def compared_all(n: int) -> tuple[tuple[int, ...], bool]:
+    """A kinked function's `mp_compared`: the order of all its arguments decides its branch."""
+    return tuple(range(n)), False
+
+
+# Every kinked function (a branch decided by comparing values) says which of its n arguments
+# are compared, and whether with 0: `mp_compared(n) -> (indices, with_zero)`. `mp_jump` when its
+# value jumps there (step, sign, where), not only its derivative (relu, abs, max, clip). The
+# exact route's adjoint (engine/verify/adjoint.py) decides such a branch exactly when rounding
+# cannot (|x - hi| within the two values' rounding bounds).
+
+
 class Relu(sympy.Function):
     """max(x, 0) with relu'(0) = 0 (PyTorch's subgradient); SymPy's Max would give 1/2."""
 
     is_real = True
+    mp_compared = staticmethod(compared_with_zero)
+    mp_jump = False
 
     @classmethod
     def eval(cls, x):
@@ -136,6 +155,8 @@ class Step(sympy.Function):
     """The Heaviside step, 1 for x > 0 and 0 for x <= 0, with derivative 0 everywhere."""
 
     is_real = True
+    mp_compared = staticmethod(compared_with_zero)
+    mp_jump = True
 
     @classmethod
     def eval(cls, x):
@@ -156,6 +177,8 @@ class Sign(sympy.Function):
     """sign(x) in {-1, 0, 1} with derivative 0 everywhere (PyTorch's convention)."""
 
     is_real = True
+    mp_compared = staticmethod(compared_with_zero)
+    mp_jump = True
 
     @classmethod
     def eval(cls, x):
@@ -178,6 +201,8 @@ class Absolute(sympy.Function):
     """|x| with abs'(x) = sign(x), so abs'(0) = 0 (PyTorch's convention)."""
 
     is_real = True
+    mp_compared = staticmethod(compared_with_zero)
+    mp_jump = False
 
     @classmethod
     def eval(cls, x):

@@ -30,7 +30,13 @@ from engine.functions.base import (
     params_of,
     register,
 )
-from engine.functions.elementwise import Sign, Step, evalf_continuous
+from engine.functions.elementwise import (
+    Sign,
+    Step,
+    compared_all,
+    compared_with_zero,
+    evalf_continuous,
+)
 from engine.functions.ops import unbroadcast
 from engine.functions.reductions import REDUCE_PARAMS, _reduce_latex, _reduce_shape, expand_back
 from engine.printing.size_names import dim_latex
@@ -51,6 +57,8 @@ class Maximum(sympy.Function):
     """max(a, b) with d/da = (1 + sign(a - b)) / 2: half the gradient each at a tie (PyTorch)."""
 
     is_real = True
+    mp_compared = staticmethod(compared_all)
+    mp_jump = False
 
     @classmethod
     def eval(cls, a, b):
@@ -82,6 +90,8 @@ class Minimum(sympy.Function):
     """min(a, b) with d/da = (1 - sign(a - b)) / 2: half the gradient each at a tie (PyTorch)."""
 
     is_real = True
+    mp_compared = staticmethod(compared_all)
+    mp_jump = False
 
     @classmethod
     def eval(cls, a, b):
@@ -118,6 +128,8 @@ class Clip(sympy.Function):
     and lo < hi, hi where x > hi or hi < lo."""
 
     is_real = True
+    mp_compared = staticmethod(compared_all)
+    mp_jump = False
 
     @classmethod
     def eval(cls, x, lo, hi):
@@ -154,6 +166,9 @@ class Where(sympy.Function):
     """a where the mask m is nonzero, else b; evaluates once m is a number (so -oo in the other
     branch never meets a 0 * oo)."""
 
+    mp_compared = staticmethod(compared_with_zero)  # the mask
+    mp_jump = True
+
     @classmethod
     def eval(cls, m, a, b):
         if m.is_number:
@@ -182,6 +197,8 @@ class MaxOf(sympy.Function):
     (torch.amax). Cheaper than sympy.Max, which compares its symbolic arguments pairwise."""
 
     is_real = True
+    mp_compared = staticmethod(compared_all)
+    mp_jump = False
     largest = True
 
     @classmethod

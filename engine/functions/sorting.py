@@ -38,6 +38,11 @@ class OrderStatistic(sympy.Function):
     """The entry in slot k of a stable sort of xs (descending when d is 1)."""
 
     is_real = True
+    mp_jump = False
+
+    @staticmethod
+    def mp_compared(n: int) -> tuple[tuple[int, ...], bool]:
+        return tuple(range(2, n)), False  # the order of xs (k and d are parameters)
 
     @classmethod
     def eval(cls, k, d, *xs):
@@ -65,6 +70,12 @@ class OrderStatistic(sympy.Function):
 class SlotOf(sympy.Function):
     """1 when entry j of xs takes slot k of the stable sort, else 0; derivative 0 (a kink)."""
 
+    mp_jump = True
+
+    @staticmethod
+    def mp_compared(n: int) -> tuple[tuple[int, ...], bool]:
+        return tuple(range(3, n)), False
+
     @classmethod
     def eval(cls, k, d, j, *xs):
         if all(x.is_number and x.is_comparable for x in xs):
@@ -84,7 +95,11 @@ class SlotOf(sympy.Function):
 
 
 def _sort_key(x: np.ndarray) -> np.ndarray:
-    if x.dtype == object:  # the verifier's high-precision numbers: ordered by their real parts
+    if x.dtype == object:
+        # the verifier's high-precision numbers order themselves by their real parts, at their
+        # own precision (as floats, 1 + 1e-130 and 1 would tie); other objects as floats
+        if all(getattr(v, "ordered_by_real_part", False) for v in x.flat):
+            return x
         return np.vectorize(float, otypes=[float])(x)
     return x.real
 

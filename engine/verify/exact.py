@@ -290,13 +290,13 @@ class Sides:
                 rows = [f[()]] if fn == "grad" else list(f.flat)
                 for i, row in enumerate(rows):
                     if shared is None:
-                        grad = gradient_at(_sympify(row), wrt, point)
+                        grad = gradient_at(_sympify(row), wrt, point, subs)
                     else:  # one sweep for every symbol of the point, kept for the other claims
                         key = (id(row), digits, at)
                         every = shared.gradients.get(key)
                         if every is None:
                             names = list(point)
-                            pairs = gradient_at(_sympify(row), names, point)
+                            pairs = gradient_at(_sympify(row), names, point, subs)
                             every = shared.gradients[key] = dict(zip(names, pairs, strict=True))
                             shared.alive.append(row)
                         zero = (mpmath.mpf(0), mpmath.mpf(0))  # (a symbol f lacks)

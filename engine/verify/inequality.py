@@ -290,32 +290,24 @@ def _numeric_violation(lhs, rhs, relation, values, sizes, left, right, rtol, dis
             f"too large to re-evaluate at high precision (entry {list(idx)}); try smaller --size "
             "values"
         )
-    hl, hr = got
-    with mpmath.workdps(precision.HIGH_DIGITS):
+    (hl, hr), digits = got
+    with mpmath.workdps(digits):
         hd = oriented(relation, hl, hr)
         if not hd > precision.CONFIRM_RTOL * max(abs(hl), abs(hr)):
             return float(rel.flat[k]), idx, None, False
-        text = (
-            f"lhs = {mpmath.nstr(hl, 12)}, rhs = {mpmath.nstr(hr, 12)} "
-            f"(at {precision.HIGH_DIGITS} digits)"
-        )
+        text = f"lhs = {mpmath.nstr(hl, 12)}, rhs = {mpmath.nstr(hr, 12)} (at {digits} digits)"
     return float(rel.flat[k]), idx, text, True
 
 
 def _high_precision(lhs, rhs, values, sizes, idx):
-    """Both sides' entries at `idx` (broadcast) at high precision, real parts; None if unknown."""
-    out = []
-    with mpmath.workdps(precision.HIGH_DIGITS):
-        for side in (lhs, rhs):
-            shape = concrete_shape(side.shape, sizes)
-            own = tuple(
+    """Both sides' entries at `idx` (broadcast) at high precision, real parts, and the digits
+    used (more where a kink's comparison was a near tie); None if unknown."""
+    entries = []
+    for side in (lhs, rhs):
+        shape = concrete_shape(side.shape, sizes)
+        entries.append(
+            tuple(
                 0 if d == 1 else i for d, i in zip(shape, idx[len(idx) - len(shape) :], strict=True)
             )
-            try:
-                v = precision._entry(side, values, sizes, own, precision.HIGH_DIGITS)
-            except (EngineError, ArithmeticError, TypeError, ValueError, AttributeError):
-                return None
-            if v is None:
-                return None
-            out.append(v.real)
-    return tuple(out)
+        )
+    return precision.entries_at_high_precision((lhs, rhs), values, sizes, entries)

@@ -5,9 +5,18 @@ numbers at a chosen precision), so the high-precision value is computed by the s
 the same inputs (the float64 numbers drawn, exact binary values) with only the rounding changed.
 Derivatives are complex steps of 10**-(digits/2) (truncation 10**-digits), taken only along the
 coordinates the failing entry needs.
+
+A kink's branch (relu, clip, max, sort, where) is taken by comparing two values. Where they
+agree to within the working precision (1 + e^-300 against 1 ties at 80 digits), rounding chose
+the branch; such a near tie is recorded, and the point is evaluated again at ESCALATION times the
+digits (and that again), where a difference of 10**-(ESCALATION**2 * HIGH_DIGITS - 8) shows. A
+tie that remains is taken as a tie (the kink's convention); `confirm` says so, and the numeric
+route leaves such a point out unless it is one of the ordinary (required) profiles.
 """
 
 from __future__ import annotations
+
+import contextvars
 
 import mpmath
 import numpy as np
@@ -24,6 +33,21 @@ HIGH_DIGITS = 80
 ROUNDING_SAFETY = 1000
 CONFIRM_RTOL = 1e-25
 MAX_WORK = 2_000_000  # input entries times evaluations; beyond this the point is too large
+ESCALATION = 4  # the precision factor of each further evaluation, where a near tie was recorded
+TIE_GUARD = 8  # digits of the working precision below which two compared values are a near tie
+
+# Set while a point is evaluated: a list that comparisons of HP numbers append near ties to.
+_NEAR_TIES: contextvars.ContextVar[list | None] = contextvars.ContextVar("near_ties", default=None)
+
+
+def _compared(a, b) -> None:
+    """Record a comparison of the real parts a and b that rounding may have decided: they agree
+    to within TIE_GUARD digits of the working precision (relative, or absolute below 1)."""
+    ties = _NEAR_TIES.get()
+    if ties is not None and not ties:
+        scale = max(abs(a), abs(b), 1)
+        if abs(a - b) <= scale * mpmath.mpf(10) ** (TIE_GUARD - mpmath.mp.dps):
+            ties.append((a, b))
 
 
 class HP:
@@ -31,6 +55,7 @@ class HP:
     `.exp()`); complex, so that complex steps go through, compared by its real part."""
 
     __slots__ = ("v",)
+    ordered_by_real_part = True  # engine/functions/sorting.py sorts HP arrays by themselves
 
     def __init__(self, v):
         self.v = v if isinstance(v, mpmath.mpc) else mpmath.mpc(v)
@@ -81,6 +106,7 @@ class HP:
         return self
 
     def __abs__(self):  # |x| continued for complex steps: the sign of the real part
+        _compared(self.v.real, 0)
         return HP(self.v if self.v.real >= 0 else -self.v)
 
     @staticmethod
@@ -93,19 +119,30 @@ class HP:
         return mpmath.mpf(float(np.real(o)))
 
     def __lt__(self, o):
-        return self.v.real < HP._re(o)
+        b = HP._re(o)
+        _compared(self.v.real, b)
+        return self.v.real < b
 
     def __le__(self, o):
-        return self.v.real <= HP._re(o)
+        b = HP._re(o)
+        _compared(self.v.real, b)
+        return self.v.real <= b
 
     def __gt__(self, o):
-        return self.v.real > HP._re(o)
+        b = HP._re(o)
+        _compared(self.v.real, b)
+        return self.v.real > b
 
     def __ge__(self, o):
-        return self.v.real >= HP._re(o)
+        b = HP._re(o)
+        _compared(self.v.real, b)
+        return self.v.real >= b
 
     def __eq__(self, o):
-        return self.v == HP._of(o)
+        b = HP._of(o)
+        if isinstance(b, mpmath.mpc | mpmath.mpf | int | float):
+            _compared(self.v.real, mpmath.mpc(b).real)
+        return self.v == b
 
     def __hash__(self):
         return hash(self.v)
@@ -152,28 +189,29 @@ class HP:
 
 def confirm(
     lhs: Expr, rhs: Expr, values: dict[str, np.ndarray], sizes: dict[str, int], entry: tuple
-) -> tuple[float, str, str] | None:
+) -> tuple[float, str, bool] | None:
     """The relative difference of the two sides at `entry` at high precision (0 when float64
-    rounding explains it), and the two values as text; None when it cannot be decided."""
-    got = []
-    for digits in (LOW_DIGITS, HIGH_DIGITS):
-        with mpmath.workdps(digits):
-            try:
-                pair = [_entry(side, values, sizes, entry, digits) for side in (lhs, rhs)]
-            except (EngineError, ArithmeticError, TypeError, ValueError, AttributeError):
-                return None
-        if any(p is None for p in pair):
-            return None
-        got.append(pair)
-    (l1, r1), (l2, r2) = got
-    with mpmath.workdps(HIGH_DIGITS):
+    rounding explains it), the two values and the digits as text, and whether a kink's branch
+    stayed within rounding of its tie at the highest precision tried; None when it cannot be
+    decided."""
+
+    def pair(digits: int):
+        out = [_entry(side, values, sizes, entry, digits) for side in (lhs, rhs)]
+        return None if any(p is None for p in out) else out
+
+    got = _at_two_precisions(pair)
+    if got is None:
+        return None
+    (l1, r1), (l2, r2), high, tied = got
+    with mpmath.workdps(high):
         if any(abs(v.imag) > 1e-20 * max(1, abs(v.real)) for v in (l2, r2)):
             return None
         l1, r1, l2, r2 = (v.real for v in (l1, r1, l2, r2))
         noise = abs(l1 - l2) + abs(r1 - r2)
         diff = max(abs(l2 - r2) - ROUNDING_SAFETY * noise, 0)
         err = 0.0 if diff == 0 else float(diff / max(abs(l2), abs(r2)))
-        return err, mpmath.nstr(l2, 12), mpmath.nstr(r2, 12)
+        text = f"lhs = {mpmath.nstr(l2, 12)}, rhs = {mpmath.nstr(r2, 12)} (at {high} digits)"
+        return err, text, tied
 
 
 def compare_all(
@@ -183,22 +221,26 @@ def compare_all(
     scale (exp(1e6 * a) * exp(-1e6 * a)): (largest relative difference after the rounding
     discount, its entry, the two values as text), or None when the point is too large."""
     work = sum(np.size(v) for v in values.values())
-    sides = []
-    for digits in (LOW_DIGITS, HIGH_DIGITS):
-        with mpmath.workdps(digits):
-            hp = {k: _hp(v) for k, v in values.items()}
-            try:
-                pair = [_evaluate(side, hp, sizes, digits, work) for side in (lhs, rhs)]
-            except (EngineError, ArithmeticError, TypeError, ValueError, AttributeError):
-                return None
-            pair = [np.asarray(v, dtype=object) for v in pair]
-            shape = pair[0].shape
-            if any(_scalar(x) is None for v in pair for x in v.flat):
-                return None
-            sides.append([[_scalar(x) for x in v.flat] for v in pair])
-    (l1, r1), (l2, r2) = sides
+    shapes = []
+
+    def pair(digits: int):
+        hp = {k: _hp(v) for k, v in values.items()}
+        out = [
+            np.asarray(_evaluate(side, hp, sizes, digits, work), dtype=object)
+            for side in (lhs, rhs)
+        ]
+        shapes.append(out[0].shape)
+        if any(_scalar(x) is None for v in out for x in v.flat):
+            return None
+        return [[_scalar(x) for x in v.flat] for v in out]
+
+    got = _at_two_precisions(pair)
+    if got is None:
+        return None
+    (l1, r1), (l2, r2), high, _ = got
+    shape = shapes[-1]
     worst, where = 0.0, 0
-    with mpmath.workdps(HIGH_DIGITS):
+    with mpmath.workdps(high):
         for i, (a1, b1, a2, b2) in enumerate(zip(l1, r1, l2, r2, strict=True)):
             noise = abs(a1 - a2) + abs(b1 - b2)
             diff = max(abs(a2 - b2) - ROUNDING_SAFETY * noise, 0)
@@ -207,6 +249,48 @@ def compare_all(
                 worst, where = err, i
         entry = tuple(int(i) for i in np.unravel_index(where, shape)) if shape else ()
         return worst, entry, mpmath.nstr(l2[where].real, 12), mpmath.nstr(r2[where].real, 12)
+
+
+def _at_two_precisions(evaluate, low: bool = True):
+    """(evaluate(LOW_DIGITS), evaluate(HIGH_DIGITS), HIGH_DIGITS, False), or both ESCALATION
+    (then ESCALATION**2) times finer while a comparison at the higher one was a near tie, the
+    last item then saying whether one still was; None where either gives None or cannot be
+    evaluated. Without `low`, the first item is None (only the higher precision is evaluated)."""
+    for factor in (1, ESCALATION, ESCALATION**2):
+        got = [None]
+        ties: list = []
+        for digits in (LOW_DIGITS * factor, HIGH_DIGITS * factor):
+            if digits == LOW_DIGITS * factor and not low:
+                continue
+            token = _NEAR_TIES.set(ties if digits == HIGH_DIGITS * factor else None)
+            try:
+                with mpmath.workdps(digits):
+                    value = evaluate(digits)
+            except (EngineError, ArithmeticError, TypeError, ValueError, AttributeError):
+                return None
+            finally:
+                _NEAR_TIES.reset(token)
+            if value is None:
+                return None
+            got.append(value)
+        if not ties:
+            break
+    return got[-2], got[-1], HIGH_DIGITS * factor, bool(ties)
+
+
+def entries_at_high_precision(sides, values, sizes, entries) -> tuple[list, int] | None:
+    """The real parts of `sides[i]` at `entries[i]` at HIGH_DIGITS (finer while a kink's
+    comparison is a near tie) and the digits used; None where they cannot be evaluated."""
+
+    def evaluate(digits: int):
+        out = [
+            _entry(side, values, sizes, entry, digits)
+            for side, entry in zip(sides, entries, strict=True)
+        ]
+        return None if any(v is None for v in out) else [v.real for v in out]
+
+    got = _at_two_precisions(evaluate, low=False)
+    return None if got is None else (got[1], got[2])
 
 
 def _hp(x) -> np.ndarray:
