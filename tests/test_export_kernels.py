@@ -17,7 +17,9 @@ import torch.nn.functional as F
 
 from engine import derive, verify
 from engine.export import load
-from engine.export.kernels import LAYER_NORM_BACKWARD, RULES, SOFTMAX_BACKWARD
+from engine.export.kernels import LAYER_NORM_BACKWARD, RULES, SOFTMAX_BACKWARD, fuse
+from engine.export.lower import Lowering
+from engine.parser import build_environment, parse_formula
 
 LN = {
     "sigma": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
@@ -222,32 +224,31 @@ MATCHES = [
 ]
 
 
-def _fuse(text):
-    from engine.export.kernels import fuse
-    from engine.export.lower import Lowering
-    from engine.parser import build_environment, parse_formula
-
-    defs = {
-        "s": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
-        "t": "sqrt(var(X, axis=-1, keepdims=True) + 2 * eps)",
-        "xhat": "(X - mean(X, axis=-1, keepdims=True)) / s",
-    }
-    vars_ = {"X": "real[n, k]", "G": "real[n, k]", "O": "real[n, k]", "eps": "positive"}
+def _fuse(text, vars_, defs):
+    """The lowered formula after the kernel rules, and the rules that applied."""
     env = build_environment(vars_, defs)
     roots, used = fuse([Lowering()(parse_formula(text, env))])
     return roots[0], used
 
 
+NEAR_VARS = {"X": "real[n, k]", "G": "real[n, k]", "O": "real[n, k]", "eps": "positive"}
+NEAR_DEFS = {
+    "s": "sqrt(var(X, axis=-1, keepdims=True) + eps)",
+    "t": "sqrt(var(X, axis=-1, keepdims=True) + 2 * eps)",
+    "xhat": "(X - mean(X, axis=-1, keepdims=True)) / s",
+}
+
+
 @pytest.mark.parametrize("text", NEAR_MISSES)
 def test_a_near_miss_is_left_as_written(text):
-    root, used = _fuse(text)
+    root, used = _fuse(text, NEAR_VARS, NEAR_DEFS)
     assert not used
     assert all(getattr(n, "fn", None) != "_layer_norm_backward" for n in root.walk())
 
 
 @pytest.mark.parametrize("text", MATCHES)
 def test_the_backward_is_found_in_any_order_of_its_terms(text):
-    root, used = _fuse(text)
+    root, used = _fuse(text, NEAR_VARS, NEAR_DEFS)
     assert used == [LAYER_NORM_BACKWARD]
     assert root.fn == "_item" and root.args[0].fn == "_layer_norm_backward"
 
@@ -309,21 +310,13 @@ SOFTMAX_NEAR_MISSES = [
 ]
 
 
-def _fuse_softmax(text):
-    from engine.export.kernels import fuse
-    from engine.export.lower import Lowering
-    from engine.parser import build_environment, parse_formula
-
-    vars_ = {"S": "real[n, k]", "G": "real[n, k]", "H": "real[n, k]", "R": "real[n, k]"}
-    defs = {"P": "softmax(S, axis=-1)", "Pc": "softmax(S, axis=0)"}
-    env = build_environment(vars_, defs)
-    roots, used = fuse([Lowering()(parse_formula(text, env))])
-    return roots[0], used
+SOFTMAX_VARS = {"S": "real[n, k]", "G": "real[n, k]", "H": "real[n, k]", "R": "real[n, k]"}
+SOFTMAX_DEFS = {"P": "softmax(S, axis=-1)", "Pc": "softmax(S, axis=0)"}
 
 
 @pytest.mark.parametrize("text", SOFTMAX_NEAR_MISSES)
 def test_a_softmax_near_miss_is_not_a_softmax_backward(text):
-    root, _ = _fuse_softmax(text)
+    root, _ = _fuse(text, SOFTMAX_VARS, SOFTMAX_DEFS)
     assert all(getattr(n, "fn", None) != "_softmax_backward" for n in root.walk())
 
 
@@ -336,5 +329,5 @@ def test_a_softmax_near_miss_is_not_a_softmax_backward(text):
     ],
 )
 def test_the_softmax_backward_is_found(text):
-    root, used = _fuse_softmax(text)
+    root, used = _fuse(text, SOFTMAX_VARS, SOFTMAX_DEFS)
     assert SOFTMAX_BACKWARD in used and root.fn == "_softmax_backward"

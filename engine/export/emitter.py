@@ -382,9 +382,13 @@ class Emitter:
                 out.append(line if written is None else f"{line.split(' = ', 1)[0]} = {written}")
         else:
             out += fast_lines
-        table = "{" + ", ".join(f'"{v}": {g}' for v, g in grads) + "}"
-        out.append(f"return {fast_value}, {table}" if self.with_value else f"return {table}")
+        out.append(self.return_line(fast_value, grads))
         return out, fast.sizes_used
+
+    def return_line(self, value: str | None, grads: list[tuple[str, str]]) -> str:
+        """`return value, {"X": dX, ...}` (the table alone without the value)."""
+        table = "{" + ", ".join(f'"{v}": {g}' for v, g in grads) + "}"
+        return f"return {value}, {table}" if self.with_value else f"return {table}"
 
     def define(self, name: str, text: str, node: Expr, static: bool) -> None:
         self.lines.append(f"{name} = {text}")
@@ -608,11 +612,12 @@ class Emitter:
         # Arguments become arrays of one floating dtype (and device); their shapes are checked.
         body = self.preamble(name, list(env.vars))
         reusing = None if eager is not None else self.reusing_lines()
+        may_reuse = f"_may_reuse({', '.join(self.arg[v] for v in env.vars)})"
         if eager is not None:  # fused kernels: the eager path is a block of its own
             self.imports.add(reuse.REUSE_IMPORT)
             self.reuses = True
-            guard = f"if _may_reuse({', '.join(self.arg[v] for v in env.vars)}):"
-            body += [guard, "    # eager PyTorch: fused kernels, writes into its own temporaries"]
+            body.append(f"if {may_reuse}:")
+            body.append("    # eager PyTorch: fused kernels, writes into its own temporaries")
             body += ["    " + line for line in eager[0]]
             body.append("# autograd, torch.func transforms, torch.compile: the program as derived")
             body += lines
@@ -620,7 +625,7 @@ class Emitter:
             body += lines
         else:  # `t = a.div_(s) if reuse else a / s`: decided once per call (engine.export.reuse)
             flag = self.namer.claim("reuse")
-            body.append(f"{flag} = _may_reuse({', '.join(self.arg[v] for v in env.vars)})")
+            body.append(f"{flag} = {may_reuse}")
             self.imports.add(reuse.REUSE_IMPORT)
             self.reuses = True
             rewritten, scratch = reusing
@@ -638,8 +643,7 @@ class Emitter:
                 else:  # as ruff format lays out a long conditional expression
                     body += [f"{name_} = (", f"    {written}", f"    if {flag}"]
                     body += [f"    else {plain}", ")"]
-        table = "{" + ", ".join(f'"{v}": {g}' for v, g in grads) + "}"
-        body.append(f"return {value}, {table}" if self.with_value else f"return {table}")
+        body.append(self.return_line(value, grads))
 
         out_text = to_text(self.program.output)
         wrt = ", ".join(v for v, _ in self.program.gradients)

@@ -20,13 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.export.lower import strip_refs
 from engine.expr import Call, Const, Expr, Ref
-
-
-def _strip(e: Expr) -> Expr:
-    while isinstance(e, Ref):
-        e = e.body
-    return e
 
 
 class Bare:
@@ -52,7 +47,7 @@ class Bare:
 
 def _row_mean_of(e: Expr) -> Expr | None:
     """x when e is mean(x, axis=-1, keepdims=True) (the last axis, its length kept as 1)."""
-    e = _strip(e)
+    e = strip_refs(e)
     if not (isinstance(e, Call) and e.fn == "mean"):
         return None
     p = dict(e.params)
@@ -66,7 +61,7 @@ def _row_mean_of(e: Expr) -> Expr | None:
 
 def _product_of(e: Expr, a: Expr, b: Expr, bare: Bare) -> bool:
     """e is a * b or b * a (up to definitions)."""
-    e = _strip(e)
+    e = strip_refs(e)
     if not (isinstance(e, Call) and e.fn == "mul"):
         return False
     x, y = (bare(c) for c in e.args)
@@ -75,7 +70,7 @@ def _product_of(e: Expr, a: Expr, b: Expr, bare: Bare) -> bool:
 
 def _signed_terms(e: Expr, sign: int = 1) -> list[tuple[int, Expr]]:
     """e as a signed sum of terms (which broadcast together), through +, - and unary minus."""
-    s = _strip(e)
+    s = strip_refs(e)
     if isinstance(s, Call) and s.fn in ("add", "sub"):
         left, right = s.args
         flip = -sign if s.fn == "sub" else sign
@@ -88,10 +83,10 @@ def _signed_terms(e: Expr, sign: int = 1) -> list[tuple[int, Expr]]:
 def _layer_norm_sigma(sigma: Expr, bare: Bare) -> tuple[Expr, Expr, Expr] | None:
     """(x, the centred x, eps) when sigma is sqrt(mean(c * c, axis=-1, keepdims=True) + eps),
     c = x - mean(x, axis=-1, keepdims=True) (eps a scalar, 0 when absent)."""
-    root = _strip(sigma)
+    root = strip_refs(sigma)
     if not (isinstance(root, Call) and root.fn == "sqrt"):
         return None
-    inside = _strip(root.args[0])
+    inside = strip_refs(root.args[0])
     eps: Expr = Const(0)
     stat = inside
     if isinstance(inside, Call) and inside.fn == "add":
@@ -103,7 +98,7 @@ def _layer_norm_sigma(sigma: Expr, bare: Bare) -> tuple[Expr, Expr, Expr] | None
     square = _row_mean_of(stat)
     if square is None:
         return None
-    sq = _strip(square)
+    sq = strip_refs(square)
     if not isinstance(sq, Call):
         return None
     if sq.fn == "mul" and bare(sq.args[0]) == bare(sq.args[1]):
@@ -112,7 +107,7 @@ def _layer_norm_sigma(sigma: Expr, bare: Bare) -> tuple[Expr, Expr, Expr] | None
         centred = sq.args[0]
     else:
         return None
-    c = _strip(centred)
+    c = strip_refs(centred)
     if not (isinstance(c, Call) and c.fn == "sub"):
         return None
     x, m = c.args
@@ -168,7 +163,7 @@ LAYER_NORM_HELPER = '''def _layer_norm_backward(grad, x, eps, weight=None):
 
 def _leading_sum_of(e: Expr, rank: int) -> Expr | None:
     """y when e is sum(y, axis=<every axis but the last>) of a rank-`rank` y, keepdims off."""
-    e = _strip(e)
+    e = strip_refs(e)
     if not (isinstance(e, Call) and e.fn == "sum") or rank < 2:
         return None
     y = e.args[0]
@@ -239,7 +234,7 @@ def _layer_norm_terms(terms, xhat: Expr, bare: Bare) -> Expr | None:
         if not any(bare(_row_mean_of(t)) == bare(g) for t in means):
             continue
         for _, t in rest:
-            prod = _strip(t)
+            prod = strip_refs(t)
             if not (isinstance(prod, Call) and prod.fn == "mul"):
                 continue
             for i in (0, 1):
@@ -253,7 +248,7 @@ def _layer_norm_terms(terms, xhat: Expr, bare: Bare) -> Expr | None:
 
 def _weighted(g: Expr, x: Expr) -> tuple[Expr, Expr | None]:
     """(grad, weight) when G = grad * weight with a weight along x's last axis, else (G, None)."""
-    s = _strip(g)
+    s = strip_refs(g)
     if isinstance(s, Call) and s.fn == "mul":
         for i in (0, 1):
             grad, weight = s.args[i], s.args[1 - i]
@@ -303,16 +298,16 @@ LAYER_NORM_BACKWARD = KernelRule(
 def _softmax_of(e: Expr, bare: Bare) -> tuple[Expr, int] | None:
     """(x, axis) when e is the lowered softmax exp(x - max(x)) / sum(exp(x - max(x))) along
     one axis (engine.export.lower; a vector's max and sum are over everything)."""
-    e = _strip(e)
+    e = strip_refs(e)
     if not (isinstance(e, Call) and e.fn == "div"):
         return None
-    num, den = (_strip(a) for a in e.args)
+    num, den = (strip_refs(a) for a in e.args)
     if not (isinstance(num, Call) and num.fn == "exp" and isinstance(den, Call)):
         return None
-    shifted = _strip(num.args[0])
+    shifted = strip_refs(num.args[0])
     if not (isinstance(shifted, Call) and shifted.fn == "sub"):
         return None
-    x, m = shifted.args[0], _strip(shifted.args[1])
+    x, m = shifted.args[0], strip_refs(shifted.args[1])
     if not (isinstance(m, Call) and m.fn == "_amax" and bare(m.args[0]) == bare(x)):
         return None
     if den.fn != "sum" or bare(den.args[0]) != bare(num) or e.shape != x.shape:
@@ -366,33 +361,37 @@ def _find_softmax_backward(nodes: list[Expr], bare: Bare) -> dict[Expr, Expr]:
         if not (isinstance(node, Call) and node.fn == "mul"):
             continue
         for i in (0, 1):
-            p, rest = node.args[i], _strip(node.args[1 - i])
+            p, rest = node.args[i], strip_refs(node.args[1 - i])
             found = _softmax_of(p, bare)
             if found is None or not (isinstance(rest, Call) and rest.fn == "sub"):
                 continue
             _, axis = found
-            g, total = rest.args[0], _strip(rest.args[1])
+            g, total = rest.args[0], strip_refs(rest.args[1])
             if g.shape != p.shape or node.shape != p.shape:
                 continue
-            if isinstance(total, Call) and total.fn == "_vdot" and len(p.shape) == 1:
-                # a vector's sum(p * g), lowered to one dot product
-                if {bare(a) for a in total.args} == {bare(p), bare(g)}:
-                    subs[node] = Call("_softmax_backward", (g, p), (("axis", -1),), node.shape)
-                    break
-                continue
-            if not (isinstance(total, Call) and total.fn == "sum"):
-                continue
-            pt = dict(total.params)
-            if len(p.shape) == 1:
-                ok = pt.get("axis") is None and not pt.get("keepdims")
-            else:
-                along = pt.get("axis")
-                along = along - len(p.shape) if isinstance(along, int) and along >= 0 else along
-                ok = along == axis and bool(pt.get("keepdims"))
-            if ok and _product_of(total.args[0], p, g, bare):
+            if _sum_of_product_along(total, p, g, axis, bare):
                 subs[node] = Call("_softmax_backward", (g, p), (("axis", axis),), node.shape)
                 break
     return subs
+
+
+def _sum_of_product_along(total: Expr, p: Expr, g: Expr, axis: int, bare: Bare) -> bool:
+    """total is sum(p * g) along `axis`, its length kept as 1 (a vector's: over everything, or
+    lowered to one dot product `_vdot`)."""
+    if not isinstance(total, Call):
+        return False
+    if len(p.shape) == 1 and total.fn == "_vdot":
+        return {bare(a) for a in total.args} == {bare(p), bare(g)}
+    if total.fn != "sum":
+        return False
+    pt = dict(total.params)
+    if len(p.shape) == 1:
+        ok = pt.get("axis") is None and not pt.get("keepdims")
+    else:
+        along = pt.get("axis")
+        along = along - len(p.shape) if isinstance(along, int) and along >= 0 else along
+        ok = along == axis and bool(pt.get("keepdims"))
+    return ok and _product_of(total.args[0], p, g, bare)
 
 
 SOFTMAX_BACKWARD_HELPER = '''def _softmax_backward(grad, p, dim):

@@ -118,10 +118,17 @@ def _np_var(x, axis=None, keepdims=False):
     return np.asarray(np.mean((x - m) ** 2, axis=axis, keepdims=keepdims))
 
 
-def _np_logsumexp(x, axis=None, keepdims=False):
+def _finite_max(x, axis=None):
+    """max of x's real part along axis (kept as length 1), 0 where it is not finite: the shift
+    of a log-sum-exp, which leaves an all -inf row at -inf instead of making it NaN."""
     m = np.asarray(np.max(x.real, axis=axis, keepdims=True))
     if m.dtype != object:  # (object arrays: the verifier's high-precision numbers, always finite)
         m = np.where(np.isfinite(m), m, 0.0)
+    return m
+
+
+def _np_logsumexp(x, axis=None, keepdims=False):
+    m = _finite_max(x, axis)
     out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return np.asarray(out if keepdims else np.squeeze(out, axis=axis))
 
@@ -241,10 +248,7 @@ def _np_softmax(x, axis=-1):
 def _np_log_softmax(x, axis=-1):
     # (x - m) - log(sum(exp(x - m))), not x - logsumexp(x): the latter rounds m + log(...) at
     # the scale of m first, an error of |m| * 1e-16 where the answer may be -log(3) exactly
-    m = np.asarray(np.max(x.real, axis=axis, keepdims=True))
-    if m.dtype != object:  # (object arrays: the verifier's high-precision numbers, always finite)
-        m = np.where(np.isfinite(m), m, 0.0)
-    shifted = x - m
+    shifted = x - _finite_max(x, axis)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
