@@ -126,3 +126,31 @@ def test_high_precision_numbers_sort_at_their_own_precision():
         values = np.array([above, one], dtype=object)
         got = _np_sort(values)
     assert got[0] is one and got[1] is above
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+def test_numpy_forms_keep_their_constants_exact_at_high_precision(name):
+    # the numeric route's confirmation runs the NumPy forms on HP numbers; a float64 constant
+    # there (sqrt(2 / pi) to 17 digits) is an error a saturated tanh or erf multiplies
+    from engine.functions import REGISTRY
+
+    exact = {
+        "gelu": lambda v: v / 2 * (1 + mpmath.erf(v / mpmath.sqrt(2))),
+        "gelu_tanh": lambda v: (
+            v
+            / 2
+            * (1 + mpmath.tanh(mpmath.sqrt(2 / mpmath.pi) * (v + mpmath.mpf(44715) / 10**6 * v**3)))
+        ),
+    }[name]
+    with mpmath.workdps(320):
+        for v in (mpmath.mpf(-15.6), mpmath.mpf(-9.25), mpmath.mpf(0.5)):
+            got = REGISTRY[name].numpy(np.array([HP(v)], dtype=object))[0].v.real
+            want = exact(v)
+            assert abs(got - want) <= mpmath.mpf(10) ** -250 * abs(want), (name, v)
+
+
+def test_a_saturated_gelu_under_abs_derives():
+    # test_derive_random's abs(tanh(gelu_tanh(s))): refused by the exact route at s = -4 pi
+    # (abs's sign from rounding) and by the numeric route at s = -15.6 (float64 constants)
+    for seed in range(4):
+        derive("abs(tanh(gelu_tanh(s)))", ["s"], VARS, seed=seed)

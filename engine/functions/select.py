@@ -237,6 +237,10 @@ class MinOf(MaxOf):
 class ArgMax(sympy.Function):
     """The index of the first largest argument; evaluates once every argument is a number."""
 
+    mp_compared = staticmethod(compared_all)
+    mp_jump = True
+    largest = True
+
     @classmethod
     def eval(cls, *xs):
         if all(x.is_number and x.is_comparable for x in xs):
@@ -250,9 +254,26 @@ class ArgMax(sympy.Function):
     def fdiff(self, argindex=1):
         raise EngineError("argmax() is not differentiable (its value is an index)")
 
+    # At mpmath numbers, for the exact route's adjoint: an index is piecewise constant, so its
+    # partials are 0 (a claim that differentiates through argmax is refused before the check;
+    # the adjoint meets argmax(q) where the sweep takes every symbol of the point, q included).
+    @classmethod
+    def mp_value(cls, *xs):
+        best = 0
+        for i, x in enumerate(xs):
+            if (x > xs[best]) if cls.largest else (x < xs[best]):
+                best = i
+        return mpmath.mpf(best)
+
+    @staticmethod
+    def mp_partials(v, *xs):
+        return [0] * len(xs)
+
 
 class ArgMin(ArgMax):
     """The index of the first smallest argument."""
+
+    largest = False
 
     @classmethod
     def eval(cls, *xs):

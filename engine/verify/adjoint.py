@@ -7,13 +7,10 @@ Only elementary rules of SymPy's own node types are used (sum, product and power
 ...), so the route stays independent of the engine's VJP registry. A node type without a rule
 raises `NoAdjoint`, and the caller falls back to `sympy.diff`.
 
-A kinked node (relu, clip, max, step, sort, ...: its class's `mp_compared`) takes its branch
-from the order of the values it compares. Where rounding cannot settle that order (the two
-values within their rounding bounds of each other: clip(D, -1, 1 + sigmoid(s) ** 2) with
-D - 1 = 1e-87 and sigmoid(s) ** 2 = 1e-106, both 1 at 70 digits), the order is decided exactly,
-in SymPy at the rational point, and the branch taken from it; a tie stays a tie (the kink's
-convention), and an order SymPy cannot decide either is an `EngineError` (the caller leaves
-such a point out, as for a step at its jump).
+A kinked node (relu, clip, max, step, sort, ...) takes its branch from the order of the values
+it compares. On a DAG with such nodes the sweep keeps forward rounding bounds, and an order they
+leave open is decided exactly (engine/verify/kinks.py); without the rational point to decide it
+at, such a node raises NoAdjoint.
 """
 
 from __future__ import annotations
@@ -23,44 +20,15 @@ from typing import Any
 import mpmath
 import sympy
 
-from engine.expr import EngineError
-from engine.functions.elementwise import Absolute, Relu, Sign, Step, compared_with_zero
+from engine.functions.elementwise import Absolute, Relu, Sign, Step
 from engine.functions.probability import XLogY
-
-# |a - b| must exceed SETTLED times the two rounding bounds for rounding to decide an order
-SETTLED = 4
-# the working precision (digits) of SymPy's evalf when it decides an order rounding could not
-DECIDE_DIGITS = 15
-DECIDE_MAX_DIGITS = 2000
-DECIDE_MAX_NODES = 20000  # subexpressions SymPy evaluates at the point to decide one order
+from engine.verify.kinks import ExactOrder, Undecided, binary, compared, jumps, topological
 
 _POS_INF, _NEG_INF = sympy.oo, -sympy.oo  # singletons, compared by identity
 
 
 class NoAdjoint(Exception):
     """An expression this sweep cannot differentiate at this point."""
-
-
-def _topological(root: sympy.Basic) -> list[sympy.Basic]:
-    """Distinct subexpressions of `root` (by identity: the exact route's expressions are
-    unevaluated, so not hash-consed, and comparing them by value walks their trees), children
-    before parents."""
-    order: list[sympy.Basic] = []
-    seen: set[int] = set()
-    stack: list[tuple[sympy.Basic, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        for a in node.args:
-            if id(a) not in seen:
-                stack.append((a, False))
-    return order
 
 
 def _value(node: sympy.Basic, vals: dict, point: dict) -> Any:
@@ -150,28 +118,24 @@ _FUNCTIONS = {
 }
 
 
-def _compared(func) -> Any:
-    """The `mp_compared` of a kinked function (None for a smooth one)."""
-    return compared_with_zero if func is sympy.Abs else getattr(func, "mp_compared", None)
-
-
 def _finite(x: Any) -> bool:
     return not isinstance(x, mpmath.mpc) and mpmath.isfinite(x)
 
 
 class _Rounding:
     """Forward rounding bounds, kept only for a DAG with kinked nodes: u |v| per node plus
-    |partial| x each argument's bound (an infinite bound where a partial has no value)."""
+    |partial| x each argument's bound (an infinite bound where a partial has no value), and the
+    kinked nodes' branches decided exactly where those bounds leave them open."""
 
     def __init__(self, exact: dict | None):
         self.exact = exact  # symbol -> Rational: the point, for deciding an order exactly
-        self.at_point: dict[int, sympy.Basic] = {}  # nodes evaluated in SymPy at that point
+        self.order = ExactOrder(exact or {})  # (no point: an open order is Undecided)
         self.u = mpmath.eps * 4
         self.err: dict[int, Any] = {}
         self.partials: dict[int, list] = {}  # the forward pass's partials, reused backward
 
     def smooth(self, node: sympy.Basic, v: Any, a: list) -> None:
-        if node.is_Symbol and self.exact is not None and _binary(self.exact.get(node)):
+        if node.is_Symbol and self.exact is not None and binary(self.exact.get(node)):
             self.err[id(node)] = mpmath.mpf(0)  # a float's exact value (the points are floats)
             return
         if not _finite(v):  # an infinity (a claim's `inf`) is exact, as in exact.py
@@ -195,126 +159,22 @@ class _Rounding:
     def kinked(self, node: sympy.Basic, a: list) -> tuple[Any, list] | None:
         """(value, partials) from surrogate arguments in the exact order, when rounding leaves
         the order of the compared values open; None when it settles it."""
-        indices, with_zero = _compared(node.func)(len(a))
-        items = [(a[i], self.err[id(node.args[i])], i) for i in indices]
-        if with_zero:
-            items.append((mpmath.mpf(0), mpmath.mpf(0), None))
-
-        def unsettled(p: int, q: int) -> bool:
-            (vp, ep, _), (vq, eq, _) = items[p], items[q]
-            return ep + eq > 0 and not abs(vp - vq) > SETTLED * (ep + eq)
-
-        # neighbours in value order settled settle every pair (the gaps add up), so the common
-        # case costs a sort, not all pairs of a max over hundreds of entries
-        ranked = sorted(range(len(items)), key=lambda p: items[p][0])
-        if any(unsettled(p, q) for p, q in zip(ranked, ranked[1:], strict=False)):
-            n = len(items)
-            open_pairs = {(p, q) for p in range(n) for q in range(p + 1, n) if unsettled(p, q)}
-        else:
-            open_pairs = set()
+        err = [self.err[id(c)] for c in node.args]
+        indices, _ = compared(node.func)(len(a))
         f = _rule(node.func)
-        jump = _jumps(node.func)
+        jump = jumps(node.func)
         # a jump's value is exact once its branch is decided (where's is its chosen argument's);
         # the continuous kinked functions are 1-Lipschitz in what they compare
-        carried = mpmath.fsum(
-            self.err[id(c)] for i, c in enumerate(node.args) if not jump or i not in indices
-        )
-        if not open_pairs:
-            v = _value_of(f, a)
-            self.err[id(node)] = (self.u * abs(v) if _finite(v) else 0) + carried
-            return None
-        if self.exact is None:
-            raise NoAdjoint
-        exprs = [sympy.Integer(0) if i is None else node.args[i] for _, _, i in items]
-
-        def sign(p: int, q: int) -> int:
-            if (p, q) in open_pairs:
-                with sympy.evaluate(True):
-                    return _exact_sign(self._at(exprs[p]) - self._at(exprs[q]))
-            d = items[p][0] - items[q][0]
-            return (d > 0) - (d < 0)
-
-        signs = {(p, q): sign(p, q) for p in range(len(items)) for q in range(p + 1, len(items))}
-        rank = [
-            sum(1 for q in range(len(items)) if q != p and _less(signs, q, p))
-            for p in range(len(items))
-        ]
-        zero = rank[-1] if with_zero else 0
-        surrogate = list(a)
-        for p, (_, _, i) in enumerate(items):
-            if i is not None:
-                surrogate[i] = mpmath.mpf(rank[p] - zero)
-        v = _value_of(f, surrogate if jump else a)
+        carried = mpmath.fsum(e for i, e in enumerate(err) if not jump or i not in indices)
+        try:
+            surrogate = self.order.surrogates(node, a, err)
+        except Undecided:
+            raise NoAdjoint from None
+        v = f[0](*(surrogate if surrogate is not None and jump else a))
         self.err[id(node)] = (self.u * abs(v) if _finite(v) else 0) + carried
-        return v, f[1](_value_of(f, surrogate), *surrogate)
-
-    def _at(self, expr: sympy.Basic) -> sympy.Basic:
-        """`expr` at the rational point, evaluated by SymPy (exact for rational arithmetic),
-        one node of the DAG at a time (xreplace would walk the tree, exponential in depth)."""
-        nodes = _topological(expr)
-        if sum(1 for n in nodes if id(n) not in self.at_point) > DECIDE_MAX_NODES:
-            raise EngineError(
-                "a kink's branch (relu, clip, max, sort, ...) is within rounding of its tie at "
-                "the sampled inputs, and its arguments are too large to decide it exactly"
-            )
-        with sympy.evaluate(True):
-            for n in nodes:
-                if id(n) in self.at_point:
-                    continue
-                if n.is_Symbol:
-                    if n not in self.exact:
-                        raise NoAdjoint
-                    out = self.exact[n]
-                elif not n.args:
-                    out = n
-                else:
-                    out = n.func(*(self.at_point[id(c)] for c in n.args))
-                self.at_point[id(n)] = out
-        return self.at_point[id(expr)]
-
-
-def _binary(r: Any) -> bool:
-    """Whether the Rational r is exact at the working precision (a power-of-two denominator and
-    a numerator within the mantissa)."""
-    return (
-        isinstance(r, sympy.Rational)
-        and r.q & (r.q - 1) == 0
-        and int(r.p).bit_length() <= mpmath.mp.prec
-    )
-
-
-def _jumps(func) -> bool:
-    return bool(getattr(func, "mp_jump", False))
-
-
-def _value_of(f: tuple, a: list) -> Any:
-    return f[0](*a)
-
-
-def _less(signs: dict, p: int, q: int) -> bool:
-    """Whether item p is below item q, by the pairwise signs (keyed by the smaller index)."""
-    return signs[(p, q)] < 0 if p < q else signs[(q, p)] > 0
-
-
-def _exact_sign(d: sympy.Basic) -> int:
-    """The sign of a number SymPy has at a rational point: exact where it is rational, else by
-    evalf to a strictly achieved precision. A value evalf finds no digit of at DECIDE_MAX_DIGITS
-    working digits is a tie (tanh(s) against (e^2s - 1) / (e^2s + 1)); an EngineError where it
-    is not a real number."""
-    if d.is_Rational:
-        return int(d.p > 0) - int(d.p < 0)
-    try:
-        v = d.evalf(DECIDE_DIGITS, maxn=DECIDE_MAX_DIGITS, strict=True)
-    except sympy.core.evalf.PrecisionExhausted:
-        return 0
-    except (ValueError, TypeError):
-        v = None
-    if v is None or not v.is_Number or not v.is_real:
-        raise EngineError(
-            "a kink's branch (relu, clip, max, sort, ...) is within rounding of its tie at the "
-            "sampled inputs, and the exact check could not decide it"
-        )
-    return 0 if v.is_zero else 1 if v > 0 else -1
+        if surrogate is None:
+            return None
+        return v, f[1](f[0](*surrogate), *surrogate)
 
 
 def gradient_at(
@@ -327,17 +187,17 @@ def gradient_at(
 
     `exact` (symbol -> Rational, the same point) decides a kink's branch that rounding leaves
     open (the module docstring); without it such a node raises NoAdjoint."""
-    order = _topological(f)
+    order = topological(f)
     # a claim that writes `inf` has infinite intermediate values (where(mask, S, -inf) before a
     # softmax: exp(-inf) = 0 with derivative 0); any NaN, or an infinite or NaN gradient entry
     # or bound, still leaves the point to sympy.diff (looked up on the DAG: `f.has` walks the tree)
     infinite = any(node is _POS_INF or node is _NEG_INF for node in order)
-    rounding = _Rounding(exact) if any(_compared(n.func) for n in order if n.args) else None
+    rounding = _Rounding(exact) if any(compared(n.func) for n in order if n.args) else None
     vals: dict[int, Any] = {}  # all three tables keyed by id(node), as in _topological
     decided: dict[int, list] = {}  # partials of kinked nodes whose branch was decided exactly
     for node in order:
         surrogate = None
-        if rounding is not None and node.args and _compared(node.func):
+        if rounding is not None and node.args and compared(node.func):
             surrogate = rounding.kinked(node, [vals[id(x)] for x in node.args])
         if surrogate is not None:
             v, decided[id(node)] = surrogate
@@ -350,7 +210,7 @@ def gradient_at(
         if not mpmath.isfinite(v) and not (infinite and mpmath.isinf(v)):
             raise NoAdjoint
         vals[id(node)] = v
-        if rounding is not None and surrogate is None and not _compared(node.func):
+        if rounding is not None and surrogate is None and not compared(node.func):
             rounding.smooth(node, v, [vals[id(x)] for x in node.args])
     adj: dict[int, Any] = {id(f): mpmath.mpf(1)}
     mag: dict[int, Any] = {id(f): mpmath.mpf(1)}

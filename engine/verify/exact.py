@@ -22,6 +22,7 @@ from engine.functions.elementwise import Absolute, Relu, Sign, Step
 from engine.functions.probability import XLogY
 from engine.types import TYPES
 from engine.verify.adjoint import NoAdjoint, gradient_at
+from engine.verify.kinks import ExactOrder, Undecided, jumps
 from engine.verify.result import CheckReport, Counterexample
 from engine.verify.sampling import (
     KinkCoverage,
@@ -491,12 +492,23 @@ def _fast_values(
     value's rounding error (first-order error analysis: 1 - sigmoid(2500) is 0 at 70 digits,
     with a bound of 1e-70, not a value to compare).
 
-    Functions other than + * ** and those in _MPMATH are evaluated by `evalf`. Returns None when a
-    value is complex, infinite or undefined, or a step's branch is within rounding of its kink;
-    the caller then uses `_exact_values`.
+    Functions other than + * ** and those in _MPMATH are evaluated by `evalf`. A jump's branch
+    (step, sign, where) that rounding leaves open is decided exactly (engine/verify/kinks.py).
+    Returns None when a value is complex, infinite or undefined, or such a branch depends on a
+    placeholder's value; the caller then uses `_exact_values`.
     """
     memo = {} if memo is None else memo  # (id of a node -> (value, bound)); may be shared
     u = mpmath.mpf(10) ** (-digits)
+    order = ExactOrder({s: v for s, v in subs.items() if v.is_Rational})
+
+    def decided(e: sympy.Basic, args: list, errs: list) -> list:
+        """A jump's arguments with the compared ones in the exact order where rounding leaves
+        it open (engine/verify/kinks.py); a placeholder among them leaves it to evalf."""
+        try:
+            out = order.surrogates(e, args, errs)
+        except Undecided:
+            raise _NotFast from None
+        return args if out is None else out
 
     def value(e: sympy.Basic):
         # keyed by identity: the exact route's expressions are unevaluated and so not hash-consed;
@@ -543,23 +555,22 @@ def _fast_values(
                     err += abs(r * mpmath.log(b)) * ep
         elif e.func in _MPMATH and len(e.args) == 1:
             a, ea = value(e.args[0])
+            if jumps(e.func):  # step, sign: the branch decided exactly where rounding cannot
+                a = decided(e, [a], [ea])[0]
             r = _MPMATH[e.func](a)
             slope = _SLOPES[e.func](a, r)
-            if slope is None and ea and abs(a) <= ea:
-                raise _NotFast  # a step or sign whose branch rounding cannot settle
             err = u * abs(r)
             if slope is not None and ea:
                 err += abs(slope) * ea
         elif hasattr(e.func, "mp_value"):  # maximum, clip, where (engine/functions/select.py)
             parts = [value(a) for a in e.args]
             args = [v for v, _ in parts]
+            if jumps(e.func):  # where, a sort's slot, argmax: a branch rounding cannot settle
+                args = decided(e, args, [x for _, x in parts])
             r = e.func.mp_value(*args)
             err = u * abs(r) if mpmath.isfinite(r) else mpmath.mpf(0)
-            for (a, ea), slope in zip(parts, e.func.mp_partials(r, *args), strict=True):
-                if slope is None:  # a jump in this argument (a mask): rounding must not reach 0
-                    if ea and abs(a) <= ea:
-                        raise _NotFast
-                elif ea and slope:
+            for (_, ea), slope in zip(parts, e.func.mp_partials(r, *args), strict=True):
+                if slope is not None and ea and slope:  # (None: a mask, decided above)
                     err += abs(slope) * ea
         elif e.func is XLogY:
             x, ex = value(e.args[0])
