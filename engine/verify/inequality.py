@@ -24,6 +24,8 @@ import math
 
 import mpmath
 import numpy as np
+import sympy
+from sympy.core.sympify import _sympify
 
 from engine.backends import numpy_backend, sympy_backend
 from engine.backends.common import concrete_shape
@@ -41,6 +43,7 @@ from engine.verify.exact import (
     _values_text,
     not_real_guard,
 )
+from engine.verify.kinks import ExactOrder, Undecided, exact_sign
 from engine.verify.numeric import (
     NUMERIC_RTOL,
     SCALE_FLOOR,
@@ -130,8 +133,13 @@ def exact_inequality(
                 continue
             checked += 1
             lv, le, rv, re = np.broadcast_arrays(lv, le, rv, re)
+            decide = _ExactSign(sides, subs)
             for idx in np.ndindex(lv.shape):
                 rel, violated = _exact_entry(lv[idx], le[idx], rv[idx], re[idx], relation, strict)
+                text = None
+                if rel is None:  # the sides within rounding of each other
+                    violated, text = decide.violated(idx, relation)
+                    rel = 0.0
                 if not violated:
                     tightest = min(tightest, -rel)
                     continue
@@ -145,7 +153,7 @@ def exact_inequality(
                         float(a_),
                         float(b_),
                         float(a_ - b_),
-                        values_text=_values_text(a_, b_),
+                        values_text=text or _values_text(a_, b_),
                         relation=relation,
                     )
                     worst = (rel, cx)
@@ -163,13 +171,51 @@ def exact_inequality(
     return CheckReport("exact", True, detail, 0.0), None
 
 
-def _exact_entry(lv, le, rv, re, relation: str, strict: bool) -> tuple[float, bool]:
-    """(signed violation relative to the entries, violated?) for one entry."""
+class _ExactSign:
+    """Decides an entry whose sides rounding cannot tell apart: the sign of lhs - rhs in SymPy
+    at the rational point (engine/verify/kinks.py). Where it cannot (a gradient's placeholder
+    values are not exact), such an entry satisfies `<=` and violates `<` (an equality 50
+    digits cannot tell apart is not a strict inequality)."""
+
+    def __init__(self, sides: Sides, subs: dict):
+        self.sides = sides
+        self.order = ExactOrder({s: v for s, v in subs.items() if v.is_Rational})
+        self.pairs = None
+
+    def violated(self, idx: tuple, relation: str) -> tuple[bool, str | None]:
+        """(violated?, the difference as text where it was decided exactly)."""
+        strict = relation in STRICT
+        if self.pairs is None:
+            self.pairs = np.broadcast_arrays(
+                np.asarray(self.sides.left, dtype=object),
+                np.asarray(self.sides.right, dtype=object),
+            )
+        left, right = self.pairs
+        try:
+            with sympy.evaluate(True):
+                d = self.order.at(_sympify(left[idx])) - self.order.at(_sympify(right[idx]))
+            sign = exact_sign(d)
+        except (Undecided, EngineError):
+            return strict, None
+        if sign == 0:
+            text = "lhs = rhs exactly"
+        else:
+            text = f"lhs - rhs = {mpmath.nstr(mpmath.mpf(sympy.N(d, 8)._mpf_), 6)}"
+        text += " (decided in SymPy at the point: 50 digits cannot tell the two sides apart)"
+        sign = sign if relation in ("<=", "<") else -sign  # the sign of oriented(lhs, rhs)
+        return (sign >= 0 if strict else sign > 0), text
+
+
+def _exact_entry(lv, le, rv, re, relation: str, strict: bool) -> tuple[float | None, bool]:
+    """(signed violation relative to the entries, violated?) for one entry; the violation is
+    None where the two sides lie within rounding of each other (for _ExactSign to decide)."""
     with mpmath.workdps(EXACT_DIGITS + FAST_GUARD_DIGITS):
         d = oriented(relation, lv, rv)
         bound = ROUNDING_SAFETY * (le + re)
         if mpmath.isnan(bound):  # 0 * inf in a bound's own arithmetic: the value is exact
             bound = mpmath.mpf(0)
+        if bound > 0 and abs(d) <= bound:
+            return None, strict
         size = max(abs(lv), abs(rv))
         violated = d >= -bound if strict else d > bound
         if size == 0:

@@ -87,7 +87,7 @@ class ExactOrder:
         def sign(p: int, q: int) -> int:
             if unsettled(p, q):
                 with sympy.evaluate(True):
-                    return _exact_sign(self._at(exprs[p]) - self._at(exprs[q]))
+                    return exact_sign(self.at(exprs[p]) - self.at(exprs[q]))
             d = items[p][0] - items[q][0]
             return (d > 0) - (d < 0)
 
@@ -104,7 +104,7 @@ class ExactOrder:
                 out[i] = mpmath.mpf(rank[p] - zero)
         return out
 
-    def _at(self, expr: sympy.Basic) -> sympy.Basic:
+    def at(self, expr: sympy.Basic) -> sympy.Basic:
         """`expr` at the rational point, evaluated by SymPy (exact for rational arithmetic),
         one node of the DAG at a time (xreplace would walk the tree, exponential in depth)."""
         nodes = topological(expr)
@@ -129,7 +129,7 @@ class ExactOrder:
         return self.at_point[id(expr)]
 
 
-def _exact_sign(d: sympy.Basic) -> int:
+def exact_sign(d: sympy.Basic) -> int:
     """The sign of a number SymPy has at a rational point: exact where it is rational, else by
     evalf to a strictly achieved precision. A value evalf finds no digit of at DECIDE_MAX_DIGITS
     working digits is a tie (tanh(s) against (e^2s - 1) / (e^2s + 1)); an EngineError where it
