@@ -7,7 +7,7 @@ forward rules of the linear operations alone gives J^T (shape (n, m)); its trans
 from __future__ import annotations
 
 from engine.derive.reverse import DeriveError
-from engine.expr import Call, Expr, Ref, Var, call
+from engine.expr import Call, Const, Expr, Ref, Var, call
 from engine.functions.base import params_of
 
 U_NAME = "u__cotangent"
@@ -33,7 +33,10 @@ def linearize(e: Expr, m) -> Expr:
 
     out = t(e)
     if out is None:
-        raise DeriveError("the Jacobian is zero: the function does not depend on the variable")
+        # no term of the pullback reads u: the Jacobian is zero (the function is constant in
+        # the variable, as ((x - mean(x)) * sum(x - mean(x))) ** 2, whose sum is 0), as the
+        # gradient of such a function is (sum(x - mean(x)) * x gives 0 * ones(n, n))
+        return Const(0) * call("ones", dims=tuple(e.shape) + (m,))
     return out
 
 
