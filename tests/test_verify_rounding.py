@@ -154,3 +154,28 @@ def test_a_saturated_gelu_under_abs_derives():
     # (abs's sign from rounding) and by the numeric route at s = -15.6 (float64 constants)
     for seed in range(4):
         derive("abs(tanh(gelu_tanh(s)))", ["s"], VARS, seed=seed)
+
+
+def test_a_smooth_functions_stable_branch_is_no_near_tie():
+    # sigmoid's x >= 0 and softmax's max shift pick between equal values: no escalation there;
+    # relu's x > 0 picks a kink's branch: a near tie at 0 is recorded
+    from engine.functions import REGISTRY
+    from engine.verify import precision
+
+    def recorded(name: str, values) -> bool:
+        ties: list = []
+        token = precision._NEAR_TIES.set(ties)
+        try:
+            with mpmath.workdps(80):
+                REGISTRY[name].numpy(np.array([HP(mpmath.mpf(v)) for v in values], dtype=object))
+        finally:
+            precision._NEAR_TIES.reset(token)
+        return bool(ties)
+
+    assert not recorded("sigmoid", [0])
+    assert not recorded("softplus", [0])
+    assert not recorded("softmax", [1, 1])
+    assert not recorded("logsumexp", [1, 1])
+    assert recorded("relu", [0])
+    assert recorded("abs", [0])
+    assert recorded("max", [1, 1])

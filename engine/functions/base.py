@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,23 @@ import numpy as np
 import sympy
 
 from engine.expr import Call, EngineError, Expr, Shape, ShapeError, format_shape
+
+# True while a NumPy form compares values only to pick the numerically stable branch of a smooth
+# function (sigmoid's x >= 0, the max shift of softmax and logsumexp): both branches give the same
+# value there, so the verifier's high-precision confirmation need not look closer at such a
+# comparison, as it does at a kink's (engine/verify/precision.py).
+SMOOTH_BRANCH: contextvars.ContextVar[bool] = contextvars.ContextVar("smooth_branch", default=False)
+
+
+@contextlib.contextmanager
+def smooth_branch() -> Iterator[None]:
+    """Comparisons inside pick a smooth function's stable branch, not a kink's (SMOOTH_BRANCH)."""
+    token = SMOOTH_BRANCH.set(True)
+    try:
+        yield
+    finally:
+        SMOOTH_BRANCH.reset(token)
+
 
 # Printing precedences, shared by the text and LaTeX printers.
 PREC_ADD = 10

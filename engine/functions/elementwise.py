@@ -10,7 +10,7 @@ import sympy
 from sympy.core.evalf import prec_to_dps
 
 from engine.expr import Call, Const, Expr, call
-from engine.functions.base import Function, latex_fn, register, sym_map
+from engine.functions.base import Function, latex_fn, register, smooth_branch, sym_map
 
 # NumPy forms take real or complex arrays. For complex input they are the analytic continuation
 # of the real function (piecewise for relu/abs/step/sign, split on the real part), which is what
@@ -32,14 +32,16 @@ def real_domain(x):
 
 def _np_sigmoid(x):
     x = np.asarray(x)
-    pos = x.real >= 0
+    with smooth_branch():
+        pos = x.real >= 0
     ex = np.exp(np.where(pos, -x, x))
     return np.where(pos, 1.0 / (1.0 + ex), ex / (1.0 + ex))
 
 
 def _np_softplus(x):
     x = np.asarray(x)
-    pos = x.real > 0
+    with smooth_branch():
+        pos = x.real > 0
     return np.where(pos, x, 0) + np.log1p(np.exp(np.where(pos, -x, x)))
 
 

@@ -14,6 +14,7 @@ from engine.functions.base import (
     obj,
     params_of,
     register,
+    smooth_branch,
     sym_map,
     sym_sum,
 )
@@ -121,7 +122,8 @@ def _np_var(x, axis=None, keepdims=False):
 def _finite_max(x, axis=None):
     """max of x's real part along axis (kept as length 1), 0 where it is not finite: the shift
     of a log-sum-exp, which leaves an all -inf row at -inf instead of making it NaN."""
-    m = np.asarray(np.max(x.real, axis=axis, keepdims=True))
+    with smooth_branch():
+        m = np.asarray(np.max(x.real, axis=axis, keepdims=True))
     if m.dtype != object:  # (object arrays: the verifier's high-precision numbers, always finite)
         m = np.where(np.isfinite(m), m, 0.0)
     return m
@@ -240,7 +242,8 @@ def _softmax_shape(fname: str):
 
 
 def _np_softmax(x, axis=-1):
-    m = np.max(x.real, axis=axis, keepdims=True)
+    with smooth_branch():
+        m = np.max(x.real, axis=axis, keepdims=True)
     e = np.exp(x - m)
     return e / np.sum(e, axis=axis, keepdims=True)
 

@@ -24,6 +24,7 @@ import sympy
 
 from engine.backends.common import resolve_params
 from engine.expr import Call, Const, EngineError, Expr, Ref, Size, Var
+from engine.functions.base import SMOOTH_BRANCH
 
 # Evaluated at LOW_DIGITS and at HIGH_DIGITS; what changes between the two is rounding, and a
 # difference within ROUNDING_SAFETY times that change is not a difference. What remains, relative
@@ -44,7 +45,7 @@ def _compared(a, b) -> None:
     """Record a comparison of the real parts a and b that rounding may have decided: they agree
     to within TIE_GUARD digits of the working precision (relative, or absolute below 1)."""
     ties = _NEAR_TIES.get()
-    if ties is not None and not ties:
+    if ties is not None and not ties and not SMOOTH_BRANCH.get():
         scale = max(abs(a), abs(b), 1)
         if abs(a - b) <= scale * mpmath.mpf(10) ** (TIE_GUARD - mpmath.mp.dps):
             ties.append((a, b))
