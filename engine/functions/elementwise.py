@@ -137,8 +137,8 @@ def compared_all(n: int) -> tuple[tuple[int, ...], bool]:
 # Every kinked function (a branch decided by comparing values) says which of its n arguments
 # are compared, and whether with 0: `mp_compared(n) -> (indices, with_zero)`. `mp_jump` when its
 # value jumps there (step, sign, where), not only its derivative (relu, abs, max, clip). The
-# exact route's adjoint (engine/verify/adjoint.py) decides such a branch exactly when rounding
-# cannot (|x - hi| within the two values' rounding bounds).
+# exact route decides such a branch exactly when rounding cannot (|x - hi| within the two
+# values' rounding bounds): engine/verify/kinks.py.
 
 
 class Relu(sympy.Function):

@@ -234,6 +234,15 @@ class MinOf(MaxOf):
     largest = False
 
 
+def _first_extreme(xs, largest: bool) -> int:
+    """The index of the first largest (smallest) of xs: numbers that compare (SymPy or mpmath)."""
+    best = 0
+    for i, x in enumerate(xs):
+        if (x > xs[best]) if largest else (x < xs[best]):
+            best = i
+    return best
+
+
 class ArgMax(sympy.Function):
     """The index of the first largest argument; evaluates once every argument is a number."""
 
@@ -244,11 +253,7 @@ class ArgMax(sympy.Function):
     @classmethod
     def eval(cls, *xs):
         if all(x.is_number and x.is_comparable for x in xs):
-            best = 0
-            for i, x in enumerate(xs):
-                if x > xs[best]:
-                    best = i
-            return sympy.Integer(best)
+            return sympy.Integer(_first_extreme(xs, cls.largest))
         return None
 
     def fdiff(self, argindex=1):
@@ -259,11 +264,7 @@ class ArgMax(sympy.Function):
     # the adjoint meets argmax(q) where the sweep takes every symbol of the point, q included).
     @classmethod
     def mp_value(cls, *xs):
-        best = 0
-        for i, x in enumerate(xs):
-            if (x > xs[best]) if cls.largest else (x < xs[best]):
-                best = i
-        return mpmath.mpf(best)
+        return mpmath.mpf(_first_extreme(xs, cls.largest))
 
     @staticmethod
     def mp_partials(v, *xs):
@@ -274,16 +275,6 @@ class ArgMin(ArgMax):
     """The index of the first smallest argument."""
 
     largest = False
-
-    @classmethod
-    def eval(cls, *xs):
-        if all(x.is_number and x.is_comparable for x in xs):
-            best = 0
-            for i, x in enumerate(xs):
-                if x < xs[best]:
-                    best = i
-            return sympy.Integer(best)
-        return None
 
 
 def _sym_pairwise(f):

@@ -128,14 +128,14 @@ class _Rounding:
     kinked nodes' branches decided exactly where those bounds leave them open."""
 
     def __init__(self, exact: dict | None):
-        self.exact = exact  # symbol -> Rational: the point, for deciding an order exactly
-        self.order = ExactOrder(exact or {})  # (no point: an open order is Undecided)
+        # symbol -> Rational, the point, for deciding an order exactly (none: it is Undecided)
+        self.order = ExactOrder(exact or {})
         self.u = mpmath.eps * 4
         self.err: dict[int, Any] = {}
         self.partials: dict[int, list] = {}  # the forward pass's partials, reused backward
 
     def smooth(self, node: sympy.Basic, v: Any, a: list) -> None:
-        if node.is_Symbol and self.exact is not None and binary(self.exact.get(node)):
+        if node.is_Symbol and binary(self.order.exact.get(node)):
             self.err[id(node)] = mpmath.mpf(0)  # a float's exact value (the points are floats)
             return
         if not _finite(v):  # an infinity (a claim's `inf`) is exact, as in exact.py
@@ -170,11 +170,12 @@ class _Rounding:
             surrogate = self.order.surrogates(node, a, err)
         except Undecided:
             raise NoAdjoint from None
-        v = f[0](*(surrogate if surrogate is not None and jump else a))
+        at_surrogate = None if surrogate is None else f[0](*surrogate)
+        v = at_surrogate if jump and surrogate is not None else f[0](*a)
         self.err[id(node)] = (self.u * abs(v) if _finite(v) else 0) + carried
         if surrogate is None:
             return None
-        return v, f[1](f[0](*surrogate), *surrogate)
+        return v, f[1](at_surrogate, *surrogate)
 
 
 def gradient_at(

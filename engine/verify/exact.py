@@ -373,8 +373,9 @@ class Sides:
 
 
 def _mp_number(v: sympy.Expr) -> Any:
-    """A placeholder's value (a SymPy Float, or Zero) as an mpmath number."""
-    return mpmath.mpf(v._mpf_) if isinstance(v, sympy.Float) else mpmath.mpf(int(v))
+    """A point's entry (a Rational) or a placeholder's value (a Float) as an mpmath number, at
+    the working precision."""
+    return mpmath.mpf(v.p) / v.q if v.is_Rational else mpmath.mpf(v._mpf_)
 
 
 def own_relative_errors(lv: np.ndarray, rv: np.ndarray, bound: np.ndarray) -> np.ndarray:
@@ -529,13 +530,15 @@ def _fast_values(
     """
     memo = {} if memo is None else memo  # (id of a node -> (value, bound)); may be shared
     u = mpmath.mpf(10) ** (-digits)
-    order = ExactOrder({s: v for s, v in subs.items() if v.is_Rational})
+    orders: list[ExactOrder] = []  # made on the first jump only (a pass over the point)
 
     def decided(e: sympy.Basic, args: list, errs: list) -> list:
         """A jump's arguments with the compared ones in the exact order where rounding leaves
         it open (engine/verify/kinks.py); a placeholder among them leaves it to evalf."""
+        if not orders:
+            orders.append(ExactOrder.of_substitutions(subs))
         try:
-            out = order.surrogates(e, args, errs)
+            out = orders[0].surrogates(e, args, errs)
         except Undecided:
             raise _NotFast from None
         return args if out is None else out
@@ -631,10 +634,7 @@ def _fast_values(
     bound = np.empty(arr.shape, dtype=object)
     try:
         with mpmath.workdps(digits):
-            point = {
-                s: mpmath.mpf(v.p) / v.q if v.is_Rational else mpmath.mpf(v._mpf_)
-                for s, v in subs.items()
-            }
+            point = {s: _mp_number(v) for s, v in subs.items()}
             for idx in np.ndindex(arr.shape):
                 r, err = value(_sympify(arr[idx]))
                 if not mpmath.isfinite(r) and not (infinite and mpmath.isinf(r)):

@@ -179,7 +179,7 @@ class _ExactSign:
 
     def __init__(self, sides: Sides, subs: dict):
         self.sides = sides
-        self.order = ExactOrder({s: v for s, v in subs.items() if v.is_Rational})
+        self.order = ExactOrder.of_substitutions(subs)
         self.pairs = None
 
     def violated(self, idx: tuple, relation: str) -> tuple[bool, str | None]:

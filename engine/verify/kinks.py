@@ -63,6 +63,11 @@ class ExactOrder:
         self.exact = exact
         self.at_point: dict[int, sympy.Basic] = {}  # nodes evaluated in SymPy at that point
 
+    @classmethod
+    def of_substitutions(cls, subs: dict) -> ExactOrder:
+        """At the exact entries of a substitution (its placeholders' Float values are not)."""
+        return cls({s: v for s, v in subs.items() if v.is_Rational})
+
     def surrogates(self, node: sympy.Basic, a: list, err: list) -> list | None:
         """`node`'s arguments with the compared ones replaced by their ranks in the exact order
         (0 staying 0 where a function compares with 0), when rounding leaves an order open (the

@@ -258,25 +258,29 @@ def _at_two_precisions(evaluate, low: bool = True):
     last item then saying whether one still was; None where either gives None or cannot be
     evaluated. Without `low`, the first item is None (only the higher precision is evaluated)."""
     for factor in (1, ESCALATION, ESCALATION**2):
-        got = [None]
         ties: list = []
-        for digits in (LOW_DIGITS * factor, HIGH_DIGITS * factor):
-            if digits == LOW_DIGITS * factor and not low:
-                continue
-            token = _NEAR_TIES.set(ties if digits == HIGH_DIGITS * factor else None)
-            try:
-                with mpmath.workdps(digits):
-                    value = evaluate(digits)
-            except (EngineError, ArithmeticError, TypeError, ValueError, AttributeError):
-                return None
-            finally:
-                _NEAR_TIES.reset(token)
-            if value is None:
-                return None
-            got.append(value)
+        coarse = _evaluated(evaluate, LOW_DIGITS * factor, None) if low else None
+        if low and coarse is None:
+            return None
+        fine = _evaluated(evaluate, HIGH_DIGITS * factor, ties)
+        if fine is None:
+            return None
         if not ties:
             break
-    return got[-2], got[-1], HIGH_DIGITS * factor, bool(ties)
+    return coarse, fine, HIGH_DIGITS * factor, bool(ties)
+
+
+def _evaluated(evaluate, digits: int, ties: list | None):
+    """evaluate(digits) at that working precision, its near ties recorded in `ties`; None where
+    it gives None or cannot be evaluated."""
+    token = _NEAR_TIES.set(ties)
+    try:
+        with mpmath.workdps(digits):
+            return evaluate(digits)
+    except (EngineError, ArithmeticError, TypeError, ValueError, AttributeError):
+        return None
+    finally:
+        _NEAR_TIES.reset(token)
 
 
 def entries_at_high_precision(sides, values, sizes, entries) -> tuple[list, int] | None:
