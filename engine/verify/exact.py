@@ -143,8 +143,12 @@ def _as_float(point: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=float) for k, v in point.items()}
 
 
-def _rationalize(point: dict[str, np.ndarray], used) -> dict[str, np.ndarray]:
-    """A float point as exact rationals; rows of simplex variables renormalized exactly."""
+def _rationalize(
+    point: dict[str, np.ndarray], used, decimal: bool = False
+) -> dict[str, np.ndarray]:
+    """A float point as exact rationals; rows of simplex variables renormalized exactly. With
+    `decimal`, each entry is the shortest decimal that rounds to the float (-1.3 as -13/10,
+    not -5854679515581645/4503599627370496): a counterexample the reader can retype."""
     out = {}
     for name, v in point.items():
         own = TYPES[used[name].vtype].rationalize
@@ -153,7 +157,8 @@ def _rationalize(point: dict[str, np.ndarray], used) -> dict[str, np.ndarray]:
             continue
         arr = np.empty(np.shape(v), dtype=object)
         for idx in np.ndindex(arr.shape):
-            arr[idx] = sympy.Rational(float(v[idx]))
+            f = float(v[idx])
+            arr[idx] = sympy.Rational(repr(f)) if decimal else sympy.Rational(f)
         if TYPES[used[name].vtype].sums_to_one and arr.ndim:
             for idx in np.ndindex(arr.shape[:-1]):
                 total = sympy.Add(*arr[idx].tolist())

@@ -39,7 +39,9 @@ from engine.verify.exact import (
     FAST_GUARD_DIGITS,
     ROUNDING_SAFETY,
     Sides,
+    _as_float,
     _rational_list,
+    _rationalize,
     _values_text,
     not_real_guard,
 )
@@ -67,8 +69,20 @@ from engine.verify.sampling import (
     numeric_point,
     numeric_size_assignment,
 )
+from engine.verify.search import violation_search
 
 RELATIONS = ("<=", ">=", "<", ">")
+
+
+class _Searched:
+    """Marks a point of the violation search (engine.verify.search): not required (falsy),
+    and a tie it cannot decide leaves it out rather than failing a strict inequality."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+SEARCHED = _Searched()
 STRICT = ("<", ">")
 
 
@@ -91,6 +105,8 @@ def exact_inequality(
     done: list[dict[str, int]] = []
     skipped = outside = checked = 0
     tightest = math.inf  # the smallest margin (relative) of a satisfied entry
+    searchable = not (contains_derivative(lhs) or contains_derivative(rhs))
+    searched = 0
     for a, sizes in enumerate(assignments):
         large = a == 2
         entries = sum(math.prod(concrete_shape(v.shape, sizes)) for v in used.values())
@@ -120,6 +136,11 @@ def exact_inequality(
         if a == 0:
             points += [(exact_point(used, sizes, rng, s), False) for s in scales]
             points += [(p, False) for p in constant_points(used, sizes, rng, scales)]
+            if searchable:
+                starts = [_as_float(p) for p, required in points if required]
+                found = violation_search(lhs, rhs, relation, used, sizes, rng, starts)
+                points += [(_rationalize(p, used, decimal=True), SEARCHED) for p in found]
+                searched = len(found)
         for point, required in points:
             subs = {
                 symbols[n][idx]: point[n][idx] for n in used for idx in np.ndindex(point[n].shape)
@@ -133,7 +154,7 @@ def exact_inequality(
                 continue
             checked += 1
             lv, le, rv, re = np.broadcast_arrays(lv, le, rv, re)
-            decide = _ExactSign(sides, subs)
+            decide = _ExactSign(sides, subs, searched_point=required is SEARCHED)
             for idx in np.ndindex(lv.shape):
                 rel, violated = _exact_entry(lv[idx], le[idx], rv[idx], re[idx], relation, strict)
                 text = None
@@ -159,6 +180,8 @@ def exact_inequality(
                     worst = (rel, cx)
     where = " and ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in done) or "scalars"
     extras = [f"{checked} points incl. coincidences", describe_scales(scales)]
+    if searched:
+        extras.append(f"{searched} from a violation search")
     if skipped:
         extras.append("sizes >= 4 skipped (too large)")
     if outside:
@@ -175,12 +198,15 @@ class _ExactSign:
     """Decides an entry whose sides rounding cannot tell apart: the sign of lhs - rhs in SymPy
     at the rational point (engine/verify/kinks.py). Where it cannot (a gradient's placeholder
     values are not exact), such an entry satisfies `<=` and violates `<` (an equality 50
-    digits cannot tell apart is not a strict inequality)."""
+    digits cannot tell apart is not a strict inequality). At a point of the violation search
+    (`searched_point`) an entry it cannot decide, or that evalf finds no digit of (tanh(s) < 1
+    at s = 1e12), is no violation: the search proposes points, it does not settle ties."""
 
-    def __init__(self, sides: Sides, subs: dict):
+    def __init__(self, sides: Sides, subs: dict, searched_point: bool = False):
         self.sides = sides
         self.order = ExactOrder.of_substitutions(subs)
         self.pairs = None
+        self.searched_point = searched_point
 
     def violated(self, idx: tuple, relation: str) -> tuple[bool, str | None]:
         """(violated?, the difference as text where it was decided exactly)."""
@@ -194,9 +220,9 @@ class _ExactSign:
         try:
             with sympy.evaluate(True):
                 d = self.order.at(_sympify(left[idx])) - self.order.at(_sympify(right[idx]))
-            sign = exact_sign(d)
+            sign = exact_sign(d, exhausted_is_tie=not self.searched_point)
         except (Undecided, EngineError):
-            return strict, None
+            return strict and not self.searched_point, None
         if sign == 0:
             text = "lhs = rhs exactly"
         else:
@@ -253,6 +279,12 @@ def numeric_inequality(
             plan.append((profile, numeric_point(used, sizes, rng, profile)))
     rng = np.random.default_rng([seed, 4])
     plan += [("coincidence", p) for p in coincidence_points(used, sizes, rng, exact=False)]
+    searched = 0  # once the exact route has failed, no violation needs looking for
+    if discount_noise and not (contains_derivative(lhs) or contains_derivative(rhs)):
+        starts = [values for profile, values in plan if profile in PROFILES][:2]
+        found = violation_search(lhs, rhs, relation, used, sizes, rng, starts)
+        plan += [("searched", p) for p in found]
+        searched = len(found)
     worst: tuple[float, Counterexample] | None = None
     skipped: list[str] = []
     outside = undone = 0
@@ -298,6 +330,8 @@ def numeric_inequality(
     where = ", ".join(f"{k}={v}" for k, v in sizes.items()) or "scalars"
     judged = relation if relation not in STRICT else f"{relation} judged as {relation}="
     extras = [describe_scales(scales), "coincidence points"]
+    if searched:
+        extras.append(f"{searched} from a violation search")
     if undone:
         extras.append(f"{undone} float64 violation(s) undone at high precision")
     if outside:
