@@ -462,6 +462,9 @@ def test_sigint_to_a_running_check_exits_130_and_leaves_no_worker():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal delivers it: a test run started in the background (`pytest &`)
+        # passes SIGINT ignored to its children, and Python then installs no handler for it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
     worker = ""
