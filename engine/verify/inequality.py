@@ -69,14 +69,14 @@ from engine.verify.sampling import (
     numeric_point,
     numeric_size_assignment,
 )
-from engine.verify.search import violation_search
+from engine.verify.search import searchable, violation_search
 
 RELATIONS = ("<=", ">=", "<", ">")
 
 
 class _Searched:
     """Marks a point of the violation search (engine.verify.search): not required (falsy),
-    and a tie it cannot decide leaves it out rather than failing a strict inequality."""
+    and a strict relation is judged there as non-strict (a tie is no violation)."""
 
     def __bool__(self) -> bool:
         return False
@@ -84,6 +84,7 @@ class _Searched:
 
 SEARCHED = _Searched()
 STRICT = ("<", ">")
+NON_STRICT = {"<": "<=", ">": ">="}
 
 
 def oriented(relation: str, left, right):
@@ -98,14 +99,12 @@ def exact_inequality(
     lhs: Expr, rhs: Expr, relation: str, used, order, seed
 ) -> tuple[CheckReport, Counterexample | None]:
     """Check `lhs REL rhs` at rational points of the small sizes; the worst violation."""
-    strict = relation in STRICT
     assignments = exact_size_assignments(order)
     scales = input_scales(lhs, rhs)
     worst: tuple[float, Counterexample] | None = None
     done: list[dict[str, int]] = []
     skipped = outside = checked = 0
     tightest = math.inf  # the smallest margin (relative) of a satisfied entry
-    searchable = not (contains_derivative(lhs) or contains_derivative(rhs))
     searched = 0
     for a, sizes in enumerate(assignments):
         large = a == 2
@@ -136,7 +135,7 @@ def exact_inequality(
         if a == 0:
             points += [(exact_point(used, sizes, rng, s), False) for s in scales]
             points += [(p, False) for p in constant_points(used, sizes, rng, scales)]
-            if searchable:
+            if searchable(lhs, rhs, entries):
                 starts = [_as_float(p) for p, required in points if required]
                 found = violation_search(lhs, rhs, relation, used, sizes, rng, starts)
                 points += [(_rationalize(p, used, decimal=True), SEARCHED) for p in found]
@@ -154,12 +153,19 @@ def exact_inequality(
                 continue
             checked += 1
             lv, le, rv, re = np.broadcast_arrays(lv, le, rv, re)
-            decide = _ExactSign(sides, subs, searched_point=required is SEARCHED)
+            # A searched point shows a violation, never a tie: a strict relation is judged as
+            # non-strict there. At s = -1e5 the difference of softplus(s) > 0 is exp(-1e5),
+            # which evalf gives as 0, and tanh'(s) is 0 at 70 digits; ties are what the
+            # coincidence points are for.
+            here = NON_STRICT.get(relation, relation) if required is SEARCHED else relation
+            decide = _ExactSign(sides, subs)
             for idx in np.ndindex(lv.shape):
-                rel, violated = _exact_entry(lv[idx], le[idx], rv[idx], re[idx], relation, strict)
+                rel, violated = _exact_entry(
+                    lv[idx], le[idx], rv[idx], re[idx], here, here in STRICT
+                )
                 text = None
                 if rel is None:  # the sides within rounding of each other
-                    violated, text = decide.violated(idx, relation)
+                    violated, text = decide.violated(idx, here)
                     rel = 0.0
                 if not violated:
                     tightest = min(tightest, -rel)
@@ -198,15 +204,12 @@ class _ExactSign:
     """Decides an entry whose sides rounding cannot tell apart: the sign of lhs - rhs in SymPy
     at the rational point (engine/verify/kinks.py). Where it cannot (a gradient's placeholder
     values are not exact), such an entry satisfies `<=` and violates `<` (an equality 50
-    digits cannot tell apart is not a strict inequality). At a point of the violation search
-    (`searched_point`) an entry it cannot decide, or that evalf finds no digit of (tanh(s) < 1
-    at s = 1e12), is no violation: the search proposes points, it does not settle ties."""
+    digits cannot tell apart is not a strict inequality)."""
 
-    def __init__(self, sides: Sides, subs: dict, searched_point: bool = False):
+    def __init__(self, sides: Sides, subs: dict):
         self.sides = sides
         self.order = ExactOrder.of_substitutions(subs)
         self.pairs = None
-        self.searched_point = searched_point
 
     def violated(self, idx: tuple, relation: str) -> tuple[bool, str | None]:
         """(violated?, the difference as text where it was decided exactly)."""
@@ -220,9 +223,9 @@ class _ExactSign:
         try:
             with sympy.evaluate(True):
                 d = self.order.at(_sympify(left[idx])) - self.order.at(_sympify(right[idx]))
-            sign = exact_sign(d, exhausted_is_tie=not self.searched_point)
+            sign = exact_sign(d)
         except (Undecided, EngineError):
-            return strict and not self.searched_point, None
+            return strict, None
         if sign == 0:
             text = "lhs = rhs exactly"
         else:
@@ -280,7 +283,7 @@ def numeric_inequality(
     rng = np.random.default_rng([seed, 4])
     plan += [("coincidence", p) for p in coincidence_points(used, sizes, rng, exact=False)]
     searched = 0  # once the exact route has failed, no violation needs looking for
-    if discount_noise and not (contains_derivative(lhs) or contains_derivative(rhs)):
+    if discount_noise and searchable(lhs, rhs, entries):
         starts = [values for profile, values in plan if profile in PROFILES][:2]
         found = violation_search(lhs, rhs, relation, used, sizes, rng, starts)
         plan += [("searched", p) for p in found]

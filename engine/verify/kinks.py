@@ -134,20 +134,16 @@ class ExactOrder:
         return self.at_point[id(expr)]
 
 
-def exact_sign(d: sympy.Basic, exhausted_is_tie: bool = True) -> int:
+def exact_sign(d: sympy.Basic) -> int:
     """The sign of a number SymPy has at a rational point: exact where it is rational, else by
     evalf to a strictly achieved precision. A value evalf finds no digit of at DECIDE_MAX_DIGITS
-    working digits is a tie (tanh(s) against (e^2s - 1) / (e^2s + 1)); with `exhausted_is_tie`
-    false it is Undecided, and so is a zero evalf gives for a value that is not a rational
-    (log(sigmoid(262)), -1e-114, evaluates to 0: 1 + exp(-262) rounds to 1 before the log). An
-    EngineError where it is not a real number."""
+    working digits is a tie (tanh(s) against (e^2s - 1) / (e^2s + 1)); an EngineError where it
+    is not a real number."""
     if d.is_Rational:
         return int(d.p > 0) - int(d.p < 0)
     try:
         v = d.evalf(DECIDE_DIGITS, maxn=DECIDE_MAX_DIGITS, strict=True)
     except sympy.core.evalf.PrecisionExhausted:
-        if not exhausted_is_tie:
-            raise Undecided("no digit of the difference at the most digits tried") from None
         return 0
     except (ValueError, TypeError):
         v = None
@@ -156,8 +152,6 @@ def exact_sign(d: sympy.Basic, exhausted_is_tie: bool = True) -> int:
             "a kink's branch (relu, clip, max, sort, ...) is within rounding of its tie at the "
             "sampled inputs, and the exact check could not decide it"
         )
-    if v.is_zero and not exhausted_is_tie:
-        raise Undecided("evalf gives 0 for a value it cannot show is exactly 0")
     return 0 if v.is_zero else 1 if v > 0 else -1
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.backends import numpy_backend
 from engine.backends.common import concrete_shape
-from engine.expr import EngineError, Expr, Var
+from engine.expr import EngineError, Expr, Var, contains_derivative
 from engine.index_type import declared_shape
 from engine.types import PROFILES, TYPES
 from engine.verify.sampling import numeric_point
@@ -36,6 +36,9 @@ ASCENT_STEPS = 30  # gradient steps per start, at most
 ASCENT_MAX_FREE = 32  # free coordinates above which no ascent is made (rays only)
 SEARCH_POINTS = 3  # points returned to the route: the most violated
 RANDOM_TRIES = 24  # random points, each variable at its own magnitude
+# A claim with grad or jacobian costs a complex-step evaluation per input entry at every point
+# the search looks at: searched only up to this many entries (a scalar, a vector at n = 2).
+DERIVATIVE_MAX_ENTRIES = 16
 
 # How each type's entries are moved: to free coordinates and back. Types not listed (onehot,
 # mask, index, orthogonal, spd) keep their sampled values; spd and orthogonal are still scaled
@@ -69,6 +72,13 @@ def _ray(vtype: str, x: np.ndarray, t: float) -> np.ndarray | None:
             u = u - np.mean(u, axis=-1, keepdims=True)
         return back(u * t)
     return None
+
+
+def searchable(lhs: Expr, rhs: Expr, entries: int) -> bool:
+    """Whether `violation_search` runs for a claim with `entries` input entries: always without
+    a derivative in it, else up to DERIVATIVE_MAX_ENTRIES."""
+    derivative = contains_derivative(lhs) or contains_derivative(rhs)
+    return not derivative or entries <= DERIVATIVE_MAX_ENTRIES
 
 
 class _Margin:
